@@ -1,0 +1,355 @@
+//! Request fingerprints for replay matching, and the explanation of a miss.
+//! Pure: a fingerprint is computed from a redacted request and the matching configuration.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::model::RecordedRequest;
+use super::redact::{percent_decode, Redactor};
+use crate::config::MatchConfig;
+
+/// The parts of a request that decide a replay match.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fingerprint {
+    /// Upper-case method.
+    pub method: String,
+    /// Lower-case host (with a non-default port).
+    pub host: String,
+    /// Path as sent.
+    pub path: String,
+    /// Decoded query pairs, sorted; ignored parameters removed.
+    pub query: Vec<(String, String)>,
+    /// Headers that take part (configured), lower-case names, sorted.
+    pub headers: Vec<(String, String)>,
+    /// The body, compared by meaning where its type allows.
+    pub body: BodyKey,
+}
+
+/// A body reduced to what decides a match.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BodyKey {
+    /// No body.
+    Empty,
+    /// JSON, canonical text (keys sorted, ignored paths removed).
+    Json(String),
+    /// Form fields, sorted.
+    Form(Vec<(String, String)>),
+    /// Anything else: length and a stable hash of the bytes.
+    Raw {
+        /// Byte length.
+        len: usize,
+        /// FNV-1a 64 of the bytes.
+        hash: u64,
+    },
+}
+
+/// Computes fingerprints under one matching configuration.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    cfg: MatchConfig,
+    ignore_paths: Vec<Vec<String>>,
+    redactor: Redactor,
+}
+
+impl Matcher {
+    /// A matcher that redacts with `redactor` before fingerprinting, as recording did.
+    pub fn new(cfg: &MatchConfig, redactor: Redactor) -> Matcher {
+        let ignore_paths = cfg
+            .ignore_json_paths
+            .iter()
+            .map(|p| p.trim_start_matches("$.").split('.').map(String::from).collect())
+            .collect();
+        Matcher { cfg: cfg.clone(), ignore_paths, redactor }
+    }
+
+    /// The redactor used before fingerprinting.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// The fingerprint of a request. `req` may be live (it is redacted here) or recorded (redaction is idempotent).
+    pub fn fingerprint(&self, req: &RecordedRequest) -> Fingerprint {
+        let mut query: Vec<(String, String)> = req
+            .query
+            .as_deref()
+            .map(|q| self.redactor.urlencoded(q).into_owned())
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .filter(|(k, _)| !self.cfg.ignore_query.iter().any(|i| i == k))
+            .collect();
+        query.sort();
+        let mut headers: Vec<(String, String)> = self
+            .cfg
+            .headers
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .filter_map(|h| req.header(&h).map(|v| (h.clone(), self.redactor.header(&h, v).into_owned())))
+            .collect();
+        headers.sort();
+        let ct = req.header("content-type");
+        let body = self.body_key(ct, &self.redactor.body(ct, &req.body.bytes));
+        Fingerprint {
+            method: req.method.to_ascii_uppercase(),
+            host: req.host.to_ascii_lowercase(),
+            path: req.path.clone(),
+            query,
+            headers,
+            body,
+        }
+    }
+
+    fn body_key(&self, content_type: Option<&str>, bytes: &[u8]) -> BodyKey {
+        if bytes.is_empty() {
+            return BodyKey::Empty;
+        }
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        if ct.contains("x-www-form-urlencoded") {
+            if let Ok(s) = std::str::from_utf8(bytes) {
+                let mut f: Vec<(String, String)> = s
+                    .split('&')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                        (percent_decode(k), percent_decode(v))
+                    })
+                    .collect();
+                f.sort();
+                return BodyKey::Form(f);
+            }
+        }
+        if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
+            for p in &self.ignore_paths {
+                remove_path(&mut v, p);
+            }
+            let mut out = String::new();
+            canonical(&v, &mut out);
+            return BodyKey::Json(out);
+        }
+        BodyKey::Raw { len: bytes.len(), hash: fnv1a(bytes) }
+    }
+}
+
+/// Removes the value at a dotted path; `*` matches every key or array item.
+fn remove_path(v: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else { return };
+    match v {
+        Value::Object(m) => {
+            if rest.is_empty() {
+                if first == "*" {
+                    m.clear();
+                } else {
+                    m.shift_remove(first);
+                }
+            } else if first == "*" {
+                m.values_mut().for_each(|c| remove_path(c, rest));
+            } else if let Some(c) = m.get_mut(first) {
+                remove_path(c, rest);
+            }
+        }
+        Value::Array(a) if first == "*" || first.parse::<usize>().is_ok() => {
+            if first == "*" {
+                if rest.is_empty() {
+                    a.clear();
+                } else {
+                    a.iter_mut().for_each(|c| remove_path(c, rest));
+                }
+            } else if let Ok(i) = first.parse::<usize>() {
+                if rest.is_empty() {
+                    if i < a.len() {
+                        a.remove(i);
+                    }
+                } else if let Some(c) = a.get_mut(i) {
+                    remove_path(c, rest);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Canonical JSON text: object keys sorted, no whitespace.
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                canonical(&m[k.as_str()], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// FNV-1a, 64-bit: stable across runs and platforms.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// How a live fingerprint differs from a recorded one, with a score (lower is closer).
+#[derive(Debug, Clone)]
+pub struct Difference {
+    /// Weighted distance.
+    pub score: u32,
+    /// One line per differing part.
+    pub parts: Vec<String>,
+}
+
+/// Compares `live` with `recorded`, part by part.
+pub fn differences(live: &Fingerprint, recorded: &Fingerprint) -> Difference {
+    let mut score = 0;
+    let mut parts = Vec::new();
+    if live.host != recorded.host {
+        score += 16;
+        parts.push(format!("host: `{}` vs recorded `{}`", live.host, recorded.host));
+    }
+    if live.method != recorded.method {
+        score += 8;
+        parts.push(format!("method: {} vs recorded {}", live.method, recorded.method));
+    }
+    if live.path != recorded.path {
+        let a: Vec<&str> = live.path.split('/').collect();
+        let b: Vec<&str> = recorded.path.split('/').collect();
+        let differing = a.iter().zip(&b).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len());
+        score += 4 * differing as u32;
+        parts.push(format!("path: `{}` vs recorded `{}`", live.path, recorded.path));
+    }
+    if live.query != recorded.query {
+        let only_live: Vec<String> =
+            live.query.iter().filter(|p| !recorded.query.contains(p)).map(|(k, v)| format!("{k}={v}")).collect();
+        let only_rec: Vec<String> =
+            recorded.query.iter().filter(|p| !live.query.contains(p)).map(|(k, v)| format!("{k}={v}")).collect();
+        score += (only_live.len() + only_rec.len()) as u32;
+        parts.push(format!("query: live has [{}], recorded has [{}]", only_live.join(", "), only_rec.join(", ")));
+    }
+    if live.headers != recorded.headers {
+        score += 1;
+        parts.push(format!("headers: {:?} vs recorded {:?}", live.headers, recorded.headers));
+    }
+    if live.body != recorded.body {
+        score += 2;
+        parts.push(format!("body: {} vs recorded {}", describe_body(&live.body), describe_body(&recorded.body)));
+    }
+    Difference { score, parts }
+}
+
+fn describe_body(b: &BodyKey) -> String {
+    match b {
+        BodyKey::Empty => "empty".into(),
+        BodyKey::Json(s) => {
+            let mut t = String::new();
+            let _ = write!(t, "JSON {}", truncate(s, 200));
+            t
+        }
+        BodyKey::Form(f) => format!(
+            "form [{}]",
+            truncate(&f.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"), 200)
+        ),
+        BodyKey::Raw { len, hash } => format!("{len} bytes (hash {hash:016x})"),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        return s.to_string();
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cassette::model::Body;
+    use crate::config::RedactConfig;
+
+    fn req(method: &str, path: &str, query: Option<&str>, ct: Option<&str>, body: &str) -> RecordedRequest {
+        let mut headers = vec![("authorization".to_string(), "Bearer live-token".to_string())];
+        if let Some(ct) = ct {
+            headers.push(("content-type".into(), ct.into()));
+        }
+        RecordedRequest {
+            method: method.into(),
+            scheme: "https".into(),
+            host: "api.mypurecloud.com".into(),
+            path: path.into(),
+            query: query.map(String::from),
+            headers,
+            body: Body { bytes: body.to_string().into(), encoding: None },
+        }
+    }
+
+    fn m(cfg: MatchConfig) -> Matcher {
+        Matcher::new(&cfg, Redactor::new(&RedactConfig::default()))
+    }
+
+    #[test]
+    fn query_order_json_order_and_authorization_do_not_matter() {
+        let m = m(MatchConfig::default());
+        let a = req("GET", "/api/v2/users", Some("pageSize=25&pageNumber=1"), None, "");
+        let mut b = req("get", "/api/v2/users", Some("pageNumber=1&pageSize=25"), None, "");
+        b.headers[0].1 = "Bearer other".into();
+        assert_eq!(m.fingerprint(&a), m.fingerprint(&b));
+        let j1 = req("POST", "/x", None, Some("application/json"), r#"{"a":1,"b":{"c":[1,2]}}"#);
+        let j2 = req("POST", "/x", None, Some("application/json"), "{ \"b\": {\"c\": [1, 2]}, \"a\": 1 }");
+        assert_eq!(m.fingerprint(&j1), m.fingerprint(&j2));
+        let j3 = req("POST", "/x", None, Some("application/json"), r#"{"a":1,"b":{"c":[2,1]}}"#);
+        assert_ne!(m.fingerprint(&j1), m.fingerprint(&j3));
+    }
+
+    #[test]
+    fn redacted_fields_never_decide_a_match() {
+        let m = m(MatchConfig::default());
+        let ct = Some("application/x-www-form-urlencoded");
+        let a = req("POST", "/oauth/token", None, ct, "grant_type=client_credentials&client_secret=one");
+        let b = req("POST", "/oauth/token", None, ct, "client_secret=two&grant_type=client_credentials");
+        assert_eq!(m.fingerprint(&a), m.fingerprint(&b));
+    }
+
+    #[test]
+    fn volatile_json_paths_are_ignored() {
+        let m = m(MatchConfig { ignore_json_paths: vec!["meta.requestId".into(), "items.*.ts".into()], ..Default::default() });
+        let a = req("POST", "/x", None, Some("application/json"), r#"{"meta":{"requestId":"1","k":2},"items":[{"ts":1,"v":1}]}"#);
+        let b = req("POST", "/x", None, Some("application/json"), r#"{"meta":{"requestId":"2","k":2},"items":[{"ts":9,"v":1}]}"#);
+        assert_eq!(m.fingerprint(&a), m.fingerprint(&b));
+    }
+
+    #[test]
+    fn differences_name_the_parts() {
+        let m = m(MatchConfig::default());
+        let a = m.fingerprint(&req("GET", "/api/v2/users/me", Some("expand=presence"), None, ""));
+        let b = m.fingerprint(&req("GET", "/api/v2/users/me", None, None, ""));
+        let c = m.fingerprint(&req("DELETE", "/api/v2/other", None, None, ""));
+        let d1 = differences(&a, &b);
+        let d2 = differences(&a, &c);
+        assert!(d1.score < d2.score);
+        assert_eq!(d1.parts.len(), 1);
+        assert!(d1.parts[0].contains("expand=presence"), "{:?}", d1.parts);
+    }
+}

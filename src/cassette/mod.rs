@@ -1,0 +1,14 @@
+//! Cassettes: the sled store, fingerprints and matching, redaction, and the replay index.
+//! Knows nothing about sockets.
+
+pub mod fingerprint;
+pub mod index;
+pub mod model;
+pub mod redact;
+pub mod store;
+
+pub use fingerprint::{Fingerprint, Matcher};
+pub use index::Index;
+pub use model::{Body, Exchange, RecordedRequest, RecordedResponse};
+pub use redact::Redactor;
+pub use store::{CassetteError, Store};

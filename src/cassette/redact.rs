@@ -1,0 +1,256 @@
+//! Redaction of secrets (and optionally PII) from headers, query strings, form and JSON bodies.
+//! Pure functions over data; applied to what is stored and to live requests before fingerprinting,
+//! never to a live response.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::config::RedactConfig;
+
+/// Applies one redaction policy.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    headers: HashSet<String>,
+    fields: HashSet<String>,
+    pii: Option<(regex::Regex, regex::Regex)>,
+    replacement: String,
+}
+
+impl Redactor {
+    /// Builds a redactor from configuration.
+    pub fn new(cfg: &RedactConfig) -> Redactor {
+        let pii = cfg.pii.then(|| {
+            (
+                regex::Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+").expect("e-mail pattern"),
+                regex::Regex::new(r"\+?\d[\d\s().-]{6,}\d").expect("phone pattern"),
+            )
+        });
+        Redactor {
+            headers: cfg.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            fields: cfg.fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
+            pii,
+            replacement: cfg.replacement.clone(),
+        }
+    }
+
+    /// The text that replaces a secret.
+    pub fn replacement(&self) -> &str {
+        &self.replacement
+    }
+
+    fn is_field(&self, name: &str) -> bool {
+        self.fields.contains(&name.to_ascii_lowercase())
+    }
+
+    /// The value to store for header `name`.
+    pub fn header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
+        if self.headers.contains(&name.to_ascii_lowercase()) {
+            Cow::Owned(self.replacement.clone())
+        } else {
+            Cow::Borrowed(value)
+        }
+    }
+
+    /// Redacts a list of headers in place.
+    pub fn headers(&self, headers: &mut [(String, String)]) {
+        for (k, v) in headers.iter_mut() {
+            if let Cow::Owned(r) = self.header(k, v) {
+                *v = r;
+            }
+        }
+    }
+
+    /// Redacts `key=value` pairs of a query string or form body whose key is a secret field
+    /// (and, with PII on, e-mail addresses and phone numbers in values).
+    pub fn urlencoded<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        let mut changed = false;
+        let parts: Vec<String> = s
+            .split('&')
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                if self.is_field(&percent_decode(k)) && v != percent_encode(&self.replacement) {
+                    changed = true;
+                    return format!("{k}={}", percent_encode(&self.replacement));
+                }
+                if self.pii.is_some() {
+                    let decoded = percent_decode(v);
+                    if let Cow::Owned(r) = self.pii_text(&decoded) {
+                        changed = true;
+                        return format!("{k}={}", percent_encode(&r));
+                    }
+                }
+                pair.to_string()
+            })
+            .collect();
+        if changed {
+            Cow::Owned(parts.join("&"))
+        } else {
+            Cow::Borrowed(s)
+        }
+    }
+
+    fn pii_text<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        match &self.pii {
+            None => Cow::Borrowed(s),
+            Some((email, phone)) => {
+                let a = email.replace_all(s, self.replacement.as_str());
+                let b = phone.replace_all(&a, self.replacement.as_str()).into_owned();
+                if b == s {
+                    Cow::Borrowed(s)
+                } else {
+                    Cow::Owned(b)
+                }
+            }
+        }
+    }
+
+    /// Redacts a JSON value in place; returns whether anything changed.
+    pub fn json(&self, v: &mut Value) -> bool {
+        match v {
+            Value::Object(map) => {
+                let mut changed = false;
+                for (k, val) in map.iter_mut() {
+                    if self.is_field(k) {
+                        if !val.is_null() && val.as_str() != Some(self.replacement.as_str()) {
+                            *val = Value::String(self.replacement.clone());
+                            changed = true;
+                        }
+                    } else {
+                        changed |= self.json(val);
+                    }
+                }
+                changed
+            }
+            Value::Array(items) => items.iter_mut().fold(false, |c, i| self.json(i) | c),
+            Value::String(s) if self.pii.is_some() => {
+                if let Cow::Owned(r) = self.pii_text(s) {
+                    *s = r;
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Redacts a body given its content type. Returns the input unchanged when nothing was redacted.
+    pub fn body<'a>(&self, content_type: Option<&str>, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        if ct.contains("x-www-form-urlencoded") {
+            if let Ok(s) = std::str::from_utf8(bytes) {
+                return match self.urlencoded(s) {
+                    Cow::Borrowed(_) => Cow::Borrowed(bytes),
+                    Cow::Owned(o) => Cow::Owned(o.into_bytes()),
+                };
+            }
+            return Cow::Borrowed(bytes);
+        }
+        let looks_json = ct.contains("json") || matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
+        if looks_json {
+            if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
+                if self.json(&mut v) {
+                    return Cow::Owned(serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec()));
+                }
+                return Cow::Borrowed(bytes);
+            }
+        }
+        if self.pii.is_some() {
+            if let Ok(s) = std::str::from_utf8(bytes) {
+                if let Cow::Owned(r) = self.pii_text(s) {
+                    return Cow::Owned(r.into_bytes());
+                }
+            }
+        }
+        Cow::Borrowed(bytes)
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (as space) in a query or form component. Invalid escapes stay as they are.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r() -> Redactor {
+        Redactor::new(&RedactConfig::default())
+    }
+
+    #[test]
+    fn headers_and_fields_are_replaced() {
+        let r = r();
+        assert_eq!(r.header("Authorization", "Bearer abc"), "[REDACTED]");
+        assert_eq!(r.header("Accept", "x"), "x");
+        let q = r.urlencoded("grant_type=client_credentials&client_secret=s3cr3t&x=1");
+        assert_eq!(q, "grant_type=client_credentials&client_secret=%5BREDACTED%5D&x=1");
+        assert!(matches!(r.urlencoded("a=1&b=2"), Cow::Borrowed(_)));
+        let body = br#"{"a":{"access_token":"tok","list":[{"refresh_token":"rt"}]},"keep":"v"}"#;
+        let out = r.body(Some("application/json"), body);
+        let s = std::str::from_utf8(&out).unwrap();
+        assert!(!s.contains("\"tok\"") && !s.contains("\"rt\""), "{s}");
+        assert!(s.contains("\"keep\":\"v\""), "{s}");
+        assert!(s.find("\"a\"").unwrap() < s.find("\"keep\"").unwrap(), "order kept: {s}");
+        let untouched = br#"{"b": 1}"#;
+        assert!(matches!(r.body(Some("application/json"), untouched), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn percent_decoding_handles_edges() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%41"), "A");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn pii_is_optional() {
+        let mut cfg = RedactConfig::default();
+        cfg.pii = true;
+        let r = Redactor::new(&cfg);
+        let out = r.body(Some("application/json"), br#"{"email":"jo@example.com","phone":"+1 317 555 0100"}"#);
+        let s = std::str::from_utf8(&out).unwrap();
+        assert!(!s.contains("example.com") && !s.contains("555"), "{s}");
+    }
+}

@@ -1,0 +1,245 @@
+//! The sled-backed cassette store: one database per cassette, a format version key, exchanges
+//! keyed by sequence number and flushed to disk before a write returns. Also reads and writes the
+//! JSON Lines form. Knows nothing about sockets.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::model::Exchange;
+
+/// The cassette format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const META_TREE: &str = "meta";
+const EXCHANGES_TREE: &str = "exchanges";
+const VERSION_KEY: &str = "format_version";
+const OWNER_FILE: &str = "callvcr.pid";
+
+/// Errors opening or using a cassette.
+#[derive(Debug, thiserror::Error)]
+pub enum CassetteError {
+    /// No cassette by that name or path.
+    #[error("cassette `{0}` not found (record it first with `callvcr record --cassette NAME`, or check --cassettes)")]
+    Missing(PathBuf),
+    /// Another process holds the store.
+    #[error("cassette `{path}` is in use by another callvcr process{pid}; stop it or use another cassette", pid = .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    InUse {
+        /// The store.
+        path: PathBuf,
+        /// The holder's process id, when it wrote one.
+        pid: Option<u32>,
+    },
+    /// Written by a newer callvcr.
+    #[error("cassette `{path}` has format version {found}, newer than this callvcr reads ({FORMAT_VERSION}); upgrade callvcr")]
+    Newer {
+        /// The store.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+    },
+    /// Unreadable contents.
+    #[error("cassette `{path}` is corrupt: {detail}")]
+    Corrupt {
+        /// The store or file.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+    /// An I/O or storage failure.
+    #[error("cassette `{path}`: {detail}")]
+    Io {
+        /// The store or file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// An open sled cassette.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    exchanges: sled::Tree,
+    next_seq: AtomicU64,
+}
+
+impl Store {
+    /// Opens the store at `path`; creates it when `create` is set, else it must exist.
+    pub fn open(path: &Path, create: bool) -> Result<Store, CassetteError> {
+        if !create && !path.join("db").exists() && !path.join("conf").exists() {
+            return Err(CassetteError::Missing(path.to_path_buf()));
+        }
+        let db = sled::Config::new().path(path).open().map_err(|e| open_error(path, e))?;
+        let io = |e: sled::Error| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() };
+        let meta = db.open_tree(META_TREE).map_err(io)?;
+        let exchanges = db.open_tree(EXCHANGES_TREE).map_err(io)?;
+        match meta.get(VERSION_KEY).map_err(io)? {
+            Some(v) => {
+                let found = std::str::from_utf8(&v).ok().and_then(|s| s.parse::<u32>().ok()).ok_or_else(|| {
+                    CassetteError::Corrupt { path: path.to_path_buf(), detail: "unreadable format version".into() }
+                })?;
+                if found > FORMAT_VERSION {
+                    return Err(CassetteError::Newer { path: path.to_path_buf(), found });
+                }
+            }
+            None if !create || !exchanges.is_empty() => {
+                return Err(CassetteError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: "no format version (not a callvcr cassette?)".into(),
+                });
+            }
+            None => {
+                meta.insert(VERSION_KEY, FORMAT_VERSION.to_string().as_bytes()).map_err(io)?;
+                db.flush().map_err(io)?;
+            }
+        }
+        let next = exchanges.last().map_err(io)?.map(|(k, _)| seq_of(&k) + 1).unwrap_or(1);
+        let _ = std::fs::write(path.join(OWNER_FILE), std::process::id().to_string());
+        Ok(Store { path: path.to_path_buf(), db, exchanges, next_seq: AtomicU64::new(next) })
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, e: impl std::fmt::Display) -> CassetteError {
+        CassetteError::Io { path: self.path.clone(), detail: e.to_string() }
+    }
+
+    /// Removes every exchange (a fresh recording replaces the old one).
+    pub fn clear(&self) -> Result<(), CassetteError> {
+        self.exchanges.clear().map_err(|e| self.io(e))?;
+        self.db.flush().map_err(|e| self.io(e))?;
+        self.next_seq.store(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The next sequence number to use.
+    pub fn allocate_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Writes `ex` and flushes it to disk before returning.
+    pub fn append(&self, ex: &Exchange) -> Result<(), CassetteError> {
+        let v = serde_json::to_vec(ex).map_err(|e| self.io(e))?;
+        self.exchanges.insert(ex.seq.to_be_bytes(), v).map_err(|e| self.io(e))?;
+        self.db.flush().map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// Number of stored exchanges.
+    pub fn len(&self) -> usize {
+        self.exchanges.len()
+    }
+
+    /// Whether the store holds no exchange.
+    pub fn is_empty(&self) -> bool {
+        self.exchanges.is_empty()
+    }
+
+    /// Every stored exchange, in sequence order.
+    pub fn load_all(&self) -> Result<Vec<Exchange>, CassetteError> {
+        let mut out = Vec::with_capacity(self.exchanges.len());
+        for item in self.exchanges.iter() {
+            let (k, v) = item.map_err(|e| CassetteError::Corrupt { path: self.path.clone(), detail: e.to_string() })?;
+            let ex: Exchange = serde_json::from_slice(&v).map_err(|e| CassetteError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("exchange {} does not parse: {e}", seq_of(&k)),
+            })?;
+            out.push(ex);
+        }
+        Ok(out)
+    }
+
+    /// Flushes everything to disk.
+    pub fn flush(&self) -> Result<(), CassetteError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.io(e))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.db.flush();
+        let _ = std::fs::remove_file(self.path.join(OWNER_FILE));
+    }
+}
+
+fn seq_of(k: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = k.len().min(8);
+    b[8 - n..].copy_from_slice(&k[k.len() - n..]);
+    u64::from_be_bytes(b)
+}
+
+fn open_error(path: &Path, e: sled::Error) -> CassetteError {
+    let text = e.to_string();
+    match e {
+        sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || text.contains("lock") => {
+            let pid = std::fs::read_to_string(path.join(OWNER_FILE)).ok().and_then(|s| s.trim().parse().ok());
+            CassetteError::InUse { path: path.to_path_buf(), pid }
+        }
+        sled::Error::Corruption { .. } => CassetteError::Corrupt { path: path.to_path_buf(), detail: text },
+        _ => CassetteError::Io { path: path.to_path_buf(), detail: text },
+    }
+}
+
+/// The first line of a JSON Lines cassette.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JsonlHeader {
+    format: String,
+    version: u32,
+}
+
+const JSONL_FORMAT: &str = "callvcr-cassette";
+
+/// Writes exchanges as JSON Lines: a header line, then one exchange per line in sequence order.
+pub fn write_jsonl(path: &Path, exchanges: &[Exchange]) -> Result<(), CassetteError> {
+    let io = |e: std::io::Error| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() };
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let header = JsonlHeader { format: JSONL_FORMAT.into(), version: FORMAT_VERSION };
+    writeln!(f, "{}", serde_json::to_string(&header).unwrap_or_default()).map_err(io)?;
+    for e in exchanges {
+        let line = serde_json::to_string(e).map_err(|e| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() })?;
+        writeln!(f, "{line}").map_err(io)?;
+    }
+    f.flush().map_err(io)
+}
+
+/// Reads a JSON Lines cassette.
+pub fn read_jsonl(path: &Path) -> Result<Vec<Exchange>, CassetteError> {
+    let f = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => CassetteError::Missing(path.to_path_buf()),
+        _ => CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() },
+    })?;
+    let corrupt = |line: usize, detail: String| CassetteError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("line {line}: {detail}"),
+    };
+    let mut out = Vec::new();
+    let mut saw_header = false;
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| corrupt(i + 1, e.to_string()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !saw_header {
+            let h: JsonlHeader = serde_json::from_str(&line)
+                .map_err(|e| corrupt(i + 1, format!("expected the cassette header line: {e}")))?;
+            if h.format != JSONL_FORMAT {
+                return Err(corrupt(i + 1, format!("format `{}` is not {JSONL_FORMAT}", h.format)));
+            }
+            if h.version > FORMAT_VERSION {
+                return Err(CassetteError::Newer { path: path.to_path_buf(), found: h.version });
+            }
+            saw_header = true;
+            continue;
+        }
+        out.push(serde_json::from_str(&line).map_err(|e| corrupt(i + 1, e.to_string()))?);
+    }
+    if !saw_header {
+        return Err(corrupt(1, "empty file, expected the cassette header line".into()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,600 @@
+//! The command line: `record`, `replay`, `ca`, `hosts`, `cassette`. Parses flags, resolves them
+//! over `proxy.yaml`, wires the parts together and maps outcomes to exit codes
+//! (0 ok, 1 strict failures, 2 usage or configuration errors). Holds no proxy logic.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::cassette::store::{read_jsonl, write_jsonl};
+use crate::cassette::{CassetteError, Exchange, Index, Matcher, Redactor, Store};
+use crate::clock::{rfc3339_ms, Clock};
+use crate::config::Config;
+use crate::listen::{self, Shared};
+use crate::proxy::{Mode, Proxy};
+use crate::tls::{self, Ca, LeafCache};
+use crate::upstream::{Upstream, UpstreamOptions};
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: strict replay saw misses (or unused recordings with --fail-on-unused).
+pub const EXIT_STRICT: i32 = 1;
+/// Exit code: bad usage or configuration, missing or unreadable cassette, port in use.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(name = "callvcr", version, about = "Record and replay contact-center SDK traffic through a TLS-terminating proxy")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Forward to the real platform and store every exchange in a cassette.
+    Record(RecordArgs),
+    /// Answer from a cassette, with no network at all.
+    Replay(ReplayArgs),
+    /// The local certificate authority.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// Print hosts-file lines that point the configured hosts at callvcr.
+    Hosts(HostsArgs),
+    /// Work with stored cassettes.
+    #[command(subcommand)]
+    Cassette(CassetteCmd),
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// proxy.yaml to use (default: ./proxy.yaml when present, else built-in defaults).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of the CA (created on first use).
+    #[arg(long, value_name = "DIR", default_value = "certs")]
+    certs: PathBuf,
+    /// Directory holding cassettes.
+    #[arg(long, value_name = "DIR", default_value = "cassettes")]
+    cassettes: PathBuf,
+    /// Transparent TLS listener address (use 127.0.0.1:443 for a hosts-file redirect).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// HTTP proxy listener (CONNECT, absolute-form) address.
+    #[arg(long = "proxy-listen", value_name = "ADDR")]
+    proxy_listen: Option<String>,
+    /// Admin API address.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
+    /// Write the bound addresses as JSON to this file once all listeners are ready.
+    #[arg(long = "ready-file", value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct RecordArgs {
+    /// Cassette name (a directory under --cassettes).
+    #[arg(long)]
+    cassette: String,
+    /// Replay what matches and record only what misses, keeping the rest of the cassette.
+    #[arg(long)]
+    missing: bool,
+    /// Extra CA (PEM) to trust for a sandbox with a private CA.
+    #[arg(long = "upstream-ca", value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
+    /// Send HOST to ADDR:PORT instead of resolving it (repeatable; HOST `*` sends every configured host).
+    #[arg(long, value_name = "HOST=ADDR:PORT")]
+    resolve: Vec<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// Cassette name, or a path to a `.jsonl` cassette.
+    #[arg(long)]
+    cassette: String,
+    /// Exit 1 at shutdown if any request missed.
+    #[arg(long)]
+    strict: bool,
+    /// Also exit 1 when recorded exchanges were never replayed.
+    #[arg(long = "fail-on-unused")]
+    fail_on_unused: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCmd {
+    /// Create the CA, name-constrained to the configured domains.
+    Init {
+        /// Replace an existing CA.
+        #[arg(long)]
+        force: bool,
+        /// proxy.yaml to take the domains from.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Directory of the CA.
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        certs: PathBuf,
+    },
+    /// Print where the CA is, when it expires, and how to trust it in each runtime.
+    Show {
+        /// Directory of the CA.
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        certs: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct HostsArgs {
+    /// Address the lines point at.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: String,
+    /// Also include the hosts seen in this cassette.
+    #[arg(long)]
+    cassette: Option<String>,
+    /// proxy.yaml to use.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory holding cassettes.
+    #[arg(long, value_name = "DIR", default_value = "cassettes")]
+    cassettes: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum CassetteCmd {
+    /// Write a cassette as JSON Lines (one exchange per line).
+    Export {
+        /// Cassette name.
+        name: String,
+        /// Output file (default: <cassettes>/<name>.jsonl).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Directory holding cassettes.
+        #[arg(long, value_name = "DIR", default_value = "cassettes")]
+        cassettes: PathBuf,
+    },
+    /// Store a JSON Lines cassette under a name.
+    Import {
+        /// The `.jsonl` file.
+        file: PathBuf,
+        /// Cassette name to create (replaces its contents).
+        #[arg(long)]
+        name: String,
+        /// Directory holding cassettes.
+        #[arg(long, value_name = "DIR", default_value = "cassettes")]
+        cassettes: PathBuf,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("callvcr: cannot start the runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Record(a) => run_record(a).await,
+            Cmd::Replay(a) => run_replay(a).await,
+            Cmd::Ca(c) => run_ca(c),
+            Cmd::Hosts(h) => run_hosts(h),
+            Cmd::Cassette(c) => run_cassette(c),
+        }
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLVCR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn fail(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("callvcr: error: {msg}");
+    EXIT_USAGE
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None if Path::new("proxy.yaml").exists() => Config::load(Path::new("proxy.yaml")).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+fn apply_common(cfg: &mut Config, c: &Common) {
+    if let Some(a) = &c.listen {
+        cfg.listen.tls = a.clone();
+    }
+    if let Some(a) = &c.proxy_listen {
+        cfg.listen.proxy = a.clone();
+    }
+    if let Some(a) = &c.admin {
+        cfg.listen.admin = a.clone();
+    }
+}
+
+fn load_ca(certs: &Path, cfg: &Config, clock: &Clock) -> Result<Ca, String> {
+    let domains = cfg.constraint_domains();
+    let (ca, created) = Ca::load_or_init(certs, &domains, clock).map_err(|e| e.to_string())?;
+    if created {
+        tracing::info!("created a new CA at {} (trust it: `callvcr ca show`)", certs.join(tls::CA_CERT_FILE).display());
+    }
+    let uncovered = ca.uncovered(&domains);
+    if !uncovered.is_empty() {
+        tracing::warn!(
+            "the CA's name constraints do not cover {}: clients will reject callvcr's certificates for them; run `callvcr ca init --force`",
+            uncovered.join(", ")
+        );
+    }
+    Ok(ca)
+}
+
+/// A cassette argument: a file (`.jsonl`) or a name under the cassettes directory.
+fn cassette_source(arg: &str) -> (String, Option<PathBuf>) {
+    let p = Path::new(arg);
+    let is_file = arg.ends_with(".jsonl") || arg.ends_with(".har") || p.is_file();
+    if is_file {
+        let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| arg.to_string());
+        (name, Some(p.to_path_buf()))
+    } else {
+        (arg.to_string(), None)
+    }
+}
+
+fn load_exchanges(arg: &str, dir: &Path) -> Result<(String, Vec<Exchange>), CassetteError> {
+    match cassette_source(arg) {
+        (name, Some(file)) => {
+            if file.extension().is_some_and(|e| e == "har") {
+                return Err(CassetteError::Io {
+                    path: file,
+                    detail: "HAR cassettes are not readable by this build yet; use the JSON Lines form".into(),
+                });
+            }
+            Ok((name, read_jsonl(&file)?))
+        }
+        (name, None) => {
+            let store = Store::open(&dir.join(&name), false)?;
+            let all = store.load_all()?;
+            Ok((name, all))
+        }
+    }
+}
+
+struct Running {
+    proxy: Arc<Proxy>,
+    addrs: (SocketAddr, SocketAddr, SocketAddr),
+}
+
+async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Running, i32> {
+    let cfg = proxy.config.clone();
+    let leaves = match LeafCache::new(ca, proxy.clock.clone()) {
+        Ok(l) => Arc::new(l),
+        Err(e) => return Err(fail(e)),
+    };
+    let tls_l = listen::bind(&cfg.listen.tls, "TLS listener", "--listen").await.map_err(fail)?;
+    let proxy_l = listen::bind(&cfg.listen.proxy, "proxy listener", "--proxy-listen").await.map_err(fail)?;
+    let admin_l = listen::bind(&cfg.listen.admin, "admin API", "--admin").await.map_err(fail)?;
+    let addrs = (
+        tls_l.local_addr().map_err(fail)?,
+        proxy_l.local_addr().map_err(fail)?,
+        admin_l.local_addr().map_err(fail)?,
+    );
+    let (drain_signal, drain) = listen::DrainSignal::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shared = Shared { proxy: proxy.clone(), leaves, drain: drain.clone() };
+    let tasks = vec![
+        tokio::spawn(listen::serve_tls(tls_l, shared.clone(), stop_rx.clone())),
+        tokio::spawn(listen::serve_proxy(proxy_l, shared.clone(), stop_rx.clone())),
+        tokio::spawn(crate::admin::serve(admin_l, proxy.clone(), drain, stop_rx.clone())),
+    ];
+    drop(shared);
+    tracing::info!(
+        mode = proxy.mode.as_str(),
+        "callvcr ready: TLS {} · proxy http://{} · admin http://{}",
+        addrs.0,
+        addrs.1,
+        addrs.2
+    );
+    if let Some(path) = &common.ready_file {
+        let j = serde_json::json!({"tls": addrs.0.to_string(), "proxy": addrs.1.to_string(), "admin": addrs.2.to_string()});
+        let tmp = path.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, j.to_string()).and_then(|_| std::fs::rename(&tmp, path)) {
+            return Err(fail(format!("cannot write the ready file {}: {e}", path.display())));
+        }
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down: letting in-flight requests finish (up to 5 s)");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    if !drain_signal.drain(Duration::from_secs(5)).await {
+        tracing::warn!("some connections were still open after 5 s and were closed");
+    }
+    Ok(Running { proxy, addrs })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn parse_resolve(list: &[String]) -> Result<Vec<(String, SocketAddr)>, String> {
+    list.iter()
+        .map(|r| {
+            let (h, a) = r.split_once('=').ok_or_else(|| format!("--resolve `{r}`: expected HOST=ADDR:PORT"))?;
+            let addr: SocketAddr = a.parse().map_err(|_| format!("--resolve `{r}`: `{a}` is not ADDR:PORT"))?;
+            Ok((h.to_ascii_lowercase(), addr))
+        })
+        .collect()
+}
+
+async fn run_record(a: RecordArgs) -> i32 {
+    let mut cfg = match load_config(a.common.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    apply_common(&mut cfg, &a.common);
+    match parse_resolve(&a.resolve) {
+        Ok(list) => cfg.resolve.extend(list),
+        Err(e) => return fail(e),
+    }
+    if let Some(ca) = &a.upstream_ca {
+        cfg.upstream_extra_ca = Some(ca.clone());
+    }
+    let clock = Arc::new(Clock::system());
+    let ca = match load_ca(&a.common.certs, &cfg, &clock) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let tls_cfg = match tls::upstream_client_config(cfg.upstream_extra_ca.as_deref()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => return fail(e),
+    };
+    let upstream = Upstream::new(UpstreamOptions {
+        tls: tls_cfg,
+        resolve: cfg.resolve.clone(),
+        connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
+        timeout: Duration::from_millis(cfg.upstream_timeout_ms),
+    });
+    let (name, file) = cassette_source(&a.cassette);
+    if file.is_some() {
+        return fail("record writes a named cassette under --cassettes; export it to JSON Lines afterwards with `callvcr cassette export`");
+    }
+    let store = match Store::open(&a.common.cassettes.join(&name), true) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return fail(e),
+    };
+    let cfg = Arc::new(cfg);
+    let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
+    let (mode, index) = if a.missing {
+        match store.load_all() {
+            Ok(all) => (Mode::RecordMissing, Index::new(all, &matcher)),
+            Err(e) => return fail(e),
+        }
+    } else {
+        if let Err(e) = store.clear() {
+            return fail(e);
+        }
+        (Mode::Record, Index::new(vec![], &matcher))
+    };
+    tracing::info!(cassette = %name, path = %store.path().display(), "recording");
+    let proxy = Arc::new(Proxy::new(mode, cfg, index, Some(store.clone()), Some(upstream), clock, name.clone()));
+    let running = match serve(proxy, ca, &a.common).await {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if let Err(e) = store.flush() {
+        eprintln!("callvcr: error: {e}");
+        return EXIT_USAGE;
+    }
+    let s = &running.proxy.stats;
+    eprintln!(
+        "callvcr: record summary for `{name}`: {} exchanges stored, {} replayed, {} passed through unrecorded, {} upstream failures",
+        s.recorded.load(Ordering::Relaxed),
+        s.hits.load(Ordering::Relaxed),
+        s.passthrough.load(Ordering::Relaxed),
+        s.upstream_errors.load(Ordering::Relaxed),
+    );
+    let _ = running.addrs;
+    EXIT_OK
+}
+
+async fn run_replay(a: ReplayArgs) -> i32 {
+    let mut cfg = match load_config(a.common.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    apply_common(&mut cfg, &a.common);
+    let clock = Arc::new(Clock::system());
+    let (name, exchanges) = match load_exchanges(&a.cassette, &a.common.cassettes) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let ca = match load_ca(&a.common.certs, &cfg, &clock) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let cfg = Arc::new(cfg);
+    let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
+    let index = Index::new(exchanges, &matcher);
+    tracing::info!(cassette = %name, exchanges = index.len(), "replaying (no network)");
+    let proxy = Arc::new(Proxy::new(Mode::Replay, cfg, index, None, None, clock, name.clone()));
+    let running = match serve(proxy, ca, &a.common).await {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let p = &running.proxy;
+    let hits = p.stats.hits.load(Ordering::Relaxed);
+    let misses = p.stats.misses.load(Ordering::Relaxed);
+    let idx = p.index();
+    let unused = idx.unused();
+    eprintln!("callvcr: replay summary for `{name}`: {hits} hits, {misses} misses, {} of {} recordings never replayed", unused.len(), idx.len());
+    for m in p.missed() {
+        eprintln!("  miss: {m}");
+    }
+    if a.fail_on_unused {
+        for u in &unused {
+            eprintln!("  unused: {}", crate::cassette::index::describe(&u.request));
+        }
+    }
+    if (a.strict || a.fail_on_unused) && misses > 0 {
+        eprintln!("callvcr: strict replay failed: {misses} request(s) missed");
+        return EXIT_STRICT;
+    }
+    if a.fail_on_unused && !unused.is_empty() {
+        eprintln!("callvcr: {} recorded exchange(s) were never replayed", unused.len());
+        return EXIT_STRICT;
+    }
+    EXIT_OK
+}
+
+fn run_ca(c: CaCmd) -> i32 {
+    match c {
+        CaCmd::Init { force, config, certs } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let domains = cfg.constraint_domains();
+            match tls::init_ca(&certs, &domains, force, &Clock::system()) {
+                Ok(info) => {
+                    println!("created {} (key {}, mode 0600)", info.cert_path.display(), certs.join(tls::CA_KEY_FILE).display());
+                    println!("valid only for: {}", info.permitted.join(", "));
+                    println!("next: trust it in your runtime; `callvcr ca show --certs {}` prints how", certs.display());
+                    EXIT_OK
+                }
+                Err(e) => fail(e),
+            }
+        }
+        CaCmd::Show { certs } => {
+            let path = certs.join(tls::CA_CERT_FILE);
+            let info = match tls::ca_info(&path) {
+                Ok(i) => i,
+                Err(_) if !path.exists() => return fail(format!("no CA at {}; run `callvcr ca init` first", path.display())),
+                Err(e) => return fail(e),
+            };
+            let abs = std::fs::canonicalize(&path).unwrap_or(path.clone());
+            let p = abs.display();
+            println!("CA certificate: {p}");
+            println!("expires:        {}", rfc3339_ms(info.not_after * 1000));
+            println!("valid only for: {}", info.permitted.join(", "));
+            println!();
+            println!("Trust it, per runtime:");
+            println!("  OpenSSL-based tools   export SSL_CERT_FILE={p}   (replaces the default bundle: combine it with your system roots if other hosts are reached)");
+            println!("  Python requests       export REQUESTS_CA_BUNDLE={p}");
+            println!("  Node.js               export NODE_EXTRA_CA_CERTS={p}   (added to Node's roots)");
+            println!("  curl                  curl --cacert {p} https://api.mypurecloud.com/...");
+            println!("  Java                  keytool -importcert -noprompt -alias callvcr -file {p} -keystore callvcr.jks -storepass changeit");
+            println!("                        then run with -Djavax.net.ssl.trustStore=callvcr.jks -Djavax.net.ssl.trustStorePassword=changeit");
+            println!("  Genesys Python SDK    it ignores the environment; set it in code:");
+            println!("                          PureCloudPlatformClientV2.configuration.ssl_ca_cert = \"{p}\"");
+            EXIT_OK
+        }
+    }
+}
+
+fn run_hosts(h: HostsArgs) -> i32 {
+    let cfg = match load_config(h.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let mut names = cfg.concrete_hosts();
+    if let Some(c) = &h.cassette {
+        match load_exchanges(c, &h.cassettes) {
+            Ok((_, all)) => {
+                for e in all {
+                    let host = e.request.host.split(':').next().unwrap_or("").to_string();
+                    if !host.is_empty() {
+                        names.push(host);
+                    }
+                }
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    println!("# callvcr: point these hosts at callvcr (listen on {}:443)", h.address);
+    for n in names {
+        println!("{} {}", h.address, n);
+    }
+    EXIT_OK
+}
+
+fn run_cassette(c: CassetteCmd) -> i32 {
+    match c {
+        CassetteCmd::Export { name, out, cassettes } => {
+            let store = match Store::open(&cassettes.join(&name), false) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let all = match store.load_all() {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            let out = out.unwrap_or_else(|| cassettes.join(format!("{name}.jsonl")));
+            match write_jsonl(&out, &all) {
+                Ok(()) => {
+                    println!("wrote {} exchanges to {}", all.len(), out.display());
+                    EXIT_OK
+                }
+                Err(e) => fail(e),
+            }
+        }
+        CassetteCmd::Import { file, name, cassettes } => {
+            let all = match read_jsonl(&file) {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            let store = match Store::open(&cassettes.join(&name), true) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            if let Err(e) = store.clear() {
+                return fail(e);
+            }
+            for e in &all {
+                if let Err(err) = store.append(e) {
+                    return fail(err);
+                }
+            }
+            println!("imported {} exchanges into {}", all.len(), store.path().display());
+            EXIT_OK
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! `proxy.yaml`: the types, the Genesys and NICE defaults, and validation with `file:line:col` errors.
+//! Reads the file and nothing else; flags are applied by the CLI on top of what this returns.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// Hosts intercepted when `proxy.yaml` lists none: Genesys Cloud (all regions) and NICE CXone.
+pub const DEFAULT_HOSTS: &[&str] = &[
+    "api.mypurecloud.com",
+    "login.mypurecloud.com",
+    "streaming.mypurecloud.com",
+    "api.nice-incontact.com",
+    "*.mypurecloud.com",
+    "*.mypurecloud.ie",
+    "*.mypurecloud.de",
+    "*.mypurecloud.jp",
+    "*.mypurecloud.com.au",
+    "*.pure.cloud",
+    "*.us-gov-pure.cloud",
+    "*.nice-incontact.com",
+    "*.niceincontact.com",
+];
+
+/// A configuration error, located in the file where that is known.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The file the error is in.
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub at: Option<(u64, u64)>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// The whole of `proxy.yaml`. Every section has defaults, so an empty file is valid.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Hosts to intercept: exact names or `*.domain` (any depth below `domain`).
+    pub hosts: Option<Vec<Spanned<String>>>,
+    /// Listener addresses.
+    pub listen: ListenConfig,
+    /// How to reach the real platform when recording.
+    pub upstream: RawUpstream,
+    /// What recording stores.
+    pub record: RawRecord,
+    /// Redaction of secrets before anything is stored.
+    pub redact: RedactConfig,
+    /// Which parts of a request decide a replay match.
+    #[serde(rename = "match")]
+    pub matching: MatchConfig,
+    /// Size limits on what clients may send.
+    pub limits: LimitsConfig,
+    /// Seed for ids callvcr invents.
+    pub seed: u64,
+    /// The admin API.
+    pub admin: AdminConfig,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            hosts: None,
+            listen: ListenConfig::default(),
+            upstream: RawUpstream::default(),
+            record: RawRecord::default(),
+            redact: RedactConfig::default(),
+            matching: MatchConfig::default(),
+            limits: LimitsConfig::default(),
+            seed: 0,
+            admin: AdminConfig::default(),
+        }
+    }
+}
+
+/// Listener addresses (`host:port`; port 0 picks a free one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// The transparent TLS listener (SNI decides the host).
+    pub tls: String,
+    /// The HTTP listener: CONNECT, absolute-form and origin-form requests.
+    pub proxy: String,
+    /// The admin API.
+    pub admin: String,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            tls: "127.0.0.1:9443".into(),
+            proxy: "127.0.0.1:8080".into(),
+            admin: "127.0.0.1:9901".into(),
+        }
+    }
+}
+
+/// Upstream settings as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Extra CA (PEM) trusted for the sandbox, added to the compiled-in web roots.
+    pub extra_ca: Option<Spanned<String>>,
+    /// `host: addr:port` overrides; `*` sends every configured host to one address.
+    pub resolve: BTreeMap<String, Spanned<String>>,
+    /// Connect timeout in milliseconds (default 10 000).
+    pub connect_timeout_ms: Option<u64>,
+    /// Whole-exchange timeout in milliseconds (default 60 000).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Recording settings as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRecord {
+    /// Hosts and paths that pass through without being recorded.
+    pub ignore: Vec<RawIgnore>,
+}
+
+/// One pass-through rule: a host (exact or `*.domain`) and/or a path regular expression.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawIgnore {
+    /// Host pattern.
+    pub host: Option<String>,
+    /// Path regular expression.
+    pub path: Option<Spanned<String>>,
+}
+
+/// What is redacted before anything reaches a cassette.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedactConfig {
+    /// Header names whose values are replaced (case-insensitive).
+    pub headers: Vec<String>,
+    /// Field names replaced in query strings, form bodies and JSON bodies (any depth).
+    pub fields: Vec<String>,
+    /// Also replace phone numbers and e-mail addresses in bodies.
+    pub pii: bool,
+    /// The text that replaces a secret.
+    pub replacement: String,
+}
+
+impl Default for RedactConfig {
+    fn default() -> Self {
+        RedactConfig {
+            headers: ["authorization", "proxy-authorization", "cookie", "set-cookie"]
+                .map(String::from)
+                .to_vec(),
+            fields: [
+                "client_secret",
+                "password",
+                "access_token",
+                "refresh_token",
+                "id_token",
+                "accessKeySecret",
+                "code_verifier",
+            ]
+            .map(String::from)
+            .to_vec(),
+            pii: false,
+            replacement: "[REDACTED]".into(),
+        }
+    }
+}
+
+/// Which parts of a request decide a replay match.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Request headers that take part in the fingerprint (none by default).
+    pub headers: Vec<String>,
+    /// JSON paths (`a.b`, `items.*.id`) ignored when comparing bodies.
+    pub ignore_json_paths: Vec<String>,
+    /// Query parameters ignored when comparing queries.
+    pub ignore_query: Vec<String>,
+}
+
+/// Size limits on client input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request head (request line and headers), in bytes; more → 431.
+    pub max_header_bytes: usize,
+    /// Largest request or response body, in bytes; more → 413 (request) or 502 (response).
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_header_bytes: 64 * 1024, max_body_bytes: 32 * 1024 * 1024 }
+    }
+}
+
+/// The admin API's exposure.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Accept callers from off loopback.
+    pub allow_remote: bool,
+    /// When set, every call needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+/// A host pattern: an exact name or every name below a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Exactly this name.
+    Exact(String),
+    /// Any name below this domain (`*.domain`), at any depth.
+    Below(String),
+}
+
+impl HostPattern {
+    /// Parses `name` or `*.domain`; lower-cases it.
+    pub fn parse(s: &str) -> Result<HostPattern, String> {
+        let s = s.trim().trim_end_matches('.').to_ascii_lowercase();
+        let (wild, name) = match s.strip_prefix("*.") {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, s.clone()),
+        };
+        if name.is_empty()
+            || name.contains('*')
+            || !name.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+        {
+            return Err(format!(
+                "`{s}` is not a host name or `*.domain` pattern (expected e.g. api.mypurecloud.com or *.pure.cloud)"
+            ));
+        }
+        Ok(if wild { HostPattern::Below(name) } else { HostPattern::Exact(name) })
+    }
+
+    /// Whether `host` (lower-case, no port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(n) => host == n,
+            HostPattern::Below(d) => {
+                host.len() > d.len() + 1 && host.ends_with(d.as_str()) && host.as_bytes()[host.len() - d.len() - 1] == b'.'
+            }
+        }
+    }
+
+    /// The domain a CA name constraint needs to permit this pattern.
+    pub fn constraint_domain(&self) -> &str {
+        match self {
+            HostPattern::Exact(n) | HostPattern::Below(n) => n,
+        }
+    }
+}
+
+/// A compiled pass-through rule.
+#[derive(Debug, Clone)]
+pub struct IgnoreRule {
+    /// Host pattern, if any.
+    pub host: Option<HostPattern>,
+    /// Path expression, if any.
+    pub path: Option<regex::Regex>,
+}
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (for messages), if a file.
+    pub source: Option<PathBuf>,
+    /// Intercepted hosts.
+    pub hosts: Vec<HostPattern>,
+    /// Listener addresses.
+    pub listen: ListenConfig,
+    /// Extra CA for the upstream.
+    pub upstream_extra_ca: Option<PathBuf>,
+    /// Resolve overrides: host (or `*`) → address.
+    pub resolve: BTreeMap<String, SocketAddr>,
+    /// Connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Whole-exchange timeout.
+    pub upstream_timeout_ms: u64,
+    /// Pass-through rules.
+    pub record_ignore: Vec<IgnoreRule>,
+    /// Redaction.
+    pub redact: RedactConfig,
+    /// Matching.
+    pub matching: MatchConfig,
+    /// Limits.
+    pub limits: LimitsConfig,
+    /// Id seed.
+    pub seed: u64,
+    /// Admin API.
+    pub admin: AdminConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        validate(RawConfig::default(), None, "").expect("the defaults are valid")
+    }
+}
+
+impl Config {
+    /// Loads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            at: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates YAML text; `path` names it in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| yaml_error(e, path))?
+        };
+        validate(raw, Some(path), text)
+    }
+
+    /// Whether callvcr intercepts `host` (any case, no port).
+    pub fn is_configured_host(&self, host: &str) -> bool {
+        let h = host.trim_end_matches('.').to_ascii_lowercase();
+        self.hosts.iter().any(|p| p.matches(&h))
+    }
+
+    /// The domains the CA's name constraints permit: one per pattern, with names already
+    /// covered by another entry left out.
+    pub fn constraint_domains(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.hosts.iter().map(|p| p.constraint_domain().to_string()).collect();
+        all.sort();
+        all.dedup();
+        let covered = |d: &str, by: &str| d != by && d.ends_with(by) && d.as_bytes()[d.len() - by.len() - 1] == b'.';
+        all.iter()
+            .filter(|d| !all.iter().any(|o| covered(d, o)))
+            .cloned()
+            .collect()
+    }
+
+    /// Concrete (non-wildcard) configured host names, for a hosts file.
+    pub fn concrete_hosts(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter_map(|p| match p {
+                HostPattern::Exact(n) => Some(n.clone()),
+                HostPattern::Below(_) => None,
+            })
+            .collect()
+    }
+
+    /// Whether a request to `host` + `path` passes through unrecorded.
+    pub fn is_ignored(&self, host: &str, path: &str) -> bool {
+        self.record_ignore.iter().any(|r| {
+            r.host.as_ref().is_none_or(|h| h.matches(host)) && r.path.as_ref().is_none_or(|p| p.is_match(path))
+        })
+    }
+}
+
+fn yaml_error(e: serde_saphyr::Error, path: &Path) -> ConfigError {
+    let at = e.location().map(|l| (l.line(), l.column()));
+    // The crate's Display appends its own position; keep only the message part.
+    let full = e.to_string();
+    let message = match full.find(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full,
+    };
+    ConfigError { file: path.to_path_buf(), at, message }
+}
+
+fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, ConfigError> {
+    let file = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<defaults>"));
+    let err_at = |loc: serde_saphyr::Location, message: String| ConfigError {
+        file: file.clone(),
+        at: Some((loc.line(), loc.column())),
+        message,
+    };
+    let err = |message: String| ConfigError { file: file.clone(), at: None, message };
+
+    let hosts = match &raw.hosts {
+        None => DEFAULT_HOSTS.iter().map(|h| HostPattern::parse(h).expect("default hosts parse")).collect(),
+        Some(list) => {
+            if list.is_empty() {
+                return Err(err(
+                    "`hosts` is empty: list the hosts to intercept, or remove the key to use the Genesys and NICE defaults"
+                        .into(),
+                ));
+            }
+            let mut out = Vec::new();
+            for h in list {
+                out.push(HostPattern::parse(&h.value).map_err(|m| err_at(h.referenced, m))?);
+            }
+            out
+        }
+    };
+
+    for (name, addr) in [("tls", &raw.listen.tls), ("proxy", &raw.listen.proxy), ("admin", &raw.listen.admin)] {
+        if addr.parse::<SocketAddr>().is_err() {
+            return Err(err(format!("listen.{name}: `{addr}` is not an address (expected host:port, e.g. 127.0.0.1:9443)")));
+        }
+    }
+
+    let mut resolve = BTreeMap::new();
+    for (host, addr) in &raw.upstream.resolve {
+        let a: SocketAddr = addr.value.parse().map_err(|_| {
+            err_at(addr.referenced, format!("upstream.resolve.{host}: `{}` is not an address (expected ip:port, e.g. 10.0.0.5:443)", addr.value))
+        })?;
+        resolve.insert(host.to_ascii_lowercase(), a);
+    }
+
+    let mut record_ignore = Vec::new();
+    for r in &raw.record.ignore {
+        let host = match &r.host {
+            Some(h) => Some(HostPattern::parse(h).map_err(err)?),
+            None => None,
+        };
+        let path = match &r.path {
+            Some(p) => Some(regex::Regex::new(&p.value).map_err(|e| {
+                err_at(p.referenced, format!("record.ignore path `{}` is not a regular expression: {e}", p.value))
+            })?),
+            None => None,
+        };
+        if host.is_none() && path.is_none() {
+            return Err(err("record.ignore: each rule needs a `host`, a `path`, or both".into()));
+        }
+        record_ignore.push(IgnoreRule { host, path });
+    }
+
+    if raw.limits.max_header_bytes < 1024 {
+        return Err(err("limits.max_header_bytes must be at least 1024".into()));
+    }
+    if raw.redact.replacement.is_empty() {
+        return Err(err("redact.replacement must not be empty".into()));
+    }
+
+    Ok(Config {
+        source: path.map(Path::to_path_buf),
+        hosts,
+        listen: raw.listen,
+        upstream_extra_ca: raw.upstream.extra_ca.map(|s| PathBuf::from(s.value)),
+        resolve,
+        connect_timeout_ms: raw.upstream.connect_timeout_ms.unwrap_or(10_000),
+        upstream_timeout_ms: raw.upstream.timeout_ms.unwrap_or(60_000),
+        record_ignore,
+        redact: raw.redact,
+        matching: raw.matching,
+        limits: raw.limits,
+        seed: raw.seed,
+        admin: raw.admin,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_cover_genesys_and_nice() {
+        let c = Config::default();
+        for h in ["api.mypurecloud.com", "login.usw2.pure.cloud", "api.mypurecloud.ie", "api-c32.nice-incontact.com", "cxone.niceincontact.com"] {
+            assert!(c.is_configured_host(h), "{h}");
+        }
+        assert!(!c.is_configured_host("example.com"));
+        assert!(!c.is_configured_host("mypurecloud.com.evil.net"));
+        assert!(!c.is_configured_host("evilmypurecloud.com"));
+        let d = c.constraint_domains();
+        assert!(d.contains(&"mypurecloud.com".to_string()));
+        assert!(!d.contains(&"api.mypurecloud.com".to_string()), "covered by mypurecloud.com: {d:?}");
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = Config::parse("hosts:\n  - api.mypurecloud.com\nlisten:\n  tsl: 1.2.3.4:5\n", Path::new("p.yaml")).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("p.yaml:4:"), "{s}");
+        assert!(s.contains("tsl"), "{s}");
+    }
+
+    #[test]
+    fn bad_host_is_located() {
+        let e = Config::parse("hosts:\n  - api.mypurecloud.com\n  - 'bad host!'\n", Path::new("p.yaml")).unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+        assert!(e.to_string().contains("not a host name"), "{e}");
+    }
+
+    #[test]
+    fn bad_resolve_and_regex_are_located() {
+        let e = Config::parse("upstream:\n  resolve:\n    api.mypurecloud.com: nowhere\n", Path::new("p.yaml")).unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+        let e = Config::parse("record:\n  ignore:\n    - path: '(['\n", Path::new("p.yaml")).unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+    }
+}

@@ -1,0 +1,12 @@
+//! callvcr: a TLS-terminating record/replay proxy for contact-center SDK traffic
+//! (Genesys Cloud, NICE CXone). The library holds every part; the binary is a thin CLI over it.
+
+pub mod admin;
+pub mod cassette;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod listen;
+pub mod proxy;
+pub mod tls;
+pub mod upstream;

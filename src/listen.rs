@@ -1,0 +1,310 @@
+//! Listeners: the transparent TLS listener (host from SNI), the HTTP listener that also serves
+//! CONNECT and absolute-form requests, and the accept loops with graceful shutdown.
+//! Knows nothing about cassettes: requests go to `Proxy::handle` with their target.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::LazyConfigAcceptor;
+
+use crate::proxy::{json_response, Mode, Proxy, Target};
+use crate::tls::LeafCache;
+
+/// A listener that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({what}): {reason}")]
+pub struct ListenError {
+    /// The address.
+    pub addr: String,
+    /// Which listener.
+    pub what: &'static str,
+    /// Why, with the fix.
+    pub reason: String,
+}
+
+/// Binds `addr` for the listener named `what`, with a message that says what to do when it fails.
+pub async fn bind(addr: &str, what: &'static str, flag: &str) -> Result<TcpListener, ListenError> {
+    let err = |reason: String| ListenError { addr: addr.to_string(), what, reason };
+    let sa: SocketAddr = addr.parse().map_err(|_| err(format!("not an address; expected host:port with {flag}")))?;
+    TcpListener::bind(sa).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => err(format!("the port is in use by another program; pick another with {flag} (port 0 picks a free one)")),
+        std::io::ErrorKind::PermissionDenied => err(format!(
+            "permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. `sudo setcap cap_net_bind_service=+ep $(which callvcr)`), or pick another with {flag}"
+        )),
+        _ => err(e.to_string()),
+    })
+}
+
+/// Tells open connections to finish gracefully, and waits until they have.
+#[derive(Debug)]
+pub struct DrainSignal {
+    tx: watch::Sender<bool>,
+}
+
+/// Held by every open connection; when signalled the connection finishes its in-flight requests and closes.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    rx: watch::Receiver<bool>,
+}
+
+impl DrainSignal {
+    /// A signal and the first handle to give out.
+    pub fn new() -> (DrainSignal, Drain) {
+        let (tx, rx) = watch::channel(false);
+        (DrainSignal { tx }, Drain { rx })
+    }
+
+    /// Signals every connection, then waits up to `limit` for all to close. Returns whether they all did.
+    pub async fn drain(self, limit: Duration) -> bool {
+        let _ = self.tx.send(true);
+        tokio::time::timeout(limit, self.tx.closed()).await.is_ok()
+    }
+}
+
+impl Drain {
+    /// Runs `conn` to completion, shutting it down gracefully once drain is signalled.
+    pub async fn watch<C: GracefulConnection>(mut self, conn: C) -> Result<(), C::Error> {
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            _ = self.rx.wait_for(|v| *v) => {}
+        }
+        conn.as_mut().graceful_shutdown();
+        conn.await
+    }
+}
+
+/// What every connection handler needs.
+#[derive(Clone)]
+pub struct Shared {
+    /// Request handling.
+    pub proxy: Arc<Proxy>,
+    /// Leaves per host.
+    pub leaves: Arc<LeafCache>,
+    /// Graceful shutdown of connections.
+    pub drain: Drain,
+}
+
+/// Accepts TLS connections until `stop` turns true; the target host comes from SNI.
+pub async fn serve_tls(listener: TcpListener, shared: Shared, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let s = shared.clone();
+                    tokio::spawn(async move { accept_tls(stream, peer.to_string(), None, 443, s).await });
+                }
+                Err(e) => {
+                    tracing::warn!("TLS listener accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Terminates TLS on `io` with a leaf for the SNI host (or `fallback`, the CONNECT host), then serves HTTP.
+pub async fn accept_tls<IO>(io: IO, peer: String, fallback: Option<String>, port: u16, shared: Shared)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = match tokio::time::timeout(Duration::from_secs(10), acceptor).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, "TLS handshake failed before ClientHello: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "TLS handshake timed out waiting for ClientHello");
+            return;
+        }
+    };
+    let sni = start.client_hello().server_name().map(|s| s.to_ascii_lowercase());
+    let Some(host) = sni.clone().or(fallback) else {
+        tracing::warn!(%peer, "refused TLS handshake: the client sent no SNI, so the target host is unknown");
+        return;
+    };
+    if !shared.proxy.config.is_configured_host(&host) {
+        tracing::warn!(%peer, %host, "refused TLS handshake for {host}: not a configured host (add it to `hosts` in proxy.yaml)");
+        return;
+    }
+    let cfg = match shared.leaves.server_config(&host) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(%host, "could not mint a certificate: {e}");
+            return;
+        }
+    };
+    let tls = match tokio::time::timeout(Duration::from_secs(10), start.into_stream(cfg)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, %host, "TLS handshake failed: {e} (does the client trust callvcr's CA? see `callvcr ca show`)");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, %host, "TLS handshake timed out");
+            return;
+        }
+    };
+    let target = Target { scheme: "https", host, port };
+    serve_http(TokioIo::new(tls), target, shared).await;
+}
+
+fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    let max = shared.proxy.config.limits.max_header_bytes.max(8192);
+    b.http1().max_buf_size(max);
+    b.http2().max_header_list_size(max as u32);
+    b
+}
+
+/// Serves intercepted HTTP (1.1 or 2) for one target on an established stream.
+async fn serve_http<IO>(io: IO, target: Target, shared: Shared)
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let proxy = shared.proxy.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let p = proxy.clone();
+        let t = target.clone();
+        async move { Ok::<_, Infallible>(p.handle(req, t).await) }
+    });
+    let b = builder(&shared);
+    let conn = b.serve_connection_with_upgrades(io, svc);
+    if let Err(e) = shared.drain.clone().watch(conn.into_owned()).await {
+        tracing::debug!("connection ended: {e}");
+    }
+}
+
+/// Accepts plain HTTP connections (CONNECT, absolute-form, origin-form) until `stop` turns true.
+pub async fn serve_proxy(listener: TcpListener, shared: Shared, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let s = shared.clone();
+                    tokio::spawn(async move { proxy_conn(stream, peer, s).await });
+                }
+                Err(e) => {
+                    tracing::warn!("proxy listener accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn proxy_conn(stream: TcpStream, peer: SocketAddr, shared: Shared) {
+    let s2 = shared.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let s = s2.clone();
+        async move { Ok::<_, Infallible>(proxy_request(req, peer, s).await) }
+    });
+    let b = builder(&shared).http1_only();
+    let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    if let Err(e) = shared.drain.clone().watch(conn).await {
+        tracing::debug!(%peer, "proxy connection ended: {e}");
+    }
+}
+
+fn split_authority(auth: &str, default_port: u16) -> Option<(String, u16)> {
+    let a: http::uri::Authority = auth.parse().ok()?;
+    let host = a.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    Some((host, a.port_u16().unwrap_or(default_port)))
+}
+
+fn plain(status: StatusCode, code: &str, msg: String) -> Response<Full<Bytes>> {
+    json_response(status, ("x-callvcr-error", code), json!({"message": msg, "code": format!("callvcr.{code}"), "status": status.as_u16()}))
+}
+
+async fn proxy_request(req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Response<Full<Bytes>> {
+    if req.method() == http::Method::CONNECT {
+        return connect(req, peer, shared).await;
+    }
+    let uri = req.uri().clone();
+    if let (Some(scheme), Some(auth)) = (uri.scheme_str(), uri.authority()) {
+        // Absolute-form, as HTTP clients send through HTTPS_PROXY without CONNECT (axios does).
+        let https = scheme.eq_ignore_ascii_case("https");
+        let Some((host, port)) = split_authority(auth.as_str(), if https { 443 } else { 80 }) else {
+            return plain(StatusCode::BAD_REQUEST, "request", format!("no host in `{uri}`"));
+        };
+        let target = Target { scheme: if https { "https" } else { "http" }, host, port };
+        return shared.proxy.clone().handle(req, target).await;
+    }
+    // Origin-form: the Host header names the target.
+    let host_header = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).map(String::from);
+    let Some((host, port)) = host_header.as_deref().and_then(|h| split_authority(h, 443)) else {
+        return plain(StatusCode::BAD_REQUEST, "request", "origin-form request without a Host header: send an absolute URI, CONNECT, or a Host header naming the platform host".into());
+    };
+    if !shared.proxy.config.is_configured_host(&host) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "not-intercepted",
+            format!("Host `{host}` is not a configured host; callvcr cannot tell where to send this request (is a hosts file pointing callvcr at itself?)"),
+        );
+    }
+    let port = if port == 80 { 443 } else { port };
+    shared.proxy.clone().handle(req, Target { scheme: "https", host, port }).await
+}
+
+async fn connect(mut req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Response<Full<Bytes>> {
+    let Some((host, port)) = req.uri().authority().and_then(|a| split_authority(a.as_str(), 443)) else {
+        return plain(StatusCode::BAD_REQUEST, "request", format!("CONNECT needs host:port, got `{}`", req.uri()));
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    if shared.proxy.config.is_configured_host(&host) {
+        let s = shared.clone();
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(up) => accept_tls(TokioIo::new(up), peer.to_string(), Some(host), port, s).await,
+                Err(e) => tracing::warn!(%peer, "CONNECT upgrade failed: {e}"),
+            }
+        });
+        return Response::new(Full::new(Bytes::new()));
+    }
+    if shared.proxy.mode == Mode::Replay {
+        tracing::warn!(%peer, %host, "refused CONNECT to {host}:{port}: not a configured host, and replay never reaches the network");
+        return plain(
+            StatusCode::FORBIDDEN,
+            "not-intercepted",
+            format!("callvcr is replaying and does not tunnel to {host}:{port}: it is not a configured host (add it to `hosts` in proxy.yaml to intercept it)"),
+        );
+    }
+    // Record mode: a blind tunnel for hosts we do not intercept; system name resolution applies.
+    let upstream = match tokio::time::timeout(Duration::from_millis(shared.proxy.config.connect_timeout_ms), TcpStream::connect((host.as_str(), port))).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return plain(StatusCode::BAD_GATEWAY, "upstream", format!("cannot tunnel to {host}:{port}: {e}")),
+        Err(_) => return plain(StatusCode::GATEWAY_TIMEOUT, "upstream", format!("connect to {host}:{port} timed out")),
+    };
+    tracing::info!(%peer, "blind tunnel to {host}:{port} (not a configured host; nothing recorded)");
+    tokio::spawn(async move {
+        if let Ok(up) = on_upgrade.await {
+            let mut client = TokioIo::new(up);
+            let mut server = upstream;
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+        }
+    });
+    Response::new(Full::new(Bytes::new()))
+}

@@ -1,0 +1,666 @@
+//! One intercepted request, answered: from the cassette (replay), from the upstream and stored
+//! (record), or as an explained miss. Listeners hand requests here with the target already known.
+
+use std::io::{Read as _, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::cassette::index::describe;
+use crate::cassette::{Body, Exchange, Index, Matcher, RecordedRequest, RecordedResponse, Redactor, Store};
+use crate::clock::{rfc3339_ms, Clock};
+use crate::config::Config;
+use crate::upstream::{FailureKind, Upstream, UpstreamError};
+
+/// How the proxy answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward everything and store it.
+    Record,
+    /// Replay what matches, forward and store what misses.
+    RecordMissing,
+    /// Answer from the cassette only; never touch the network.
+    Replay,
+}
+
+impl Mode {
+    /// The name reported by the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Record => "record",
+            Mode::RecordMissing => "record-missing",
+            Mode::Replay => "replay",
+        }
+    }
+}
+
+/// Where an intercepted request is going.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    /// Lower-case host name, without port.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl Target {
+    /// `host` or `host:port` when the port is not the scheme's default.
+    pub fn authority(&self) -> String {
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How one request was answered, as the journal reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JournalEntry {
+    /// Order of arrival.
+    pub seq: u64,
+    /// Method.
+    pub method: String,
+    /// Host.
+    pub host: String,
+    /// Path.
+    pub path: String,
+    /// Status answered.
+    pub status: u16,
+    /// `hit`, `miss`, `upstream`, `passthrough`, `error:<kind>`.
+    pub answered_by: String,
+}
+
+/// Counters for the summary and the status line.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Replay hits.
+    pub hits: AtomicU64,
+    /// Replay misses.
+    pub misses: AtomicU64,
+    /// Exchanges stored.
+    pub recorded: AtomicU64,
+    /// Requests forwarded without recording.
+    pub passthrough: AtomicU64,
+    /// Upstream failures.
+    pub upstream_errors: AtomicU64,
+}
+
+/// The response body type used throughout.
+pub type ProxyBody = Full<Bytes>;
+
+/// Shared state of a running proxy.
+pub struct Proxy {
+    /// How to answer.
+    pub mode: Mode,
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Fingerprinting (with redaction).
+    pub matcher: Matcher,
+    /// Replay index (empty in plain record mode).
+    pub index: RwLock<Arc<Index>>,
+    /// Where recordings go.
+    pub store: Option<Arc<Store>>,
+    /// The upstream client (record modes only).
+    pub upstream: Option<Upstream>,
+    /// Virtual time.
+    pub clock: Arc<Clock>,
+    /// Counters.
+    pub stats: Stats,
+    /// Name of the cassette in use.
+    pub cassette_name: RwLock<String>,
+    journal: Mutex<Vec<JournalEntry>>,
+    missed: Mutex<Vec<String>>,
+    seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("mode", &self.mode).finish_non_exhaustive()
+    }
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<String> = h
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    for n in HOP_BY_HOP.iter().copied().map(String::from).chain(named) {
+        h.remove(n.as_str());
+    }
+}
+
+fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(http::header::UPGRADE)
+        && h.get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| v.to_str().map(|s| s.to_ascii_lowercase().contains("upgrade")).unwrap_or(false))
+}
+
+/// A JSON response with callvcr's marker header.
+pub fn json_response(status: StatusCode, marker: (&'static str, &str), body: serde_json::Value) -> Response<ProxyBody> {
+    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(marker.1) {
+        r.headers_mut().insert(marker.0, v);
+    }
+    r
+}
+
+/// Decodes `gzip` or `deflate` bodies; `None` when the encoding is not one we decode or the bytes are bad.
+fn decode_body(encoding: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    match encoding {
+        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).ok()?,
+        "deflate" => flate2::read::ZlibDecoder::new(bytes).read_to_end(&mut out).ok()?,
+        _ => return None,
+    };
+    Some(out)
+}
+
+fn encode_body(encoding: &str, bytes: &[u8]) -> Vec<u8> {
+    let level = flate2::Compression::default();
+    let res = match encoding {
+        "gzip" | "x-gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+            e.write_all(bytes).and_then(|_| e.finish())
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            e.write_all(bytes).and_then(|_| e.finish())
+        }
+        _ => Ok(bytes.to_vec()),
+    };
+    res.unwrap_or_else(|_| bytes.to_vec())
+}
+
+/// The body as stored: decoded when the encoding is one we can decode, else as received.
+fn stored_body(headers: &HeaderMap, bytes: Bytes) -> Body {
+    let enc = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_ascii_lowercase());
+    match enc {
+        Some(e) if e != "identity" => match decode_body(&e, &bytes) {
+            Some(d) => Body { bytes: d.into(), encoding: Some(e) },
+            None => Body { bytes, encoding: None },
+        },
+        _ => Body { bytes, encoding: None },
+    }
+}
+
+impl Proxy {
+    /// A proxy in `mode` over `index`, recording into `store` through `upstream` where given.
+    pub fn new(
+        mode: Mode,
+        config: Arc<Config>,
+        index: Index,
+        store: Option<Arc<Store>>,
+        upstream: Option<Upstream>,
+        clock: Arc<Clock>,
+        cassette_name: String,
+    ) -> Proxy {
+        let matcher = Matcher::new(&config.matching, Redactor::new(&config.redact));
+        Proxy {
+            mode,
+            config,
+            matcher,
+            index: RwLock::new(Arc::new(index)),
+            store,
+            upstream,
+            clock,
+            stats: Stats::default(),
+            cassette_name: RwLock::new(cassette_name),
+            journal: Mutex::new(Vec::new()),
+            missed: Mutex::new(Vec::new()),
+            seq: AtomicU64::new(1),
+        }
+    }
+
+    /// The current replay index.
+    pub fn index(&self) -> Arc<Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A copy of the journal.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Requests that missed, described.
+    pub fn missed(&self) -> Vec<String> {
+        self.missed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Back to the start: FIFO positions rewound, journal and counters cleared.
+    pub fn reset(&self) {
+        self.index().rewind();
+        self.journal.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.missed.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.seq.store(1, Ordering::SeqCst);
+        for c in [&self.stats.hits, &self.stats.misses, &self.stats.passthrough, &self.stats.upstream_errors] {
+            c.store(0, Ordering::SeqCst);
+        }
+    }
+
+    fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str) {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst);
+        self.journal.lock().unwrap_or_else(|e| e.into_inner()).push(JournalEntry {
+            seq,
+            method: method.to_string(),
+            host: host.to_string(),
+            path: path.to_string(),
+            status,
+            answered_by: answered_by.to_string(),
+        });
+    }
+
+    /// Answers one request bound for `target`.
+    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, target: Target) -> Response<ProxyBody> {
+        let method = req.method().to_string();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().map(String::from);
+        let host = target.authority();
+        let configured = self.config.is_configured_host(&target.host);
+
+        if is_upgrade(req.headers()) {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            let (parts, _) = req.into_parts();
+            return self.handle_upgrade(parts, on_upgrade, target).await;
+        }
+
+        let (parts, body) = req.into_parts();
+        let limit = self.config.limits.max_body_bytes;
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let (status, code, msg) = if too_large {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "callvcr.request.too_large", format!("request body over the {limit}-byte limit (limits.max_body_bytes)"))
+                } else {
+                    (StatusCode::BAD_REQUEST, "callvcr.request.body", format!("could not read the request body: {e}"))
+                };
+                tracing::warn!(%method, %host, %path, "{msg}");
+                self.note(&method, &host, &path, status.as_u16(), "error:request");
+                return json_response(status, ("x-callvcr-error", "request"), json!({"message": msg, "code": code, "status": status.as_u16()}));
+            }
+        };
+
+        let mut live_headers = parts.headers.clone();
+        strip_hop_by_hop(&mut live_headers);
+        let live = RecordedRequest {
+            method: method.clone(),
+            scheme: target.scheme.to_string(),
+            host: host.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            headers: header_pairs(&live_headers),
+            body: Body { bytes: bytes.clone(), encoding: None },
+        };
+
+        if self.mode != Mode::Record && configured {
+            let fp = self.matcher.fingerprint(&live);
+            let index = self.index();
+            if let Some(ex) = index.next(&fp) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.note(&method, &host, &path, ex.response.status, "hit");
+                return replay_response(&ex.response);
+            }
+            if self.mode == Mode::Replay {
+                return self.miss(&live, &fp, &index);
+            }
+        }
+        if self.mode == Mode::Replay {
+            // Not a configured host: replay never touches the network.
+            self.note(&method, &host, &path, 403, "refused");
+            return json_response(
+                StatusCode::FORBIDDEN,
+                ("x-callvcr-error", "not-intercepted"),
+                json!({"message": format!("callvcr is replaying and does not reach {host}: it is not a configured host"), "code": "callvcr.host.not_configured", "status": 403}),
+            );
+        }
+        self.forward(parts.method, live_headers, live, bytes, target, configured).await
+    }
+
+    fn miss(&self, live: &RecordedRequest, fp: &crate::cassette::Fingerprint, index: &Index) -> Response<ProxyBody> {
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let near = index.near_misses(fp, 3);
+        let what = describe(live);
+        let closest_line = near
+            .first()
+            .map(|n| format!("; closest recording: {} (differs in {})", n.recorded, n.differences.join("; ")))
+            .unwrap_or_else(|| "; the cassette is empty".into());
+        tracing::warn!(cassette = %self.cassette_name.read().map(|s| s.clone()).unwrap_or_default(), "replay miss: {what}{closest_line}");
+        self.missed.lock().unwrap_or_else(|e| e.into_inner()).push(what.clone());
+        self.note(&live.method, &live.host, &live.path, 404, "miss");
+        let n = self.stats.misses.load(Ordering::Relaxed);
+        json_response(
+            StatusCode::NOT_FOUND,
+            ("x-callvcr-miss", "1"),
+            json!({
+                "message": format!("callvcr replay miss: no recording matches {what}{closest_line}"),
+                "code": "callvcr.replay.miss",
+                "status": 404,
+                "contextId": format!("callvcr-miss-{n}"),
+                "details": [],
+                "errors": [],
+                "request": {"method": live.method, "host": live.host, "path": live.path, "query": live.query},
+                "closest": near.iter().map(|m| json!({"recorded": m.recorded, "differences": m.differences})).collect::<Vec<_>>(),
+            }),
+        )
+    }
+
+    fn upstream_failure(&self, e: &UpstreamError, method: &str, host: &str, path: &str) -> Response<ProxyBody> {
+        self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        let status = if e.kind == FailureKind::Timeout { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+        tracing::error!(kind = e.kind.as_str(), %host, %path, "upstream failure, nothing stored: {}", e.detail);
+        self.note(method, host, path, status.as_u16(), &format!("error:upstream-{}", e.kind.as_str()));
+        json_response(
+            status,
+            ("x-callvcr-error", "upstream"),
+            json!({
+                "message": format!("callvcr could not reach the upstream {host}: {} failure: {}", e.kind.as_str(), e.detail),
+                "code": format!("callvcr.upstream.{}", e.kind.as_str()),
+                "status": status.as_u16(),
+                "kind": e.kind.as_str(),
+                "host": e.host,
+                "detail": e.detail,
+            }),
+        )
+    }
+
+    async fn forward(
+        &self,
+        method: Method,
+        headers: HeaderMap,
+        live: RecordedRequest,
+        bytes: Bytes,
+        target: Target,
+        configured: bool,
+    ) -> Response<ProxyBody> {
+        let Some(upstream) = &self.upstream else {
+            return json_response(StatusCode::INTERNAL_SERVER_ERROR, ("x-callvcr-error", "internal"), json!({"message": "no upstream client in this mode"}));
+        };
+        let uri = format!(
+            "{}://{}{}{}",
+            target.scheme,
+            target.authority(),
+            live.path,
+            live.query.as_ref().map(|q| format!("?{q}")).unwrap_or_default()
+        );
+        let mut builder = Request::builder().method(method).uri(&uri);
+        if let Some(h) = builder.headers_mut() {
+            *h = headers;
+        }
+        let up_req = match builder.body(Full::new(bytes)) {
+            Ok(r) => r,
+            Err(e) => {
+                return json_response(StatusCode::BAD_REQUEST, ("x-callvcr-error", "request"), json!({"message": format!("cannot forward this request: {e}"), "status": 400}));
+            }
+        };
+        let started = Clock::instant();
+        let resp = match upstream.send(up_req).await {
+            Ok(r) => r,
+            Err(e) => return self.upstream_failure(&e, &live.method, &live.host, &live.path),
+        };
+        let (mut rparts, rbody) = resp.into_parts();
+        let limit = self.config.limits.max_body_bytes;
+        let rbytes = match Limited::new(rbody, limit).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                let err = UpstreamError { kind: FailureKind::Protocol, host: target.host.clone(), detail: format!("response body: {e}") };
+                return self.upstream_failure(&err, &live.method, &live.host, &live.path);
+            }
+        };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        strip_hop_by_hop(&mut rparts.headers);
+        let status = rparts.status.as_u16();
+
+        let record = configured && !self.config.is_ignored(&target.host, &live.path);
+        if record {
+            if let Err(e) = self.store_exchange(live.clone(), status, &rparts.headers, rbytes.clone(), duration_ms).await {
+                tracing::error!("could not store the exchange, answering 500: {e}");
+                self.note(&live.method, &live.host, &live.path, 500, "error:cassette");
+                return json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ("x-callvcr-error", "cassette"),
+                    json!({"message": format!("callvcr could not store this exchange: {e}"), "code": "callvcr.cassette.write", "status": 500}),
+                );
+            }
+            self.note(&live.method, &live.host, &live.path, status, "upstream");
+        } else {
+            self.stats.passthrough.fetch_add(1, Ordering::Relaxed);
+            self.note(&live.method, &live.host, &live.path, status, "passthrough");
+        }
+        let mut r = Response::new(Full::new(rbytes));
+        *r.status_mut() = rparts.status;
+        *r.headers_mut() = rparts.headers;
+        r.headers_mut().remove(http::header::CONTENT_LENGTH);
+        r
+    }
+
+    async fn store_exchange(
+        &self,
+        live: RecordedRequest,
+        status: u16,
+        resp_headers: &HeaderMap,
+        rbytes: Bytes,
+        duration_ms: u64,
+    ) -> Result<(), String> {
+        let Some(store) = self.store.clone() else { return Ok(()) };
+        let red = self.matcher.redactor();
+        let mut req = live;
+        let sdk = req.header("purecloud-sdk").or_else(|| req.header("user-agent")).map(String::from);
+        red.headers(&mut req.headers);
+        if let Some(q) = &req.query {
+            req.query = Some(red.urlencoded(q).into_owned());
+        }
+        let ct = req.header("content-type").map(String::from);
+        req.body.bytes = Bytes::from(red.body(ct.as_deref(), &req.body.bytes).into_owned());
+
+        let mut rheaders = header_pairs(resp_headers);
+        red.headers(&mut rheaders);
+        let mut rbody = stored_body(resp_headers, rbytes);
+        let rct = resp_headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        rbody.bytes = Bytes::from(red.body(rct, &rbody.bytes).into_owned());
+        let ex = Exchange {
+            seq: store.allocate_seq(),
+            recorded_at: rfc3339_ms(self.clock.now_ms()),
+            duration_ms,
+            sdk,
+            request: req,
+            response: RecordedResponse { status, headers: rheaders, body: rbody },
+        };
+        tokio::task::spawn_blocking(move || store.append(&ex)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn handle_upgrade(
+        self: Arc<Self>,
+        parts: http::request::Parts,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+        target: Target,
+    ) -> Response<ProxyBody> {
+        let method = parts.method.to_string();
+        let host = target.authority();
+        let path = parts.uri.path().to_string();
+        let query = parts.uri.query().map(String::from);
+        let configured = self.config.is_configured_host(&target.host);
+        let live = RecordedRequest {
+            method: method.clone(),
+            scheme: target.scheme.to_string(),
+            host: host.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            headers: header_pairs(&parts.headers),
+            body: Body::default(),
+        };
+        if self.mode == Mode::Replay || (self.mode == Mode::RecordMissing && configured) {
+            let fp = self.matcher.fingerprint(&live);
+            let index = self.index();
+            if let Some(ex) = index.next(&fp) {
+                if ex.response.status != 101 {
+                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    self.note(&method, &host, &path, ex.response.status, "hit");
+                    return replay_response(&ex.response);
+                }
+                self.note(&method, &host, &path, 501, "unsupported:websocket");
+                return json_response(
+                    StatusCode::NOT_IMPLEMENTED,
+                    ("x-callvcr-error", "websocket-replay"),
+                    json!({"message": format!("callvcr found the recorded WebSocket handshake for {} but cannot replay WebSocket frames yet", describe(&live)), "code": "callvcr.websocket.unsupported", "status": 501}),
+                );
+            }
+            if self.mode == Mode::Replay {
+                return self.miss(&live, &fp, &index);
+            }
+        }
+        let Some(upstream) = &self.upstream else {
+            return json_response(StatusCode::INTERNAL_SERVER_ERROR, ("x-callvcr-error", "internal"), json!({"message": "no upstream client in this mode"}));
+        };
+        let mut headers = parts.headers.clone();
+        // Frames are recorded uncompressed (permessage-deflate would hide them).
+        headers.remove("sec-websocket-extensions");
+        let uri = format!("{}://{}{}{}", target.scheme, host, path, query.as_ref().map(|q| format!("?{q}")).unwrap_or_default());
+        let mut b = Request::builder().method(parts.method.clone()).uri(&uri);
+        if let Some(h) = b.headers_mut() {
+            *h = headers;
+        }
+        let Ok(up_req) = b.body(http_body_util::Empty::<Bytes>::new()) else {
+            return json_response(StatusCode::BAD_REQUEST, ("x-callvcr-error", "request"), json!({"message": "cannot forward this upgrade request", "status": 400}));
+        };
+        let started = Clock::instant();
+        let mut resp = match upstream.upgrade(up_req, target.scheme == "https").await {
+            Ok(r) => r,
+            Err(e) => return self.upstream_failure(&e, &method, &host, &path),
+        };
+        let status = resp.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            // Not upgraded: an ordinary answer (401, 404...), forwarded and recorded like any other.
+            let (rparts, rbody) = resp.into_parts();
+            let rbytes = rbody.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let mut h = rparts.headers.clone();
+            strip_hop_by_hop(&mut h);
+            if configured {
+                let _ = self.store_exchange(live, status.as_u16(), &h, rbytes.clone(), started.elapsed().as_millis() as u64).await;
+            }
+            self.note(&method, &host, &path, status.as_u16(), "upstream");
+            let mut r = Response::new(Full::new(rbytes));
+            *r.status_mut() = status;
+            *r.headers_mut() = h;
+            return r;
+        }
+        let up_upgrade = hyper::upgrade::on(&mut resp);
+        if configured {
+            let h = resp.headers().clone();
+            if let Err(e) = self.store_exchange(live, 101, &h, Bytes::new(), started.elapsed().as_millis() as u64).await {
+                tracing::error!("could not store the WebSocket handshake: {e}");
+            }
+        }
+        self.note(&method, &host, &path, 101, "upstream");
+        tokio::spawn(async move {
+            match (on_upgrade.await, up_upgrade.await) {
+                (Ok(client), Ok(server)) => {
+                    let mut c = hyper_util::rt::TokioIo::new(client);
+                    let mut s = hyper_util::rt::TokioIo::new(server);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut s).await {
+                        tracing::debug!("WebSocket tunnel closed: {e}");
+                    }
+                }
+                (a, b) => tracing::warn!("WebSocket upgrade did not complete: client {:?}, upstream {:?}", a.err(), b.err()),
+            }
+        });
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        for (k, v) in resp.headers() {
+            r.headers_mut().append(k.clone(), v.clone());
+        }
+        r
+    }
+}
+
+/// Builds the client's response from a recording: status, headers as recorded (length recomputed),
+/// body re-encoded as it arrived.
+pub fn replay_response(rec: &RecordedResponse) -> Response<ProxyBody> {
+    let body = match &rec.body.encoding {
+        Some(e) => Bytes::from(encode_body(e, &rec.body.bytes)),
+        None => rec.body.bytes.clone(),
+    };
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in &rec.headers {
+        let lk = k.to_ascii_lowercase();
+        if lk == "content-length" || HOP_BY_HOP.contains(&lk.as_str()) {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            r.headers_mut().append(n, v);
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_round_trips_through_storage() {
+        let raw = b"{\"hello\":\"world\"}";
+        let gz = encode_body("gzip", raw);
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        let stored = stored_body(&h, Bytes::from(gz));
+        assert_eq!(&stored.bytes[..], raw);
+        assert_eq!(stored.encoding.as_deref(), Some("gzip"));
+        let served = replay_response(&RecordedResponse {
+            status: 200,
+            headers: vec![("content-encoding".into(), "gzip".into())],
+            body: stored,
+        });
+        assert_eq!(served.headers()["content-encoding"], "gzip");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("host", HeaderValue::from_static("api.mypurecloud.com"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("host"));
+    }
+}
