@@ -202,7 +202,10 @@ pub fn main() -> i32 {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLVCR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }
 
 fn fail(msg: impl std::fmt::Display) -> i32 {
@@ -390,6 +393,7 @@ async fn run_record(a: RecordArgs) -> i32 {
         resolve: cfg.resolve.clone(),
         connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
         timeout: Duration::from_millis(cfg.upstream_timeout_ms),
+        nameservers: cfg.nameservers.clone(),
     });
     let (name, file) = cassette_source(&a.cassette);
     if file.is_some() {

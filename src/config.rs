@@ -121,6 +121,8 @@ pub struct RawUpstream {
     pub connect_timeout_ms: Option<u64>,
     /// Whole-exchange timeout in milliseconds (default 60 000).
     pub timeout_ms: Option<u64>,
+    /// DNS servers (`ip:port`) to ask instead of the system's; the hosts file is never read either way.
+    pub nameservers: Vec<Spanned<String>>,
 }
 
 /// Recording settings as written.
@@ -292,6 +294,8 @@ pub struct Config {
     pub connect_timeout_ms: u64,
     /// Whole-exchange timeout.
     pub upstream_timeout_ms: u64,
+    /// DNS servers to use instead of the system's (empty: the system's).
+    pub nameservers: Vec<SocketAddr>,
     /// Pass-through rules.
     pub record_ignore: Vec<IgnoreRule>,
     /// Redaction.
@@ -422,6 +426,13 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         resolve.insert(host.to_ascii_lowercase(), a);
     }
 
+    let mut nameservers = Vec::new();
+    for n in &raw.upstream.nameservers {
+        nameservers.push(n.value.parse::<SocketAddr>().map_err(|_| {
+            err_at(n.referenced, format!("upstream.nameservers: `{}` is not an address (expected ip:port, e.g. 10.0.0.2:53)", n.value))
+        })?);
+    }
+
     let mut record_ignore = Vec::new();
     for r in &raw.record.ignore {
         let host = match &r.host {
@@ -455,6 +466,7 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         resolve,
         connect_timeout_ms: raw.upstream.connect_timeout_ms.unwrap_or(10_000),
         upstream_timeout_ms: raw.upstream.timeout_ms.unwrap_or(60_000),
+        nameservers,
         record_ignore,
         redact: raw.redact,
         matching: raw.matching,

@@ -76,6 +76,8 @@ pub struct UpstreamOptions {
     pub connect_timeout: Duration,
     /// Timeout for a whole exchange (until the response head).
     pub timeout: Duration,
+    /// DNS servers to ask instead of the system's.
+    pub nameservers: Vec<SocketAddr>,
 }
 
 /// A connection to the upstream: plain TCP or TLS.
@@ -159,8 +161,24 @@ impl Connector {
         let resolver = self
             .resolver
             .get_or_init(|| async {
-                let mut b = hickory_resolver::Resolver::builder_tokio().map_err(|e| e.to_string())?;
-                b.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+                use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+                let mut b = if self.opts.nameservers.is_empty() {
+                    hickory_resolver::Resolver::builder_tokio().map_err(|e| e.to_string())?
+                } else {
+                    let servers: Vec<NameServerConfig> = self
+                        .opts
+                        .nameservers
+                        .iter()
+                        .map(|a| NameServerConfig::new(*a, hickory_resolver::proto::xfer::Protocol::Udp))
+                        .collect();
+                    hickory_resolver::Resolver::builder_with_config(
+                        ResolverConfig::from_parts(None, vec![], servers),
+                        hickory_resolver::name_server::TokioConnectionProvider::default(),
+                    )
+                };
+                b.options_mut().use_hosts_file = ResolveHosts::Never;
+                b.options_mut().timeout = self.opts.connect_timeout.min(Duration::from_secs(5));
+                b.options_mut().attempts = 2;
                 Ok(b.build())
             })
             .await

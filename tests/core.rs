@@ -1,0 +1,300 @@
+//! The core journey with real parts: the real binary, real TLS over loopback, a real sled store,
+//! and a stand-in platform with its own test CA.
+
+mod support;
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn s(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn gunzip_if_needed(r: &Resp) -> String {
+    if r.headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&r.body[..]).read_to_string(&mut out).unwrap();
+        out
+    } else {
+        r.text()
+    }
+}
+
+/// The same requests in record and in replay; returns (status, decoded body) per request.
+async fn journey(cv: &Callvcr, bearer: &str, client_secret: &str) -> Vec<(u16, String)> {
+    let mut out = Vec::new();
+    let auth = format!("Bearer {bearer}");
+    // 1. Transparent TLS listener, host from SNI.
+    let mut api = h1_tls(cv, "api.mypurecloud.com").await;
+    let h = [("host", "api.mypurecloud.com"), ("authorization", auth.as_str())];
+    let r = api.send("GET", "/api/v2/users/me", &h, "").await;
+    out.push((r.status, r.text()));
+    // Two fingerprints, interleaved: FIFO per fingerprint.
+    for path in ["/api/v2/counter", "/api/v2/other", "/api/v2/counter", "/api/v2/other"] {
+        let r = api.send("GET", path, &h, "").await;
+        out.push((r.status, r.text()));
+    }
+    // A token request with secrets in the query, the form body and Basic auth.
+    let mut login = h1_tls(cv, "login.mypurecloud.com").await;
+    let form = format!("grant_type=client_credentials&client_secret={client_secret}&password=SECRET-PASSWORD-444");
+    let r = login
+        .send(
+            "POST",
+            "/oauth/token?client_secret=SECRET-QUERY-333",
+            &[
+                ("host", "login.mypurecloud.com"),
+                ("authorization", "Basic SECRET-BASIC-222"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            &form,
+        )
+        .await;
+    out.push((r.status, r.text()));
+    // 2. CONNECT through the HTTP listener, then TLS to callvcr's leaf.
+    let tunnel = connect_tunnel(cv.proxy, "api.mypurecloud.com:443").await.unwrap();
+    let tls = tls_over(tunnel, "api.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
+    let mut via_connect = H1::over(tls).await;
+    let r = via_connect
+        .send(
+            "POST",
+            "/api/v2/echo",
+            &[("host", "api.mypurecloud.com"), ("content-type", "application/json"), ("authorization", auth.as_str())],
+            r#"{"b":[1,2],"a":"x"}"#,
+        )
+        .await;
+    out.push((r.status, r.text()));
+    // 3. Absolute-form over plain HTTP (what axios sends through HTTPS_PROXY).
+    let tcp = TcpStream::connect(cv.proxy).await.unwrap();
+    let mut abs = H1::over(tcp).await;
+    let r = abs
+        .send("GET", "https://api.mypurecloud.com/gzip", &[("host", "api.mypurecloud.com"), ("accept-encoding", "gzip")], "")
+        .await;
+    assert_eq!(r.headers.get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"), "served encoded as recorded");
+    out.push((r.status, gunzip_if_needed(&r)));
+    let r = abs.send("GET", "https://api.mypurecloud.com/api/v2/nowhere", &[("host", "api.mypurecloud.com")], "").await;
+    out.push((r.status, r.text()));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_then_replay_gives_identical_answers_without_the_upstream() {
+    let dir = tempdir("journey");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "onboarding")));
+    let recorded = journey(&cv, "SECRET-BEARER-111", "SECRET-CLIENT-SECRET-000").await;
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("9 exchanges stored"), "{log}");
+
+    // The upstream saw the Host header unchanged, for every route in.
+    {
+        let seen = si.seen.lock().unwrap();
+        assert_eq!(seen.len(), 9);
+        for x in seen.iter() {
+            let want = if x.path == "/oauth/token" { "login.mypurecloud.com" } else { "api.mypurecloud.com" };
+            assert_eq!(x.host.as_deref(), Some(want), "{x:?}");
+            assert!(!x.headers.contains_key("proxy-connection") && !x.headers.contains_key("keep-alive"));
+        }
+    }
+    assert_eq!(recorded[1].1, r#"{"n":0}"#);
+    assert_eq!(recorded[2].1, r#"{"other":1}"#);
+    assert_eq!(recorded[3].1, r#"{"n":2}"#);
+    assert_eq!(recorded[6].1, r#"{"received":{"b":[1,2],"a":"x"}}"#);
+    assert_eq!(recorded[7].1, r#"{"compressed":true}"#);
+    assert_eq!(recorded[8].0, 404);
+    assert_eq!(recorded[5].0, 200);
+
+    // No secret reached the sled files; what is not secret did (the scan can fail).
+    let bytes = all_bytes(&dir.join("cassettes/onboarding"));
+    assert!(contains(&bytes, b"Agent Smith"), "positive control: the store holds the recorded bodies");
+    for secret in SECRETS {
+        assert!(!contains(&bytes, secret.as_bytes()), "secret {secret} found in the sled files");
+    }
+
+    // Replay with the upstream gone: a different bearer and client secret still match.
+    si.stop();
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "onboarding", "--strict"]);
+    let replayed = journey(&cv, "another-token", "another-secret").await;
+    for (i, (a, b)) in recorded.iter().zip(&replayed).enumerate() {
+        if i == 5 {
+            // The token response is stored redacted: same status and shape, no live secrets.
+            assert_eq!(a.0, b.0);
+            let v: serde_json::Value = serde_json::from_str(&b.1).unwrap();
+            assert_eq!(v["access_token"], "[REDACTED]");
+            assert_eq!(v["expires_in"], 86399);
+        } else {
+            assert_eq!(a, b, "request {i} answered differently in replay");
+        }
+    }
+    // Exhausted fingerprints repeat the last recording.
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    let r = api.send("GET", "/api/v2/counter", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!(r.text(), r#"{"n":2}"#);
+
+    let journal: serde_json::Value = {
+        let mut admin = H1::over(TcpStream::connect(cv.admin).await.unwrap()).await;
+        admin.send("GET", "/mock/admin/journal", &[("host", "admin")], "").await.json()
+    };
+    let entries = journal.as_array().unwrap();
+    assert_eq!(entries.len(), 10);
+    assert!(entries.iter().all(|e| e["answered_by"] == "hit"), "{journal}");
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "strict replay with no misses exits 0: {log}");
+    assert!(log.contains("10 hits, 0 misses"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_is_explained_and_strict_replay_exits_1() {
+    let dir = tempdir("miss");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "m")));
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    api.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com")], "").await;
+    api.send("GET", "/api/v2/counter", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!(cv.stop().0, 0);
+    si.stop();
+
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "m", "--strict"]);
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    let r = api.send("GET", "/api/v2/users/me?expand=presence", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.headers["x-callvcr-miss"], "1");
+    let v = r.json();
+    assert_eq!(v["code"], "callvcr.replay.miss");
+    assert_eq!(v["status"], 404);
+    assert_eq!(v["closest"][0]["recorded"], "GET api.mypurecloud.com/api/v2/users/me");
+    let diffs = v["closest"][0]["differences"].to_string();
+    assert!(diffs.contains("expand=presence"), "{diffs}");
+    assert!(v["message"].as_str().unwrap().contains("closest recording"), "{v}");
+    // A hit still works beside it.
+    let r = api.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!(r.status, 200);
+    let (code, log) = cv.stop();
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("miss: GET api.mypurecloud.com/api/v2/users/me?expand=presence"), "{log}");
+    assert!(log.contains("replay miss"), "a log line names the miss: {log}");
+
+    // Without --strict the same miss exits 0.
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "m"]);
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    assert_eq!(api.send("GET", "/nope", &[("host", "api.mypurecloud.com")], "").await.status, 404);
+    assert_eq!(cv.stop().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_by_alpn_and_record_missing() {
+    let dir = tempdir("h2");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "h2")));
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    let first = api.send("GET", "/api/v2/counter", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!(first.text(), r#"{"n":0}"#);
+    assert_eq!(cv.stop().0, 0);
+
+    // record --missing: the counter replays, the new path is recorded.
+    let mut args = record_args(&si, "h2");
+    args.push("--missing".into());
+    let cv = Callvcr::start(&dir, &s(&args));
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    let again = api.send("GET", "/api/v2/counter", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!(again.text(), r#"{"n":0}"#, "replayed, not forwarded");
+    let new = api.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!(new.status, 200);
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0);
+    assert!(log.contains("1 exchanges stored, 1 replayed"), "{log}");
+    assert_eq!(si.seen.lock().unwrap().len(), 2, "the upstream saw only the first recording and the miss");
+    si.stop();
+
+    // HTTP/2 negotiated by ALPN on the TLS listener, in replay.
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "h2", "--strict"]);
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let tls = tls_over(tcp, "api.mypurecloud.com", client_config(&cv.ca_path(), &[b"h2"])).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for path in ["/api/v2/counter", "/api/v2/users/me"] {
+        let req = http::Request::builder()
+            .uri(format!("https://api.mypurecloud.com{path}"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let r = read(sender.send_request(req).await.unwrap()).await;
+        assert_eq!(r.version, http::Version::HTTP_2);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_acknowledged_exchanges_loses_none() {
+    const N: usize = 25;
+    let dir = tempdir("kill9");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "crash")));
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    for i in 0..N {
+        let r = api
+            .send("POST", "/api/v2/echo", &[("host", "api.mypurecloud.com"), ("content-type", "application/json")], &format!(r#"{{"i":{i}}}"#))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    cv.kill9();
+    si.stop();
+    let (code, out, err) = run(&dir, &["cassette", "export", "crash", "--out", "crash.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("wrote {N} exchanges")), "{out}");
+    let text = std::fs::read_to_string(dir.join("crash.jsonl")).unwrap();
+    for i in 0..N {
+        assert!(text.contains(&format!(r#"{{\"i\":{i}}}"#)), "exchange {i} lost");
+    }
+    // And the exported form replays.
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "crash.jsonl", "--strict"]);
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    let r = api.send("POST", "/api/v2/echo", &[("host", "api.mypurecloud.com"), ("content-type", "application/json")], r#"{"i": 7}"#).await;
+    assert_eq!(r.text(), r#"{"received":{"i":7}}"#);
+    assert_eq!(cv.stop().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_passes_through_in_record_mode() {
+    let dir = tempdir("ws");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "ws")));
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let mut tls = tls_over(tcp, "api.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
+    tls.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: api.mypurecloud.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let work = async {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(tls.read(&mut b).await.unwrap(), 1, "closed during the handshake");
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("sec-websocket-accept: stand-in-accept"), "{head}");
+        tls.write_all(b"hello frames").await.unwrap();
+        let mut buf = [0u8; 12];
+        tls.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello frames");
+    };
+    tokio::time::timeout(Duration::from_secs(10), work).await.expect("the WebSocket pass-through hung");
+    // The extension offer was removed on the way upstream.
+    assert!(si.seen.lock().unwrap().iter().any(|x| x.path == "/ws" && !x.headers.contains_key("sec-websocket-extensions")));
+    drop(tls);
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "{log}");
+}

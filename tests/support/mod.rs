@@ -1,0 +1,470 @@
+//! Test support: a stand-in platform (hyper + rustls with its own test CA), a harness that runs
+//! the real `callvcr` binary on loopback ports, and real TLS/HTTP clients.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Secrets the stand-in hands out or receives; none may reach a cassette.
+pub const SECRETS: &[&str] = &[
+    "SECRET-ACCESS-TOKEN-123",
+    "SECRET-REFRESH-456",
+    "SECRET-COOKIE-789",
+    "SECRET-CLIENT-SECRET-000",
+    "SECRET-BEARER-111",
+    "SECRET-BASIC-222",
+    "SECRET-QUERY-333",
+    "SECRET-PASSWORD-444",
+];
+
+/// A fresh, empty directory for one test.
+pub fn tempdir(tag: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "callvcr-it-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// What the stand-in saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub host: Option<String>,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+}
+
+/// The stand-in platform: one TLS listener answering for the Genesys hosts.
+pub struct StandIn {
+    pub addr: SocketAddr,
+    pub ca_path: PathBuf,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StandIn {
+    /// Stops listening and closes the port.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the stand-in with a fresh test CA written to `dir/upstream-ca.pem`.
+pub async fn start_stand_in(dir: &Path) -> StandIn {
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name.push(DnType::CommonName, "stand-in sandbox test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca_path = dir.join("upstream-ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let leaf_params = CertificateParams::new(vec![
+        "api.mypurecloud.com".to_string(),
+        "login.mypurecloud.com".to_string(),
+        "api.usw2.pure.cloud".to_string(),
+    ])
+    .unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone(), ca_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let counter = Arc::new(AtomicU64::new(0));
+    let seen2 = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { break };
+            let acceptor = acceptor.clone();
+            let seen = seen2.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(move |req| {
+                    let seen = seen.clone();
+                    let counter = counter.clone();
+                    async move { Ok::<_, std::convert::Infallible>(stand_in_route(req, seen, counter).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    StandIn { addr, ca_path, seen, task }
+}
+
+fn json(status: u16, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+async fn stand_in_route(
+    mut req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    counter: Arc<AtomicU64>,
+) -> Response<Full<Bytes>> {
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    seen.lock().unwrap().push(Seen {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        host,
+        version: req.version(),
+        headers: req.headers().clone(),
+    });
+    let path = req.uri().path().to_string();
+    if path == "/ws" && req.headers().contains_key("upgrade") {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+        r.headers_mut().insert("connection", "Upgrade".parse().unwrap());
+        r.headers_mut().insert("sec-websocket-accept", "stand-in-accept".parse().unwrap());
+        return r;
+    }
+    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    match path.as_str() {
+        "/api/v2/users/me" => json(200, serde_json::json!({"id": "u-1", "name": "Agent Smith", "state": "active"})),
+        "/api/v2/counter" => json(200, serde_json::json!({"n": counter.fetch_add(1, Ordering::SeqCst)})),
+        "/api/v2/other" => json(200, serde_json::json!({"other": counter.fetch_add(1, Ordering::SeqCst)})),
+        "/api/v2/echo" => {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            json(200, serde_json::json!({"received": v}))
+        }
+        "/oauth/token" => {
+            let mut r = json(
+                200,
+                serde_json::json!({
+                    "access_token": "SECRET-ACCESS-TOKEN-123",
+                    "token_type": "bearer",
+                    "expires_in": 86399,
+                    "refresh_token": "SECRET-REFRESH-456"
+                }),
+            );
+            r.headers_mut().insert("set-cookie", "session=SECRET-COOKIE-789; Secure".parse().unwrap());
+            r
+        }
+        "/gzip" => {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(br#"{"compressed":true}"#).unwrap();
+            let mut r = Response::new(Full::new(Bytes::from(e.finish().unwrap())));
+            r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+            r.headers_mut().insert("content-encoding", "gzip".parse().unwrap());
+            r
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            json(200, serde_json::json!({"slow": true}))
+        }
+        _ => json(404, serde_json::json!({"message": "no such route", "code": "not.found", "status": 404})),
+    }
+}
+
+/// A running `callvcr` process.
+pub struct Callvcr {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub tls: SocketAddr,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    stderr_path: PathBuf,
+}
+
+/// Runs `callvcr ARGS` to completion in `dir`; returns (exit code, stdout, stderr).
+pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_callvcr")).args(args).current_dir(dir).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Callvcr {
+    /// Starts `callvcr ARGS` in `dir` on free loopback ports and waits until it is ready.
+    pub fn start(dir: &Path, args: &[&str]) -> Callvcr {
+        let ready = dir.join(format!("ready-{}.json", rand_suffix()));
+        let stderr_path = dir.join(format!("stderr-{}.log", rand_suffix()));
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new(env!("CARGO_BIN_EXE_callvcr"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .arg("--ready-file")
+            .arg(&ready)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        let mut c = Callvcr {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            tls: "0.0.0.0:0".parse().unwrap(),
+            proxy: "0.0.0.0:0".parse().unwrap(),
+            admin: "0.0.0.0:0".parse().unwrap(),
+            stderr_path,
+        };
+        for _ in 0..400 {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    c.tls = v["tls"].as_str().unwrap().parse().unwrap();
+                    c.proxy = v["proxy"].as_str().unwrap().parse().unwrap();
+                    c.admin = v["admin"].as_str().unwrap().parse().unwrap();
+                    return c;
+                }
+            }
+            if let Some(status) = c.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("callvcr exited early ({status}): {}", c.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("callvcr not ready after 20 s: {}", c.stderr());
+    }
+
+    /// What it has logged so far.
+    pub fn stderr(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.stderr_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The CA certificate callvcr uses.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("certs/ca.pem")
+    }
+
+    /// SIGINT, then wait (up to 15 s); returns the exit code and everything logged.
+    pub fn stop(mut self) -> (i32, String) {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+        for _ in 0..300 {
+            if let Some(st) = child.try_wait().unwrap() {
+                return (st.code().unwrap_or(-1), self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("callvcr did not stop within 15 s of SIGINT: {}", self.stderr());
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill").arg("-9").arg(child.id().to_string()).status();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Callvcr {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A rustls client configuration trusting only the CA at `ca`, offering `alpn`.
+pub fn client_config(ca: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for c in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+/// TLS over `tcp` with SNI `host`.
+pub async fn tls_over<IO>(io: IO, host: &str, cfg: Arc<rustls::ClientConfig>) -> std::io::Result<tokio_rustls::client::TlsStream<IO>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio_rustls::TlsConnector::from(cfg).connect(ServerName::try_from(host.to_string()).unwrap(), io).await
+}
+
+/// Opens a CONNECT tunnel to `target` through the proxy listener; returns the stream after `200`.
+pub async fn connect_tunnel(proxy: SocketAddr, target: &str) -> Result<TcpStream, String> {
+    let mut s = TcpStream::connect(proxy).await.map_err(|e| e.to_string())?;
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).await.map_err(|e| e.to_string())? == 0 {
+            return Err(format!("closed: {}", String::from_utf8_lossy(&head)));
+        }
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(text);
+    }
+    Ok(s)
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub version: http::Version,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// An HTTP/1.1 connection (keep-alive) over any stream.
+pub struct H1 {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl H1 {
+    pub async fn over<IO>(io: IO) -> H1
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        H1 { sender }
+    }
+
+    /// Sends a request; `uri` may be origin-form or absolute-form.
+    pub async fn send(&mut self, method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        self.sender.ready().await.expect("connection closed before the request");
+        let resp = self.sender.send_request(req).await.unwrap();
+        read(resp).await
+    }
+}
+
+pub async fn read(resp: Response<Incoming>) -> Resp {
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Resp { status: parts.status.as_u16(), headers: parts.headers, body, version: parts.version }
+}
+
+/// A keep-alive HTTP/1.1 connection to callvcr's TLS listener with SNI `host`.
+pub async fn h1_tls(cv: &Callvcr, host: &str) -> H1 {
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let tls = tls_over(tcp, host, client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
+    H1::over(tls).await
+}
+
+/// Common record arguments pointing every configured host at the stand-in.
+pub fn record_args(stand_in: &StandIn, cassette: &str) -> Vec<String> {
+    vec![
+        "record".into(),
+        "--cassette".into(),
+        cassette.into(),
+        "--resolve".into(),
+        format!("*={}", stand_in.addr),
+        "--upstream-ca".into(),
+        stand_in.ca_path.display().to_string(),
+    ]
+}
+
+/// Every file under `dir`, concatenated.
+pub fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.extend(std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
