@@ -332,7 +332,7 @@ impl Config {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
-            serde_saphyr::from_str(text).map_err(|e| yaml_error(e, path))?
+            serde_saphyr::from_str(text).map_err(|e| yaml_error(e, path, text))?
         };
         validate(raw, Some(path), text)
     }
@@ -375,13 +375,29 @@ impl Config {
     }
 }
 
-fn yaml_error(e: serde_saphyr::Error, path: &Path) -> ConfigError {
+fn yaml_error(e: serde_saphyr::Error, path: &Path, text: &str) -> ConfigError {
     let at = e.location().map(|l| (l.line(), l.column()));
-    // The crate's Display appends its own position; keep only the message part.
+    // The crate's message carries its own position; keep only what is wrong.
     let full = e.to_string();
-    let message = match full.find(" at line ") {
-        Some(i) => full[..i].to_string(),
-        None => full,
+    let mut message = full.lines().next().unwrap_or("").trim().to_string();
+    for prefix in ["error: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            message = rest.to_string();
+        }
+    }
+    if let Some(i) = message.find(": ").filter(|_| message.starts_with("line ")) {
+        message = message[i + 2..].to_string();
+    }
+    if let Some(i) = message.find(" at line ") {
+        message.truncate(i);
+    }
+    let message = message
+        .replace("invalid u64", "expected a whole number")
+        .replace("invalid usize", "expected a whole number")
+        .replace("invalid bool", "expected true or false");
+    let message = match at.and_then(|(l, _)| text.lines().nth(l.saturating_sub(1) as usize)) {
+        Some(line) if !line.trim().is_empty() => format!("{message} (the line reads `{}`)", line.trim()),
+        _ => message,
     };
     ConfigError { file: path.to_path_buf(), at, message }
 }

@@ -1,0 +1,257 @@
+//! Bad input gets a clear error and loses nothing: upstream failures by kind, hostile HTTP and TLS,
+//! invalid configuration, missing, corrupt or newer cassettes, ports in use, the CA's constraints.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// A loopback DNS server that answers NXDOMAIN to every query.
+async fn nxdomain_server() -> std::net::SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        for _ in 0..64 {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else { break };
+            if n < 12 {
+                continue;
+            }
+            let mut resp = buf[..n].to_vec();
+            resp[2] |= 0x80; // QR: a response
+            resp[3] = (resp[3] & 0xF0) | 0x03 | 0x80; // RA, RCODE 3 (NXDOMAIN)
+            let _ = sock.send_to(&resp, from).await;
+        }
+    });
+    addr
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_say_which_and_store_nothing() {
+    let dir = tempdir("upfail");
+    let si = start_stand_in(&dir).await;
+    let dns = nxdomain_server().await;
+    let closed = closed_port();
+    std::fs::write(
+        dir.join("proxy.yaml"),
+        format!(
+            "upstream:\n  timeout_ms: 700\n  nameservers: [\"{dns}\"]\n  resolve:\n    api.mypurecloud.com: \"{}\"\n    api.usw2.pure.cloud: \"127.0.0.1:{closed}\"\n",
+            si.addr
+        ),
+    )
+    .unwrap();
+    let ca = si.ca_path.display().to_string();
+    let cv = Callvcr::start(&dir, &["record", "--cassette", "fail", "--upstream-ca", &ca]);
+
+    let kind = |r: &Resp| r.json()["kind"].as_str().unwrap_or("").to_string();
+    let mut c = h1_tls(&cv, "api.usw2.pure.cloud").await;
+    let r = c.send("GET", "/api/v2/users/me", &[("host", "api.usw2.pure.cloud")], "").await;
+    assert_eq!((r.status, kind(&r).as_str()), (502, "connect"), "{}", r.text());
+    assert_eq!(r.headers["x-callvcr-error"], "upstream");
+
+    let mut c = h1_tls(&cv, "login.mypurecloud.com").await;
+    let r = c.send("POST", "/oauth/token", &[("host", "login.mypurecloud.com")], "").await;
+    assert_eq!((r.status, kind(&r).as_str()), (502, "dns"), "{}", r.text());
+
+    let mut c = h1_tls(&cv, "api.mypurecloud.com").await;
+    let r = c.send("GET", "/slow", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!((r.status, kind(&r).as_str()), (504, "timeout"), "{}", r.text());
+    assert_eq!(r.headers["x-callvcr-error"], "upstream");
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("0 exchanges stored") && log.contains("3 upstream failures"), "{log}");
+
+    // Without the sandbox's CA, verification fails: 502 tls, never a silent downgrade.
+    std::fs::remove_file(dir.join("proxy.yaml")).unwrap();
+    let cv = Callvcr::start(&dir, &["record", "--cassette", "fail", "--resolve", &format!("*={}", si.addr)]);
+    let mut c = h1_tls(&cv, "api.mypurecloud.com").await;
+    let r = c.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!((r.status, kind(&r).as_str()), (502, "tls"), "{}", r.text());
+    assert_eq!(cv.stop().0, 0);
+    assert!(si.seen.lock().unwrap().iter().all(|x| x.path != "/api/v2/users/me"), "an unverified upstream got the request");
+
+    let (code, out, err) = run(&dir, &["cassette", "export", "fail"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("wrote 0 exchanges"), "failures are not stored: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_http_and_tls_get_clear_answers_and_the_proxy_keeps_serving() {
+    let dir = tempdir("hostile");
+    std::fs::write(dir.join("proxy.yaml"), "limits:\n  max_body_bytes: 1024\n  max_header_bytes: 8192\n").unwrap();
+    std::fs::write(dir.join("empty.jsonl"), "{\"format\":\"callvcr-cassette\",\"version\":1}\n").unwrap();
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "empty.jsonl"]);
+    let cfg = client_config(&cv.ca_path(), &[b"http/1.1"]);
+
+    // Malformed HTTP inside TLS → 400 and close.
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg.clone()).await.unwrap();
+    tls.write_all(b"THIS IS NOT HTTP\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await.expect("no answer to garbage");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
+
+    // Oversized header → 431.
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg.clone()).await.unwrap();
+    let big = "a".repeat(20_000);
+    tls.write_all(format!("GET / HTTP/1.1\r\nHost: api.mypurecloud.com\r\nX-Big: {big}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await.expect("no answer to a huge header");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"), "{}", String::from_utf8_lossy(&out));
+
+    // Oversized body → 413 with a message naming the limit.
+    let mut c = h1_tls(&cv, "api.mypurecloud.com").await;
+    let r = c.send("POST", "/api/v2/echo", &[("host", "api.mypurecloud.com")], &"x".repeat(5000)).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("max_body_bytes"), "{}", r.text());
+
+    // Conflicting Content-Length / Transfer-Encoding is refused, not smuggled.
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg.clone()).await.unwrap();
+    tls.write_all(b"POST /a HTTP/1.1\r\nHost: api.mypurecloud.com\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await.expect("hung");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
+
+    // TLS garbage on the TLS listener: closed, logged.
+    let mut raw = TcpStream::connect(cv.tls).await.unwrap();
+    raw.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0xde, 0xad, 0xbe, 0xef, 0x00]).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut out)).await.expect("garbage handshake hung");
+
+    // Unknown SNI: handshake refused.
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let refused = tls_over(tcp, "example.com", cfg.clone()).await;
+    assert!(refused.is_err(), "a handshake for a host outside the list must fail");
+
+    // CONNECT to a host outside the list, in replay: 403 with a message.
+    let err = connect_tunnel(cv.proxy, "example.com:443").await.unwrap_err();
+    assert!(err.starts_with("HTTP/1.1 403"), "{err}");
+
+    // Still serving.
+    let mut c = h1_tls(&cv, "api.mypurecloud.com").await;
+    let r = c.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.headers["x-callvcr-miss"], "1");
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0);
+    assert!(log.contains("refused TLS handshake for example.com"), "{log}");
+    assert!(log.contains("TLS handshake failed"), "{log}");
+}
+
+#[test]
+fn bad_configuration_and_cassettes_exit_2_with_a_clear_message() {
+    let dir = tempdir("badcfg");
+    std::fs::write(dir.join("bad.yaml"), "hosts:\n  - api.mypurecloud.com\nupstream:\n  timeout_ms: soon\n").unwrap();
+    let (code, _, err) = run(&dir, &["replay", "--cassette", "x", "--config", "bad.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.yaml:4:"), "file:line:col: {err}");
+    assert!(err.contains("expected a whole number") && err.contains("`timeout_ms: soon`"), "{err}");
+
+    std::fs::write(dir.join("typo.yaml"), "listen:\n  tsl: 127.0.0.1:1\n").unwrap();
+    let (code, _, err) = run(&dir, &["replay", "--cassette", "x", "--config", "typo.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("typo.yaml:2:") && err.contains("tsl"), "{err}");
+
+    let (code, _, err) = run(&dir, &["replay", "--cassette", "nothing-here"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cassette `") && err.contains("not found"), "{err}");
+
+    std::fs::write(dir.join("newer.jsonl"), "{\"format\":\"callvcr-cassette\",\"version\":99}\n").unwrap();
+    let (code, _, err) = run(&dir, &["replay", "--cassette", "newer.jsonl"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("newer"), "{err}");
+
+    std::fs::write(dir.join("broken.jsonl"), "{\"format\":\"callvcr-cassette\",\"version\":1}\n{not json\n").unwrap();
+    let (code, _, err) = run(&dir, &["replay", "--cassette", "broken.jsonl"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("corrupt") && err.contains("line 2"), "{err}");
+
+    // A sled directory that is not a cassette.
+    std::fs::create_dir_all(dir.join("cassettes/garbage")).unwrap();
+    std::fs::write(dir.join("cassettes/garbage/db"), vec![0xAB; 4096]).unwrap();
+    std::fs::write(dir.join("cassettes/garbage/conf"), b"not a sled config").unwrap();
+    let (code, _, err) = run(&dir, &["replay", "--cassette", "garbage"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cassette `") && err.contains("garbage"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Port in use.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    std::fs::write(dir.join("empty.jsonl"), "{\"format\":\"callvcr-cassette\",\"version\":1}\n").unwrap();
+    let (code2, _, err2) = run(
+        &dir,
+        &["replay", "--cassette", "empty.jsonl", "--listen", &addr, "--proxy-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+    );
+    assert_eq!(code2, 2);
+    assert!(err2.contains("in use") && err2.contains("--listen"), "{err2}");
+    drop(busy);
+
+    // Unknown flag: usage error.
+    let (code, _, _) = run(&dir, &["replay", "--no-such-flag"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn ca_is_name_constrained_private_and_not_overwritten() {
+    let dir = tempdir("ca");
+    let (code, out, err) = run(&dir, &["ca", "init"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mypurecloud.com"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("certs/ca-key.pem")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let pem = std::fs::read(dir.join("certs/ca.pem")).unwrap();
+    let der = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap()
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let nc = cert.name_constraints().unwrap().expect("name constraints present");
+    let permitted: Vec<String> = nc
+        .value
+        .permitted_subtrees
+        .iter()
+        .flatten()
+        .filter_map(|s| match s.base {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect();
+    for d in ["mypurecloud.com", "pure.cloud", "nice-incontact.com", "niceincontact.com", "mypurecloud.ie"] {
+        assert!(permitted.iter().any(|p| p == d), "{d} missing from {permitted:?}");
+    }
+    assert!(!permitted.iter().any(|p| p.contains("example") || p.is_empty()));
+    assert!(cert.is_ca());
+
+    let (code, _, err) = run(&dir, &["ca", "init"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(dir.join("certs/ca.pem")).unwrap(), pem, "not overwritten");
+    let (code, _, _) = run(&dir, &["ca", "init", "--force"]);
+    assert_eq!(code, 0);
+    assert_ne!(std::fs::read(dir.join("certs/ca.pem")).unwrap(), pem, "--force replaces it");
+
+    let (code, out, _) = run(&dir, &["ca", "show"]);
+    assert_eq!(code, 0);
+    for needle in ["expires:", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "keytool", "--cacert", "ssl_ca_cert"] {
+        assert!(out.contains(needle), "ca show lacks {needle}: {out}");
+    }
+    let (code, out, _) = run(&dir, &["hosts"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("127.0.0.1 api.mypurecloud.com") && out.contains("127.0.0.1 login.mypurecloud.com"), "{out}");
+    assert!(!out.contains('*'), "a hosts file takes no wildcards: {out}");
+}
