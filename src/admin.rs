@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::listen::Drain;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use crate::listen::Drain;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -55,7 +55,11 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, proxy: Arc<Proxy>)
     }
     let path = req.uri().path().trim_end_matches('/').to_string();
     let Some(route) = path.strip_prefix("/mock/admin") else {
-        return error(StatusCode::NOT_FOUND, "not_found", format!("no admin route {path}; routes live under /mock/admin/"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no admin route {path}; routes live under /mock/admin/"),
+        );
     };
     match (req.method().clone(), route) {
         (Method::GET, "/health") => reply(
@@ -66,15 +70,19 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, proxy: Arc<Proxy>)
                 "cassette": proxy.cassette_name.read().map(|s| s.clone()).unwrap_or_default(),
             }),
         ),
-        (Method::GET, "/journal") => reply(StatusCode::OK, serde_json::to_value(proxy.journal()).unwrap_or(Value::Null)),
+        (Method::GET, "/journal") => {
+            reply(StatusCode::OK, serde_json::to_value(proxy.journal()).unwrap_or(Value::Null))
+        }
         (Method::POST, "/reset") => {
             proxy.reset();
             reply(StatusCode::OK, json!({"reset": true}))
         }
         (Method::GET, "/clock") => reply(StatusCode::OK, json!({"now": rfc3339_ms(proxy.clock.now_ms())})),
-        (_, "/health" | "/journal" | "/reset" | "/clock") => {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{} is not allowed on /mock/admin{route}", req.method()))
-        }
+        (_, "/health" | "/journal" | "/reset" | "/clock") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed on /mock/admin{route}", req.method()),
+        ),
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no admin route {} /mock/admin{route}", req.method())),
     }
 }

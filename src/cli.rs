@@ -27,7 +27,11 @@ pub const EXIT_STRICT: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "callvcr", version, about = "Record and replay contact-center SDK traffic through a TLS-terminating proxy")]
+#[command(
+    name = "callvcr",
+    version,
+    about = "Record and replay contact-center SDK traffic through a TLS-terminating proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -154,6 +158,9 @@ enum CassetteCmd {
         /// Output file (default: <cassettes>/<name>.jsonl).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// A note kept in the file's header line (where the recording came from).
+        #[arg(long)]
+        note: Option<String>,
         /// Directory holding cassettes.
         #[arg(long, value_name = "DIR", default_value = "cassettes")]
         cassettes: PathBuf,
@@ -202,7 +209,9 @@ pub fn main() -> i32 {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLVCR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
@@ -294,11 +303,8 @@ async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Running, i3
     let tls_l = listen::bind(&cfg.listen.tls, "TLS listener", "--listen").await.map_err(fail)?;
     let proxy_l = listen::bind(&cfg.listen.proxy, "proxy listener", "--proxy-listen").await.map_err(fail)?;
     let admin_l = listen::bind(&cfg.listen.admin, "admin API", "--admin").await.map_err(fail)?;
-    let addrs = (
-        tls_l.local_addr().map_err(fail)?,
-        proxy_l.local_addr().map_err(fail)?,
-        admin_l.local_addr().map_err(fail)?,
-    );
+    let addrs =
+        (tls_l.local_addr().map_err(fail)?, proxy_l.local_addr().map_err(fail)?, admin_l.local_addr().map_err(fail)?);
     let (drain_signal, drain) = listen::DrainSignal::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shared = Shared { proxy: proxy.clone(), leaves, drain: drain.clone() };
@@ -316,7 +322,8 @@ async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Running, i3
         addrs.2
     );
     if let Some(path) = &common.ready_file {
-        let j = serde_json::json!({"tls": addrs.0.to_string(), "proxy": addrs.1.to_string(), "admin": addrs.2.to_string()});
+        let j =
+            serde_json::json!({"tls": addrs.0.to_string(), "proxy": addrs.1.to_string(), "admin": addrs.2.to_string()});
         let tmp = path.with_extension("tmp");
         if let Err(e) = std::fs::write(&tmp, j.to_string()).and_then(|_| std::fs::rename(&tmp, path)) {
             return Err(fail(format!("cannot write the ready file {}: {e}", path.display())));
@@ -467,7 +474,11 @@ async fn run_replay(a: ReplayArgs) -> i32 {
     let misses = p.stats.misses.load(Ordering::Relaxed);
     let idx = p.index();
     let unused = idx.unused();
-    eprintln!("callvcr: replay summary for `{name}`: {hits} hits, {misses} misses, {} of {} recordings never replayed", unused.len(), idx.len());
+    eprintln!(
+        "callvcr: replay summary for `{name}`: {hits} hits, {misses} misses, {} of {} recordings never replayed",
+        unused.len(),
+        idx.len()
+    );
     for m in p.missed() {
         eprintln!("  miss: {m}");
     }
@@ -497,9 +508,16 @@ fn run_ca(c: CaCmd) -> i32 {
             let domains = cfg.constraint_domains();
             match tls::init_ca(&certs, &domains, force, &Clock::system()) {
                 Ok(info) => {
-                    println!("created {} (key {}, mode 0600)", info.cert_path.display(), certs.join(tls::CA_KEY_FILE).display());
+                    println!(
+                        "created {} (key {}, mode 0600)",
+                        info.cert_path.display(),
+                        certs.join(tls::CA_KEY_FILE).display()
+                    );
                     println!("valid only for: {}", info.permitted.join(", "));
-                    println!("next: trust it in your runtime; `callvcr ca show --certs {}` prints how", certs.display());
+                    println!(
+                        "next: trust it in your runtime; `callvcr ca show --certs {}` prints how",
+                        certs.display()
+                    );
                     EXIT_OK
                 }
                 Err(e) => fail(e),
@@ -509,7 +527,9 @@ fn run_ca(c: CaCmd) -> i32 {
             let path = certs.join(tls::CA_CERT_FILE);
             let info = match tls::ca_info(&path) {
                 Ok(i) => i,
-                Err(_) if !path.exists() => return fail(format!("no CA at {}; run `callvcr ca init` first", path.display())),
+                Err(_) if !path.exists() => {
+                    return fail(format!("no CA at {}; run `callvcr ca init` first", path.display()))
+                }
                 Err(e) => return fail(e),
             };
             let abs = std::fs::canonicalize(&path).unwrap_or(path.clone());
@@ -562,7 +582,7 @@ fn run_hosts(h: HostsArgs) -> i32 {
 
 fn run_cassette(c: CassetteCmd) -> i32 {
     match c {
-        CassetteCmd::Export { name, out, cassettes } => {
+        CassetteCmd::Export { name, out, note, cassettes } => {
             let store = match Store::open(&cassettes.join(&name), false) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
@@ -572,7 +592,7 @@ fn run_cassette(c: CassetteCmd) -> i32 {
                 Err(e) => return fail(e),
             };
             let out = out.unwrap_or_else(|| cassettes.join(format!("{name}.jsonl")));
-            match write_jsonl(&out, &all) {
+            match write_jsonl(&out, &all, note.as_deref()) {
                 Ok(()) => {
                     println!("wrote {} exchanges to {}", all.len(), out.display());
                     EXIT_OK

@@ -47,7 +47,7 @@ impl fmt::Display for ConfigError {
 }
 
 /// The whole of `proxy.yaml`. Every section has defaults, so an empty file is valid.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawConfig {
     /// Hosts to intercept: exact names or `*.domain` (any depth below `domain`).
@@ -71,22 +71,6 @@ pub struct RawConfig {
     pub admin: AdminConfig,
 }
 
-impl Default for RawConfig {
-    fn default() -> Self {
-        RawConfig {
-            hosts: None,
-            listen: ListenConfig::default(),
-            upstream: RawUpstream::default(),
-            record: RawRecord::default(),
-            redact: RedactConfig::default(),
-            matching: MatchConfig::default(),
-            limits: LimitsConfig::default(),
-            seed: 0,
-            admin: AdminConfig::default(),
-        }
-    }
-}
-
 /// Listener addresses (`host:port`; port 0 picks a free one).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -101,11 +85,7 @@ pub struct ListenConfig {
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        ListenConfig {
-            tls: "127.0.0.1:9443".into(),
-            proxy: "127.0.0.1:8080".into(),
-            admin: "127.0.0.1:9901".into(),
-        }
+        ListenConfig { tls: "127.0.0.1:9443".into(), proxy: "127.0.0.1:8080".into(), admin: "127.0.0.1:9901".into() }
     }
 }
 
@@ -160,9 +140,7 @@ pub struct RedactConfig {
 impl Default for RedactConfig {
     fn default() -> Self {
         RedactConfig {
-            headers: ["authorization", "proxy-authorization", "cookie", "set-cookie"]
-                .map(String::from)
-                .to_vec(),
+            headers: ["authorization", "proxy-authorization", "cookie", "set-cookie"].map(String::from).to_vec(),
             fields: [
                 "client_secret",
                 "password",
@@ -237,11 +215,9 @@ impl HostPattern {
         };
         if name.is_empty()
             || name.contains('*')
-            || !name.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
+            || !name
+                .split('.')
+                .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         {
             return Err(format!(
                 "`{s}` is not a host name or `*.domain` pattern (expected e.g. api.mypurecloud.com or *.pure.cloud)"
@@ -255,7 +231,9 @@ impl HostPattern {
         match self {
             HostPattern::Exact(n) => host == n,
             HostPattern::Below(d) => {
-                host.len() > d.len() + 1 && host.ends_with(d.as_str()) && host.as_bytes()[host.len() - d.len() - 1] == b'.'
+                host.len() > d.len() + 1
+                    && host.ends_with(d.as_str())
+                    && host.as_bytes()[host.len() - d.len() - 1] == b'.'
             }
         }
     }
@@ -350,10 +328,7 @@ impl Config {
         all.sort();
         all.dedup();
         let covered = |d: &str, by: &str| d != by && d.ends_with(by) && d.as_bytes()[d.len() - by.len() - 1] == b'.';
-        all.iter()
-            .filter(|d| !all.iter().any(|o| covered(d, o)))
-            .cloned()
-            .collect()
+        all.iter().filter(|d| !all.iter().any(|o| covered(d, o))).cloned().collect()
     }
 
     /// Concrete (non-wildcard) configured host names, for a hosts file.
@@ -430,14 +405,22 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
 
     for (name, addr) in [("tls", &raw.listen.tls), ("proxy", &raw.listen.proxy), ("admin", &raw.listen.admin)] {
         if addr.parse::<SocketAddr>().is_err() {
-            return Err(err(format!("listen.{name}: `{addr}` is not an address (expected host:port, e.g. 127.0.0.1:9443)")));
+            return Err(err(format!(
+                "listen.{name}: `{addr}` is not an address (expected host:port, e.g. 127.0.0.1:9443)"
+            )));
         }
     }
 
     let mut resolve = BTreeMap::new();
     for (host, addr) in &raw.upstream.resolve {
         let a: SocketAddr = addr.value.parse().map_err(|_| {
-            err_at(addr.referenced, format!("upstream.resolve.{host}: `{}` is not an address (expected ip:port, e.g. 10.0.0.5:443)", addr.value))
+            err_at(
+                addr.referenced,
+                format!(
+                    "upstream.resolve.{host}: `{}` is not an address (expected ip:port, e.g. 10.0.0.5:443)",
+                    addr.value
+                ),
+            )
         })?;
         resolve.insert(host.to_ascii_lowercase(), a);
     }
@@ -445,7 +428,10 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
     let mut nameservers = Vec::new();
     for n in &raw.upstream.nameservers {
         nameservers.push(n.value.parse::<SocketAddr>().map_err(|_| {
-            err_at(n.referenced, format!("upstream.nameservers: `{}` is not an address (expected ip:port, e.g. 10.0.0.2:53)", n.value))
+            err_at(
+                n.referenced,
+                format!("upstream.nameservers: `{}` is not an address (expected ip:port, e.g. 10.0.0.2:53)", n.value),
+            )
         })?);
     }
 
@@ -499,7 +485,13 @@ mod tests {
     #[test]
     fn defaults_cover_genesys_and_nice() {
         let c = Config::default();
-        for h in ["api.mypurecloud.com", "login.usw2.pure.cloud", "api.mypurecloud.ie", "api-c32.nice-incontact.com", "cxone.niceincontact.com"] {
+        for h in [
+            "api.mypurecloud.com",
+            "login.usw2.pure.cloud",
+            "api.mypurecloud.ie",
+            "api-c32.nice-incontact.com",
+            "cxone.niceincontact.com",
+        ] {
             assert!(c.is_configured_host(h), "{h}");
         }
         assert!(!c.is_configured_host("example.com"));
@@ -512,7 +504,8 @@ mod tests {
 
     #[test]
     fn unknown_key_is_located() {
-        let e = Config::parse("hosts:\n  - api.mypurecloud.com\nlisten:\n  tsl: 1.2.3.4:5\n", Path::new("p.yaml")).unwrap_err();
+        let e = Config::parse("hosts:\n  - api.mypurecloud.com\nlisten:\n  tsl: 1.2.3.4:5\n", Path::new("p.yaml"))
+            .unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("p.yaml:4:"), "{s}");
         assert!(s.contains("tsl"), "{s}");
@@ -527,7 +520,8 @@ mod tests {
 
     #[test]
     fn bad_resolve_and_regex_are_located() {
-        let e = Config::parse("upstream:\n  resolve:\n    api.mypurecloud.com: nowhere\n", Path::new("p.yaml")).unwrap_err();
+        let e = Config::parse("upstream:\n  resolve:\n    api.mypurecloud.com: nowhere\n", Path::new("p.yaml"))
+            .unwrap_err();
         assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
         let e = Config::parse("record:\n  ignore:\n    - path: '(['\n", Path::new("p.yaml")).unwrap_err();
         assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");

@@ -236,7 +236,11 @@ fn split_authority(auth: &str, default_port: u16) -> Option<(String, u16)> {
 }
 
 fn plain(status: StatusCode, code: &str, msg: String) -> Response<Full<Bytes>> {
-    json_response(status, ("x-callvcr-error", code), json!({"message": msg, "code": format!("callvcr.{code}"), "status": status.as_u16()}))
+    json_response(
+        status,
+        ("x-callvcr-error", code),
+        json!({"message": msg, "code": format!("callvcr.{code}"), "status": status.as_u16()}),
+    )
 }
 
 async fn proxy_request(req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Response<Full<Bytes>> {
@@ -293,9 +297,16 @@ async fn connect(mut req: Request<Incoming>, peer: SocketAddr, shared: Shared) -
         );
     }
     // Record mode: a blind tunnel for hosts we do not intercept; system name resolution applies.
-    let upstream = match tokio::time::timeout(Duration::from_millis(shared.proxy.config.connect_timeout_ms), TcpStream::connect((host.as_str(), port))).await {
+    let upstream = match tokio::time::timeout(
+        Duration::from_millis(shared.proxy.config.connect_timeout_ms),
+        TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return plain(StatusCode::BAD_GATEWAY, "upstream", format!("cannot tunnel to {host}:{port}: {e}")),
+        Ok(Err(e)) => {
+            return plain(StatusCode::BAD_GATEWAY, "upstream", format!("cannot tunnel to {host}:{port}: {e}"))
+        }
         Err(_) => return plain(StatusCode::GATEWAY_TIMEOUT, "upstream", format!("connect to {host}:{port} timed out")),
     };
     tracing::info!(%peer, "blind tunnel to {host}:{port} (not a configured host; nothing recorded)");

@@ -306,13 +306,21 @@ impl Proxy {
             Err(e) => {
                 let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
                 let (status, code, msg) = if too_large {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "callvcr.request.too_large", format!("request body over the {limit}-byte limit (limits.max_body_bytes)"))
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "callvcr.request.too_large",
+                        format!("request body over the {limit}-byte limit (limits.max_body_bytes)"),
+                    )
                 } else {
                     (StatusCode::BAD_REQUEST, "callvcr.request.body", format!("could not read the request body: {e}"))
                 };
                 tracing::warn!(%method, %host, %path, "{msg}");
                 self.note(&method, &host, &path, status.as_u16(), "error:request");
-                return json_response(status, ("x-callvcr-error", "request"), json!({"message": msg, "code": code, "status": status.as_u16()}));
+                return json_response(
+                    status,
+                    ("x-callvcr-error", "request"),
+                    json!({"message": msg, "code": code, "status": status.as_u16()}),
+                );
             }
         };
 
@@ -409,7 +417,11 @@ impl Proxy {
         configured: bool,
     ) -> Response<ProxyBody> {
         let Some(upstream) = &self.upstream else {
-            return json_response(StatusCode::INTERNAL_SERVER_ERROR, ("x-callvcr-error", "internal"), json!({"message": "no upstream client in this mode"}));
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ("x-callvcr-error", "internal"),
+                json!({"message": "no upstream client in this mode"}),
+            );
         };
         let uri = format!(
             "{}://{}{}{}",
@@ -425,7 +437,11 @@ impl Proxy {
         let up_req = match builder.body(Full::new(bytes)) {
             Ok(r) => r,
             Err(e) => {
-                return json_response(StatusCode::BAD_REQUEST, ("x-callvcr-error", "request"), json!({"message": format!("cannot forward this request: {e}"), "status": 400}));
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    ("x-callvcr-error", "request"),
+                    json!({"message": format!("cannot forward this request: {e}"), "status": 400}),
+                );
             }
         };
         let started = Clock::instant();
@@ -438,7 +454,11 @@ impl Proxy {
         let rbytes = match Limited::new(rbody, limit).collect().await {
             Ok(c) => c.to_bytes(),
             Err(e) => {
-                let err = UpstreamError { kind: FailureKind::Protocol, host: target.host.clone(), detail: format!("response body: {e}") };
+                let err = UpstreamError {
+                    kind: FailureKind::Protocol,
+                    host: target.host.clone(),
+                    detail: format!("response body: {e}"),
+                };
                 return self.upstream_failure(&err, &live.method, &live.host, &live.path);
             }
         };
@@ -448,7 +468,9 @@ impl Proxy {
 
         let record = configured && !self.config.is_ignored(&target.host, &live.path);
         if record {
-            if let Err(e) = self.store_exchange(live.clone(), status, &rparts.headers, rbytes.clone(), duration_ms).await {
+            if let Err(e) =
+                self.store_exchange(live.clone(), status, &rparts.headers, rbytes.clone(), duration_ms).await
+            {
                 tracing::error!("could not store the exchange, answering 500: {e}");
                 self.note(&live.method, &live.host, &live.path, 500, "error:cassette");
                 return json_response(
@@ -501,7 +523,10 @@ impl Proxy {
             request: req,
             response: RecordedResponse { status, headers: rheaders, body: rbody },
         };
-        tokio::task::spawn_blocking(move || store.append(&ex)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || store.append(&ex))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         self.stats.recorded.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -547,18 +572,32 @@ impl Proxy {
             }
         }
         let Some(upstream) = &self.upstream else {
-            return json_response(StatusCode::INTERNAL_SERVER_ERROR, ("x-callvcr-error", "internal"), json!({"message": "no upstream client in this mode"}));
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ("x-callvcr-error", "internal"),
+                json!({"message": "no upstream client in this mode"}),
+            );
         };
         let mut headers = parts.headers.clone();
         // Frames are recorded uncompressed (permessage-deflate would hide them).
         headers.remove("sec-websocket-extensions");
-        let uri = format!("{}://{}{}{}", target.scheme, host, path, query.as_ref().map(|q| format!("?{q}")).unwrap_or_default());
+        let uri = format!(
+            "{}://{}{}{}",
+            target.scheme,
+            host,
+            path,
+            query.as_ref().map(|q| format!("?{q}")).unwrap_or_default()
+        );
         let mut b = Request::builder().method(parts.method.clone()).uri(&uri);
         if let Some(h) = b.headers_mut() {
             *h = headers;
         }
         let Ok(up_req) = b.body(http_body_util::Empty::<Bytes>::new()) else {
-            return json_response(StatusCode::BAD_REQUEST, ("x-callvcr-error", "request"), json!({"message": "cannot forward this upgrade request", "status": 400}));
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                ("x-callvcr-error", "request"),
+                json!({"message": "cannot forward this upgrade request", "status": 400}),
+            );
         };
         let started = Clock::instant();
         let mut resp = match upstream.upgrade(up_req, target.scheme == "https").await {
@@ -573,7 +612,9 @@ impl Proxy {
             let mut h = rparts.headers.clone();
             strip_hop_by_hop(&mut h);
             if configured {
-                let _ = self.store_exchange(live, status.as_u16(), &h, rbytes.clone(), started.elapsed().as_millis() as u64).await;
+                let _ = self
+                    .store_exchange(live, status.as_u16(), &h, rbytes.clone(), started.elapsed().as_millis() as u64)
+                    .await;
             }
             self.note(&method, &host, &path, status.as_u16(), "upstream");
             let mut r = Response::new(Full::new(rbytes));
@@ -584,7 +625,8 @@ impl Proxy {
         let up_upgrade = hyper::upgrade::on(&mut resp);
         if configured {
             let h = resp.headers().clone();
-            if let Err(e) = self.store_exchange(live, 101, &h, Bytes::new(), started.elapsed().as_millis() as u64).await {
+            if let Err(e) = self.store_exchange(live, 101, &h, Bytes::new(), started.elapsed().as_millis() as u64).await
+            {
                 tracing::error!("could not store the WebSocket handshake: {e}");
             }
         }
@@ -598,7 +640,9 @@ impl Proxy {
                         tracing::debug!("WebSocket tunnel closed: {e}");
                     }
                 }
-                (a, b) => tracing::warn!("WebSocket upgrade did not complete: client {:?}, upstream {:?}", a.err(), b.err()),
+                (a, b) => {
+                    tracing::warn!("WebSocket upgrade did not complete: client {:?}, upstream {:?}", a.err(), b.err())
+                }
             }
         });
         let mut r = Response::new(Full::new(Bytes::new()));

@@ -138,7 +138,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
 pub fn ca_info(cert_path: &Path) -> Result<CaInfo, TlsError> {
     let pem = fs::read(cert_path).map_err(io_err(cert_path))?;
     let der = CertificateDer::from_pem_slice(&pem).map_err(|e| cert_err(format!("{}: {e}", cert_path.display())))?;
-    let (_, x) = x509_parser::parse_x509_certificate(&der).map_err(|e| cert_err(format!("{}: {e}", cert_path.display())))?;
+    let (_, x) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| cert_err(format!("{}: {e}", cert_path.display())))?;
     let mut permitted = Vec::new();
     if let Ok(Some(nc)) = x.name_constraints() {
         for s in nc.value.permitted_subtrees.iter().flatten() {
@@ -197,7 +198,12 @@ impl Ca {
     }
 
     /// Mints a leaf for `host` signed by this CA, with `key` as its key. Returns the chain (leaf, CA).
-    pub fn mint_leaf(&self, host: &str, key: &KeyPair, clock: &Clock) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    pub fn mint_leaf(
+        &self,
+        host: &str,
+        key: &KeyPair,
+        clock: &Clock,
+    ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, host);
@@ -221,12 +227,15 @@ impl Ca {
     }
 }
 
+/// One host's minted configuration, or why minting failed; filled once.
+type MintCell = OnceLock<Result<Arc<ServerConfig>, String>>;
+
 /// Mints and caches one rustls server configuration per host, one mint at a time per host.
 pub struct LeafCache {
     ca: Ca,
     leaf_key: KeyPair,
     clock: Arc<Clock>,
-    by_host: Mutex<HashMap<String, Arc<OnceLock<Result<Arc<ServerConfig>, String>>>>>,
+    by_host: Mutex<HashMap<String, Arc<MintCell>>>,
 }
 
 impl std::fmt::Debug for LeafCache {

@@ -249,9 +249,8 @@ impl Upstream {
         h1_opts.tls = Arc::new(h1_tls);
         let connector = Connector { opts: Arc::new(opts), resolver: resolver.clone() };
         let h1_connector = Connector { opts: Arc::new(h1_opts), resolver };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector.clone());
+        let client =
+            Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector.clone());
         Upstream { client, connector, h1_connector, timeout }
     }
 

@@ -76,7 +76,10 @@ async fn upstream_failures_say_which_and_store_nothing() {
     let r = c.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com")], "").await;
     assert_eq!((r.status, kind(&r).as_str()), (502, "tls"), "{}", r.text());
     assert_eq!(cv.stop().0, 0);
-    assert!(si.seen.lock().unwrap().iter().all(|x| x.path != "/api/v2/users/me"), "an unverified upstream got the request");
+    assert!(
+        si.seen.lock().unwrap().iter().all(|x| x.path != "/api/v2/users/me"),
+        "an unverified upstream got the request"
+    );
 
     let (code, out, err) = run(&dir, &["cassette", "export", "fail"]);
     assert_eq!(code, 0, "{err}");
@@ -96,16 +99,21 @@ async fn hostile_http_and_tls_get_clear_answers_and_the_proxy_keeps_serving() {
     let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg.clone()).await.unwrap();
     tls.write_all(b"THIS IS NOT HTTP\r\n\r\n").await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await.expect("no answer to garbage");
+    let _ =
+        tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await.expect("no answer to garbage");
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
 
     // Oversized header → 431.
     let tcp = TcpStream::connect(cv.tls).await.unwrap();
     let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg.clone()).await.unwrap();
     let big = "a".repeat(20_000);
-    tls.write_all(format!("GET / HTTP/1.1\r\nHost: api.mypurecloud.com\r\nX-Big: {big}\r\n\r\n").as_bytes()).await.unwrap();
+    tls.write_all(format!("GET / HTTP/1.1\r\nHost: api.mypurecloud.com\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await.expect("no answer to a huge header");
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out))
+        .await
+        .expect("no answer to a huge header");
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"), "{}", String::from_utf8_lossy(&out));
 
     // Oversized body → 413 with a message naming the limit.
@@ -117,7 +125,11 @@ async fn hostile_http_and_tls_get_clear_answers_and_the_proxy_keeps_serving() {
     // Conflicting Content-Length / Transfer-Encoding is refused, not smuggled.
     let tcp = TcpStream::connect(cv.tls).await.unwrap();
     let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg.clone()).await.unwrap();
-    tls.write_all(b"POST /a HTTP/1.1\r\nHost: api.mypurecloud.com\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde").await.unwrap();
+    tls.write_all(
+        b"POST /a HTTP/1.1\r\nHost: api.mypurecloud.com\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+    )
+    .await
+    .unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await.expect("hung");
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
@@ -126,7 +138,8 @@ async fn hostile_http_and_tls_get_clear_answers_and_the_proxy_keeps_serving() {
     let mut raw = TcpStream::connect(cv.tls).await.unwrap();
     raw.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0xde, 0xad, 0xbe, 0xef, 0x00]).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut out)).await.expect("garbage handshake hung");
+    let _ =
+        tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut out)).await.expect("garbage handshake hung");
 
     // Unknown SNI: handshake refused.
     let tcp = TcpStream::connect(cv.tls).await.unwrap();
@@ -191,7 +204,17 @@ fn bad_configuration_and_cassettes_exit_2_with_a_clear_message() {
     std::fs::write(dir.join("empty.jsonl"), "{\"format\":\"callvcr-cassette\",\"version\":1}\n").unwrap();
     let (code2, _, err2) = run(
         &dir,
-        &["replay", "--cassette", "empty.jsonl", "--listen", &addr, "--proxy-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+        &[
+            "replay",
+            "--cassette",
+            "empty.jsonl",
+            "--listen",
+            &addr,
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
     );
     assert_eq!(code2, 2);
     assert!(err2.contains("in use") && err2.contains("--listen"), "{err2}");
@@ -247,11 +270,24 @@ fn ca_is_name_constrained_private_and_not_overwritten() {
 
     let (code, out, _) = run(&dir, &["ca", "show"]);
     assert_eq!(code, 0);
-    for needle in ["expires:", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "keytool", "--cacert", "ssl_ca_cert"] {
+    for needle in
+        ["expires:", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "keytool", "--cacert", "ssl_ca_cert"]
+    {
         assert!(out.contains(needle), "ca show lacks {needle}: {out}");
     }
     let (code, out, _) = run(&dir, &["hosts"]);
     assert_eq!(code, 0);
     assert!(out.contains("127.0.0.1 api.mypurecloud.com") && out.contains("127.0.0.1 login.mypurecloud.com"), "{out}");
     assert!(!out.contains('*'), "a hosts file takes no wildcards: {out}");
+}
+
+#[test]
+fn the_shipped_proxy_yaml_is_valid_and_covers_both_platforms() {
+    let cfg = callvcr::config::Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.yaml")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for h in ["api.mypurecloud.com", "login.usw2.pure.cloud", "api.mypurecloud.de", "api-c52.nice-incontact.com", "na1.niceincontact.com"] {
+        assert!(cfg.is_configured_host(h), "{h}");
+    }
+    assert!(!cfg.is_configured_host("example.com"));
+    assert_eq!(cfg.listen.tls, "127.0.0.1:9443");
 }

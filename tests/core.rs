@@ -71,9 +71,18 @@ async fn journey(cv: &Callvcr, bearer: &str, client_secret: &str) -> Vec<(u16, S
     let tcp = TcpStream::connect(cv.proxy).await.unwrap();
     let mut abs = H1::over(tcp).await;
     let r = abs
-        .send("GET", "https://api.mypurecloud.com/gzip", &[("host", "api.mypurecloud.com"), ("accept-encoding", "gzip")], "")
+        .send(
+            "GET",
+            "https://api.mypurecloud.com/gzip",
+            &[("host", "api.mypurecloud.com"), ("accept-encoding", "gzip")],
+            "",
+        )
         .await;
-    assert_eq!(r.headers.get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"), "served encoded as recorded");
+    assert_eq!(
+        r.headers.get("content-encoding").map(|v| v.to_str().unwrap()),
+        Some("gzip"),
+        "served encoded as recorded"
+    );
     out.push((r.status, gunzip_if_needed(&r)));
     let r = abs.send("GET", "https://api.mypurecloud.com/api/v2/nowhere", &[("host", "api.mypurecloud.com")], "").await;
     out.push((r.status, r.text()));
@@ -242,7 +251,12 @@ async fn kill_9_after_acknowledged_exchanges_loses_none() {
     let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
     for i in 0..N {
         let r = api
-            .send("POST", "/api/v2/echo", &[("host", "api.mypurecloud.com"), ("content-type", "application/json")], &format!(r#"{{"i":{i}}}"#))
+            .send(
+                "POST",
+                "/api/v2/echo",
+                &[("host", "api.mypurecloud.com"), ("content-type", "application/json")],
+                &format!(r#"{{"i":{i}}}"#),
+            )
             .await;
         assert_eq!(r.status, 200);
     }
@@ -258,7 +272,14 @@ async fn kill_9_after_acknowledged_exchanges_loses_none() {
     // And the exported form replays.
     let cv = Callvcr::start(&dir, &["replay", "--cassette", "crash.jsonl", "--strict"]);
     let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
-    let r = api.send("POST", "/api/v2/echo", &[("host", "api.mypurecloud.com"), ("content-type", "application/json")], r#"{"i": 7}"#).await;
+    let r = api
+        .send(
+            "POST",
+            "/api/v2/echo",
+            &[("host", "api.mypurecloud.com"), ("content-type", "application/json")],
+            r#"{"i": 7}"#,
+        )
+        .await;
     assert_eq!(r.text(), r#"{"received":{"i":7}}"#);
     assert_eq!(cv.stop().0, 0);
 }
@@ -293,7 +314,12 @@ async fn websocket_upgrade_passes_through_in_record_mode() {
     };
     tokio::time::timeout(Duration::from_secs(10), work).await.expect("the WebSocket pass-through hung");
     // The extension offer was removed on the way upstream.
-    assert!(si.seen.lock().unwrap().iter().any(|x| x.path == "/ws" && !x.headers.contains_key("sec-websocket-extensions")));
+    assert!(si
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|x| x.path == "/ws" && !x.headers.contains_key("sec-websocket-extensions")));
     drop(tls);
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");

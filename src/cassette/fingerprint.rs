@@ -334,9 +334,24 @@ mod tests {
 
     #[test]
     fn volatile_json_paths_are_ignored() {
-        let m = m(MatchConfig { ignore_json_paths: vec!["meta.requestId".into(), "items.*.ts".into()], ..Default::default() });
-        let a = req("POST", "/x", None, Some("application/json"), r#"{"meta":{"requestId":"1","k":2},"items":[{"ts":1,"v":1}]}"#);
-        let b = req("POST", "/x", None, Some("application/json"), r#"{"meta":{"requestId":"2","k":2},"items":[{"ts":9,"v":1}]}"#);
+        let m = m(MatchConfig {
+            ignore_json_paths: vec!["meta.requestId".into(), "items.*.ts".into()],
+            ..Default::default()
+        });
+        let a = req(
+            "POST",
+            "/x",
+            None,
+            Some("application/json"),
+            r#"{"meta":{"requestId":"1","k":2},"items":[{"ts":1,"v":1}]}"#,
+        );
+        let b = req(
+            "POST",
+            "/x",
+            None,
+            Some("application/json"),
+            r#"{"meta":{"requestId":"2","k":2},"items":[{"ts":9,"v":1}]}"#,
+        );
         assert_eq!(m.fingerprint(&a), m.fingerprint(&b));
     }
 

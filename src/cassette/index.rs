@@ -46,7 +46,11 @@ impl Index {
         let keys: Vec<Fingerprint> = exchanges.iter().map(|e| matcher.fingerprint(&e.request)).collect();
         let mut slots: HashMap<Fingerprint, Slot> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
-            slots.entry(k.clone()).or_insert_with(|| Slot { items: Vec::new(), next: AtomicUsize::new(0) }).items.push(i);
+            slots
+                .entry(k.clone())
+                .or_insert_with(|| Slot { items: Vec::new(), next: AtomicUsize::new(0) })
+                .items
+                .push(i);
         }
         let served = exchanges.iter().map(|_| AtomicBool::new(false)).collect();
         Index { exchanges, keys, slots, served }
@@ -138,7 +142,11 @@ mod tests {
                 headers: vec![],
                 body: Body::default(),
             },
-            response: RecordedResponse { status: 200, headers: vec![], body: Body { bytes: body.to_string().into(), encoding: None } },
+            response: RecordedResponse {
+                status: 200,
+                headers: vec![],
+                body: Body { bytes: body.to_string().into(), encoding: None },
+            },
         }
     }
 

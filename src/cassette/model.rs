@@ -38,11 +38,13 @@ impl<'de> Deserialize<'de> for Body {
         let r = BodyRepr::deserialize(d)?;
         let bytes = match (r.text, r.base64) {
             (Some(t), None) => Bytes::from(t),
-            (None, Some(b)) => Bytes::from(
-                base64::engine::general_purpose::STANDARD.decode(b).map_err(serde::de::Error::custom)?,
-            ),
+            (None, Some(b)) => {
+                Bytes::from(base64::engine::general_purpose::STANDARD.decode(b).map_err(serde::de::Error::custom)?)
+            }
             (None, None) => Bytes::new(),
-            (Some(_), Some(_)) => return Err(serde::de::Error::custom("a body has either `text` or `base64`, not both")),
+            (Some(_), Some(_)) => {
+                return Err(serde::de::Error::custom("a body has either `text` or `base64`, not both"))
+            }
         };
         Ok(Body { bytes, encoding: r.encoding })
     }

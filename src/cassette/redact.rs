@@ -148,7 +148,8 @@ impl Redactor {
             }
             return Cow::Borrowed(bytes);
         }
-        let looks_json = ct.contains("json") || matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
+        let looks_json =
+            ct.contains("json") || matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
         if looks_json {
             if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
                 if self.json(&mut v) {
@@ -176,15 +177,13 @@ pub fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -246,8 +245,7 @@ mod tests {
 
     #[test]
     fn pii_is_optional() {
-        let mut cfg = RedactConfig::default();
-        cfg.pii = true;
+        let cfg = RedactConfig { pii: true, ..Default::default() };
         let r = Redactor::new(&cfg);
         let out = r.body(Some("application/json"), br#"{"email":"jo@example.com","phone":"+1 317 555 0100"}"#);
         let s = std::str::from_utf8(&out).unwrap();

@@ -190,18 +190,22 @@ fn open_error(path: &Path, e: sled::Error) -> CassetteError {
 struct JsonlHeader {
     format: String,
     version: u32,
+    /// Free text about where the cassette came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 const JSONL_FORMAT: &str = "callvcr-cassette";
 
 /// Writes exchanges as JSON Lines: a header line, then one exchange per line in sequence order.
-pub fn write_jsonl(path: &Path, exchanges: &[Exchange]) -> Result<(), CassetteError> {
+pub fn write_jsonl(path: &Path, exchanges: &[Exchange], note: Option<&str>) -> Result<(), CassetteError> {
     let io = |e: std::io::Error| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() };
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-    let header = JsonlHeader { format: JSONL_FORMAT.into(), version: FORMAT_VERSION };
+    let header = JsonlHeader { format: JSONL_FORMAT.into(), version: FORMAT_VERSION, note: note.map(String::from) };
     writeln!(f, "{}", serde_json::to_string(&header).unwrap_or_default()).map_err(io)?;
     for e in exchanges {
-        let line = serde_json::to_string(e).map_err(|e| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() })?;
+        let line = serde_json::to_string(e)
+            .map_err(|e| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() })?;
         writeln!(f, "{line}").map_err(io)?;
     }
     f.flush().map_err(io)

@@ -159,6 +159,7 @@ async fn stand_in_route(
         headers: req.headers().clone(),
     });
     let path = req.uri().path().to_string();
+    let method = req.method().to_string();
     if path == "/ws" && req.headers().contains_key("upgrade") {
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
@@ -182,6 +183,25 @@ async fn stand_in_route(
     let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     match path.as_str() {
         "/api/v2/users/me" => json(200, serde_json::json!({"id": "u-1", "name": "Agent Smith", "state": "active"})),
+        "/api/v2/conversations/calls" if method == "POST" => json(
+            200,
+            serde_json::json!({"id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e", "selfUri": "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e"}),
+        ),
+        "/api/v2/conversations/calls" => json(
+            200,
+            serde_json::json!({"entities": [], "pageSize": 25, "pageNumber": 1, "total": 0, "pageCount": 0}),
+        ),
+        "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e" => json(
+            200,
+            serde_json::json!({
+                "id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e",
+                "participants": [
+                    {"id": "7d1e2f3a-0b1c-4d5e-8f9a-0b1c2d3e4f5a", "purpose": "agent", "state": "connected", "held": false},
+                    {"id": "8e2f3a4b-1c2d-4e5f-9a0b-1c2d3e4f5a6b", "purpose": "customer", "state": "connected", "held": false}
+                ],
+                "recordingState": "none"
+            }),
+        ),
         "/api/v2/counter" => json(200, serde_json::json!({"n": counter.fetch_add(1, Ordering::SeqCst)})),
         "/api/v2/other" => json(200, serde_json::json!({"other": counter.fetch_add(1, Ordering::SeqCst)})),
         "/api/v2/echo" => {
@@ -348,7 +368,11 @@ pub fn client_config(ca: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 }
 
 /// TLS over `tcp` with SNI `host`.
-pub async fn tls_over<IO>(io: IO, host: &str, cfg: Arc<rustls::ClientConfig>) -> std::io::Result<tokio_rustls::client::TlsStream<IO>>
+pub async fn tls_over<IO>(
+    io: IO,
+    host: &str,
+    cfg: Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<IO>>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {

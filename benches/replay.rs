@@ -1,0 +1,217 @@
+//! Replay throughput and latency against a bare hyper + rustls server returning the same bytes.
+//!
+//! Both servers run as separate processes on loopback: callvcr's release binary replaying a
+//! one-exchange cassette, and this bench re-executed as the bare server (same certificate chain,
+//! same key type, same response bytes). Each scenario runs the bare server and callvcr back to back
+//! in the same run and reports the ratio, since absolute numbers on a shared machine are noise.
+//!
+//! `cargo bench --bench replay` (env: `BENCH_SECS` per scenario, default 4; `BENCH_CONC`, default 4).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+
+const HOST: &str = "api.mypurecloud.com";
+const PATH: &str = "/api/v2/users/me";
+
+fn body() -> String {
+    let mut v = serde_json::json!({
+        "id": "0c2f6a1e-9b7d-4a53-8f0e-2d4c6b8a1e3f",
+        "name": "Agent Smith",
+        "division": {"id": "d1", "name": "Home"},
+        "state": "active",
+        "username": "agent.smith@example.com",
+        "version": 7,
+    });
+    v["padding"] = serde_json::Value::String("x".repeat(700));
+    v.to_string()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--bare-server") {
+        bare_server(Path::new(&args[2]));
+        return;
+    }
+    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let conc: usize = std::env::var("BENCH_CONC").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let dir = std::env::temp_dir().join(format!("callvcr-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A one-exchange cassette holding exactly the bytes the bare server returns.
+    let ex = serde_json::json!({
+        "seq": 1, "recorded_at": "2026-01-01T00:00:00.000Z", "duration_ms": 1,
+        "request": {"method": "GET", "scheme": "https", "host": HOST, "path": PATH, "headers": [], "body": {}},
+        "response": {"status": 200, "headers": [["content-type", "application/json"]], "body": {"text": body()}}
+    });
+    std::fs::write(dir.join("bench.jsonl"), format!("{{\"format\":\"callvcr-cassette\",\"version\":1}}\n{ex}\n")).unwrap();
+
+    let ready = dir.join("ready.json");
+    let mut callvcr = Command::new(env!("CARGO_BIN_EXE_callvcr"))
+        .args(["replay", "--cassette", "bench.jsonl", "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
+        .args(["--admin", "127.0.0.1:0", "--ready-file", "ready.json"])
+        .env("CALLVCR_LOG", "warn")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let callvcr_addr: SocketAddr = loop {
+        if let Ok(t) = std::fs::read_to_string(&ready) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
+                break v["tls"].as_str().unwrap().parse().unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut bare = Command::new(std::env::current_exe().unwrap())
+        .args(["--bare-server", dir.join("certs").to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bare_addr: SocketAddr = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(bare.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        line.trim().parse().unwrap()
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let cfg = client_config(&dir.join("certs/ca.pem"));
+    println!("replay benchmark: {conc} concurrent clients, {secs} s per run, GET {PATH} ({} byte body)", body().len());
+    println!("{:<26} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50 µs", "p99 µs");
+    let mut ratios = Vec::new();
+    for (label, new_conn) in [("keep-alive", false), ("new TLS conn per request", true)] {
+        // Warm both, then measure bare and callvcr back to back.
+        rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, Duration::from_millis(500)));
+        rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, Duration::from_millis(500)));
+        let b = rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, Duration::from_secs(secs)));
+        let c = rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, Duration::from_secs(secs)));
+        println!("{:<26} {:>10.0} {:>10} {:>10}", format!("bare, {label}"), b.rps, b.p50, b.p99);
+        println!("{:<26} {:>10.0} {:>10} {:>10}", format!("callvcr, {label}"), c.rps, c.p50, c.p99);
+        ratios.push((label, c.rps / b.rps, c.p50 as f64 / b.p50.max(1) as f64, c.p99 as f64 / b.p99.max(1) as f64));
+    }
+    println!();
+    for (label, r, p50, p99) in &ratios {
+        println!("ratio callvcr/bare, {label}: throughput {r:.2}x, p50 latency {p50:.2}x, p99 latency {p99:.2}x");
+    }
+    let _ = Command::new("kill").arg("-INT").arg(callvcr.id().to_string()).status();
+    let _ = callvcr.wait();
+    let _ = bare.kill();
+    let _ = bare.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct Outcome {
+    rps: f64,
+    p50: u128,
+    p99: u128,
+}
+
+fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&std::fs::read(ca).unwrap()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn open(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> Sender {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(cfg).connect(ServerName::try_from(HOST).unwrap(), tcp).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn one(sender: &mut Sender) {
+    sender.ready().await.unwrap();
+    let req = hyper::Request::get(PATH).header("host", HOST).body(Full::new(Bytes::new())).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let b = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(b.len() > 700);
+}
+
+#[allow(clippy::disallowed_methods)] // a benchmark measures wall time
+async fn load(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>, new_conn: bool, conc: usize, span: Duration) -> Outcome {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let cfg = cfg.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut sender = if new_conn { None } else { Some(open(addr, cfg.clone()).await) };
+            while start.elapsed() < span {
+                let t = Instant::now();
+                match sender.as_mut() {
+                    Some(s) => one(s).await,
+                    None => one(&mut open(addr, cfg.clone()).await).await,
+                }
+                lat.push(t.elapsed().as_micros());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Outcome { rps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99) }
+}
+
+/// The baseline: hyper + rustls with the same certificate chain, returning the same bytes.
+fn bare_server(certs: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let clock = Arc::new(callvcr::clock::Clock::system());
+        let ca = callvcr::tls::Ca::load(certs).unwrap();
+        let leaves = callvcr::tls::LeafCache::new(ca, clock).unwrap();
+        let cfg = leaves.server_config(HOST).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        let body = Bytes::from(body());
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        let mut r = hyper::Response::new(Full::new(body));
+                        r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+}
