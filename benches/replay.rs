@@ -54,7 +54,8 @@ fn main() {
         "request": {"method": "GET", "scheme": "https", "host": HOST, "path": PATH, "headers": [], "body": {}},
         "response": {"status": 200, "headers": [["content-type", "application/json"]], "body": {"text": body()}}
     });
-    std::fs::write(dir.join("bench.jsonl"), format!("{{\"format\":\"callvcr-cassette\",\"version\":1}}\n{ex}\n")).unwrap();
+    std::fs::write(dir.join("bench.jsonl"), format!("{{\"format\":\"callvcr-cassette\",\"version\":1}}\n{ex}\n"))
+        .unwrap();
 
     let ready = dir.join("ready.json");
     let mut callvcr = Command::new(env!("CARGO_BIN_EXE_callvcr"))
@@ -152,7 +153,13 @@ async fn one(sender: &mut Sender) {
 }
 
 #[allow(clippy::disallowed_methods)] // a benchmark measures wall time
-async fn load(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>, new_conn: bool, conc: usize, span: Duration) -> Outcome {
+async fn load(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    new_conn: bool,
+    conc: usize,
+    span: Duration,
+) -> Outcome {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conc {

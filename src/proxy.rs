@@ -1,18 +1,17 @@
 //! One intercepted request, answered: from the cassette (replay), from the upstream and stored
 //! (record), or as an explained miss. Listeners hand requests here with the target already known.
 
-use std::io::{Read as _, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::cassette::index::describe;
+use crate::cassette::index::{describe, Prepared};
 use crate::cassette::{Body, Exchange, Index, Matcher, RecordedRequest, RecordedResponse, Redactor, Store};
 use crate::clock::{rfc3339_ms, Clock};
 use crate::config::Config;
@@ -118,7 +117,7 @@ pub struct Proxy {
     pub stats: Stats,
     /// Name of the cassette in use.
     pub cassette_name: RwLock<String>,
-    journal: Mutex<Vec<JournalEntry>>,
+    journal: Mutex<std::collections::VecDeque<JournalEntry>>,
     missed: Mutex<Vec<String>>,
     seq: AtomicU64,
 }
@@ -128,6 +127,9 @@ impl std::fmt::Debug for Proxy {
         f.debug_struct("Proxy").field("mode", &self.mode).finish_non_exhaustive()
     }
 }
+
+/// The journal keeps the most recent entries only, so a long replay does not grow without bound.
+pub const JOURNAL_CAP: usize = 10_000;
 
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -177,33 +179,6 @@ pub fn json_response(status: StatusCode, marker: (&'static str, &str), body: ser
     r
 }
 
-/// Decodes `gzip` or `deflate` bodies; `None` when the encoding is not one we decode or the bytes are bad.
-fn decode_body(encoding: &str, bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    match encoding {
-        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).ok()?,
-        "deflate" => flate2::read::ZlibDecoder::new(bytes).read_to_end(&mut out).ok()?,
-        _ => return None,
-    };
-    Some(out)
-}
-
-fn encode_body(encoding: &str, bytes: &[u8]) -> Vec<u8> {
-    let level = flate2::Compression::default();
-    let res = match encoding {
-        "gzip" | "x-gzip" => {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
-            e.write_all(bytes).and_then(|_| e.finish())
-        }
-        "deflate" => {
-            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
-            e.write_all(bytes).and_then(|_| e.finish())
-        }
-        _ => Ok(bytes.to_vec()),
-    };
-    res.unwrap_or_else(|_| bytes.to_vec())
-}
-
 /// The body as stored: decoded when the encoding is one we can decode, else as received.
 fn stored_body(headers: &HeaderMap, bytes: Bytes) -> Body {
     let enc = headers
@@ -211,7 +186,7 @@ fn stored_body(headers: &HeaderMap, bytes: Bytes) -> Body {
         .and_then(|v| v.to_str().ok())
         .map(|s| s.trim().to_ascii_lowercase());
     match enc {
-        Some(e) if e != "identity" => match decode_body(&e, &bytes) {
+        Some(e) if e != "identity" => match crate::cassette::model::decode(&e, &bytes) {
             Some(d) => Body { bytes: d.into(), encoding: Some(e) },
             None => Body { bytes, encoding: None },
         },
@@ -241,7 +216,7 @@ impl Proxy {
             clock,
             stats: Stats::default(),
             cassette_name: RwLock::new(cassette_name),
-            journal: Mutex::new(Vec::new()),
+            journal: Mutex::new(std::collections::VecDeque::new()),
             missed: Mutex::new(Vec::new()),
             seq: AtomicU64::new(1),
         }
@@ -254,7 +229,7 @@ impl Proxy {
 
     /// A copy of the journal.
     pub fn journal(&self) -> Vec<JournalEntry> {
-        self.journal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.journal.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     /// Requests that missed, described.
@@ -275,7 +250,11 @@ impl Proxy {
 
     fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str) {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst);
-        self.journal.lock().unwrap_or_else(|e| e.into_inner()).push(JournalEntry {
+        let mut j = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        if j.len() >= JOURNAL_CAP {
+            j.pop_front();
+        }
+        j.push_back(JournalEntry {
             seq,
             method: method.to_string(),
             host: host.to_string(),
@@ -324,6 +303,27 @@ impl Proxy {
             }
         };
 
+        // The hit path: fingerprint straight from the parts, serve the prepared response.
+        let mut fp = None;
+        if self.mode != Mode::Record && configured {
+            let headers = &parts.headers;
+            let f = self.matcher.fingerprint_parts(
+                &method,
+                &host,
+                &path,
+                query.as_deref(),
+                |h| headers.get(h).and_then(|v| v.to_str().ok()),
+                &bytes,
+            );
+            let index = self.index();
+            if let Some((ex, prepared)) = index.next_prepared(&f) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.note(&method, &host, &path, ex.response.status, "hit");
+                return serve_prepared(prepared);
+            }
+            fp = Some((f, index));
+        }
+
         let mut live_headers = parts.headers.clone();
         strip_hop_by_hop(&mut live_headers);
         let live = RecordedRequest {
@@ -335,17 +335,9 @@ impl Proxy {
             headers: header_pairs(&live_headers),
             body: Body { bytes: bytes.clone(), encoding: None },
         };
-
-        if self.mode != Mode::Record && configured {
-            let fp = self.matcher.fingerprint(&live);
-            let index = self.index();
-            if let Some(ex) = index.next(&fp) {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                self.note(&method, &host, &path, ex.response.status, "hit");
-                return replay_response(&ex.response);
-            }
-            if self.mode == Mode::Replay {
-                return self.miss(&live, &fp, &index);
+        if self.mode == Mode::Replay {
+            if let Some((f, index)) = &fp {
+                return self.miss(&live, f, index);
             }
         }
         if self.mode == Mode::Replay {
@@ -657,21 +649,13 @@ impl Proxy {
 /// Builds the client's response from a recording: status, headers as recorded (length recomputed),
 /// body re-encoded as it arrived.
 pub fn replay_response(rec: &RecordedResponse) -> Response<ProxyBody> {
-    let body = match &rec.body.encoding {
-        Some(e) => Bytes::from(encode_body(e, &rec.body.bytes)),
-        None => rec.body.bytes.clone(),
-    };
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    for (k, v) in &rec.headers {
-        let lk = k.to_ascii_lowercase();
-        if lk == "content-length" || HOP_BY_HOP.contains(&lk.as_str()) {
-            continue;
-        }
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-            r.headers_mut().append(n, v);
-        }
-    }
+    serve_prepared(&crate::cassette::index::prepare(rec))
+}
+
+fn serve_prepared(p: &Prepared) -> Response<ProxyBody> {
+    let mut r = Response::new(Full::new(p.body.clone()));
+    *r.status_mut() = p.status;
+    *r.headers_mut() = p.headers.clone();
     r
 }
 
@@ -682,7 +666,7 @@ mod tests {
     #[test]
     fn gzip_round_trips_through_storage() {
         let raw = b"{\"hello\":\"world\"}";
-        let gz = encode_body("gzip", raw);
+        let gz = crate::cassette::model::encode("gzip", raw);
         let mut h = HeaderMap::new();
         h.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         let stored = stored_body(&h, Bytes::from(gz));

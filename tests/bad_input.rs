@@ -285,7 +285,13 @@ fn ca_is_name_constrained_private_and_not_overwritten() {
 fn the_shipped_proxy_yaml_is_valid_and_covers_both_platforms() {
     let cfg = callvcr::config::Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.yaml")))
         .unwrap_or_else(|e| panic!("{e}"));
-    for h in ["api.mypurecloud.com", "login.usw2.pure.cloud", "api.mypurecloud.de", "api-c52.nice-incontact.com", "na1.niceincontact.com"] {
+    for h in [
+        "api.mypurecloud.com",
+        "login.usw2.pure.cloud",
+        "api.mypurecloud.de",
+        "api-c52.nice-incontact.com",
+        "na1.niceincontact.com",
+    ] {
         assert!(cfg.is_configured_host(h), "{h}");
     }
     assert!(!cfg.is_configured_host("example.com"));

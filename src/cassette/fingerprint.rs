@@ -70,34 +70,56 @@ impl Matcher {
 
     /// The fingerprint of a request. `req` may be live (it is redacted here) or recorded (redaction is idempotent).
     pub fn fingerprint(&self, req: &RecordedRequest) -> Fingerprint {
-        let mut query: Vec<(String, String)> = req
-            .query
-            .as_deref()
-            .map(|q| self.redactor.urlencoded(q).into_owned())
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (percent_decode(k), percent_decode(v))
-            })
-            .filter(|(k, _)| !self.cfg.ignore_query.iter().any(|i| i == k))
-            .collect();
+        self.fingerprint_parts(
+            &req.method,
+            &req.host,
+            &req.path,
+            req.query.as_deref(),
+            |h| req.header(h),
+            &req.body.bytes,
+        )
+    }
+
+    /// The fingerprint from a request's parts, without building a [`RecordedRequest`] (the hit path).
+    /// `header` looks a request header up by lower-case name.
+    pub fn fingerprint_parts<'h>(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        header: impl Fn(&str) -> Option<&'h str>,
+        body: &[u8],
+    ) -> Fingerprint {
+        let mut query: Vec<(String, String)> = match query {
+            None | Some("") => Vec::new(),
+            Some(q) => self
+                .redactor
+                .urlencoded(q)
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .filter(|(k, _)| !self.cfg.ignore_query.iter().any(|i| i == k))
+                .collect(),
+        };
         query.sort();
         let mut headers: Vec<(String, String)> = self
             .cfg
             .headers
             .iter()
             .map(|h| h.to_ascii_lowercase())
-            .filter_map(|h| req.header(&h).map(|v| (h.clone(), self.redactor.header(&h, v).into_owned())))
+            .filter_map(|h| header(&h).map(|v| (h.clone(), self.redactor.header(&h, v).into_owned())))
             .collect();
         headers.sort();
-        let ct = req.header("content-type");
-        let body = self.body_key(ct, &self.redactor.body(ct, &req.body.bytes));
+        let ct = header("content-type");
+        let body = if body.is_empty() { BodyKey::Empty } else { self.body_key(ct, &self.redactor.body(ct, body)) };
         Fingerprint {
-            method: req.method.to_ascii_uppercase(),
-            host: req.host.to_ascii_lowercase(),
-            path: req.path.clone(),
+            method: method.to_ascii_uppercase(),
+            host: host.to_ascii_lowercase(),
+            path: path.to_string(),
             query,
             headers,
             body,

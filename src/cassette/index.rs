@@ -17,6 +17,7 @@ struct Slot {
 /// Recorded exchanges, indexed for replay.
 pub struct Index {
     exchanges: Vec<Exchange>,
+    prepared: Vec<Prepared>,
     keys: Vec<Fingerprint>,
     slots: HashMap<Fingerprint, Slot>,
     served: Vec<AtomicBool>,
@@ -25,6 +26,51 @@ pub struct Index {
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Index").field("exchanges", &self.exchanges.len()).finish()
+    }
+}
+
+/// A recorded response made ready to serve: headers parsed and the body encoded once, at load.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Status.
+    pub status: http::StatusCode,
+    /// Headers as recorded, without `Content-Length` and hop-by-hop headers.
+    pub headers: http::HeaderMap,
+    /// The body as it is sent (re-encoded when it was recorded encoded).
+    pub body: bytes::Bytes,
+}
+
+/// Builds the response a recording is served as.
+pub fn prepare(rec: &super::model::RecordedResponse) -> Prepared {
+    const SKIP: &[&str] = &[
+        "content-length",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    let mut headers = http::HeaderMap::with_capacity(rec.headers.len());
+    for (k, v) in &rec.headers {
+        if SKIP.iter().any(|s| k.eq_ignore_ascii_case(s)) {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v)) {
+            headers.append(n, v);
+        }
+    }
+    let body = match &rec.body.encoding {
+        Some(e) => bytes::Bytes::from(super::model::encode(e, &rec.body.bytes)),
+        None => rec.body.bytes.clone(),
+    };
+    Prepared {
+        status: http::StatusCode::from_u16(rec.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+        headers,
+        body,
     }
 }
 
@@ -53,7 +99,8 @@ impl Index {
                 .push(i);
         }
         let served = exchanges.iter().map(|_| AtomicBool::new(false)).collect();
-        Index { exchanges, keys, slots, served }
+        let prepared = exchanges.iter().map(|e| prepare(&e.response)).collect();
+        Index { exchanges, prepared, keys, slots, served }
     }
 
     /// How many exchanges are indexed.
@@ -68,11 +115,18 @@ impl Index {
 
     /// The next recorded exchange for `fp`: FIFO, the last repeating once all were served.
     pub fn next(&self, fp: &Fingerprint) -> Option<&Exchange> {
+        self.next_prepared(fp).map(|(e, _)| e)
+    }
+
+    /// Like [`Index::next`], with the response ready to serve.
+    pub fn next_prepared(&self, fp: &Fingerprint) -> Option<(&Exchange, &Prepared)> {
         let slot = self.slots.get(fp)?;
         let pos = slot.next.fetch_add(1, Ordering::Relaxed).min(slot.items.len() - 1);
         let i = slot.items[pos];
-        self.served[i].store(true, Ordering::Relaxed);
-        Some(&self.exchanges[i])
+        if !self.served[i].load(Ordering::Relaxed) {
+            self.served[i].store(true, Ordering::Relaxed);
+        }
+        Some((&self.exchanges[i], &self.prepared[i]))
     }
 
     /// Rewinds every FIFO position to the start.

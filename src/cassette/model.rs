@@ -105,3 +105,33 @@ impl RecordedRequest {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
+
+/// Encodes `bytes` with a content encoding (`gzip`, `x-gzip`, `deflate`); other encodings pass unchanged.
+pub fn encode(encoding: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let level = flate2::Compression::default();
+    let res = match encoding {
+        "gzip" | "x-gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+            e.write_all(bytes).and_then(|_| e.finish())
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            e.write_all(bytes).and_then(|_| e.finish())
+        }
+        _ => Ok(bytes.to_vec()),
+    };
+    res.unwrap_or_else(|_| bytes.to_vec())
+}
+
+/// Decodes `gzip` or `deflate`; `None` when the encoding is not one of those or the bytes are bad.
+pub fn decode(encoding: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match encoding {
+        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).ok()?,
+        "deflate" => flate2::read::ZlibDecoder::new(bytes).read_to_end(&mut out).ok()?,
+        _ => return None,
+    };
+    Some(out)
+}

@@ -187,10 +187,9 @@ async fn stand_in_route(
             200,
             serde_json::json!({"id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e", "selfUri": "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e"}),
         ),
-        "/api/v2/conversations/calls" => json(
-            200,
-            serde_json::json!({"entities": [], "pageSize": 25, "pageNumber": 1, "total": 0, "pageCount": 0}),
-        ),
+        "/api/v2/conversations/calls" => {
+            json(200, serde_json::json!({"entities": [], "pageSize": 25, "pageNumber": 1, "total": 0, "pageCount": 0}))
+        }
         "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e" => json(
             200,
             serde_json::json!({
