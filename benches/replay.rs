@@ -42,7 +42,11 @@ fn main() {
         bare_server(Path::new(&args[2]));
         return;
     }
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    // `cargo bench` passes --bench; under `cargo test` this runs as a short smoke test.
+    let benching = args.iter().any(|a| a == "--bench");
+    let secs: f64 =
+        std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(if benching { 4.0 } else { 0.2 });
+    let warm = Duration::from_secs_f64((secs / 8.0).min(0.5));
     let conc: usize = std::env::var("BENCH_CONC").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
     let dir = std::env::temp_dir().join(format!("callvcr-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -93,10 +97,10 @@ fn main() {
     let mut ratios = Vec::new();
     for (label, new_conn) in [("keep-alive", false), ("new TLS conn per request", true)] {
         // Warm both, then measure bare and callvcr back to back.
-        rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, Duration::from_millis(500)));
-        rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, Duration::from_millis(500)));
-        let b = rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, Duration::from_secs(secs)));
-        let c = rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, Duration::from_secs(secs)));
+        rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, warm));
+        rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, warm));
+        let b = rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, Duration::from_secs_f64(secs)));
+        let c = rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, Duration::from_secs_f64(secs)));
         println!("{:<26} {:>10.0} {:>10} {:>10}", format!("bare, {label}"), b.rps, b.p50, b.p99);
         println!("{:<26} {:>10.0} {:>10} {:>10}", format!("callvcr, {label}"), c.rps, c.p50, c.p99);
         ratios.push((label, c.rps / b.rps, c.p50 as f64 / b.p50.max(1) as f64, c.p99 as f64 / b.p99.max(1) as f64));
