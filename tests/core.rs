@@ -324,3 +324,61 @@ async fn websocket_upgrade_passes_through_in_record_mode() {
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cassette_held_by_a_recording_is_named_with_its_pid() {
+    let dir = tempdir("held");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "held")));
+    let (code, _, err) = run(
+        &dir,
+        &[
+            "replay",
+            "--cassette",
+            "held",
+            "--listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cassette `cassettes/held` is in use") && err.contains("(pid "), "{err}");
+    assert_eq!(cv.stop().0, 0);
+    // Released on exit: now it opens.
+    let (code, out, err) = run(&dir, &["cassette", "export", "held"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("wrote 0 exchanges"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_in_replay_gets_an_answer_not_a_hang() {
+    let dir = tempdir("wsreplay");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "wsr")));
+    let upgrade = b"GET /ws HTTP/1.1\r\nHost: api.mypurecloud.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let mut tls = tls_over(tcp, "api.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
+    tls.write_all(upgrade).await.unwrap();
+    let mut buf = [0u8; 12];
+    tls.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 101");
+    drop(tls);
+    assert_eq!(cv.stop().0, 0);
+    si.stop();
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "wsr"]);
+    for path in ["/ws", "/ws-never-recorded"] {
+        let tcp = TcpStream::connect(cv.tls).await.unwrap();
+        let mut tls = tls_over(tcp, "api.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
+        let req = String::from_utf8_lossy(upgrade).replace("GET /ws ", &format!("GET {path} "));
+        tls.write_all(req.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut head)).await.expect("hung").unwrap();
+        let want: &[u8] = if path == "/ws" { b"HTTP/1.1 501" } else { b"HTTP/1.1 404" };
+        assert_eq!(&head, want, "{path}");
+    }
+    assert_eq!(cv.stop().0, 0);
+}
