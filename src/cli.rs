@@ -76,6 +76,13 @@ struct Common {
     /// Write the bound addresses as JSON to this file once all listeners are ready.
     #[arg(long = "ready-file", value_name = "PATH")]
     ready_file: Option<PathBuf>,
+    /// Extra CA (PEM) to trust upstream, for a sandbox with a private CA (record modes; replay has no upstream).
+    #[arg(long = "upstream-ca", value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
+    /// Send HOST to ADDR:PORT instead of resolving it (repeatable; HOST `*` sends every configured host).
+    /// Record modes only; accepted by replay so scripts can pass one set of flags.
+    #[arg(long, value_name = "HOST=ADDR:PORT")]
+    resolve: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -86,12 +93,6 @@ struct RecordArgs {
     /// Replay what matches and record only what misses, keeping the rest of the cassette.
     #[arg(long)]
     missing: bool,
-    /// Extra CA (PEM) to trust for a sandbox with a private CA.
-    #[arg(long = "upstream-ca", value_name = "FILE")]
-    upstream_ca: Option<PathBuf>,
-    /// Send HOST to ADDR:PORT instead of resolving it (repeatable; HOST `*` sends every configured host).
-    #[arg(long, value_name = "HOST=ADDR:PORT")]
-    resolve: Vec<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -379,11 +380,11 @@ async fn run_record(a: RecordArgs) -> i32 {
         Err(e) => return fail(e),
     };
     apply_common(&mut cfg, &a.common);
-    match parse_resolve(&a.resolve) {
+    match parse_resolve(&a.common.resolve) {
         Ok(list) => cfg.resolve.extend(list),
         Err(e) => return fail(e),
     }
-    if let Some(ca) = &a.upstream_ca {
+    if let Some(ca) = &a.common.upstream_ca {
         cfg.upstream_extra_ca = Some(ca.clone());
     }
     let clock = Arc::new(Clock::system());
@@ -451,6 +452,9 @@ async fn run_replay(a: ReplayArgs) -> i32 {
         Err(e) => return fail(e),
     };
     apply_common(&mut cfg, &a.common);
+    if let Err(e) = parse_resolve(&a.common.resolve) {
+        return fail(e);
+    }
     let clock = Arc::new(Clock::system());
     let (name, exchanges) = match load_exchanges(&a.cassette, &a.common.cassettes) {
         Ok(x) => x,

@@ -207,6 +207,15 @@ pub enum HostPattern {
 
 impl HostPattern {
     /// Parses `name` or `*.domain`; lower-cases it.
+    ///
+    /// ```
+    /// use callvcr::config::HostPattern;
+    /// let p = HostPattern::parse("*.Pure.Cloud").unwrap();
+    /// assert!(p.matches("api.usw2.pure.cloud"));
+    /// assert!(!p.matches("pure.cloud"));
+    /// assert!(!p.matches("notpure.cloud"));
+    /// assert!(HostPattern::parse("api.*.com").is_err());
+    /// ```
     pub fn parse(s: &str) -> Result<HostPattern, String> {
         let s = s.trim().trim_end_matches('.').to_ascii_lowercase();
         let (wild, name) = match s.strip_prefix("*.") {

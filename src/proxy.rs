@@ -75,8 +75,12 @@ pub struct JournalEntry {
     pub path: String,
     /// Status answered.
     pub status: u16,
-    /// `hit`, `miss`, `upstream`, `passthrough`, `error:<kind>`.
+    /// `hit`, `miss`, `upstream`, or `callvcr` for callvcr's own refusals (oversized, not intercepted).
     pub answered_by: String,
+    /// What else is worth knowing: `passthrough` (forwarded, not recorded), `upstream-error:<kind>`,
+    /// `request-too-large`, `bad-request`, `not-intercepted`, `cassette-write-failed`, `websocket-replay-unsupported`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Counters for the summary and the status line.
@@ -248,7 +252,7 @@ impl Proxy {
         }
     }
 
-    fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str) {
+    fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst);
         let mut j = self.journal.lock().unwrap_or_else(|e| e.into_inner());
         if j.len() >= JOURNAL_CAP {
@@ -261,6 +265,7 @@ impl Proxy {
             path: path.to_string(),
             status,
             answered_by: answered_by.to_string(),
+            detail: detail.map(String::from),
         });
     }
 
@@ -294,7 +299,14 @@ impl Proxy {
                     (StatusCode::BAD_REQUEST, "callvcr.request.body", format!("could not read the request body: {e}"))
                 };
                 tracing::warn!(%method, %host, %path, "{msg}");
-                self.note(&method, &host, &path, status.as_u16(), "error:request");
+                self.note(
+                    &method,
+                    &host,
+                    &path,
+                    status.as_u16(),
+                    "callvcr",
+                    Some(if too_large { "request-too-large" } else { "bad-request" }),
+                );
                 return json_response(
                     status,
                     ("x-callvcr-error", "request"),
@@ -316,9 +328,13 @@ impl Proxy {
                 &bytes,
             );
             let index = self.index();
-            if let Some((ex, prepared)) = index.next_prepared(&f) {
+            let sdk = headers
+                .get("purecloud-sdk")
+                .or_else(|| headers.get(http::header::USER_AGENT))
+                .and_then(|v| v.to_str().ok());
+            if let Some((ex, prepared)) = index.next_prepared(&f, sdk) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                self.note(&method, &host, &path, ex.response.status, "hit");
+                self.note(&method, &host, &path, ex.response.status, "hit", None);
                 return serve_prepared(prepared);
             }
             fp = Some((f, index));
@@ -342,7 +358,7 @@ impl Proxy {
         }
         if self.mode == Mode::Replay {
             // Not a configured host: replay never touches the network.
-            self.note(&method, &host, &path, 403, "refused");
+            self.note(&method, &host, &path, 403, "callvcr", Some("not-intercepted"));
             return json_response(
                 StatusCode::FORBIDDEN,
                 ("x-callvcr-error", "not-intercepted"),
@@ -362,7 +378,7 @@ impl Proxy {
             .unwrap_or_else(|| "; the cassette is empty".into());
         tracing::warn!(cassette = %self.cassette_name.read().map(|s| s.clone()).unwrap_or_default(), "replay miss: {what}{closest_line}");
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).push(what.clone());
-        self.note(&live.method, &live.host, &live.path, 404, "miss");
+        self.note(&live.method, &live.host, &live.path, 404, "miss", None);
         let n = self.stats.misses.load(Ordering::Relaxed);
         json_response(
             StatusCode::NOT_FOUND,
@@ -384,7 +400,14 @@ impl Proxy {
         self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
         let status = if e.kind == FailureKind::Timeout { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
         tracing::error!(kind = e.kind.as_str(), %host, %path, "upstream failure, nothing stored: {}", e.detail);
-        self.note(method, host, path, status.as_u16(), &format!("error:upstream-{}", e.kind.as_str()));
+        self.note(
+            method,
+            host,
+            path,
+            status.as_u16(),
+            "upstream",
+            Some(&format!("upstream-error:{}", e.kind.as_str())),
+        );
         json_response(
             status,
             ("x-callvcr-error", "upstream"),
@@ -464,17 +487,17 @@ impl Proxy {
                 self.store_exchange(live.clone(), status, &rparts.headers, rbytes.clone(), duration_ms).await
             {
                 tracing::error!("could not store the exchange, answering 500: {e}");
-                self.note(&live.method, &live.host, &live.path, 500, "error:cassette");
+                self.note(&live.method, &live.host, &live.path, 500, "callvcr", Some("cassette-write-failed"));
                 return json_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     ("x-callvcr-error", "cassette"),
                     json!({"message": format!("callvcr could not store this exchange: {e}"), "code": "callvcr.cassette.write", "status": 500}),
                 );
             }
-            self.note(&live.method, &live.host, &live.path, status, "upstream");
+            self.note(&live.method, &live.host, &live.path, status, "upstream", None);
         } else {
             self.stats.passthrough.fetch_add(1, Ordering::Relaxed);
-            self.note(&live.method, &live.host, &live.path, status, "passthrough");
+            self.note(&live.method, &live.host, &live.path, status, "upstream", Some("passthrough"));
         }
         let mut r = Response::new(Full::new(rbytes));
         *r.status_mut() = rparts.status;
@@ -549,10 +572,10 @@ impl Proxy {
             if let Some(ex) = index.next(&fp) {
                 if ex.response.status != 101 {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    self.note(&method, &host, &path, ex.response.status, "hit");
+                    self.note(&method, &host, &path, ex.response.status, "hit", None);
                     return replay_response(&ex.response);
                 }
-                self.note(&method, &host, &path, 501, "unsupported:websocket");
+                self.note(&method, &host, &path, 501, "callvcr", Some("websocket-replay-unsupported"));
                 return json_response(
                     StatusCode::NOT_IMPLEMENTED,
                     ("x-callvcr-error", "websocket-replay"),
@@ -608,7 +631,7 @@ impl Proxy {
                     .store_exchange(live, status.as_u16(), &h, rbytes.clone(), started.elapsed().as_millis() as u64)
                     .await;
             }
-            self.note(&method, &host, &path, status.as_u16(), "upstream");
+            self.note(&method, &host, &path, status.as_u16(), "upstream", None);
             let mut r = Response::new(Full::new(rbytes));
             *r.status_mut() = status;
             *r.headers_mut() = h;
@@ -622,7 +645,7 @@ impl Proxy {
                 tracing::error!("could not store the WebSocket handshake: {e}");
             }
         }
-        self.note(&method, &host, &path, 101, "upstream");
+        self.note(&method, &host, &path, 101, "upstream", None);
         tokio::spawn(async move {
             match (on_upgrade.await, up_upgrade.await) {
                 (Ok(client), Ok(server)) => {

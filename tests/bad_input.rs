@@ -65,6 +65,25 @@ async fn upstream_failures_say_which_and_store_nothing() {
     let r = c.send("GET", "/slow", &[("host", "api.mypurecloud.com")], "").await;
     assert_eq!((r.status, kind(&r).as_str()), (504, "timeout"), "{}", r.text());
     assert_eq!(r.headers["x-callvcr-error"], "upstream");
+    let journal = H1::over(TcpStream::connect(cv.admin).await.unwrap())
+        .await
+        .send("GET", "/mock/admin/journal", &[("host", "admin")], "")
+        .await
+        .json();
+    let details: Vec<(&str, &str)> = journal
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["answered_by"].as_str().unwrap(), e["detail"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        details,
+        vec![
+            ("upstream", "upstream-error:connect"),
+            ("upstream", "upstream-error:dns"),
+            ("upstream", "upstream-error:timeout")
+        ]
+    );
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("0 exchanges stored") && log.contains("3 upstream failures"), "{log}");

@@ -12,6 +12,24 @@ struct Slot {
     items: Vec<usize>,
     /// Next position to serve.
     next: AtomicUsize,
+    /// When recordings of this fingerprint came from more than one SDK version: one FIFO per version.
+    by_sdk: HashMap<String, Slot>,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot { items: Vec::new(), next: AtomicUsize::new(0), by_sdk: HashMap::new() }
+    }
+
+    fn take(&self) -> usize {
+        let pos = self.next.fetch_add(1, Ordering::Relaxed).min(self.items.len() - 1);
+        self.items[pos]
+    }
+
+    fn rewind(&self) {
+        self.next.store(0, Ordering::Relaxed);
+        self.by_sdk.values().for_each(Slot::rewind);
+    }
 }
 
 /// Recorded exchanges, indexed for replay.
@@ -92,11 +110,18 @@ impl Index {
         let keys: Vec<Fingerprint> = exchanges.iter().map(|e| matcher.fingerprint(&e.request)).collect();
         let mut slots: HashMap<Fingerprint, Slot> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
-            slots
-                .entry(k.clone())
-                .or_insert_with(|| Slot { items: Vec::new(), next: AtomicUsize::new(0) })
-                .items
-                .push(i);
+            slots.entry(k.clone()).or_insert_with(Slot::new).items.push(i);
+        }
+        for slot in slots.values_mut() {
+            let mut versions: HashMap<String, Slot> = HashMap::new();
+            for &i in &slot.items {
+                if let Some(v) = &exchanges[i].sdk {
+                    versions.entry(v.clone()).or_insert_with(Slot::new).items.push(i);
+                }
+            }
+            if versions.len() > 1 {
+                slot.by_sdk = versions;
+            }
         }
         let served = exchanges.iter().map(|_| AtomicBool::new(false)).collect();
         let prepared = exchanges.iter().map(|e| prepare(&e.response)).collect();
@@ -115,14 +140,18 @@ impl Index {
 
     /// The next recorded exchange for `fp`: FIFO, the last repeating once all were served.
     pub fn next(&self, fp: &Fingerprint) -> Option<&Exchange> {
-        self.next_prepared(fp).map(|(e, _)| e)
+        self.next_prepared(fp, None).map(|(e, _)| e)
     }
 
-    /// Like [`Index::next`], with the response ready to serve.
-    pub fn next_prepared(&self, fp: &Fingerprint) -> Option<(&Exchange, &Prepared)> {
+    /// Like [`Index::next`], with the response ready to serve. When the cassette holds recordings of
+    /// this fingerprint from several SDK versions, those from `sdk` (the version the live request
+    /// announced) are preferred, each version with its own FIFO.
+    pub fn next_prepared(&self, fp: &Fingerprint, sdk: Option<&str>) -> Option<(&Exchange, &Prepared)> {
         let slot = self.slots.get(fp)?;
-        let pos = slot.next.fetch_add(1, Ordering::Relaxed).min(slot.items.len() - 1);
-        let i = slot.items[pos];
+        let i = match sdk.and_then(|v| slot.by_sdk.get(v)) {
+            Some(same_version) => same_version.take(),
+            None => slot.take(),
+        };
         if !self.served[i].load(Ordering::Relaxed) {
             self.served[i].store(true, Ordering::Relaxed);
         }
@@ -132,7 +161,7 @@ impl Index {
     /// Rewinds every FIFO position to the start.
     pub fn rewind(&self) {
         for s in self.slots.values() {
-            s.next.store(0, Ordering::Relaxed);
+            s.rewind();
         }
         for s in &self.served {
             s.store(false, Ordering::Relaxed);
@@ -223,5 +252,23 @@ mod tests {
         assert!(idx.next(&miss).is_none());
         let near = idx.near_misses(&miss, 3);
         assert_eq!(near.len(), 2);
+    }
+
+    #[test]
+    fn recordings_from_the_same_sdk_version_are_preferred() {
+        let m = Matcher::new(&MatchConfig::default(), Redactor::new(&RedactConfig::default()));
+        let mut a = ex(1, "/me", "from-v1");
+        a.sdk = Some("purecloud-sdk/1.0".into());
+        let mut b = ex(2, "/me", "from-v2");
+        b.sdk = Some("purecloud-sdk/2.0".into());
+        let idx = Index::new(vec![a, b], &m);
+        let k = m.fingerprint(&ex(0, "/me", "").request);
+        let body =
+            |e: Option<(&Exchange, &Prepared)>| String::from_utf8(e.unwrap().0.response.body.bytes.to_vec()).unwrap();
+        assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/2.0"))), "from-v2");
+        assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/2.0"))), "from-v2", "its own FIFO repeats its last");
+        assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/1.0"))), "from-v1");
+        assert_eq!(body(idx.next_prepared(&k, Some("other/9"))), "from-v1", "unknown version: recorded order");
+        assert_eq!(body(idx.next_prepared(&k, None)), "from-v2");
     }
 }
