@@ -382,3 +382,82 @@ async fn a_websocket_upgrade_in_replay_gets_an_answer_not_a_hang() {
     }
     assert_eq!(cv.stop().0, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_in_flight_request_finish_and_stores_it() {
+    let dir = tempdir("drain");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "drain")));
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    let slow = tokio::spawn(async move { api.send("GET", "/slow", &[("host", "api.mypurecloud.com")], "").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = tokio::task::spawn_blocking(move || cv.stop());
+    let r = slow.await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, r#"{"slow":true}"#));
+    let (code, log) = stopping.await.unwrap();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("1 exchanges stored"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_to_a_host_outside_the_list_is_a_blind_tunnel_while_recording() {
+    let dir = tempdir("blind");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "blind")));
+    // 127.0.0.1 is not a configured host: callvcr must not terminate TLS, so the stand-in's own
+    // certificate (trusted through its test CA) is what the client verifies.
+    let tunnel = connect_tunnel(cv.proxy, &si.addr.to_string()).await.unwrap();
+    let tls = tls_over(tunnel, "api.mypurecloud.com", client_config(&si.ca_path, &[b"http/1.1"])).await.unwrap();
+    let mut c = H1::over(tls).await;
+    let r = c.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!(r.status, 200);
+    drop(c);
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("0 exchanges stored") && log.contains("blind tunnel"), "{log}");
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_names_are_resolved_without_the_hosts_file() {
+    if !is_root() || std::process::Command::new("unshare").arg("--help").output().is_err() {
+        eprintln!("NOT RUN: needs root and unshare for a private /etc/hosts (CI runs as root)");
+        return;
+    }
+    let dir = tempdir("hostsfile");
+    // The user's redirect: the hosts file points the platform at callvcr itself.
+    std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n127.0.0.1 login.mypurecloud.com api.mypurecloud.com\n")
+        .unwrap();
+    let dns = {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for _ in 0..64 {
+                let Ok((n, from)) = sock.recv_from(&mut buf).await else { break };
+                if n >= 12 {
+                    let mut resp = buf[..n].to_vec();
+                    resp[2] |= 0x80;
+                    resp[3] = (resp[3] & 0xF0) | 0x83; // RA + NXDOMAIN
+                    let _ = sock.send_to(&resp, from).await;
+                }
+            }
+        });
+        addr
+    };
+    std::fs::write(dir.join("proxy.yaml"), format!("upstream:\n  nameservers: [\"{dns}\"]\n")).unwrap();
+    let cv = Callvcr::start_in(&dir, &["record", "--cassette", "h"], Some(&dir.join("hosts")));
+    let mut c = h1_tls(&cv, "login.mypurecloud.com").await;
+    let r = c.send("POST", "/oauth/token", &[("host", "login.mypurecloud.com")], "").await;
+    // Reading the hosts file would have sent callvcr to 127.0.0.1:443 (a connect failure, or itself).
+    assert_eq!((r.status, r.json()["kind"].as_str()), (502, Some("dns")), "{}", r.text());
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        std::fs::read_to_string("/etc/hosts").unwrap().lines().all(|l| !l.contains("login.mypurecloud.com")),
+        "the machine's hosts file is untouched"
+    );
+}

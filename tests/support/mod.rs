@@ -260,10 +260,27 @@ pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
 impl Callvcr {
     /// Starts `callvcr ARGS` in `dir` on free loopback ports and waits until it is ready.
     pub fn start(dir: &Path, args: &[&str]) -> Callvcr {
+        Self::start_in(dir, args, None)
+    }
+
+    /// Like [`Callvcr::start`], with `/etc/hosts` replaced by `hosts` for this process only
+    /// (a private mount namespace; needs root and `unshare`).
+    pub fn start_in(dir: &Path, args: &[&str], hosts: Option<&Path>) -> Callvcr {
         let ready = dir.join(format!("ready-{}.json", rand_suffix()));
         let stderr_path = dir.join(format!("stderr-{}.log", rand_suffix()));
         let _ = std::fs::remove_file(&ready);
-        let child = Command::new(env!("CARGO_BIN_EXE_callvcr"))
+        let mut cmd = match hosts {
+            None => Command::new(env!("CARGO_BIN_EXE_callvcr")),
+            Some(h) => {
+                // unshare and sh exec in place, so the pid is callvcr's own and signals reach it.
+                let mut c = Command::new("unshare");
+                c.args(["-m", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+                    .arg(h)
+                    .arg(env!("CARGO_BIN_EXE_callvcr"));
+                c
+            }
+        };
+        let child = cmd
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .arg("--ready-file")
@@ -311,6 +328,11 @@ impl Callvcr {
     /// The CA certificate callvcr uses.
     pub fn ca_path(&self) -> PathBuf {
         self.dir.join("certs/ca.pem")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
     }
 
     /// SIGINT, then wait (up to 15 s); returns the exit code and everything logged.
