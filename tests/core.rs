@@ -182,6 +182,13 @@ async fn a_miss_is_explained_and_strict_replay_exits_1() {
     // A hit still works beside it.
     let r = api.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com")], "").await;
     assert_eq!(r.status, 200);
+    // Origin-form on the proxy listener: the Host header names the target.
+    let mut plain = H1::over(TcpStream::connect(cv.proxy).await.unwrap()).await;
+    let r = plain.send("GET", "/api/v2/counter", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!((r.status, r.text().as_str()), (200, r#"{"n":0}"#));
+    let r = plain.send("GET", "/api/v2/counter", &[("host", "127.0.0.1:8080")], "").await;
+    assert_eq!(r.status, 400, "a Host that is not a configured host is refused with a reason");
+    assert!(r.text().contains("not a configured host"), "{}", r.text());
     let (code, log) = cv.stop();
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("miss: GET api.mypurecloud.com/api/v2/users/me?expand=presence"), "{log}");
