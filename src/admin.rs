@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::listen::Drain;
 use bytes::Bytes;
@@ -88,28 +87,18 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, proxy: Arc<Proxy>)
 }
 
 /// Serves the admin API until `stop` turns true.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, drain: Drain, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let p = proxy.clone();
-                    let w = drain.clone();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let p = p.clone();
-                            async move { Ok::<_, Infallible>(handle(req, peer, p).await) }
-                        });
-                        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-                        let _ = w.watch(conn).await;
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("admin listener accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, drain: Drain, stop: watch::Receiver<bool>) {
+    crate::listen::accept_loop(listener, "admin API", stop, move |stream, peer| {
+        let p = proxy.clone();
+        let w = drain.clone();
+        async move {
+            let svc = service_fn(move |req| {
+                let p = p.clone();
+                async move { Ok::<_, Infallible>(handle(req, peer, p).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            let _ = w.watch(conn).await;
         }
-    }
+    })
+    .await
 }

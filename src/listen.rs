@@ -99,24 +99,36 @@ pub struct Shared {
     pub drain: Drain,
 }
 
-/// Accepts TLS connections until `stop` turns true; the target host comes from SNI.
-pub async fn serve_tls(listener: TcpListener, shared: Shared, mut stop: watch::Receiver<bool>) {
+/// Accepts connections on `listener` until `stop` turns true, handing each to `on_conn`.
+/// Accept errors (e.g. out of file descriptors) are logged and retried after a pause.
+pub async fn accept_loop<F, Fut>(listener: TcpListener, what: &'static str, mut stop: watch::Receiver<bool>, on_conn: F)
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let s = shared.clone();
-                    tokio::spawn(async move { accept_tls(stream, peer.to_string(), None, 443, s).await });
+                    tokio::spawn(on_conn(stream, peer));
                 }
                 Err(e) => {
-                    tracing::warn!("TLS listener accept failed: {e}");
+                    tracing::warn!("{what} accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
     }
+}
+
+/// Accepts TLS connections until `stop` turns true; the target host comes from SNI.
+pub async fn serve_tls(listener: TcpListener, shared: Shared, stop: watch::Receiver<bool>) {
+    accept_loop(listener, "TLS listener", stop, move |stream, peer| {
+        accept_tls(stream, peer.to_string(), None, 443, shared.clone())
+    })
+    .await
 }
 
 /// Terminates TLS on `io` with a leaf for the SNI host (or `fallback`, the CONNECT host), then serves HTTP.
@@ -194,23 +206,8 @@ where
 }
 
 /// Accepts plain HTTP connections (CONNECT, absolute-form, origin-form) until `stop` turns true.
-pub async fn serve_proxy(listener: TcpListener, shared: Shared, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let s = shared.clone();
-                    tokio::spawn(async move { proxy_conn(stream, peer, s).await });
-                }
-                Err(e) => {
-                    tracing::warn!("proxy listener accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
+pub async fn serve_proxy(listener: TcpListener, shared: Shared, stop: watch::Receiver<bool>) {
+    accept_loop(listener, "proxy listener", stop, move |stream, peer| proxy_conn(stream, peer, shared.clone())).await
 }
 
 async fn proxy_conn(stream: TcpStream, peer: SocketAddr, shared: Shared) {

@@ -135,17 +135,7 @@ impl std::fmt::Debug for Proxy {
 /// The journal keeps the most recent entries only, so a long replay does not grow without bound.
 pub const JOURNAL_CAP: usize = 10_000;
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+use crate::cassette::model::HOP_BY_HOP;
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -432,11 +422,7 @@ impl Proxy {
         configured: bool,
     ) -> Response<ProxyBody> {
         let Some(upstream) = &self.upstream else {
-            return json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ("x-callvcr-error", "internal"),
-                json!({"message": "no upstream client in this mode"}),
-            );
+            return no_upstream();
         };
         let uri = format!(
             "{}://{}{}{}",
@@ -587,11 +573,7 @@ impl Proxy {
             }
         }
         let Some(upstream) = &self.upstream else {
-            return json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ("x-callvcr-error", "internal"),
-                json!({"message": "no upstream client in this mode"}),
-            );
+            return no_upstream();
         };
         let mut headers = parts.headers.clone();
         // Frames are recorded uncompressed (permessage-deflate would hide them).
@@ -667,6 +649,15 @@ impl Proxy {
         }
         r
     }
+}
+
+/// The answer when a forwarding path is reached in a mode without an upstream client (a bug, said plainly).
+fn no_upstream() -> Response<ProxyBody> {
+    json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ("x-callvcr-error", "internal"),
+        json!({"message": "callvcr internal error: no upstream client in this mode", "code": "callvcr.internal", "status": 500}),
+    )
 }
 
 /// Builds the client's response from a recording: status, headers as recorded (length recomputed),

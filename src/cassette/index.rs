@@ -60,21 +60,11 @@ pub struct Prepared {
 
 /// Builds the response a recording is served as.
 pub fn prepare(rec: &super::model::RecordedResponse) -> Prepared {
-    const SKIP: &[&str] = &[
-        "content-length",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
     let mut headers = http::HeaderMap::with_capacity(rec.headers.len());
     for (k, v) in &rec.headers {
-        if SKIP.iter().any(|s| k.eq_ignore_ascii_case(s)) {
+        if k.eq_ignore_ascii_case("content-length")
+            || super::model::HOP_BY_HOP.iter().any(|s| k.eq_ignore_ascii_case(s))
+        {
             continue;
         }
         if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v)) {

@@ -4,6 +4,19 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Hop-by-hop headers: they describe one connection, so they are neither forwarded nor replayed.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// A body as stored: the decoded bytes, and the content encoding they arrived with (if any).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Body {
