@@ -452,9 +452,18 @@ impl Proxy {
         };
         let (mut rparts, rbody) = resp.into_parts();
         let limit = self.config.limits.max_body_bytes;
-        let rbytes = match Limited::new(rbody, limit).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) => {
+        let body_deadline = std::time::Duration::from_millis(self.config.upstream_timeout_ms);
+        let rbytes = match tokio::time::timeout(body_deadline, Limited::new(rbody, limit).collect()).await {
+            Ok(Ok(c)) => c.to_bytes(),
+            Err(_) => {
+                let err = UpstreamError {
+                    kind: FailureKind::Timeout,
+                    host: target.host.clone(),
+                    detail: format!("the response body did not finish within {} ms", body_deadline.as_millis()),
+                };
+                return self.upstream_failure(&err, &live.method, &live.host, &live.path);
+            }
+            Ok(Err(e)) => {
                 let err = UpstreamError {
                     kind: FailureKind::Protocol,
                     host: target.host.clone(),

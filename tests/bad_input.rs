@@ -84,9 +84,13 @@ async fn upstream_failures_say_which_and_store_nothing() {
             ("upstream", "upstream-error:timeout")
         ]
     );
+    // A body that stalls after the head: bounded by the same timeout, reported as one.
+    let r = c.send("GET", "/stall", &[("host", "api.mypurecloud.com")], "").await;
+    assert_eq!((r.status, kind(&r).as_str()), (504, "timeout"), "{}", r.text());
+    assert!(r.text().contains("response body did not finish"), "{}", r.text());
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("0 exchanges stored") && log.contains("3 upstream failures"), "{log}");
+    assert!(log.contains("0 exchanges stored") && log.contains("4 upstream failures"), "{log}");
 
     // Without the sandbox's CA, verification fails: 502 tls, never a silent downgrade.
     std::fs::remove_file(dir.join("proxy.yaml")).unwrap();

@@ -122,7 +122,15 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
                 let svc = hyper::service::service_fn(move |req| {
                     let seen = seen.clone();
                     let counter = counter.clone();
-                    async move { Ok::<_, std::convert::Infallible>(stand_in_route(req, seen, counter).await) }
+                    async move {
+                        let stall = req.uri().path() == "/stall";
+                        let resp = if stall {
+                            stalled_body()
+                        } else {
+                            stand_in_route(req, seen, counter).await.map(|b| b.boxed())
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tls), svc)
@@ -131,6 +139,32 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
         }
     });
     StandIn { addr, ca_path, seen, task }
+}
+
+type Boxed = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// A 200 whose head goes out at once and whose body never finishes (for 30 s).
+fn stalled_body() -> Response<Boxed> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(1);
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"{\"partial\":")))).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(tx);
+    });
+    let stream = RecvStream(rx);
+    let mut r = Response::new(http_body_util::StreamBody::new(stream).boxed());
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+/// An mpsc receiver as a `Stream`.
+struct RecvStream<T>(tokio::sync::mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for RecvStream<T> {
+    type Item = T;
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 fn json(status: u16, body: serde_json::Value) -> Response<Full<Bytes>> {
