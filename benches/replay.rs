@@ -70,14 +70,7 @@ fn main() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let callvcr_addr: SocketAddr = loop {
-        if let Ok(t) = std::fs::read_to_string(&ready) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
-                break v["tls"].as_str().unwrap().parse().unwrap();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let callvcr_addr = tls_addr_when_ready(&ready);
     let mut bare = Command::new(std::env::current_exe().unwrap())
         .args(["--bare-server", dir.join("certs").to_str().unwrap()])
         .stdout(Stdio::piped())
@@ -130,14 +123,7 @@ fn main() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let rec_addr: SocketAddr = loop {
-        if let Ok(t) = std::fs::read_to_string(&ready_rec) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
-                break v["tls"].as_str().unwrap().parse().unwrap();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let rec_addr = tls_addr_when_ready(&ready_rec);
     rt.block_on(load(rec_addr, cfg.clone(), false, conc, warm));
     let b = rt.block_on(load(bare_addr, cfg.clone(), false, conc, Duration::from_secs_f64(secs)));
     let r = rt.block_on(load(rec_addr, cfg.clone(), false, conc, Duration::from_secs_f64(secs)));
@@ -160,6 +146,18 @@ fn main() {
     let _ = bare.kill();
     let _ = bare.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits for callvcr's `--ready-file` and returns its TLS listener address.
+fn tls_addr_when_ready(ready: &Path) -> SocketAddr {
+    loop {
+        if let Ok(t) = std::fs::read_to_string(ready) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
+                return v["tls"].as_str().unwrap().parse().unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 struct Outcome {

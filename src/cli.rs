@@ -290,12 +290,8 @@ fn load_exchanges(arg: &str, dir: &Path) -> Result<(String, Vec<Exchange>), Cass
     }
 }
 
-struct Running {
-    proxy: Arc<Proxy>,
-    addrs: (SocketAddr, SocketAddr, SocketAddr),
-}
-
-async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Running, i32> {
+/// Serves until SIGINT/SIGTERM, then drains; returns the proxy for the summary, or an exit code.
+async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Arc<Proxy>, i32> {
     let cfg = proxy.config.clone();
     let leaves = match LeafCache::new(ca, proxy.clock.clone()) {
         Ok(l) => Arc::new(l),
@@ -339,7 +335,7 @@ async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Running, i3
     if !drain_signal.drain(Duration::from_secs(5)).await {
         tracing::warn!("some connections were still open after 5 s and were closed");
     }
-    Ok(Running { proxy, addrs })
+    Ok(proxy)
 }
 
 async fn wait_for_signal() {
@@ -426,15 +422,15 @@ async fn run_record(a: RecordArgs) -> i32 {
     };
     tracing::info!(cassette = %name, path = %store.path().display(), "recording");
     let proxy = Arc::new(Proxy::new(mode, cfg, index, Some(store.clone()), Some(upstream), clock, name.clone()));
-    let running = match serve(proxy, ca, &a.common).await {
-        Ok(r) => r,
+    let proxy = match serve(proxy, ca, &a.common).await {
+        Ok(p) => p,
         Err(code) => return code,
     };
     if let Err(e) = store.flush() {
         eprintln!("callvcr: error: {e}");
         return EXIT_USAGE;
     }
-    let s = &running.proxy.stats;
+    let s = &proxy.stats;
     eprintln!(
         "callvcr: record summary for `{name}`: {} exchanges stored, {} replayed, {} passed through unrecorded, {} upstream failures",
         s.recorded.load(Ordering::Relaxed),
@@ -442,7 +438,6 @@ async fn run_record(a: RecordArgs) -> i32 {
         s.passthrough.load(Ordering::Relaxed),
         s.upstream_errors.load(Ordering::Relaxed),
     );
-    let _ = running.addrs;
     EXIT_OK
 }
 
@@ -469,11 +464,10 @@ async fn run_replay(a: ReplayArgs) -> i32 {
     let index = Index::new(exchanges, &matcher);
     tracing::info!(cassette = %name, exchanges = index.len(), "replaying (no network)");
     let proxy = Arc::new(Proxy::new(Mode::Replay, cfg, index, None, None, clock, name.clone()));
-    let running = match serve(proxy, ca, &a.common).await {
-        Ok(r) => r,
+    let p = match serve(proxy, ca, &a.common).await {
+        Ok(p) => p,
         Err(code) => return code,
     };
-    let p = &running.proxy;
     let hits = p.stats.hits.load(Ordering::Relaxed);
     let misses = p.stats.misses.load(Ordering::Relaxed);
     let idx = p.index();

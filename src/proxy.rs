@@ -155,6 +155,25 @@ fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
     h.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
 }
 
+/// A live request as callvcr keeps it: for fingerprints on a miss, for storage, and for messages.
+fn live_request(
+    method: &Method,
+    uri: &http::Uri,
+    target: &Target,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> RecordedRequest {
+    RecordedRequest {
+        method: method.to_string(),
+        scheme: target.scheme.to_string(),
+        host: target.authority(),
+        path: uri.path().to_string(),
+        query: uri.query().map(String::from),
+        headers: header_pairs(headers),
+        body: Body { bytes: body, encoding: None },
+    }
+}
+
 fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(http::header::UPGRADE)
         && h.get_all(http::header::CONNECTION)
@@ -332,15 +351,7 @@ impl Proxy {
 
         let mut live_headers = parts.headers.clone();
         strip_hop_by_hop(&mut live_headers);
-        let live = RecordedRequest {
-            method: method.clone(),
-            scheme: target.scheme.to_string(),
-            host: host.clone(),
-            path: path.clone(),
-            query: query.clone(),
-            headers: header_pairs(&live_headers),
-            body: Body { bytes: bytes.clone(), encoding: None },
-        };
+        let live = live_request(&parts.method, &parts.uri, &target, &live_headers, bytes.clone());
         if self.mode == Mode::Replay {
             if let Some((f, index)) = &fp {
                 return self.miss(&live, f, index);
@@ -552,15 +563,7 @@ impl Proxy {
         let path = parts.uri.path().to_string();
         let query = parts.uri.query().map(String::from);
         let configured = self.config.is_configured_host(&target.host);
-        let live = RecordedRequest {
-            method: method.clone(),
-            scheme: target.scheme.to_string(),
-            host: host.clone(),
-            path: path.clone(),
-            query: query.clone(),
-            headers: header_pairs(&parts.headers),
-            body: Body::default(),
-        };
+        let live = live_request(&parts.method, &parts.uri, &target, &parts.headers, Bytes::new());
         if self.mode == Mode::Replay || (self.mode == Mode::RecordMissing && configured) {
             let fp = self.matcher.fingerprint(&live);
             let index = self.index();
@@ -606,7 +609,7 @@ impl Proxy {
             );
         };
         let started = Clock::instant();
-        let mut resp = match upstream.upgrade(up_req, target.scheme == "https").await {
+        let mut resp = match upstream.upgrade(up_req).await {
             Ok(r) => r,
             Err(e) => return self.upstream_failure(&e, &method, &host, &path),
         };

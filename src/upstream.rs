@@ -279,7 +279,6 @@ impl Upstream {
     pub async fn upgrade(
         &self,
         mut req: Request<http_body_util::Empty<Bytes>>,
-        _https: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let full = req.uri().clone();
         let host = full.host().unwrap_or("").to_string();

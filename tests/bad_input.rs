@@ -7,27 +7,7 @@ use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
-
-/// A loopback DNS server that answers NXDOMAIN to every query.
-async fn nxdomain_server() -> std::net::SocketAddr {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 512];
-        for _ in 0..64 {
-            let Ok((n, from)) = sock.recv_from(&mut buf).await else { break };
-            if n < 12 {
-                continue;
-            }
-            let mut resp = buf[..n].to_vec();
-            resp[2] |= 0x80; // QR: a response
-            resp[3] = (resp[3] & 0xF0) | 0x03 | 0x80; // RA, RCODE 3 (NXDOMAIN)
-            let _ = sock.send_to(&resp, from).await;
-        }
-    });
-    addr
-}
+use tokio::net::TcpStream;
 
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -438,23 +438,7 @@ async fn upstream_names_are_resolved_without_the_hosts_file() {
     // The user's redirect: the hosts file points the platform at callvcr itself.
     std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n127.0.0.1 login.mypurecloud.com api.mypurecloud.com\n")
         .unwrap();
-    let dns = {
-        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = sock.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 512];
-            for _ in 0..64 {
-                let Ok((n, from)) = sock.recv_from(&mut buf).await else { break };
-                if n >= 12 {
-                    let mut resp = buf[..n].to_vec();
-                    resp[2] |= 0x80;
-                    resp[3] = (resp[3] & 0xF0) | 0x83; // RA + NXDOMAIN
-                    let _ = sock.send_to(&resp, from).await;
-                }
-            }
-        });
-        addr
-    };
+    let dns = nxdomain_server().await;
     std::fs::write(dir.join("proxy.yaml"), format!("upstream:\n  nameservers: [\"{dns}\"]\n")).unwrap();
     let cv = Callvcr::start_in(&dir, &["record", "--cassette", "h"], Some(&dir.join("hosts")));
     let mut c = h1_tls(&cv, "login.mypurecloud.com").await;

@@ -93,15 +93,8 @@ impl Matcher {
     ) -> Fingerprint {
         let mut query: Vec<(String, String)> = match query {
             None | Some("") => Vec::new(),
-            Some(q) => self
-                .redactor
-                .urlencoded(q)
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (percent_decode(k), percent_decode(v))
-                })
+            Some(q) => decode_pairs(&self.redactor.urlencoded(q))
+                .into_iter()
                 .filter(|(k, _)| !self.cfg.ignore_query.iter().any(|i| i == k))
                 .collect(),
         };
@@ -133,14 +126,7 @@ impl Matcher {
         let ct = content_type.unwrap_or("").to_ascii_lowercase();
         if ct.contains("x-www-form-urlencoded") {
             if let Ok(s) = std::str::from_utf8(bytes) {
-                let mut f: Vec<(String, String)> = s
-                    .split('&')
-                    .filter(|p| !p.is_empty())
-                    .map(|p| {
-                        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                        (percent_decode(k), percent_decode(v))
-                    })
-                    .collect();
+                let mut f = decode_pairs(s);
                 f.sort();
                 return BodyKey::Form(f);
             }
@@ -155,6 +141,17 @@ impl Matcher {
         }
         BodyKey::Raw { len: bytes.len(), hash: fnv1a(bytes) }
     }
+}
+
+/// `a=1&b=2` (a query string or form body) as decoded pairs, in order.
+fn decode_pairs(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
 }
 
 /// Removes the value at a dotted path; `*` matches every key or array item.
