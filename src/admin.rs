@@ -1,6 +1,6 @@
 //! The admin API that tests drive, under `/mock/admin/`: JSON in and out, loopback only unless
-//! configured, optional bearer token. This part serves health, journal, reset and clock reads;
-//! overlay controls join it as the overlays land.
+//! configured, optional bearer token: health, journal, reset, cassette switch, the virtual clock and
+//! the auth overlay's tokens. Routes for later overlays join it as they land.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::listen::Drain;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -53,37 +53,229 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, proxy: Arc<Proxy>)
         }
     }
     let path = req.uri().path().trim_end_matches('/').to_string();
-    let Some(route) = path.strip_prefix("/mock/admin") else {
+    let Some(route) = path.strip_prefix("/mock/admin").map(String::from) else {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no admin route {path}; routes live under /mock/admin/"),
         );
     };
-    match (req.method().clone(), route) {
-        (Method::GET, "/health") => reply(
+    let method = req.method().clone();
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad_body",
+                format!("could not read the request body (at most {MAX_BODY} bytes): {e}"),
+            )
+        }
+    };
+    match route_call(&method, &route, &body, &proxy).await {
+        Ok(r) => r,
+        Err(e) => e,
+    }
+}
+
+/// Largest admin request body.
+const MAX_BODY: usize = 1 << 20;
+
+type Answer = Response<Full<Bytes>>;
+
+/// The JSON body, or a 400 naming what is wrong with it. An empty body reads as `{}`.
+fn json_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, Answer> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => {
+            Err(error(StatusCode::BAD_REQUEST, "bad_json", format!("expected a JSON object, got {}", kind_of(&other))))
+        }
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn unknown_fields(m: &serde_json::Map<String, Value>, allowed: &[&str], route: &str) -> Result<(), Answer> {
+    match m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("unknown field `{k}` for {route}; expected {}", allowed.join(" or ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn auth_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::auth::Auth>, Answer> {
+    proxy.overlays.auth.as_ref().ok_or_else(|| {
+        error(
+            StatusCode::CONFLICT,
+            "overlay_off",
+            format!(
+                "the auth overlay is not running ({}); it runs in replay unless switched off with --no-overlay auth or overlays.disable",
+                proxy.mode.as_str()
+            ),
+        )
+    })
+}
+
+async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Proxy>) -> Result<Answer, Answer> {
+    let now = || json!({"now": rfc3339_ms(proxy.timer.now_ms())});
+    Ok(match (method, route) {
+        (&Method::GET, "/health") => reply(
             StatusCode::OK,
             json!({
                 "status": "ok",
                 "mode": proxy.mode.as_str(),
                 "cassette": proxy.cassette_name.read().map(|s| s.clone()).unwrap_or_default(),
+                "overlays": proxy.overlays.pipeline.names(),
+                "clock": {"now": rfc3339_ms(proxy.timer.now_ms()), "frozen": proxy.clock.is_frozen()},
             }),
         ),
-        (Method::GET, "/journal") => {
+        (&Method::GET, "/journal") => {
             reply(StatusCode::OK, serde_json::to_value(proxy.journal()).unwrap_or(Value::Null))
         }
-        (Method::POST, "/reset") => {
+        (&Method::POST, "/reset") => {
             proxy.reset();
             reply(StatusCode::OK, json!({"reset": true}))
         }
-        (Method::GET, "/clock") => reply(StatusCode::OK, json!({"now": rfc3339_ms(proxy.clock.now_ms())})),
-        (_, "/health" | "/journal" | "/reset" | "/clock") => error(
+        (&Method::GET, "/clock") => reply(StatusCode::OK, now()),
+        (&Method::POST, "/clock") => {
+            let m = json_body(body)?;
+            unknown_fields(&m, &["advance_ms", "set"], "POST /mock/admin/clock")?;
+            match (m.get("advance_ms"), m.get("set")) {
+                (Some(a), None) => {
+                    let ms = a.as_i64().ok_or_else(|| {
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            format!("advance_ms must be a whole number of milliseconds, got {a}"),
+                        )
+                    })?;
+                    proxy.timer.advance_ms(ms);
+                }
+                (None, Some(v)) => {
+                    let t = v.as_str().and_then(crate::clock::parse_rfc3339).ok_or_else(|| {
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            format!("set must be an RFC 3339 time such as \"2026-01-05T09:00:00Z\", got {v}"),
+                        )
+                    })?;
+                    proxy.timer.set_ms(t);
+                }
+                _ => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "send exactly one of {\"advance_ms\": N} or {\"set\": \"<RFC 3339>\"}".into(),
+                    ))
+                }
+            }
+            tracing::info!(now = %rfc3339_ms(proxy.timer.now_ms()), "virtual clock moved by the admin API");
+            reply(StatusCode::OK, now())
+        }
+        (&Method::POST, "/tokens/expire") => {
+            let m = json_body(body)?;
+            unknown_fields(&m, &["client_id", "token"], "POST /mock/admin/tokens/expire")?;
+            let text = |k: &str| -> Result<Option<String>, Answer> {
+                match m.get(k) {
+                    None => Ok(None),
+                    Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+                    Some(v) => Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("{k} must be a non-empty string, got {v}"),
+                    )),
+                }
+            };
+            use crate::overlay::auth::ExpireFilter;
+            let filter = match (text("client_id")?, text("token")?) {
+                (None, None) => ExpireFilter::All,
+                (Some(c), None) => ExpireFilter::Client(c),
+                (None, Some(t)) => ExpireFilter::Token(t),
+                (Some(_), Some(_)) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "send {} (all), {\"client_id\": ID} or {\"token\": T}, not both".into(),
+                    ))
+                }
+            };
+            let n = auth_overlay(proxy)?.expire(&filter, proxy.timer.now_ms());
+            tracing::info!(expired = n, "tokens expired by the admin API");
+            reply(StatusCode::OK, json!({"expired": n}))
+        }
+        (&Method::GET, "/tokens") => {
+            let list = auth_overlay(proxy)?.tokens(proxy.timer.now_ms());
+            reply(StatusCode::OK, serde_json::to_value(list).unwrap_or(Value::Null))
+        }
+        (&Method::POST, "/cassette") => {
+            let m = json_body(body)?;
+            unknown_fields(&m, &["name"], "POST /mock/admin/cassette")?;
+            let name = match m.get("name") {
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                _ => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "send {\"name\": NAME}: a cassette name under the cassettes directory or a .jsonl path".into(),
+                    ))
+                }
+            };
+            switch_cassette(proxy, name).await?
+        }
+        (_, "/health" | "/journal" | "/reset" | "/clock" | "/tokens/expire" | "/tokens" | "/cassette") => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            format!("{} is not allowed on /mock/admin{route}", req.method()),
+            format!("{method} is not allowed on /mock/admin{route}"),
         ),
-        _ => error(StatusCode::NOT_FOUND, "not_found", format!("no admin route {} /mock/admin{route}", req.method())),
+        _ => error(StatusCode::NOT_FOUND, "not_found", format!("no admin route {method} /mock/admin{route}")),
+    })
+}
+
+async fn switch_cassette(proxy: &Arc<Proxy>, name: String) -> Result<Answer, Answer> {
+    if proxy.mode != crate::proxy::Mode::Replay {
+        return Err(error(
+            StatusCode::CONFLICT,
+            "not_replaying",
+            format!("cassettes are switched in replay only; this callvcr is in {} mode", proxy.mode.as_str()),
+        ));
     }
+    let Some(dir) = proxy.cassettes_dir.clone() else {
+        return Err(error(StatusCode::CONFLICT, "no_cassettes_dir", "this callvcr has no cassettes directory".into()));
+    };
+    let is_file = name.ends_with(".jsonl");
+    if !is_file && (name.contains('/') || name.contains('\\') || name.starts_with('.')) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`{name}` is not a cassette name (a name has no `/` and does not start with `.`; a file ends in .jsonl)"),
+        ));
+    }
+    let loaded = tokio::task::spawn_blocking(move || crate::cassette::store::load(&name, &dir)).await;
+    let (name, exchanges) = match loaded {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return Err(error(StatusCode::NOT_FOUND, "cassette", e.to_string())),
+        Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+    };
+    let index = crate::cassette::Index::new(exchanges, &proxy.matcher);
+    let n = index.len();
+    proxy.set_index(index, name.clone());
+    tracing::info!(cassette = %name, exchanges = n, "switched cassette (and reset)");
+    Ok(reply(StatusCode::OK, json!({"cassette": name, "exchanges": n})))
 }
 
 /// Serves the admin API until `stop` turns true.

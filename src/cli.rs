@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::cassette::store::{read_jsonl, write_jsonl};
-use crate::cassette::{CassetteError, Exchange, Index, Matcher, Redactor, Store};
+use crate::cassette::{Index, Matcher, Redactor, Store};
 use crate::clock::{rfc3339_ms, Clock};
 use crate::config::Config;
 use crate::listen::{self, Shared};
@@ -108,6 +108,19 @@ struct ReplayArgs {
     /// Also exit 1 when recorded exchanges were never replayed.
     #[arg(long = "fail-on-unused")]
     fail_on_unused: bool,
+    /// Switch an overlay off (repeatable, or comma-separated): faults, auth, rate-limit, versions,
+    /// validate, state, crud.
+    #[arg(long = "no-overlay", value_name = "NAME", value_delimiter = ',')]
+    no_overlay: Vec<String>,
+    /// Freeze the virtual clock: it moves only when the admin API advances or sets it.
+    #[arg(long = "clock-frozen")]
+    clock_frozen: bool,
+    /// Start virtual time here (RFC 3339), instead of now.
+    #[arg(long = "clock-start", value_name = "TIME")]
+    clock_start: Option<String>,
+    /// Seed for ids and tokens callvcr invents (overrides `seed:` in proxy.yaml).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
     #[command(flatten)]
     common: Common,
 }
@@ -259,37 +272,6 @@ fn load_ca(certs: &Path, cfg: &Config, clock: &Clock) -> Result<Ca, String> {
     Ok(ca)
 }
 
-/// A cassette argument: a file (`.jsonl`) or a name under the cassettes directory.
-fn cassette_source(arg: &str) -> (String, Option<PathBuf>) {
-    let p = Path::new(arg);
-    let is_file = arg.ends_with(".jsonl") || arg.ends_with(".har") || p.is_file();
-    if is_file {
-        let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| arg.to_string());
-        (name, Some(p.to_path_buf()))
-    } else {
-        (arg.to_string(), None)
-    }
-}
-
-fn load_exchanges(arg: &str, dir: &Path) -> Result<(String, Vec<Exchange>), CassetteError> {
-    match cassette_source(arg) {
-        (name, Some(file)) => {
-            if file.extension().is_some_and(|e| e == "har") {
-                return Err(CassetteError::Io {
-                    path: file,
-                    detail: "HAR cassettes are not readable by this build yet; use the JSON Lines form".into(),
-                });
-            }
-            Ok((name, read_jsonl(&file)?))
-        }
-        (name, None) => {
-            let store = Store::open(&dir.join(&name), false)?;
-            let all = store.load_all()?;
-            Ok((name, all))
-        }
-    }
-}
-
 /// Serves until SIGINT/SIGTERM, then drains; returns the proxy for the summary, or an exit code.
 async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Arc<Proxy>, i32> {
     let cfg = proxy.config.clone();
@@ -399,7 +381,7 @@ async fn run_record(a: RecordArgs) -> i32 {
         timeout: Duration::from_millis(cfg.upstream_timeout_ms),
         nameservers: cfg.nameservers.clone(),
     });
-    let (name, file) = cassette_source(&a.cassette);
+    let (name, file) = crate::cassette::store::source(&a.cassette);
     if file.is_some() {
         return fail("record writes a named cassette under --cassettes; export it to JSON Lines afterwards with `callvcr cassette export`");
     }
@@ -450,8 +432,39 @@ async fn run_replay(a: ReplayArgs) -> i32 {
     if let Err(e) = parse_resolve(&a.common.resolve) {
         return fail(e);
     }
-    let clock = Arc::new(Clock::system());
-    let (name, exchanges) = match load_exchanges(&a.cassette, &a.common.cassettes) {
+    for n in &a.no_overlay {
+        match crate::overlay::check_name(n.trim()) {
+            Ok(name) => {
+                if !cfg.overlays_disabled.contains(&name) {
+                    cfg.overlays_disabled.push(name)
+                }
+            }
+            Err(m) => return fail(format!("--no-overlay: {m}")),
+        }
+    }
+    if a.clock_frozen {
+        cfg.clock_frozen = true;
+    }
+    if let Some(t) = &a.clock_start {
+        match crate::clock::parse_rfc3339(t) {
+            Some(ms) => cfg.clock_start_ms = Some(ms),
+            None => {
+                return fail(format!(
+                    "--clock-start: `{t}` is not an RFC 3339 time (expected e.g. 2026-01-05T09:00:00Z)"
+                ))
+            }
+        }
+    }
+    if let Some(seed) = a.seed {
+        cfg.seed = seed;
+    }
+    let clock = Arc::new(match (cfg.clock_frozen, cfg.clock_start_ms) {
+        (true, Some(t)) => Clock::frozen(t),
+        (true, None) => Clock::frozen(Clock::system().now_ms()),
+        (false, Some(t)) => Clock::starting_at(t),
+        (false, None) => Clock::system(),
+    });
+    let (name, exchanges) = match crate::cassette::store::load(&a.cassette, &a.common.cassettes) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
@@ -463,7 +476,19 @@ async fn run_replay(a: ReplayArgs) -> i32 {
     let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
     let index = Index::new(exchanges, &matcher);
     tracing::info!(cassette = %name, exchanges = index.len(), "replaying (no network)");
-    let proxy = Arc::new(Proxy::new(Mode::Replay, cfg, index, None, None, clock, name.clone()));
+    let certs = a.common.certs.clone();
+    let nice_key: crate::overlay::auth::KeySource = Box::new(move || {
+        let der = tls::token_signing_key(&certs).map_err(|e| e.to_string())?;
+        crate::overlay::jwt::Signer::rs256(&der).map_err(|e| e.to_string())
+    });
+    let ids = Arc::new(crate::overlay::Ids::new(cfg.seed));
+    let overlays = crate::overlay::Overlays::from_config(&cfg, ids.clone(), nice_key);
+    tracing::info!(overlays = ?overlays.pipeline.names(), frozen = clock.is_frozen(), now = %rfc3339_ms(clock.now_ms()), "overlays and virtual clock");
+    let proxy = Arc::new(
+        Proxy::new(Mode::Replay, cfg, index, None, None, clock, name.clone())
+            .with_overlays(overlays, ids)
+            .with_cassettes_dir(a.common.cassettes.clone()),
+    );
     let p = match serve(proxy, ca, &a.common).await {
         Ok(p) => p,
         Err(code) => return code,
@@ -471,7 +496,7 @@ async fn run_replay(a: ReplayArgs) -> i32 {
     let hits = p.stats.hits.load(Ordering::Relaxed);
     let misses = p.stats.misses.load(Ordering::Relaxed);
     let idx = p.index();
-    let unused = idx.unused();
+    let unused = p.unused();
     eprintln!(
         "callvcr: replay summary for `{name}`: {hits} hits, {misses} misses, {} of {} recordings never replayed",
         unused.len(),
@@ -557,7 +582,7 @@ fn run_hosts(h: HostsArgs) -> i32 {
     };
     let mut names = cfg.concrete_hosts();
     if let Some(c) = &h.cassette {
-        match load_exchanges(c, &h.cassettes) {
+        match crate::cassette::store::load(c, &h.cassettes) {
             Ok((_, all)) => {
                 for e in all {
                     let host = e.request.host.split(':').next().unwrap_or("").to_string();

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug)]
 pub struct Clock {
     inner: Mutex<ClockState>,
+    /// The state `reset` returns to.
+    start: ClockState,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -27,12 +29,40 @@ impl Default for Clock {
 impl Clock {
     /// A clock that follows the wall clock.
     pub fn system() -> Self {
-        Clock { inner: Mutex::new(ClockState { offset_ms: 0, frozen_at_ms: None }) }
+        Self::with_state(ClockState { offset_ms: 0, frozen_at_ms: None })
     }
 
     /// A clock frozen at `epoch_ms`; it moves only when advanced.
     pub fn frozen(epoch_ms: i64) -> Self {
-        Clock { inner: Mutex::new(ClockState { offset_ms: 0, frozen_at_ms: Some(epoch_ms) }) }
+        Self::with_state(ClockState { offset_ms: 0, frozen_at_ms: Some(epoch_ms) })
+    }
+
+    /// A clock that ticks with the wall clock but starts at `epoch_ms`.
+    pub fn starting_at(epoch_ms: i64) -> Self {
+        Self::with_state(ClockState { offset_ms: epoch_ms - Self::wall_ms(), frozen_at_ms: None })
+    }
+
+    fn with_state(s: ClockState) -> Self {
+        Clock { inner: Mutex::new(s), start: s }
+    }
+
+    /// Whether time moves only when advanced.
+    pub fn is_frozen(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).frozen_at_ms.is_some()
+    }
+
+    /// Sets virtual time to `epoch_ms` (it keeps ticking from there unless frozen).
+    pub fn set_ms(&self, epoch_ms: i64) {
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match s.frozen_at_ms.as_mut() {
+            Some(t) => *t = epoch_ms,
+            None => s.offset_ms = epoch_ms - Self::wall_ms(),
+        }
+    }
+
+    /// Back to the state the clock was made in (the same offset, or the same frozen instant).
+    pub fn reset(&self) {
+        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = self.start;
     }
 
     #[allow(clippy::disallowed_methods)] // the one place that reads the wall clock
@@ -85,6 +115,82 @@ pub fn rfc3339_ms(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
 }
 
+/// Parses an RFC 3339 date-time (`2026-11-21T10:00:00Z`, fractional seconds and `+hh:mm` offsets
+/// allowed) to milliseconds since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo as u32) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let f = &frac[..digits];
+        millis = f.chars().chain("000".chars()).take(3).collect::<String>().parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_min = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let oh: i64 = o.get(1..3)?.parse().ok()?;
+            let om: i64 = o.get(4..6)?.parse().ok()?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let m = oh * 60 + om;
+            if o.starts_with('-') {
+                -m
+            } else {
+                m
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + millis)
+}
+
+fn days_in_month(y: i64, m: u32) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// (year, month, day) to days since 1970-01-01, proleptic Gregorian.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// (year, month, day) of the UTC date containing `ms` milliseconds since the epoch.
 pub fn ymd(ms: i64) -> (i64, u32, u32) {
     civil_from_days(ms.div_euclid(86_400_000))
@@ -121,5 +227,37 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339_ms(1_795_000_000_000), "2026-11-18T11:06:40.000Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_what_it_formats_and_offsets() {
+        for ms in [0, 951_782_400_123, 1_795_000_000_000, -86_400_000] {
+            assert_eq!(parse_rfc3339(&rfc3339_ms(ms)), Some(ms));
+        }
+        assert_eq!(parse_rfc3339("2026-11-18T12:06:40+01:00"), Some(1_795_000_000_000));
+        assert_eq!(parse_rfc3339("2026-11-18T11:06:40.5Z"), Some(1_795_000_000_500));
+        for bad in [
+            "",
+            "2026-11-18",
+            "2026-13-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-11-18T11:06:40",
+            "x026-11-18T11:06:40Z",
+            "2026-11-18T11:06:40.Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn set_and_reset_return_to_the_start() {
+        let c = Clock::frozen(5_000);
+        c.set_ms(9_000);
+        assert_eq!(c.now_ms(), 9_000);
+        c.reset();
+        assert_eq!(c.now_ms(), 5_000);
+        let r = Clock::starting_at(1_000_000);
+        assert!((r.now_ms() - 1_000_000).abs() < 5_000);
+        assert!(!r.is_frozen());
     }
 }

@@ -69,7 +69,183 @@ pub struct RawConfig {
     pub seed: u64,
     /// The admin API.
     pub admin: AdminConfig,
+    /// The virtual clock.
+    pub clock: RawClock,
+    /// Which overlays run in replay.
+    pub overlays: RawOverlays,
+    /// The auth overlay.
+    pub auth: RawAuth,
+    /// The rate-limit overlay.
+    pub rate_limit: RawRateLimit,
 }
+
+/// The virtual clock as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawClock {
+    /// Time moves only when a test advances it.
+    pub frozen: bool,
+    /// Where virtual time starts (RFC 3339); default: now.
+    pub start: Option<Spanned<String>>,
+}
+
+/// Overlay switches as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOverlays {
+    /// Overlays switched off (`faults`, `auth`, `rate-limit`, `versions`, `validate`, `state`, `crud`).
+    pub disable: Vec<Spanned<String>>,
+}
+
+/// What to do with a refresh for a client whose previous refresh is still in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConcurrentRefresh {
+    /// Answer 409 Conflict.
+    #[default]
+    Reject,
+    /// Wait for the first refresh to finish, then handle it.
+    Queue,
+}
+
+/// One OAuth client the auth overlay accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthClient {
+    /// Client id (Genesys) or access key id (NICE).
+    pub id: String,
+    /// Client secret or access key secret; absent = any secret (or none, for PKCE public clients).
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// Token lifetimes per platform, in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenTtl {
+    /// Genesys Cloud access tokens.
+    pub genesys: u64,
+    /// NICE CXone access tokens.
+    pub nice: u64,
+}
+
+impl Default for TokenTtl {
+    fn default() -> Self {
+        TokenTtl { genesys: 86_400, nice: 3_600 }
+    }
+}
+
+/// The auth overlay as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAuth {
+    /// Clients accepted; empty = any client id and secret.
+    pub clients: Vec<AuthClient>,
+    /// Access-token lifetimes.
+    pub ttl_s: TokenTtl,
+    /// Refresh-token lifetime.
+    pub refresh_ttl_s: u64,
+    /// A refresh while another for the same client is in flight: `reject` (409) or `queue`.
+    pub concurrent_refresh: ConcurrentRefresh,
+    /// How long a refresh takes, in virtual milliseconds (opens the window for concurrent refreshes).
+    pub refresh_delay_ms: u64,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            clients: Vec::new(),
+            ttl_s: TokenTtl::default(),
+            refresh_ttl_s: 30 * 86_400,
+            concurrent_refresh: ConcurrentRefresh::Reject,
+            refresh_delay_ms: 0,
+        }
+    }
+}
+
+/// What a rate-limit bucket is kept per.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateKey {
+    /// One bucket per access token.
+    #[default]
+    Token,
+    /// One bucket per OAuth client (all its tokens together).
+    Client,
+}
+
+/// A rate-limit rule as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateRule {
+    /// Host pattern (exact or `*.domain`); absent = every host.
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// Path regular expression; absent = every path.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// Bucket per `token` or per `client`.
+    #[serde(default)]
+    pub per: RateKey,
+    /// Requests allowed per window.
+    pub limit: Spanned<u64>,
+    /// Window in seconds.
+    pub window_s: Spanned<u64>,
+}
+
+/// The rate-limit overlay as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// `genesys` (default: 300 per 60 s per token on Genesys API paths) or `strict` (5 per second per
+    /// token on every API path); ignored when `rules` are given.
+    pub preset: Option<Spanned<String>>,
+    /// Rules, first match applies.
+    pub rules: Option<Vec<RawRateRule>>,
+    /// Send `inin-ratelimit-count`, `-allowed` and `-reset` on Genesys answers (default true). Genesys
+    /// stopped sending them in 2021; switch them off to match today's platform byte for byte.
+    pub headers: Option<bool>,
+}
+
+/// A validated rate-limit rule.
+#[derive(Debug, Clone)]
+pub struct RateRule {
+    /// Hosts it applies to; `None` = all.
+    pub host: Option<HostPattern>,
+    /// Paths it applies to; `None` = all.
+    pub path: Option<regex::Regex>,
+    /// What a bucket is kept per.
+    pub per: RateKey,
+    /// Requests per window.
+    pub limit: u64,
+    /// Window, in milliseconds.
+    pub window_ms: u64,
+}
+
+impl RateRule {
+    /// Whether the rule applies to a request for `host` and `path`.
+    pub fn applies(&self, host: &str, path: &str) -> bool {
+        self.host.as_ref().is_none_or(|h| h.matches(host)) && self.path.as_ref().is_none_or(|p| p.is_match(path))
+    }
+
+    /// `300 per 60 s per token on *.mypurecloud.com ^/api/v2/`.
+    pub fn describe(&self) -> String {
+        let per = match self.per {
+            RateKey::Token => "token",
+            RateKey::Client => "client",
+        };
+        let host = match &self.host {
+            Some(HostPattern::Exact(h)) => h.clone(),
+            Some(HostPattern::Below(d)) => format!("*.{d}"),
+            None => "any host".into(),
+        };
+        let path = self.path.as_ref().map(|p| p.as_str().to_string()).unwrap_or_else(|| "any path".into());
+        format!("{} per {} ms per {per} on {host} {path}", self.limit, self.window_ms)
+    }
+}
+
+/// The Genesys API paths rate limits and auth checks apply to.
+pub const GENESYS_API_PATH: &str = "^/api/v2/";
 
 /// Listener addresses (`host:port`; port 0 picks a free one).
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +471,61 @@ pub struct Config {
     pub seed: u64,
     /// Admin API.
     pub admin: AdminConfig,
+    /// The virtual clock is frozen (moves only when advanced).
+    pub clock_frozen: bool,
+    /// Where virtual time starts, in ms since the epoch; `None` = now.
+    pub clock_start_ms: Option<i64>,
+    /// Overlays switched off.
+    pub overlays_disabled: Vec<&'static str>,
+    /// The auth overlay's settings.
+    pub auth: RawAuth,
+    /// Rate-limit rules, first match applies.
+    pub rate_rules: Vec<RateRule>,
+    /// Whether Genesys answers carry the `inin-ratelimit-*` headers.
+    pub rate_headers: bool,
+}
+
+impl Config {
+    /// Whether the overlay `name` is switched on.
+    pub fn overlay_on(&self, name: &str) -> bool {
+        !self.overlays_disabled.contains(&name)
+    }
+}
+
+/// The rules of a rate-limit preset: `genesys`, `strict` or `none`.
+pub fn rate_preset(name: &str) -> Option<Vec<RateRule>> {
+    let api = |p: &str| Some(regex::Regex::new(p).expect("preset path parses"));
+    match name {
+        "genesys" => Some(
+            [
+                "*.mypurecloud.com",
+                "*.mypurecloud.ie",
+                "*.mypurecloud.de",
+                "*.mypurecloud.jp",
+                "*.mypurecloud.com.au",
+                "*.pure.cloud",
+                "*.us-gov-pure.cloud",
+            ]
+            .iter()
+            .map(|h| RateRule {
+                host: Some(HostPattern::parse(h).expect("preset host parses")),
+                path: api(GENESYS_API_PATH),
+                per: RateKey::Token,
+                limit: 300,
+                window_ms: 60_000,
+            })
+            .collect(),
+        ),
+        "strict" => Some(vec![RateRule {
+            host: None,
+            path: api(r"^/(api/v\d+|incontactapi|inContactAPI)/"),
+            per: RateKey::Token,
+            limit: 5,
+            window_ms: 1_000,
+        }]),
+        "none" => Some(Vec::new()),
+        _ => None,
+    }
 }
 
 impl Default for Config {
@@ -469,6 +700,80 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         return Err(err("redact.replacement must not be empty".into()));
     }
 
+    let clock_start_ms = match &raw.clock.start {
+        Some(s) => Some(crate::clock::parse_rfc3339(&s.value).ok_or_else(|| {
+            err_at(
+                s.referenced,
+                format!("clock.start: `{}` is not an RFC 3339 time (expected e.g. 2026-01-05T09:00:00Z)", s.value),
+            )
+        })?),
+        None => None,
+    };
+    let mut overlays_disabled = Vec::new();
+    for n in &raw.overlays.disable {
+        overlays_disabled.push(
+            crate::overlay::check_name(&n.value).map_err(|m| err_at(n.referenced, format!("overlays.disable: {m}")))?,
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for c in &raw.auth.clients {
+        if c.id.is_empty() {
+            return Err(err("auth.clients: a client needs a non-empty `id`".into()));
+        }
+        if !seen.insert(c.id.as_str()) {
+            return Err(err(format!("auth.clients: `{}` is listed twice", c.id)));
+        }
+    }
+    if raw.auth.ttl_s.genesys == 0 || raw.auth.ttl_s.nice == 0 || raw.auth.refresh_ttl_s == 0 {
+        return Err(err(
+            "auth: token lifetimes (ttl_s.genesys, ttl_s.nice, refresh_ttl_s) must be at least 1 second".into()
+        ));
+    }
+    let rate_rules = match (&raw.rate_limit.rules, &raw.rate_limit.preset) {
+        (Some(rules), _) => {
+            let mut out = Vec::new();
+            for r in rules {
+                let host = match &r.host {
+                    Some(h) => Some(
+                        HostPattern::parse(&h.value)
+                            .map_err(|m| err_at(h.referenced, format!("rate_limit.rules host: {m}")))?,
+                    ),
+                    None => None,
+                };
+                let path = match &r.path {
+                    Some(p) => Some(regex::Regex::new(&p.value).map_err(|e| {
+                        err_at(
+                            p.referenced,
+                            format!("rate_limit.rules path `{}` is not a regular expression: {e}", p.value),
+                        )
+                    })?),
+                    None => None,
+                };
+                if r.limit.value == 0 {
+                    return Err(err_at(
+                        r.limit.referenced,
+                        "rate_limit.rules limit must be at least 1 (switch the overlay off to allow everything)".into(),
+                    ));
+                }
+                if r.window_s.value == 0 {
+                    return Err(err_at(
+                        r.window_s.referenced,
+                        "rate_limit.rules window_s must be at least 1 second".into(),
+                    ));
+                }
+                out.push(RateRule { host, path, per: r.per, limit: r.limit.value, window_ms: r.window_s.value * 1000 });
+            }
+            out
+        }
+        (None, Some(p)) => rate_preset(&p.value).ok_or_else(|| {
+            err_at(
+                p.referenced,
+                format!("rate_limit.preset: `{}` is not a preset (expected genesys, strict or none)", p.value),
+            )
+        })?,
+        (None, None) => rate_preset("genesys").expect("the default preset exists"),
+    };
+
     Ok(Config {
         source: path.map(Path::to_path_buf),
         hosts,
@@ -484,6 +789,12 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         limits: raw.limits,
         seed: raw.seed,
         admin: raw.admin,
+        clock_frozen: raw.clock.frozen,
+        clock_start_ms,
+        overlays_disabled,
+        auth: raw.auth,
+        rate_rules,
+        rate_headers: raw.rate_limit.headers.unwrap_or(true),
     })
 }
 

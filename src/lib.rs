@@ -7,6 +7,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod listen;
+pub mod overlay;
 pub mod proxy;
+pub mod timer;
 pub mod tls;
 pub mod upstream;

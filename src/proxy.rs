@@ -13,8 +13,10 @@ use serde_json::json;
 
 use crate::cassette::index::{describe, Prepared};
 use crate::cassette::{Body, Exchange, Index, Matcher, RecordedRequest, RecordedResponse, Redactor, Store};
-use crate::clock::{rfc3339_ms, Clock};
+use crate::clock::{parse_rfc3339, rfc3339_ms, Clock};
 use crate::config::Config;
+use crate::overlay::{Answer, Call, Ctx, Decision, Ids, Overlays, Recorded};
+use crate::timer::Timer;
 use crate::upstream::{FailureKind, Upstream, UpstreamError};
 
 /// How the proxy answers.
@@ -117,6 +119,15 @@ pub struct Proxy {
     pub upstream: Option<Upstream>,
     /// Virtual time.
     pub clock: Arc<Clock>,
+    /// Waiting on virtual time; every change to the clock goes through it.
+    pub timer: Arc<Timer>,
+    /// Ids callvcr invents.
+    pub ids: Arc<Ids>,
+    /// The overlays (replay only).
+    pub overlays: Overlays,
+    /// Where named cassettes live, for switching cassettes through the admin API.
+    pub cassettes_dir: Option<std::path::PathBuf>,
+    recorded: RwLock<Arc<Recorded>>,
     /// Counters.
     pub stats: Stats,
     /// Name of the cassette in use.
@@ -219,13 +230,19 @@ impl Proxy {
         cassette_name: String,
     ) -> Proxy {
         let matcher = Matcher::new(&config.matching, Redactor::new(&config.redact));
+        let recorded = recorded_errors(&index);
         Proxy {
             mode,
-            config,
             matcher,
             index: RwLock::new(Arc::new(index)),
             store,
             upstream,
+            timer: Arc::new(Timer::new(clock.clone())),
+            ids: Arc::new(Ids::new(config.seed)),
+            overlays: Overlays::none(),
+            cassettes_dir: None,
+            recorded: RwLock::new(Arc::new(recorded)),
+            config,
             clock,
             stats: Stats::default(),
             cassette_name: RwLock::new(cassette_name),
@@ -233,6 +250,41 @@ impl Proxy {
             missed: Mutex::new(Vec::new()),
             seq: AtomicU64::new(1),
         }
+    }
+
+    /// Switches the overlays on (replay), sharing `ids` with them.
+    pub fn with_overlays(mut self, overlays: Overlays, ids: Arc<Ids>) -> Proxy {
+        self.overlays = overlays;
+        self.ids = ids;
+        self
+    }
+
+    /// Lets the admin API switch to other cassettes under `dir`.
+    pub fn with_cassettes_dir(mut self, dir: std::path::PathBuf) -> Proxy {
+        self.cassettes_dir = Some(dir);
+        self
+    }
+
+    /// Replaces the replay index (a cassette switch) and resets everything.
+    pub fn set_index(&self, index: Index, name: String) {
+        let recorded = recorded_errors(&index);
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
+        *self.recorded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(recorded);
+        *self.cassette_name.write().unwrap_or_else(|e| e.into_inner()) = name;
+        self.reset();
+    }
+
+    /// Recorded exchanges never replayed, leaving out those an overlay answers in their place.
+    pub fn unused(&self) -> Vec<Exchange> {
+        let idx = self.index();
+        idx.unused()
+            .into_iter()
+            .filter(|e| {
+                let host = e.request.host.split(':').next().unwrap_or("").to_ascii_lowercase();
+                !self.overlays.pipeline.owns(&host, &e.request.path)
+            })
+            .cloned()
+            .collect()
     }
 
     /// The current replay index.
@@ -250,9 +302,13 @@ impl Proxy {
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Back to the start: FIFO positions rewound, journal and counters cleared.
+    /// Back to the start: FIFO positions rewound, overlays, ids and the clock back to their start
+    /// state, journal and counters cleared.
     pub fn reset(&self) {
         self.index().rewind();
+        self.overlays.pipeline.reset();
+        self.ids.reset();
+        self.timer.reset();
         self.journal.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.seq.store(1, Ordering::SeqCst);
@@ -324,6 +380,57 @@ impl Proxy {
             }
         };
 
+        // Overlays first (replay only): they may answer in the platform's place.
+        let mut ctx = Ctx::default();
+        if self.mode == Mode::Replay && configured && !self.overlays.pipeline.is_empty() {
+            let pinned = match parts.headers.get(CLOCK_HEADER) {
+                None => None,
+                Some(v) => match v.to_str().ok().and_then(parse_rfc3339) {
+                    Some(t) => Some(t),
+                    None => {
+                        self.note(&method, &host, &path, 400, "callvcr", Some("bad-clock-header"));
+                        return json_response(
+                            StatusCode::BAD_REQUEST,
+                            ("x-callvcr-error", "request"),
+                            json!({"message": format!("{CLOCK_HEADER}: `{}` is not an RFC 3339 time (expected e.g. 2026-01-05T09:00:00Z)", String::from_utf8_lossy(v.as_bytes())), "code": "callvcr.clock.header", "status": 400}),
+                        );
+                    }
+                },
+            };
+            ctx.now_ms = pinned.unwrap_or_else(|| self.timer.now_ms());
+            let call = Call {
+                method: parts.method.as_str(),
+                host: &target.host,
+                path: &path,
+                query: query.as_deref(),
+                headers: &parts.headers,
+                body: &bytes,
+            };
+            let recorded = self.recorded.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let mut from = 0;
+            while let Some((pos, name, decision)) = self.overlays.pipeline.on_request(from, &call, &mut ctx, &recorded)
+            {
+                match decision {
+                    Decision::Answer(a) => {
+                        if let Some(t) = a.not_before_ms {
+                            self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64).await;
+                        }
+                        let by = format!("overlay:{name}");
+                        tracing::info!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "overlay answered");
+                        self.note(&method, &host, &path, a.status, &by, Some(&a.detail));
+                        return overlay_response(a, &ctx.response_headers);
+                    }
+                    Decision::RetryAt(t) => {
+                        // A queued request: wait (on virtual time) and ask the same overlay again.
+                        self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64).await;
+                        ctx.now_ms = if pinned.is_some() { t } else { self.timer.now_ms().max(t) };
+                        from = pos;
+                    }
+                    Decision::Continue => break,
+                }
+            }
+        }
+
         // The hit path: fingerprint straight from the parts, serve the prepared response.
         let mut fp = None;
         if self.mode != Mode::Record && configured {
@@ -344,13 +451,16 @@ impl Proxy {
             if let Some((ex, prepared)) = index.next_prepared(&f, sdk) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 self.note(&method, &host, &path, ex.response.status, "hit", None);
-                return serve_prepared(prepared);
+                let mut r = serve_prepared(prepared);
+                add_headers(r.headers_mut(), &ctx.response_headers);
+                return r;
             }
             fp = Some((f, index));
         }
 
         let mut live_headers = parts.headers.clone();
         strip_hop_by_hop(&mut live_headers);
+        live_headers.remove(CLOCK_HEADER);
         let live = live_request(&parts.method, &parts.uri, &target, &live_headers, bytes.clone());
         if self.mode == Mode::Replay {
             if let Some((f, index)) = &fp {
@@ -661,6 +771,41 @@ impl Proxy {
         }
         r
     }
+}
+
+/// The request header that pins virtual time for one request.
+pub const CLOCK_HEADER: &str = "x-callvcr-clock";
+
+/// Error answers recorded in the cassette, for overlays to answer with the platform's own bytes.
+fn recorded_errors(index: &Index) -> Recorded {
+    Recorded::from_responses(
+        index
+            .exchanges()
+            .iter()
+            .map(|e| (e.response.status, e.response.headers.as_slice(), &e.response.body.bytes[..])),
+    )
+}
+
+/// Sets `extra` headers on a response, replacing any of the same name.
+fn add_headers(h: &mut HeaderMap, extra: &[(String, String)]) {
+    for (k, v) in extra {
+        if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            h.insert(name, value);
+        }
+    }
+}
+
+/// An overlay's answer as the client receives it.
+fn overlay_response(a: Answer, extra: &[(String, String)]) -> Response<ProxyBody> {
+    let mut r = Response::new(Full::new(a.body));
+    *r.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in &a.headers {
+        if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            r.headers_mut().append(name, value);
+        }
+    }
+    add_headers(r.headers_mut(), extra);
+    r
 }
 
 /// The answer when a forwarding path is reached in a mode without an upstream client (a bug, said plainly).

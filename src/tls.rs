@@ -134,6 +134,37 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     f.sync_all().map_err(io_err(path))
 }
 
+/// File (in the certs directory) of the RSA key that signs platform JWTs (NICE `id_token`).
+pub const TOKEN_KEY_FILE: &str = "token-signing-key.pk8";
+
+/// The token-signing key (PKCS#8 DER) from `dir`, made and kept there (mode 0600) on first use.
+/// RSA, because the platform's SDK accepts RS256 only; ring cannot make RSA keys, so the `rsa`
+/// crate makes it and ring signs with it.
+pub fn token_signing_key(dir: &Path) -> Result<Vec<u8>, TlsError> {
+    let path = dir.join(TOKEN_KEY_FILE);
+    match fs::read(&path) {
+        Ok(der) => {
+            ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(|e| {
+                cert_err(format!("{}: not an RSA PKCS#8 key ({e}); delete it to make a new one", path.display()))
+            })?;
+            return Ok(der);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&path)(e)),
+    }
+    use rsa::pkcs8::EncodePrivateKey;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+        .map_err(|e| cert_err(format!("cannot make the token-signing key: {e}")))?;
+    let der = key.to_pkcs8_der().map_err(|e| cert_err(format!("cannot encode the token-signing key: {e}")))?;
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    // Written under a private name, then renamed: a reader never sees half a key.
+    let tmp = dir.join(format!("{TOKEN_KEY_FILE}.{}.tmp", std::process::id()));
+    write_private(&tmp, der.as_bytes())?;
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    tracing::info!(path = %path.display(), "made the token-signing key (RSA 2048) for platform JWTs");
+    Ok(der.as_bytes().to_vec())
+}
+
 /// Reads facts about the CA certificate at `cert_path`.
 pub fn ca_info(cert_path: &Path) -> Result<CaInfo, TlsError> {
     let pem = fs::read(cert_path).map_err(io_err(cert_path))?;

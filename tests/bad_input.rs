@@ -94,7 +94,7 @@ async fn hostile_http_and_tls_get_clear_answers_and_the_proxy_keeps_serving() {
     let dir = tempdir("hostile");
     std::fs::write(dir.join("proxy.yaml"), "limits:\n  max_body_bytes: 1024\n  max_header_bytes: 8192\n").unwrap();
     std::fs::write(dir.join("empty.jsonl"), "{\"format\":\"callvcr-cassette\",\"version\":1}\n").unwrap();
-    let cv = Callvcr::start(&dir, &["replay", "--cassette", "empty.jsonl"]);
+    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "empty.jsonl"]);
     let cfg = client_config(&cv.ca_path(), &[b"http/1.1"]);
 
     // Malformed HTTP inside TLS → 400 and close.

@@ -126,7 +126,7 @@ async fn record_then_replay_gives_identical_answers_without_the_upstream() {
 
     // Replay with the upstream gone: a different bearer and client secret still match.
     si.stop();
-    let cv = Callvcr::start(&dir, &["replay", "--cassette", "onboarding", "--strict"]);
+    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "onboarding", "--strict"]);
     let replayed = journey(&cv, "another-token", "another-secret").await;
     for (i, (a, b)) in recorded.iter().zip(&replayed).enumerate() {
         if i == 5 {
@@ -167,7 +167,7 @@ async fn a_miss_is_explained_and_strict_replay_exits_1() {
     assert_eq!(cv.stop().0, 0);
     si.stop();
 
-    let cv = Callvcr::start(&dir, &["replay", "--cassette", "m", "--strict"]);
+    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "m", "--strict"]);
     let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
     let r = api.send("GET", "/api/v2/users/me?expand=presence", &[("host", "api.mypurecloud.com")], "").await;
     assert_eq!(r.status, 404);
@@ -195,7 +195,7 @@ async fn a_miss_is_explained_and_strict_replay_exits_1() {
     assert!(log.contains("replay miss"), "a log line names the miss: {log}");
 
     // Without --strict the same miss exits 0.
-    let cv = Callvcr::start(&dir, &["replay", "--cassette", "m"]);
+    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "m"]);
     let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
     assert_eq!(api.send("GET", "/nope", &[("host", "api.mypurecloud.com")], "").await.status, 404);
     assert_eq!(cv.stop().0, 0);
@@ -227,7 +227,7 @@ async fn http2_by_alpn_and_record_missing() {
     si.stop();
 
     // HTTP/2 negotiated by ALPN on the TLS listener, in replay.
-    let cv = Callvcr::start(&dir, &["replay", "--cassette", "h2", "--strict"]);
+    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "h2", "--strict"]);
     let tcp = TcpStream::connect(cv.tls).await.unwrap();
     let tls = tls_over(tcp, "api.mypurecloud.com", client_config(&cv.ca_path(), &[b"h2"])).await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -277,7 +277,7 @@ async fn kill_9_after_acknowledged_exchanges_loses_none() {
         assert!(text.contains(&format!(r#"{{\"i\":{i}}}"#)), "exchange {i} lost");
     }
     // And the exported form replays.
-    let cv = Callvcr::start(&dir, &["replay", "--cassette", "crash.jsonl", "--strict"]);
+    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "crash.jsonl", "--strict"]);
     let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
     let r = api
         .send(
@@ -376,7 +376,7 @@ async fn a_websocket_upgrade_in_replay_gets_an_answer_not_a_hang() {
     drop(tls);
     assert_eq!(cv.stop().0, 0);
     si.stop();
-    let cv = Callvcr::start(&dir, &["replay", "--cassette", "wsr"]);
+    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "wsr"]);
     for path in ["/ws", "/ws-never-recorded"] {
         let tcp = TcpStream::connect(cv.tls).await.unwrap();
         let mut tls = tls_over(tcp, "api.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();

@@ -24,8 +24,12 @@ async fn flow(cv: &Callvcr) -> Vec<(u16, String)> {
         )
         .await;
     out.push((r.status, r.text()));
+    // The token the login answered with: the stand-in's when recording, the auth overlay's in replay.
+    let token =
+        serde_json::from_str::<serde_json::Value>(&r.text()).unwrap()["access_token"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {token}");
     let mut api = h1_tls(cv, "api.mypurecloud.com").await;
-    let h = [("host", "api.mypurecloud.com"), ("authorization", "Bearer demo"), ("content-type", "application/json")];
+    let h = [("host", "api.mypurecloud.com"), ("authorization", bearer.as_str()), ("content-type", "application/json")];
     for (m, p, b) in [
         ("GET", "/api/v2/users/me", ""),
         ("GET", "/api/v2/conversations/calls", ""),

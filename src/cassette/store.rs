@@ -247,3 +247,36 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Exchange>, CassetteError> {
     }
     Ok(out)
 }
+
+/// A cassette argument: a file (`.jsonl`) or a name under the cassettes directory.
+pub fn source(arg: &str) -> (String, Option<PathBuf>) {
+    let p = Path::new(arg);
+    let is_file = arg.ends_with(".jsonl") || arg.ends_with(".har") || p.is_file();
+    if is_file {
+        let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| arg.to_string());
+        (name, Some(p.to_path_buf()))
+    } else {
+        (arg.to_string(), None)
+    }
+}
+
+/// Loads every exchange of a cassette given by name (under `dir`) or by file path; the store is
+/// closed again before this returns.
+pub fn load(arg: &str, dir: &Path) -> Result<(String, Vec<Exchange>), CassetteError> {
+    match source(arg) {
+        (name, Some(file)) => {
+            if file.extension().is_some_and(|e| e == "har") {
+                return Err(CassetteError::Io {
+                    path: file,
+                    detail: "HAR cassettes are not readable by this build yet; use the JSON Lines form".into(),
+                });
+            }
+            Ok((name, read_jsonl(&file)?))
+        }
+        (name, None) => {
+            let store = Store::open(&dir.join(&name), false)?;
+            let all = store.load_all()?;
+            Ok((name, all))
+        }
+    }
+}

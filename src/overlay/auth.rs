@@ -1,0 +1,908 @@
+//! The auth overlay: issues tokens on the virtual clock and checks every API call's bearer token,
+//! answering as the platform does. Genesys Cloud: `login.<region>/oauth/token` (client credentials,
+//! authorization code with or without PKCE, refresh with rotation) and a headless `/oauth/authorize`.
+//! NICE CXone: `/auth/token` (access key as `password` grant, code + PKCE, refresh, token exchange)
+//! and the older access-key endpoint, with RS256 tokens signed by callvcr's own key and served with a
+//! matching discovery document and key set (the NICE SDK verifies `id_token` against them).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::jwt::Signer;
+use super::platform::{genesys_error, oauth_error};
+use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Principal, Recorded};
+use crate::cassette::redact::percent_decode;
+use crate::config::{ConcurrentRefresh, RawAuth};
+
+/// Tokens kept before expired ones are forgotten.
+const MAX_TOKENS: usize = 200_000;
+/// How long an authorization code stays valid, in milliseconds.
+const CODE_TTL_MS: i64 = 5 * 60_000;
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Clone)]
+struct Issued {
+    client_id: String,
+    kind: Kind,
+    platform: Platform,
+    issued_ms: i64,
+    expires_ms: i64,
+    revoked: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Code {
+    client_id: String,
+    redirect_uri: Option<String>,
+    challenge: Option<(String, String)>,
+    expires_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tokens: HashMap<String, Issued>,
+    codes: HashMap<String, Code>,
+    /// Client id → virtual time its refresh in flight completes.
+    refreshing: HashMap<String, i64>,
+}
+
+/// A token as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    /// The first characters of the token.
+    pub token_prefix: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// `access` or `refresh`.
+    pub kind: &'static str,
+    /// `genesys` or `nice`.
+    pub platform: &'static str,
+    /// Issue time, RFC 3339.
+    pub issued_at: String,
+    /// Expiry, RFC 3339.
+    pub expires_at: String,
+    /// Whether it is past its expiry now.
+    pub expired: bool,
+    /// Whether it was revoked (a rotated refresh token).
+    pub revoked: bool,
+}
+
+/// Which tokens `expire` acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpireFilter {
+    /// Every access token.
+    All,
+    /// Every access token of this client.
+    Client(String),
+    /// This one token (access or refresh).
+    Token(String),
+}
+
+/// Where the key that signs NICE tokens comes from, asked once, when first needed.
+pub type KeySource = Box<dyn Fn() -> Result<Signer, String> + Send + Sync>;
+
+/// The auth overlay.
+pub struct Auth {
+    cfg: RawAuth,
+    ids: Arc<Ids>,
+    hs: Signer,
+    nice_source: KeySource,
+    nice: std::sync::OnceLock<Result<Signer, String>>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("clients", &self.cfg.clients.len()).finish_non_exhaustive()
+    }
+}
+
+/// Parses an `application/x-www-form-urlencoded` body or query.
+pub fn form(s: &str) -> HashMap<String, String> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// The client id and secret in an HTTP Basic `Authorization` header.
+fn basic(call: &Call<'_>) -> Option<(String, String)> {
+    let v = call.header("authorization")?.trim();
+    let (scheme, rest) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
+    let (id, secret) = raw.split_once(':')?;
+    Some((percent_decode(id), percent_decode(secret)))
+}
+
+fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()))
+}
+
+/// Paths on NICE hosts that belong to authentication, not to the API.
+fn is_nice_auth_path(path: &str) -> bool {
+    let p = path.to_ascii_lowercase();
+    p.contains("/authentication/")
+        || p.starts_with("/auth/")
+        || p.starts_with("/.well-known/")
+        || p == "/auth"
+        || p.starts_with("/incontactauthorizationserver/")
+}
+
+/// Whether a request is an API call whose bearer token the platform checks.
+fn is_api_call(call: &Call<'_>) -> bool {
+    match call.platform() {
+        Platform::Genesys => !call.host.starts_with("login.") && call.path.starts_with("/api/v2/"),
+        Platform::Nice => {
+            let p = call.path.to_ascii_lowercase();
+            !is_nice_auth_path(&p) && (p.starts_with("/incontactapi/") || p.starts_with("/api/"))
+        }
+        Platform::Other => false,
+    }
+}
+
+fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+impl Auth {
+    /// An overlay with `cfg`, drawing ids from `ids`; `nice` gives the key that signs NICE CXone
+    /// tokens (RS256), asked for when a NICE token is first issued.
+    pub fn new(cfg: RawAuth, ids: Arc<Ids>, nice: KeySource) -> Auth {
+        // Tokens only callvcr reads are signed with a key drawn from the seed: same seed, same tokens.
+        let secret = Ids::new(super::ids::mix(ids.seed() ^ 0x6361_6c6c_7663_7221)).bytes(32);
+        Auth {
+            cfg,
+            ids,
+            hs: Signer::hs256(&secret),
+            nice_source: nice,
+            nice: std::sync::OnceLock::new(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `id` (with `secret`, when given) is a client this overlay accepts.
+    fn client_check(&self, id: &str, secret: Option<&str>) -> ClientCheck {
+        if id.is_empty() {
+            return ClientCheck::Unknown;
+        }
+        if self.cfg.clients.is_empty() {
+            return ClientCheck::Ok;
+        }
+        match self.cfg.clients.iter().find(|c| c.id == id) {
+            None => ClientCheck::Unknown,
+            Some(c) => match (&c.secret, secret) {
+                (Some(want), Some(got)) if want == got => ClientCheck::Ok,
+                (Some(_), _) => ClientCheck::BadSecret,
+                (None, _) => ClientCheck::Ok,
+            },
+        }
+    }
+
+    fn ttl_ms(&self, p: Platform) -> i64 {
+        1000 * match p {
+            Platform::Nice => self.cfg.ttl_s.nice,
+            _ => self.cfg.ttl_s.genesys,
+        } as i64
+    }
+
+    fn remember(&self, st: &mut State, token: &str, issued: Issued, now_ms: i64) {
+        if st.tokens.len() >= MAX_TOKENS {
+            st.tokens.retain(|_, t| t.expires_ms > now_ms && !t.revoked);
+        }
+        st.tokens.insert(token.to_string(), issued);
+    }
+
+    fn nice_signer(&self) -> Result<&Signer, Answer> {
+        self.nice.get_or_init(|| (self.nice_source)()).as_ref().map_err(|e| {
+            tracing::error!("cannot sign NICE tokens: {e}");
+            Answer::json(
+                500,
+                &json!({"error": "server_error", "error_description": format!("callvcr cannot sign NICE tokens: {e}")}),
+                "signing-key-unavailable",
+            )
+        })
+    }
+
+    /// Issues an access token (and a refresh token when `with_refresh`) to `client_id`, shaped as
+    /// the platform's: JWT-shaped and HS256 for Genesys (its SDKs never read them), RS256 JWTs with
+    /// the platform's claims for NICE (its SDK reads and verifies them).
+    #[allow(clippy::too_many_arguments)]
+    fn issue(
+        &self,
+        st: &mut State,
+        client_id: &str,
+        platform: Platform,
+        issuer_host: &str,
+        grant: &str,
+        with_refresh: bool,
+        now_ms: i64,
+    ) -> Result<Issue, Answer> {
+        let ttl = self.ttl_ms(platform);
+        let refresh_ttl = 1000 * self.cfg.refresh_ttl_s as i64;
+        let (iat, exp) = (secs(now_ms), secs(now_ms + ttl));
+        let issued = |kind, expires_ms| Issued {
+            client_id: client_id.to_string(),
+            kind,
+            platform,
+            issued_ms: now_ms,
+            expires_ms,
+            revoked: false,
+        };
+        let (access, refresh, id_token) = if platform == Platform::Nice {
+            let signer = self.nice_signer()?;
+            let who = NiceIdentity::of(client_id);
+            let iss = format!("https://{issuer_host}");
+            let sign = |c: &Value| {
+                signer.sign(c).map_err(|e| {
+                    Answer::json(
+                        500,
+                        &json!({"error": "server_error", "error_description": e.to_string()}),
+                        "sign-failed",
+                    )
+                })
+            };
+            let mut claims = who.claims(&iss, iat, exp);
+            claims["jti"] = Value::String(self.ids.uuid());
+            claims["grant"] = Value::String(grant.into());
+            let access = sign(&claims)?;
+            let refresh = if with_refresh {
+                Some(sign(&json!({
+                    "aud": who.aud,
+                    "iss": iss,
+                    "id": who.user_id,
+                    "sessionId": self.ids.uuid(),
+                    "iat": iat,
+                    "exp": secs(now_ms + refresh_ttl),
+                }))?)
+            } else {
+                None
+            };
+            let id = sign(&who.claims(&iss, iat, exp))?;
+            (access, refresh, Some(id))
+        } else {
+            let claims = json!({
+                "iss": "callvcr",
+                "sub": client_id,
+                "grant": grant,
+                "iat": iat,
+                "exp": exp,
+                "jti": self.ids.uuid(),
+            });
+            let access = self.hs.sign(&claims).unwrap_or_else(|_| self.ids.uuid());
+            let refresh = with_refresh.then(|| URL_SAFE_NO_PAD.encode(self.ids.bytes(32)));
+            (access, refresh, None)
+        };
+        self.remember(st, &access, issued(Kind::Access, now_ms + ttl), now_ms);
+        if let Some(r) = &refresh {
+            self.remember(st, r, issued(Kind::Refresh, now_ms + refresh_ttl), now_ms);
+        }
+        Ok(Issue { platform, access, refresh, id_token, expires_in: ttl / 1000, correlation: self.ids.uuid() })
+    }
+
+    /// Expires tokens now; returns how many were live and are now expired.
+    pub fn expire(&self, filter: &ExpireFilter, now_ms: i64) -> usize {
+        let mut st = self.state();
+        let mut n = 0;
+        for (tok, t) in st.tokens.iter_mut() {
+            let hit = match filter {
+                ExpireFilter::All => t.kind == Kind::Access,
+                ExpireFilter::Client(c) => t.kind == Kind::Access && &t.client_id == c,
+                ExpireFilter::Token(x) => tok == x,
+            };
+            if hit && t.expires_ms > now_ms {
+                t.expires_ms = now_ms;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Every token issued in this run.
+    pub fn tokens(&self, now_ms: i64) -> Vec<TokenInfo> {
+        let st = self.state();
+        let mut v: Vec<(i64, TokenInfo)> = st
+            .tokens
+            .iter()
+            .map(|(tok, t)| {
+                (
+                    t.issued_ms,
+                    TokenInfo {
+                        token_prefix: tok.chars().take(12).collect(),
+                        client_id: t.client_id.clone(),
+                        kind: if t.kind == Kind::Access { "access" } else { "refresh" },
+                        platform: t.platform.as_str(),
+                        issued_at: crate::clock::rfc3339_ms(t.issued_ms),
+                        expires_at: crate::clock::rfc3339_ms(t.expires_ms),
+                        expired: t.expires_ms <= now_ms,
+                        revoked: t.revoked,
+                    },
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.token_prefix.cmp(&b.1.token_prefix)));
+        v.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// The platform's own refusal when the cassette holds it, else ours in its shape.
+    fn refusal(&self, recorded: &Recorded, ours: Answer) -> Answer {
+        let code = serde_json::from_slice::<Value>(&ours.body)
+            .ok()
+            .and_then(|v| v.get("code").or_else(|| v.get("error")).and_then(Value::as_str).map(String::from))
+            .unwrap_or_default();
+        match recorded.get(ours.status, &code) {
+            Some(r) => Answer { detail: ours.detail, ..r.clone() },
+            None => ours,
+        }
+    }
+
+    /// An API call's 401, in the platform's shape.
+    fn unauthorized(&self, platform: Platform, code: &str, message: &str, detail: &str) -> Answer {
+        match platform {
+            Platform::Nice => {
+                Answer::json(401, &json!({"error": "invalid_token", "error_description": message}), detail).with_header(
+                    "www-authenticate",
+                    format!("Bearer error=\"invalid_token\", error_description=\"{message}\""),
+                )
+            }
+            _ => genesys_error(&self.ids, 401, code, message, detail),
+        }
+    }
+
+    fn check_bearer(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded) -> Decision {
+        let p = call.platform();
+        let Some(token) = call.bearer() else {
+            return Decision::Answer(self.refusal(
+                recorded,
+                self.unauthorized(
+                    p,
+                    "authentication.required",
+                    "No authentication bearer token specified in authorization header.",
+                    "missing-token",
+                ),
+            ));
+        };
+        let found = self.state().tokens.get(token).filter(|t| t.kind == Kind::Access).cloned();
+        match found {
+            None => Decision::Answer(self.refusal(
+                recorded,
+                self.unauthorized(p, "bad.credentials", "Invalid login credentials.", "unknown-token"),
+            )),
+            Some(t) if t.revoked || t.expires_ms <= ctx.now_ms => Decision::Answer(self.refusal(
+                recorded,
+                self.unauthorized(
+                    p,
+                    "credentials.expired",
+                    "The supplied credentials are expired and cannot be used.",
+                    "expired-token",
+                ),
+            )),
+            Some(t) => {
+                ctx.principal = Some(Principal { token: token.to_string(), client_id: Some(t.client_id) });
+                Decision::Continue
+            }
+        }
+    }
+
+    /// A token request, either platform: `grant_type` in a form body (also when the NICE SDK labels
+    /// that body `application/json`), a JSON object body, or the access-key endpoint's JSON.
+    fn token_request(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded, access_key: bool) -> Decision {
+        let platform = call.platform();
+        let text = String::from_utf8_lossy(call.body);
+        let mut params: HashMap<String, String> = if text.trim_start().starts_with('{') {
+            serde_json::from_str::<serde_json::Map<String, Value>>(&text)
+                .map(|m| m.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string()))).collect())
+                .unwrap_or_default()
+        } else {
+            form(&text)
+        };
+        if access_key {
+            // The older NICE endpoint: JSON {accessKeyId, accessKeySecret}, the key pair is the client.
+            params.insert("grant_type".into(), "password".into());
+            params.insert("username".into(), params.get("accessKeyId").cloned().unwrap_or_default());
+            params.insert("password".into(), params.get("accessKeySecret").cloned().unwrap_or_default());
+        }
+        let basic = basic(call);
+        let (client_id, secret) = match &basic {
+            Some((id, s)) => (id.clone(), Some(s.clone())),
+            None => (params.get("client_id").cloned().unwrap_or_default(), params.get("client_secret").cloned()),
+        };
+        let err = |status: u16, error: &str, description: &str, detail: &str| {
+            Decision::Answer(self.refusal(recorded, token_error(platform, status, error, description, detail)))
+        };
+        let client_refused = |check: ClientCheck| match check {
+            ClientCheck::BadSecret => err(400, "invalid_client", "authentication failed", "invalid-client"),
+            _ => err(400, "invalid_client", "client not found", "invalid-client"),
+        };
+        let grant = params.get("grant_type").cloned().unwrap_or_default();
+        let now = ctx.now_ms;
+        let answer = |r: Result<Issue, Answer>| match r {
+            Ok(i) => Decision::Answer(i.answer()),
+            Err(a) => Decision::Answer(a),
+        };
+        match grant.as_str() {
+            "client_credentials" => {
+                if basic.is_none() && secret.is_none() {
+                    return err(400, "invalid_client", "client not found", "invalid-client");
+                }
+                match self.client_check(&client_id, secret.as_deref()) {
+                    ClientCheck::Ok => {}
+                    c => return client_refused(c),
+                }
+                let mut st = self.state();
+                answer(self.issue(&mut st, &client_id, platform, call.host, &grant, platform == Platform::Nice, now))
+            }
+            "password" if platform == Platform::Nice => {
+                // NICE access keys: the key id and secret travel as username and password.
+                let key_id = params.get("username").cloned().unwrap_or_default();
+                let key_secret = params.get("password").cloned().unwrap_or_default();
+                if key_id.is_empty() || key_secret.is_empty() {
+                    return err(400, "invalid_request", "username and password are required", "invalid-request");
+                }
+                if basic.is_some() || !client_id.is_empty() {
+                    if let c @ (ClientCheck::Unknown | ClientCheck::BadSecret) =
+                        self.client_check(&client_id, secret.as_deref())
+                    {
+                        return client_refused(c);
+                    }
+                }
+                match self.client_check(&key_id, Some(&key_secret)) {
+                    ClientCheck::Ok => {}
+                    _ => return err(401, "invalid_grant", "invalid access key", "invalid-access-key"),
+                }
+                let mut st = self.state();
+                answer(self.issue(&mut st, &key_id, platform, call.host, &grant, true, now))
+            }
+            "authorization_code" => {
+                self.code_grant(call, &params, &client_id, secret.as_deref(), basic.is_some(), ctx, recorded)
+            }
+            "refresh_token" => {
+                self.refresh(call, &client_id, secret.as_deref(), basic.is_some(), &params, ctx, recorded)
+            }
+            "urn:ietf:params:oauth:grant-type:token-exchange" if platform == Platform::Nice => {
+                let subject = params.get("subject_token").cloned().unwrap_or_default();
+                let mut st = self.state();
+                let owner = st
+                    .tokens
+                    .get(&subject)
+                    .filter(|t| t.kind == Kind::Access && !t.revoked && t.expires_ms > now)
+                    .map(|t| t.client_id.clone());
+                match owner {
+                    Some(c) => answer(self.issue(&mut st, &c, platform, call.host, &grant, true, now)),
+                    None => err(400, "invalid_grant", "subject_token is invalid or expired", "invalid-grant"),
+                }
+            }
+            "" => err(400, "invalid_request", "grant_type is required", "invalid-request"),
+            other => err(
+                400,
+                "unsupported_grant_type",
+                &format!("grant type {other} is not supported"),
+                "unsupported-grant-type",
+            ),
+        }
+    }
+
+    /// The authorization-code grant, with or without PKCE.
+    #[allow(clippy::too_many_arguments)]
+    fn code_grant(
+        &self,
+        call: &Call<'_>,
+        params: &HashMap<String, String>,
+        client_id: &str,
+        secret: Option<&str>,
+        confidential: bool,
+        ctx: &Ctx,
+        recorded: &Recorded,
+    ) -> Decision {
+        let platform = call.platform();
+        let err = |status: u16, error: &str, description: &str, detail: &str| {
+            Decision::Answer(self.refusal(recorded, token_error(platform, status, error, description, detail)))
+        };
+        let verifier = params.get("code_verifier");
+        if client_id.is_empty() || (!confidential && verifier.is_none()) {
+            return err(400, "invalid_client", "client not found", "invalid-client");
+        }
+        match self.client_check(client_id, if confidential { secret } else { None }) {
+            ClientCheck::Ok => {}
+            ClientCheck::BadSecret if !confidential => {}
+            ClientCheck::BadSecret => return err(400, "invalid_client", "authentication failed", "invalid-client"),
+            ClientCheck::Unknown => return err(400, "invalid_client", "client not found", "invalid-client"),
+        }
+        let now = ctx.now_ms;
+        let mut st = self.state();
+        let Some(code) = params.get("code").and_then(|c| st.codes.remove(c)) else {
+            return err(400, "invalid_grant", "authorization code not found or already used", "invalid-grant");
+        };
+        if code.expires_ms <= now || code.client_id != client_id {
+            return err(
+                400,
+                "invalid_grant",
+                "authorization code expired or issued to another client",
+                "invalid-grant",
+            );
+        }
+        if let (Some(want), Some(got)) = (&code.redirect_uri, params.get("redirect_uri")) {
+            if want != got {
+                return err(
+                    400,
+                    "invalid_grant",
+                    "redirect_uri does not match the authorization request",
+                    "invalid-grant",
+                );
+            }
+        }
+        match (&code.challenge, verifier) {
+            (Some((method, challenge)), Some(v)) => {
+                let computed = if method.eq_ignore_ascii_case("plain") { v.clone() } else { s256(v) };
+                if &computed != challenge {
+                    return err(
+                        400,
+                        "invalid_grant",
+                        "code_verifier does not match the code_challenge",
+                        "invalid-grant",
+                    );
+                }
+            }
+            (Some(_), None) => return err(400, "invalid_grant", "code_verifier is required", "invalid-grant"),
+            (None, Some(_)) => {
+                return err(
+                    400,
+                    "invalid_grant",
+                    "no code_challenge was sent with the authorization request",
+                    "invalid-grant",
+                )
+            }
+            (None, None) => {}
+        }
+        match self.issue(&mut st, client_id, platform, call.host, "authorization_code", true, now) {
+            Ok(i) => Decision::Answer(i.answer()),
+            Err(a) => Decision::Answer(a),
+        }
+    }
+
+    /// A refresh-token grant: rotation, reuse rejection, and the concurrency rule.
+    #[allow(clippy::too_many_arguments)]
+    fn refresh(
+        &self,
+        call: &Call<'_>,
+        client_id: &str,
+        secret: Option<&str>,
+        confidential: bool,
+        params: &HashMap<String, String>,
+        ctx: &mut Ctx,
+        recorded: &Recorded,
+    ) -> Decision {
+        let platform = call.platform();
+        let err = |status: u16, error: &str, description: &str, detail: &str| {
+            Decision::Answer(self.refusal(recorded, token_error(platform, status, error, description, detail)))
+        };
+        let now = ctx.now_ms;
+        let Some(presented) = params.get("refresh_token").filter(|r| !r.is_empty()) else {
+            return err(400, "invalid_request", "refresh_token is required", "invalid-request");
+        };
+        let mut st = self.state();
+        // A public client may send no client id: the token names its client.
+        let owner = st.tokens.get(presented.as_str()).map(|t| t.client_id.clone());
+        let client = if client_id.is_empty() { owner.clone().unwrap_or_default() } else { client_id.to_string() };
+        if confidential {
+            match self.client_check(&client, secret) {
+                ClientCheck::Ok => {}
+                ClientCheck::BadSecret => return err(400, "invalid_client", "authentication failed", "invalid-client"),
+                ClientCheck::Unknown => return err(400, "invalid_client", "client not found", "invalid-client"),
+            }
+        }
+        if let Some(&until) = st.refreshing.get(&client) {
+            if until > now {
+                return match self.cfg.concurrent_refresh {
+                    ConcurrentRefresh::Queue => Decision::RetryAt(until),
+                    ConcurrentRefresh::Reject => err(
+                        409,
+                        "refresh_in_progress",
+                        "a token refresh for this client is already in progress",
+                        "concurrent-refresh",
+                    ),
+                };
+            }
+            st.refreshing.remove(&client);
+        }
+        let valid = st
+            .tokens
+            .get(presented.as_str())
+            .is_some_and(|t| t.kind == Kind::Refresh && !t.revoked && t.expires_ms > now && t.client_id == client);
+        if !valid {
+            return err(400, "invalid_grant", "refresh token is invalid, expired or already used", "refresh-rejected");
+        }
+        if let Some(t) = st.tokens.get_mut(presented.as_str()) {
+            t.revoked = true;
+        }
+        let mut answer = match self.issue(&mut st, &client, platform, call.host, "refresh_token", true, now) {
+            Ok(i) => i.answer(),
+            Err(a) => return Decision::Answer(a),
+        };
+        if self.cfg.refresh_delay_ms > 0 {
+            let until = now + self.cfg.refresh_delay_ms as i64;
+            st.refreshing.insert(client, until);
+            answer.not_before_ms = Some(until);
+        }
+        Decision::Answer(answer)
+    }
+
+    /// `GET /oauth/authorize` (Genesys) or `/auth/authorize` (NICE): answered at once with the
+    /// redirect a signed-in user would get, so the code and implicit grants work headless.
+    fn authorize(&self, call: &Call<'_>, ctx: &Ctx) -> Decision {
+        let platform = call.platform();
+        let q = form(call.query.unwrap_or(""));
+        let bad = |error: &str, description: &str| {
+            Decision::Answer(token_error(platform, 400, error, description, "authorize-refused"))
+        };
+        let client_id = q.get("client_id").cloned().unwrap_or_default();
+        let Some(redirect) = q.get("redirect_uri").filter(|r| !r.is_empty()).cloned() else {
+            return bad("invalid_request", "redirect_uri is required");
+        };
+        if self.client_check(&client_id, None) == ClientCheck::Unknown {
+            return bad("invalid_client", "client not found");
+        }
+        let state = q.get("state");
+        let sep = if redirect.contains('?') { '&' } else { '?' };
+        let enc = crate::cassette::redact::percent_encode;
+        let with_state = |mut l: String| {
+            if let Some(s) = state {
+                l.push_str(&format!("&state={}", enc(s)));
+            }
+            l
+        };
+        let location = match q.get("response_type").map(String::as_str).unwrap_or("code") {
+            "code" => {
+                let code = URL_SAFE_NO_PAD.encode(self.ids.bytes(24));
+                let challenge = q
+                    .get("code_challenge")
+                    .map(|c| (q.get("code_challenge_method").cloned().unwrap_or_else(|| "plain".into()), c.clone()));
+                self.state().codes.insert(
+                    code.clone(),
+                    Code {
+                        client_id,
+                        redirect_uri: Some(redirect.clone()),
+                        challenge,
+                        expires_ms: ctx.now_ms + CODE_TTL_MS,
+                    },
+                );
+                with_state(format!("{redirect}{sep}code={}", enc(&code)))
+            }
+            "token" if platform == Platform::Genesys => {
+                let mut st = self.state();
+                let i = match self.issue(&mut st, &client_id, platform, call.host, "implicit", false, ctx.now_ms) {
+                    Ok(i) => i,
+                    Err(a) => return Decision::Answer(a),
+                };
+                with_state(format!(
+                    "{redirect}#access_token={}&token_type=bearer&expires_in={}",
+                    enc(&i.access),
+                    i.expires_in
+                ))
+            }
+            other => return bad("unsupported_response_type", &format!("response type {other} is not supported")),
+        };
+        Decision::Answer(Answer {
+            status: 302,
+            headers: vec![("location".into(), location)],
+            body: bytes::Bytes::new(),
+            detail: "authorize-redirect".into(),
+            not_before_ms: None,
+        })
+    }
+
+    fn nice_discovery(&self, call: &Call<'_>) -> Decision {
+        let iss = format!("https://{}", call.host);
+        Decision::Answer(Answer::json(
+            200,
+            &json!({
+                "issuer": iss,
+                "authorization_endpoint": format!("{iss}/auth/authorize"),
+                "token_endpoint": format!("{iss}/auth/token"),
+                "userinfo_endpoint": format!("{iss}/auth/userinfo"),
+                "jwks_uri": format!("{iss}/auth/jwks"),
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+                "end_session_endpoint": format!("{iss}/auth/authorize/logout"),
+                "scopes_supported": ["openid"],
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "request_object_signing_alg_values_supported": ["none"],
+                "display_values_supported": ["page", "popup"],
+                "claim_types_supported": ["normal"],
+                "code_challenge_methods_supported": ["S256"],
+            }),
+            "discovery",
+        ))
+    }
+
+    fn nice_jwks(&self) -> Decision {
+        match self.nice_signer() {
+            Ok(s) => {
+                Decision::Answer(Answer::json(200, &json!({"keys": s.jwk().into_iter().collect::<Vec<_>>()}), "jwks"))
+            }
+            Err(a) => Decision::Answer(a),
+        }
+    }
+}
+
+/// Whether a client id and secret are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientCheck {
+    Ok,
+    Unknown,
+    BadSecret,
+}
+
+/// Tokens just issued.
+struct Issue {
+    platform: Platform,
+    access: String,
+    refresh: Option<String>,
+    id_token: Option<String>,
+    expires_in: i64,
+    correlation: String,
+}
+
+impl Issue {
+    /// The token endpoint's 200, as the platform writes it.
+    fn answer(&self) -> Answer {
+        let nice = self.platform == Platform::Nice;
+        let mut body = json!({
+            "access_token": self.access,
+            "token_type": if nice { "Bearer" } else { "bearer" },
+            "expires_in": self.expires_in,
+        });
+        if let Some(r) = &self.refresh {
+            body["refresh_token"] = Value::String(r.clone());
+        }
+        if let Some(id) = &self.id_token {
+            body["id_token"] = Value::String(id.clone());
+        }
+        if nice {
+            body["issued_token_type"] = Value::String("urn:ietf:params:oauth:token-type:access_token".into());
+        }
+        let a = Answer::json(200, &body, "token-issued")
+            .with_header("cache-control", "no-cache, no-store, must-revalidate")
+            .with_header("pragma", "no-cache");
+        if nice {
+            a
+        } else {
+            a.with_header("inin-correlation-id", self.correlation.clone())
+        }
+    }
+}
+
+/// A token endpoint's error in the platform's shape: Genesys writes `error`, `description` and
+/// `error_description`; NICE writes `error` and `error_description`.
+fn token_error(platform: Platform, status: u16, error: &str, description: &str, detail: &str) -> Answer {
+    match platform {
+        Platform::Nice => Answer::json(status, &json!({"error": error, "error_description": description}), detail),
+        _ => oauth_error(status, error, description, detail),
+    }
+}
+
+/// The user and tenant a NICE access key stands for: derived from the key id, so the same key is
+/// always the same user.
+struct NiceIdentity {
+    user_id: String,
+    tenant_id: String,
+    bu_id: i64,
+    aud: String,
+}
+
+impl NiceIdentity {
+    fn of(client_id: &str) -> NiceIdentity {
+        let h = ring::digest::digest(&ring::digest::SHA256, client_id.as_bytes());
+        let b = h.as_ref();
+        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        NiceIdentity {
+            user_id: super::ids::uuid_from(word(0), word(8)),
+            tenant_id: super::ids::uuid_from(word(16), word(24)),
+            bu_id: 4_000_000 + (word(0) % 1_000_000) as i64,
+            aud: "CXone".into(),
+        }
+    }
+
+    fn claims(&self, iss: &str, iat: i64, exp: i64) -> Value {
+        json!({
+            "sub": format!("user:{}", self.user_id),
+            "iss": iss,
+            "aud": self.aud,
+            "userId": self.user_id,
+            "tenantId": self.tenant_id,
+            "tenant": "callvcr",
+            "icBUId": self.bu_id,
+            "icClusterId": "B32",
+            "icDomain": "nice-incontact.com",
+            "name": "callvcr user",
+            "given_name": "callvcr",
+            "family_name": "user",
+            "iat": iat,
+            "exp": exp,
+        })
+    }
+}
+
+impl Overlay for Auth {
+    fn name(&self) -> &'static str {
+        "auth"
+    }
+
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded) -> Decision {
+        match route(call.host, call.method, call.path) {
+            Some(Route::Token) => return self.token_request(call, ctx, recorded, false),
+            Some(Route::AccessKey) => return self.token_request(call, ctx, recorded, true),
+            Some(Route::Authorize) => return self.authorize(call, ctx),
+            Some(Route::Discovery) => return self.nice_discovery(call),
+            Some(Route::Jwks) => return self.nice_jwks(),
+            None => {}
+        }
+        if is_api_call(call) {
+            return self.check_bearer(call, ctx, recorded);
+        }
+        Decision::Continue
+    }
+
+    fn owns(&self, host: &str, path: &str) -> bool {
+        route(host, "", path).is_some()
+    }
+
+    fn reset(&self) {
+        *self.state() = State::default();
+    }
+}
+
+/// Endpoints the auth overlay answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Token,
+    AccessKey,
+    Authorize,
+    Discovery,
+    Jwks,
+}
+
+/// Which auth endpoint a request is for; an empty `method` matches any.
+fn route(host: &str, method: &str, path: &str) -> Option<Route> {
+    let path = path.trim_end_matches('/');
+    let m = |want: &str| method.is_empty() || method == want;
+    match Platform::of_host(host) {
+        Platform::Genesys if host.starts_with("login.") => match path {
+            "/oauth/token" if m("POST") => Some(Route::Token),
+            "/oauth/authorize" if m("GET") => Some(Route::Authorize),
+            _ => None,
+        },
+        Platform::Nice => match path {
+            "/auth/token" if m("POST") => Some(Route::Token),
+            "/auth/authorize" if m("GET") => Some(Route::Authorize),
+            "/.well-known/openid-configuration" if m("GET") => Some(Route::Discovery),
+            "/auth/jwks" if m("GET") => Some(Route::Jwks),
+            p if m("POST") && p.to_ascii_lowercase().ends_with("/authentication/v1/token/access-key") => {
+                Some(Route::AccessKey)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}

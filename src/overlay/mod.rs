@@ -1,0 +1,317 @@
+//! Stateful overlays: the platform's rules kept alive in replay (auth, rate limits, and more as they
+//! land). Each overlay is a plain function of (request, its own state, virtual now) → decision; none
+//! of them touches a socket or reads the system time. The proxy runs them in the order DESIGN gives:
+//! faults → auth → rate-limit → versions → validate → state → crud.
+
+pub mod auth;
+pub mod ids;
+pub mod jwt;
+pub mod platform;
+pub mod ratelimit;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+pub use ids::Ids;
+pub use platform::Platform;
+
+/// Every overlay's name, in the order they run.
+pub const NAMES: &[&str] = &["faults", "auth", "rate-limit", "versions", "validate", "state", "crud"];
+
+/// Checks an overlay name, with the list of valid ones in the error.
+pub fn check_name(name: &str) -> Result<&'static str, String> {
+    NAMES
+        .iter()
+        .copied()
+        .find(|n| *n == name)
+        .ok_or_else(|| format!("`{name}` is not an overlay; the overlays are {}", NAMES.join(", ")))
+}
+
+/// One request as overlays see it.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// Method, upper case.
+    pub method: &'a str,
+    /// Host name, lower case, without port.
+    pub host: &'a str,
+    /// Path.
+    pub path: &'a str,
+    /// Raw query string.
+    pub query: Option<&'a str>,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// Request body.
+    pub body: &'a Bytes,
+}
+
+impl Call<'_> {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The bearer token in `Authorization`, when there is one.
+    pub fn bearer(&self) -> Option<&str> {
+        let v = self.header("authorization")?.trim();
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim()).filter(|t| !t.is_empty())
+    }
+
+    /// Which platform this host belongs to.
+    pub fn platform(&self) -> Platform {
+        Platform::of_host(self.host)
+    }
+}
+
+/// What one request carries from overlay to overlay.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    /// Virtual now for this request (pinned by `x-callvcr-clock` when sent).
+    pub now_ms: i64,
+    /// The caller, once the auth overlay has recognised its token.
+    pub principal: Option<Principal>,
+    /// Headers overlays want on whatever answer goes out (replacing ones of the same name).
+    pub response_headers: Vec<(String, String)>,
+}
+
+/// Who made a request: the token it carried and the OAuth client it was issued to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The bearer token.
+    pub token: String,
+    /// The OAuth client id, when known.
+    pub client_id: Option<String>,
+}
+
+/// An answer made by an overlay, in the platform's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Bytes,
+    /// Why, for the log and journal (e.g. `expired-token`).
+    pub detail: String,
+    /// Hold the answer until virtual time reaches this instant (a slow platform operation).
+    pub not_before_ms: Option<i64>,
+}
+
+impl Answer {
+    /// A JSON answer.
+    pub fn json(status: u16, body: &serde_json::Value, detail: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+            detail: detail.into(),
+            not_before_ms: None,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Answer {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// What an overlay decides about a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Not mine, or allowed: the next overlay (then the cassette) answers.
+    Continue,
+    /// Answer now with this.
+    Answer(Answer),
+    /// Ask again once virtual time reaches this instant (a queued request).
+    RetryAt(i64),
+}
+
+/// Platform error answers found in the cassette, keyed by status and error code, so an overlay can
+/// answer with the platform's own bytes where the recording holds them.
+#[derive(Debug, Default, Clone)]
+pub struct Recorded {
+    by_code: HashMap<(u16, String), Answer>,
+}
+
+impl Recorded {
+    /// Collects error answers from recorded responses: (status, headers, body).
+    pub fn from_responses<'a>(responses: impl Iterator<Item = (u16, &'a [(String, String)], &'a [u8])>) -> Recorded {
+        let mut by_code = HashMap::new();
+        for (status, headers, body) in responses {
+            if status < 400 {
+                continue;
+            }
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { continue };
+            let code = v.get("code").or_else(|| v.get("error")).and_then(|c| c.as_str());
+            if let Some(code) = code {
+                by_code.entry((status, code.to_string())).or_insert_with(|| Answer {
+                    status,
+                    headers: headers
+                        .iter()
+                        .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length"))
+                        .cloned()
+                        .collect(),
+                    body: Bytes::copy_from_slice(body),
+                    detail: String::new(),
+                    not_before_ms: None,
+                });
+            }
+        }
+        Recorded { by_code }
+    }
+
+    /// The platform's own answer for `status` and `code`, when the cassette holds one.
+    pub fn get(&self, status: u16, code: &str) -> Option<&Answer> {
+        self.by_code.get(&(status, code.to_string()))
+    }
+}
+
+/// An overlay: implements the phases it cares about; the rest pass on.
+pub trait Overlay: Send + Sync {
+    /// Its name, as `--no-overlay` and the journal spell it.
+    fn name(&self) -> &'static str;
+
+    /// Before the cassette: answer, continue, or ask to be called again later.
+    fn on_request(&self, _call: &Call<'_>, _ctx: &mut Ctx, _recorded: &Recorded) -> Decision {
+        Decision::Continue
+    }
+
+    /// On the way back: may add headers to any answer (the cassette's or another overlay's).
+    fn on_response(&self, _call: &Call<'_>, _ctx: &Ctx, _headers: &mut HeaderMap) {}
+
+    /// Whether recordings of this request are superseded by the overlay (so never replaying them is
+    /// not "unused").
+    fn owns(&self, _host: &str, _path: &str) -> bool {
+        false
+    }
+
+    /// Back to the start state.
+    fn reset(&self) {}
+}
+
+impl<T: Overlay> Overlay for std::sync::Arc<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded) -> Decision {
+        (**self).on_request(call, ctx, recorded)
+    }
+    fn on_response(&self, call: &Call<'_>, ctx: &Ctx, headers: &mut HeaderMap) {
+        (**self).on_response(call, ctx, headers)
+    }
+    fn owns(&self, host: &str, path: &str) -> bool {
+        (**self).owns(host, path)
+    }
+    fn reset(&self) {
+        (**self).reset()
+    }
+}
+
+/// The overlays of one replay: the pipeline, plus handles the admin API drives.
+#[derive(Debug)]
+pub struct Overlays {
+    /// The overlays switched on, in running order.
+    pub pipeline: Pipeline,
+    /// The auth overlay, when on.
+    pub auth: Option<std::sync::Arc<auth::Auth>>,
+}
+
+impl Overlays {
+    /// No overlays (record modes).
+    pub fn none() -> Overlays {
+        Overlays { pipeline: Pipeline::empty(), auth: None }
+    }
+
+    /// The overlays `config` switches on, sharing `ids`; `nice_key` gives the key for NICE tokens.
+    pub fn from_config(
+        config: &crate::config::Config,
+        ids: std::sync::Arc<Ids>,
+        nice_key: auth::KeySource,
+    ) -> Overlays {
+        let mut list: Vec<Box<dyn Overlay>> = Vec::new();
+        let mut auth_handle = None;
+        if config.overlay_on("auth") {
+            let a = std::sync::Arc::new(auth::Auth::new(config.auth.clone(), ids.clone(), nice_key));
+            auth_handle = Some(a.clone());
+            list.push(Box::new(a));
+        }
+        if config.overlay_on("rate-limit") && !config.rate_rules.is_empty() {
+            list.push(Box::new(ratelimit::RateLimit::new(config.rate_rules.clone(), config.rate_headers, ids)));
+        }
+        Overlays { pipeline: Pipeline::new(list), auth: auth_handle }
+    }
+}
+
+/// The overlays switched on, in running order.
+pub struct Pipeline {
+    overlays: Vec<Box<dyn Overlay>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.overlays.iter().map(|o| o.name())).finish()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline of `overlays`, run in the order of [`NAMES`] whatever order they are given in.
+    pub fn new(mut overlays: Vec<Box<dyn Overlay>>) -> Pipeline {
+        overlays.sort_by_key(|o| NAMES.iter().position(|n| *n == o.name()).unwrap_or(usize::MAX));
+        Pipeline { overlays }
+    }
+
+    /// No overlays.
+    pub fn empty() -> Pipeline {
+        Pipeline { overlays: Vec::new() }
+    }
+
+    /// Whether no overlay is on.
+    pub fn is_empty(&self) -> bool {
+        self.overlays.is_empty()
+    }
+
+    /// Names of the overlays switched on.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.overlays.iter().map(|o| o.name()).collect()
+    }
+
+    /// Runs the request phase of each overlay from position `from` on, until one answers or asks to
+    /// be called again: `Some((position, name, decision))`, or `None` when all continue. A caller
+    /// told `RetryAt` calls again from that position, so earlier overlays do not count it twice.
+    pub fn on_request(
+        &self,
+        from: usize,
+        call: &Call<'_>,
+        ctx: &mut Ctx,
+        recorded: &Recorded,
+    ) -> Option<(usize, &'static str, Decision)> {
+        for (i, o) in self.overlays.iter().enumerate().skip(from) {
+            match o.on_request(call, ctx, recorded) {
+                Decision::Continue => {}
+                d => return Some((i, o.name(), d)),
+            }
+        }
+        None
+    }
+
+    /// Runs every overlay's response phase.
+    pub fn on_response(&self, call: &Call<'_>, ctx: &Ctx, headers: &mut HeaderMap) {
+        for o in &self.overlays {
+            o.on_response(call, ctx, headers);
+        }
+    }
+
+    /// Whether an overlay supersedes recordings of this request.
+    pub fn owns(&self, host: &str, path: &str) -> bool {
+        self.overlays.iter().any(|o| o.owns(host, path))
+    }
+
+    /// Every overlay back to its start state.
+    pub fn reset(&self) {
+        self.overlays.iter().for_each(|o| o.reset());
+    }
+}

@@ -1,0 +1,193 @@
+//! The rate-limit overlay: token buckets per access token (or per OAuth client), refilled on the
+//! virtual clock. Over the limit → 429 with `Retry-After` and the platform's body; every counted
+//! answer carries the `inin-ratelimit-*` headers Genesys sends.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::platform::genesys_error;
+use super::{Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use crate::config::{RateKey, RateRule};
+use std::sync::Arc;
+
+/// Buckets kept before idle, full ones are dropped.
+const MAX_BUCKETS: usize = 100_000;
+
+/// One bucket. The level is kept in request·milliseconds (a request costs `window_ms`, and the
+/// bucket refills `limit` per millisecond), so refills are exact integers and nothing is lost to
+/// rounding however often the bucket is looked at.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    level: i128,
+    at_ms: i64,
+}
+
+impl Bucket {
+    fn full(limit: u64, window_ms: u64, now_ms: i64) -> Bucket {
+        Bucket { level: limit as i128 * window_ms.max(1) as i128, at_ms: now_ms }
+    }
+}
+
+/// Where one bucket stands after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Whether the request was allowed.
+    pub allowed: bool,
+    /// Requests counted against the limit (the bucket's used capacity, rounded up).
+    pub count: u64,
+    /// The limit.
+    pub limit: u64,
+    /// Whole seconds until the bucket is full again.
+    pub reset_s: u64,
+    /// Whole seconds until one more request is allowed (0 when allowed).
+    pub retry_after_s: u64,
+}
+
+fn ceil_div(a: i128, b: i128) -> i128 {
+    if a <= 0 {
+        0
+    } else {
+        (a + b - 1) / b
+    }
+}
+
+/// Takes one request from a bucket of `limit` per `window_ms`, refilled continuously, at `now_ms`.
+fn take(b: &mut Bucket, limit: u64, window_ms: u64, now_ms: i64) -> Standing {
+    let rate = limit as i128;
+    let cost = window_ms.max(1) as i128;
+    let cap = rate * cost;
+    let elapsed = (now_ms - b.at_ms).max(0) as i128;
+    b.level = (b.level + elapsed * rate).min(cap);
+    b.at_ms = b.at_ms.max(now_ms);
+    let allowed = b.level >= cost;
+    if allowed {
+        b.level -= cost;
+    }
+    let reset_s = ceil_div(ceil_div(cap - b.level, rate), 1000) as u64;
+    let retry_after_s = if allowed { 0 } else { (ceil_div(ceil_div(cost - b.level, rate), 1000) as u64).max(1) };
+    Standing { allowed, count: ceil_div(cap - b.level, cost) as u64, limit, reset_s, retry_after_s }
+}
+
+/// The rate-limit overlay.
+#[derive(Debug)]
+pub struct RateLimit {
+    rules: Vec<RateRule>,
+    headers: bool,
+    ids: Arc<Ids>,
+    buckets: Mutex<HashMap<(usize, String), Bucket>>,
+}
+
+impl RateLimit {
+    /// An overlay enforcing `rules` (the first rule that matches a request applies); `headers` adds
+    /// the `inin-ratelimit-*` headers to Genesys answers.
+    pub fn new(rules: Vec<RateRule>, headers: bool, ids: Arc<Ids>) -> RateLimit {
+        RateLimit { rules, headers, ids, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    fn key(rule: &RateRule, call: &Call<'_>, ctx: &Ctx) -> String {
+        let token = ctx.principal.as_ref().map(|p| p.token.as_str()).or_else(|| call.bearer());
+        match rule.per {
+            RateKey::Client => match ctx.principal.as_ref().and_then(|p| p.client_id.as_deref()) {
+                Some(c) => format!("client:{c}"),
+                None => format!("token:{}", token.unwrap_or("")),
+            },
+            RateKey::Token => format!("token:{}", token.unwrap_or("")),
+        }
+    }
+
+    /// Counts a request at `now_ms` against the rule that applies, if any.
+    pub fn check(&self, call: &Call<'_>, ctx: &Ctx) -> Option<(usize, Standing)> {
+        let (i, rule) = self.rules.iter().enumerate().find(|(_, r)| r.applies(call.host, call.path))?;
+        let key = (i, Self::key(rule, call, ctx));
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&key) {
+            // Drop buckets that would be full by now: forgetting them changes nothing.
+            let rules = &self.rules;
+            buckets.retain(|(ri, _), b| {
+                let r = &rules[*ri];
+                let refill = (ctx.now_ms - b.at_ms).max(0) as i128 * r.limit as i128;
+                b.level + refill < Bucket::full(r.limit, r.window_ms, 0).level
+            });
+        }
+        let b = buckets.entry(key).or_insert_with(|| Bucket::full(rule.limit, rule.window_ms, ctx.now_ms));
+        Some((i, take(b, rule.limit, rule.window_ms, ctx.now_ms)))
+    }
+}
+
+fn headers(s: &Standing) -> [(String, String); 3] {
+    [
+        ("inin-ratelimit-count".into(), s.count.to_string()),
+        ("inin-ratelimit-allowed".into(), s.limit.to_string()),
+        ("inin-ratelimit-reset".into(), s.reset_s.to_string()),
+    ]
+}
+
+impl Overlay for RateLimit {
+    fn name(&self) -> &'static str {
+        "rate-limit"
+    }
+
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _recorded: &Recorded) -> Decision {
+        let Some((i, s)) = self.check(call, ctx) else { return Decision::Continue };
+        let genesys = self.headers && call.platform() == Platform::Genesys;
+        if genesys {
+            ctx.response_headers.extend(headers(&s));
+        }
+        if s.allowed {
+            return Decision::Continue;
+        }
+        let rule = &self.rules[i];
+        let message = format!("Rate limit exceeded the maximum. Retry the request in [{}] seconds", s.retry_after_s);
+        let detail = format!("rate-limit:{}", rule.describe());
+        // Made fresh even when the cassette holds a 429: a recorded message names its own wait, and
+        // the number in the message must agree with Retry-After.
+        let mut a = genesys_error(&self.ids, 429, "too.many.requests", &message, &detail);
+        a.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("retry-after") && !k.starts_with("inin-ratelimit-"));
+        a.headers.push(("retry-after".into(), s.retry_after_s.to_string()));
+        if genesys {
+            a.headers.extend(headers(&s));
+        }
+        Decision::Answer(a)
+    }
+
+    fn reset(&self) {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_trips_at_the_limit_and_refills_on_virtual_time() {
+        let mut b = Bucket::full(300, 60_000, 0);
+        for i in 1..=300 {
+            let s = take(&mut b, 300, 60_000, 0);
+            assert!(s.allowed, "request {i}");
+            assert_eq!(s.count, i);
+        }
+        let over = take(&mut b, 300, 60_000, 0);
+        assert!(!over.allowed);
+        assert_eq!(over.retry_after_s, 1, "one request refills in 200 ms, advertised as 1 s");
+        assert_eq!(over.reset_s, 60);
+        assert!(!take(&mut b, 300, 60_000, 199).allowed);
+        assert!(take(&mut b, 300, 60_000, 200).allowed);
+        let later = take(&mut b, 300, 60_000, 200 + 60_000);
+        assert!(later.allowed);
+        assert_eq!(later.count, 1);
+    }
+
+    #[test]
+    fn retry_after_covers_the_wait_for_slow_buckets() {
+        // 5 per minute: one request every 12 s.
+        let mut b = Bucket::full(5, 60_000, 0);
+        for _ in 0..5 {
+            assert!(take(&mut b, 5, 60_000, 0).allowed);
+        }
+        let over = take(&mut b, 5, 60_000, 0);
+        assert_eq!(over.retry_after_s, 12);
+        assert!(!take(&mut b, 5, 60_000, 11_999).allowed);
+        assert!(take(&mut b, 5, 60_000, 12_000).allowed);
+    }
+}
