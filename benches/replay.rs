@@ -1,8 +1,9 @@
 //! Replay throughput and latency against a bare hyper + rustls server returning the same bytes.
 //!
 //! Both servers run as separate processes on loopback: callvcr's release binary replaying a
-//! one-exchange cassette, and this bench re-executed as the bare server (same certificate chain,
-//! same key type, same response bytes). Each scenario runs the bare server and callvcr back to back
+//! one-exchange cassette with its default overlays (the auth overlay checks every request's bearer
+//! token; only `rate-limit` is off, since it would rightly answer 429), and this bench re-executed as
+//! the bare server (same certificate chain, same key type, same response bytes). Each scenario runs the bare server and callvcr back to back
 //! in the same run and reports the ratio, since absolute numbers on a shared machine are noise.
 //!
 //! `cargo bench --bench replay` (env: `BENCH_SECS` per scenario, default 4; `BENCH_CONC`, default 4).
@@ -64,7 +65,7 @@ fn main() {
     let ready = dir.join("ready.json");
     let mut callvcr = Command::new(env!("CARGO_BIN_EXE_callvcr"))
         .args(["replay", "--cassette", "bench.jsonl", "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
-        .args(["--admin", "127.0.0.1:0", "--ready-file", "ready.json"])
+        .args(["--admin", "127.0.0.1:0", "--ready-file", "ready.json", "--no-overlay", "rate-limit"])
         .env("CALLVCR_LOG", "warn")
         .current_dir(&dir)
         .stdin(Stdio::null())
@@ -85,6 +86,9 @@ fn main() {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let cfg = client_config(&dir.join("certs/ca.pem"));
+    // Log in once through the auth overlay; every request then carries the token it issued.
+    let token = rt.block_on(login(callvcr_addr, cfg.clone()));
+    BEARER.set(format!("Bearer {token}")).unwrap();
     println!("replay benchmark: {conc} concurrent clients, {secs} s per run, GET {PATH} ({} byte body)", body().len());
     println!("{:<34} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50 µs", "p99 µs");
     let mut ratios = Vec::new();
@@ -191,9 +195,35 @@ async fn open(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> Sender {
     sender
 }
 
+/// The `Authorization` header every request carries.
+static BEARER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A client-credentials login against callvcr's auth overlay; returns the access token.
+async fn login(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> String {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let login_host = "login.mypurecloud.com";
+    let tls =
+        tokio_rustls::TlsConnector::from(cfg).connect(ServerName::try_from(login_host).unwrap(), tcp).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::post("/oauth/token")
+        .header("host", login_host)
+        .header("authorization", "Basic YmVuY2g6YmVuY2g=")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(b"grant_type=client_credentials")))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let b = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    v["access_token"].as_str().unwrap().to_string()
+}
+
 async fn one(sender: &mut Sender) {
     sender.ready().await.unwrap();
-    let req = hyper::Request::get(PATH).header("host", HOST).body(Full::new(Bytes::new())).unwrap();
+    let bearer = BEARER.get().map(String::as_str).unwrap_or("");
+    let req =
+        hyper::Request::get(PATH).header("host", HOST).header("authorization", bearer).body(Full::new(Bytes::new())).unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let b = resp.into_body().collect().await.unwrap().to_bytes();

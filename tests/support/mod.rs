@@ -567,3 +567,47 @@ pub fn all_bytes(dir: &Path) -> Vec<u8> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// One call to callvcr's admin API (plain HTTP on loopback).
+pub async fn admin(cv: &Callvcr, method: &str, path: &str, body: &str) -> Resp {
+    admin_with(cv, method, path, body, &[]).await
+}
+
+/// One call to the admin API with extra headers.
+pub async fn admin_with(cv: &Callvcr, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
+    let tcp = TcpStream::connect(cv.admin).await.unwrap();
+    let mut c = H1::over(tcp).await;
+    let host = cv.admin.to_string();
+    let mut h = vec![("host", host.as_str()), ("content-type", "application/json")];
+    h.extend_from_slice(headers);
+    c.send(method, path, &h, body).await
+}
+
+/// A recorded exchange for a hand-written cassette:
+/// (method, host, path, request body, status, response body).
+pub type Rec<'a> = (&'a str, &'a str, &'a str, &'a str, u16, &'a str);
+
+/// Writes a JSON Lines cassette of `exchanges` to `dir/name` and returns its path.
+pub fn write_cassette(dir: &Path, name: &str, exchanges: &[Rec<'_>]) -> PathBuf {
+    let mut out = String::from("{\"format\":\"callvcr-cassette\",\"version\":1,\"note\":\"written by a test\"}\n");
+    for (i, (method, host, path, req_body, status, body)) in exchanges.iter().enumerate() {
+        let mut req_headers = vec![vec!["host", host]];
+        if !req_body.is_empty() {
+            let ct = if req_body.starts_with('{') { "application/json" } else { "application/x-www-form-urlencoded" };
+            req_headers.push(vec!["content-type", ct]);
+        }
+        let ex = serde_json::json!({
+            "seq": i + 1,
+            "recorded_at": "2026-01-05T09:00:00.000Z",
+            "duration_ms": 1,
+            "request": {"method": method, "scheme": "https", "host": host, "path": path,
+                        "headers": req_headers, "body": {"text": req_body}},
+            "response": {"status": status, "headers": [["content-type", "application/json"]], "body": {"text": body}},
+        });
+        out.push_str(&ex.to_string());
+        out.push('\n');
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, out).unwrap();
+    p
+}
