@@ -222,8 +222,11 @@ async fn login(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> String {
 async fn one(sender: &mut Sender) {
     sender.ready().await.unwrap();
     let bearer = BEARER.get().map(String::as_str).unwrap_or("");
-    let req =
-        hyper::Request::get(PATH).header("host", HOST).header("authorization", bearer).body(Full::new(Bytes::new())).unwrap();
+    let req = hyper::Request::get(PATH)
+        .header("host", HOST)
+        .header("authorization", bearer)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let b = resp.into_body().collect().await.unwrap().to_bytes();

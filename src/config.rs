@@ -846,4 +846,43 @@ mod tests {
         let e = Config::parse("record:\n  ignore:\n    - path: '(['\n", Path::new("p.yaml")).unwrap_err();
         assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
     }
+
+    #[test]
+    fn overlay_settings_are_validated_and_located() {
+        let at = |text: &str| {
+            let e = Config::parse(text, Path::new("p.yaml")).unwrap_err();
+            (e.at.map(|a| a.0), e.to_string())
+        };
+        let (line, msg) = at("overlays:\n  disable: [auth, ratelimit]\n");
+        assert_eq!(line, Some(2), "{msg}");
+        assert!(msg.contains("`ratelimit` is not an overlay") && msg.contains("rate-limit"), "{msg}");
+        let (line, msg) = at("clock:\n  frozen: true\n  start: next tuesday\n");
+        assert_eq!(line, Some(3), "{msg}");
+        assert!(msg.contains("RFC 3339"), "{msg}");
+        let (line, msg) = at("rate_limit:\n  preset: lenient\n");
+        assert_eq!(line, Some(2), "{msg}");
+        assert!(msg.contains("genesys, strict or none"), "{msg}");
+        let (line, msg) = at("rate_limit:\n  rules:\n    - {limit: 0, window_s: 1}\n");
+        assert_eq!(line, Some(3), "{msg}");
+        assert!(msg.contains("at least 1"), "{msg}");
+        let (_, msg) = at("auth:\n  concurrent_refresh: wait\n");
+        assert!(msg.contains("p.yaml:2:"), "{msg}");
+        let (_, msg) = at("auth:\n  clients:\n    - {id: a}\n    - {id: a}\n");
+        assert!(msg.contains("listed twice"), "{msg}");
+
+        let c = Config::parse(
+            "clock: {frozen: true, start: '2026-01-05T09:00:00Z'}\noverlays: {disable: [rate-limit]}\nrate_limit: {preset: strict}\n",
+            Path::new("p.yaml"),
+        )
+        .unwrap();
+        assert!(c.clock_frozen);
+        assert_eq!(c.clock_start_ms, Some(1_767_603_600_000));
+        assert!(!c.overlay_on("rate-limit") && c.overlay_on("auth"));
+        assert_eq!((c.rate_rules[0].limit, c.rate_rules[0].window_ms), (5, 1_000));
+        assert!(c.rate_rules[0].applies("api-na1.niceincontact.com", "/incontactapi/services/v27.0/agents"));
+        let d = Config::default();
+        assert_eq!((d.rate_rules[0].limit, d.rate_rules[0].window_ms), (300, 60_000));
+        assert!(d.rate_rules.iter().any(|r| r.applies("api.usw2.pure.cloud", "/api/v2/users/me")));
+        assert!(!d.rate_rules.iter().any(|r| r.applies("api.mypurecloud.com", "/oauth/token")));
+    }
 }

@@ -190,4 +190,45 @@ mod tests {
         assert!(!take(&mut b, 5, 60_000, 11_999).allowed);
         assert!(take(&mut b, 5, 60_000, 12_000).allowed);
     }
+
+    #[test]
+    fn buckets_are_kept_per_token_or_per_client_as_the_rule_says() {
+        use crate::config::{HostPattern, RateKey, RateRule};
+        let rule = |per| RateRule {
+            host: Some(HostPattern::parse("api.mypurecloud.com").unwrap()),
+            path: None,
+            per,
+            limit: 2,
+            window_ms: 60_000,
+        };
+        let h = http::HeaderMap::new();
+        let body = bytes::Bytes::new();
+        let call = Call {
+            method: "GET",
+            host: "api.mypurecloud.com",
+            path: "/api/v2/users/me",
+            query: None,
+            headers: &h,
+            body: &body,
+        };
+        let ctx = |token: &str, client: &str| Ctx {
+            now_ms: 0,
+            principal: Some(super::super::Principal { token: token.into(), client_id: Some(client.into()) }),
+            response_headers: Vec::new(),
+        };
+        let per_token = RateLimit::new(vec![rule(RateKey::Token)], true, Arc::new(Ids::new(0)));
+        let per_client = RateLimit::new(vec![rule(RateKey::Client)], true, Arc::new(Ids::new(0)));
+        for rl in [&per_token, &per_client] {
+            assert!(rl.check(&call, &ctx("t1", "c")).unwrap().1.allowed);
+            assert!(rl.check(&call, &ctx("t1", "c")).unwrap().1.allowed);
+        }
+        // A second token of the same client: its own bucket per token, the shared one per client.
+        assert!(per_token.check(&call, &ctx("t2", "c")).unwrap().1.allowed);
+        assert!(!per_client.check(&call, &ctx("t2", "c")).unwrap().1.allowed);
+        // Another client is never affected.
+        assert!(per_client.check(&call, &ctx("t3", "d")).unwrap().1.allowed);
+        // Rules only apply where they match.
+        let other = Call { host: "login.mypurecloud.com", ..call };
+        assert!(per_token.check(&other, &ctx("t1", "c")).is_none());
+    }
 }
