@@ -32,7 +32,7 @@ enum Kind {
 
 #[derive(Debug, Clone)]
 struct Issued {
-    client_id: String,
+    client_id: Arc<str>,
     kind: Kind,
     platform: Platform,
     issued_ms: i64,
@@ -240,8 +240,9 @@ impl Auth {
         let ttl = self.ttl_ms(platform);
         let refresh_ttl = 1000 * self.cfg.refresh_ttl_s as i64;
         let (iat, exp) = (secs(now_ms), secs(now_ms + ttl));
+        let shared: Arc<str> = Arc::from(client_id);
         let issued = |kind, expires_ms| Issued {
-            client_id: client_id.to_string(),
+            client_id: shared.clone(),
             kind,
             platform,
             issued_ms: now_ms,
@@ -306,7 +307,7 @@ impl Auth {
         for (tok, t) in st.tokens.iter_mut() {
             let hit = match filter {
                 ExpireFilter::All => t.kind == Kind::Access,
-                ExpireFilter::Client(c) => t.kind == Kind::Access && &t.client_id == c,
+                ExpireFilter::Client(c) => t.kind == Kind::Access && &*t.client_id == c.as_str(),
                 ExpireFilter::Token(x) => tok == x,
             };
             if hit && t.expires_ms > now_ms {
@@ -328,7 +329,7 @@ impl Auth {
                     t.issued_ms,
                     TokenInfo {
                         token_prefix: tok.chars().take(12).collect(),
-                        client_id: t.client_id.clone(),
+                        client_id: t.client_id.to_string(),
                         kind: if t.kind == Kind::Access { "access" } else { "refresh" },
                         platform: t.platform.as_str(),
                         issued_at: crate::clock::rfc3339_ms(t.issued_ms),
@@ -381,13 +382,19 @@ impl Auth {
                 ),
             ));
         };
-        let found = self.state().tokens.get(token).filter(|t| t.kind == Kind::Access).cloned();
+        // The hot path: one lookup, no copies but a reference count.
+        let found = self
+            .state()
+            .tokens
+            .get(token)
+            .filter(|t| t.kind == Kind::Access)
+            .map(|t| (t.client_id.clone(), t.revoked || t.expires_ms <= ctx.now_ms));
         match found {
             None => Decision::Answer(self.refusal(
                 recorded,
                 self.unauthorized(p, "bad.credentials", "Invalid login credentials.", "unknown-token"),
             )),
-            Some(t) if t.revoked || t.expires_ms <= ctx.now_ms => Decision::Answer(self.refusal(
+            Some((_, true)) => Decision::Answer(self.refusal(
                 recorded,
                 self.unauthorized(
                     p,
@@ -396,8 +403,8 @@ impl Auth {
                     "expired-token",
                 ),
             )),
-            Some(t) => {
-                ctx.principal = Some(Principal { token: token.to_string(), client_id: Some(t.client_id) });
+            Some((client_id, false)) => {
+                ctx.principal = Some(Principal { client_id });
                 Decision::Continue
             }
         }
@@ -485,7 +492,7 @@ impl Auth {
                     .tokens
                     .get(&subject)
                     .filter(|t| t.kind == Kind::Access && !t.revoked && t.expires_ms > now)
-                    .map(|t| t.client_id.clone());
+                    .map(|t| t.client_id.to_string());
                 match owner {
                     Some(c) => answer(self.issue(&mut st, &c, platform, call.host, &grant, true, now)),
                     None => err(400, "invalid_grant", "subject_token is invalid or expired", "invalid-grant"),
@@ -601,7 +608,7 @@ impl Auth {
         };
         let mut st = self.state();
         // A public client may send no client id: the token names its client.
-        let owner = st.tokens.get(presented.as_str()).map(|t| t.client_id.clone());
+        let owner = st.tokens.get(presented.as_str()).map(|t| t.client_id.to_string());
         let client = if client_id.is_empty() { owner.clone().unwrap_or_default() } else { client_id.to_string() };
         if confidential {
             match self.client_check(&client, secret) {
@@ -627,7 +634,7 @@ impl Auth {
         let valid = st
             .tokens
             .get(presented.as_str())
-            .is_some_and(|t| t.kind == Kind::Refresh && !t.revoked && t.expires_ms > now && t.client_id == client);
+            .is_some_and(|t| t.kind == Kind::Refresh && !t.revoked && t.expires_ms > now && *t.client_id == *client);
         if !valid {
             return err(400, "invalid_grant", "refresh token is invalid, expired or already used", "refresh-rejected");
         }

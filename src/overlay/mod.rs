@@ -76,13 +76,12 @@ pub struct Ctx {
     pub response_headers: Vec<(String, String)>,
 }
 
-/// Who made a request: the token it carried and the OAuth client it was issued to.
+/// Who made a request, once its bearer token is recognised: the OAuth client it was issued to.
+/// (The token itself is the request's `Authorization` header.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The bearer token.
-    pub token: String,
-    /// The OAuth client id, when known.
-    pub client_id: Option<String>,
+    /// The OAuth client id (shared with the token store, so cloning it is cheap).
+    pub client_id: std::sync::Arc<str>,
 }
 
 /// An answer made by an overlay, in the platform's shape.

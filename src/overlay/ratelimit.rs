@@ -85,10 +85,10 @@ impl RateLimit {
     }
 
     fn key(rule: &RateRule, call: &Call<'_>, ctx: &Ctx) -> String {
-        let token = ctx.principal.as_ref().map(|p| p.token.as_str()).or_else(|| call.bearer());
+        let token = call.bearer();
         match rule.per {
-            RateKey::Client => match ctx.principal.as_ref().and_then(|p| p.client_id.as_deref()) {
-                Some(c) => format!("client:{c}"),
+            RateKey::Client => match ctx.principal.as_ref() {
+                Some(p) => format!("client:{}", p.client_id),
                 None => format!("token:{}", token.unwrap_or("")),
             },
             RateKey::Token => format!("token:{}", token.unwrap_or("")),
@@ -201,34 +201,43 @@ mod tests {
             limit: 2,
             window_ms: 60_000,
         };
-        let h = http::HeaderMap::new();
         let body = bytes::Bytes::new();
-        let call = Call {
-            method: "GET",
-            host: "api.mypurecloud.com",
-            path: "/api/v2/users/me",
-            query: None,
-            headers: &h,
-            body: &body,
+        let headers = |token: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+            h
         };
-        let ctx = |token: &str, client: &str| Ctx {
+        let hs: Vec<(&str, http::HeaderMap)> = ["t1", "t2", "t3"].iter().map(|t| (*t, headers(t))).collect();
+        let call_as = |token: &str| {
+            let h = &hs.iter().find(|(t, _)| *t == token).unwrap().1;
+            Call {
+                method: "GET",
+                host: "api.mypurecloud.com",
+                path: "/api/v2/users/me",
+                query: None,
+                headers: h,
+                body: &body,
+            }
+        };
+        let ctx = |client: &str| Ctx {
             now_ms: 0,
-            principal: Some(super::super::Principal { token: token.into(), client_id: Some(client.into()) }),
+            principal: Some(super::super::Principal { client_id: client.into() }),
             response_headers: Vec::new(),
         };
         let per_token = RateLimit::new(vec![rule(RateKey::Token)], true, Arc::new(Ids::new(0)));
         let per_client = RateLimit::new(vec![rule(RateKey::Client)], true, Arc::new(Ids::new(0)));
         for rl in [&per_token, &per_client] {
-            assert!(rl.check(&call, &ctx("t1", "c")).unwrap().1.allowed);
-            assert!(rl.check(&call, &ctx("t1", "c")).unwrap().1.allowed);
+            assert!(rl.check(&call_as("t1"), &ctx("c")).unwrap().1.allowed);
+            assert!(rl.check(&call_as("t1"), &ctx("c")).unwrap().1.allowed);
+            assert!(!rl.check(&call_as("t1"), &ctx("c")).unwrap().1.allowed, "a third is over the limit of 2");
         }
         // A second token of the same client: its own bucket per token, the shared one per client.
-        assert!(per_token.check(&call, &ctx("t2", "c")).unwrap().1.allowed);
-        assert!(!per_client.check(&call, &ctx("t2", "c")).unwrap().1.allowed);
+        assert!(per_token.check(&call_as("t2"), &ctx("c")).unwrap().1.allowed);
+        assert!(!per_client.check(&call_as("t2"), &ctx("c")).unwrap().1.allowed);
         // Another client is never affected.
-        assert!(per_client.check(&call, &ctx("t3", "d")).unwrap().1.allowed);
+        assert!(per_client.check(&call_as("t3"), &ctx("d")).unwrap().1.allowed);
         // Rules only apply where they match.
-        let other = Call { host: "login.mypurecloud.com", ..call };
-        assert!(per_token.check(&other, &ctx("t1", "c")).is_none());
+        let other = Call { host: "login.mypurecloud.com", ..call_as("t1") };
+        assert!(per_token.check(&other, &ctx("c")).is_none());
     }
 }
