@@ -497,24 +497,16 @@ pub fn rate_preset(name: &str) -> Option<Vec<RateRule>> {
     let api = |p: &str| Some(regex::Regex::new(p).expect("preset path parses"));
     match name {
         "genesys" => Some(
-            [
-                "*.mypurecloud.com",
-                "*.mypurecloud.ie",
-                "*.mypurecloud.de",
-                "*.mypurecloud.jp",
-                "*.mypurecloud.com.au",
-                "*.pure.cloud",
-                "*.us-gov-pure.cloud",
-            ]
-            .iter()
-            .map(|h| RateRule {
-                host: Some(HostPattern::parse(h).expect("preset host parses")),
-                path: api(GENESYS_API_PATH),
-                per: RateKey::Token,
-                limit: 300,
-                window_ms: 60_000,
-            })
-            .collect(),
+            crate::overlay::platform::GENESYS_DOMAINS
+                .iter()
+                .map(|d| RateRule {
+                    host: Some(HostPattern::Below(d.to_string())),
+                    path: api(GENESYS_API_PATH),
+                    per: RateKey::Token,
+                    limit: 300,
+                    window_ms: 60_000,
+                })
+                .collect(),
         ),
         "strict" => Some(vec![RateRule {
             host: None,

@@ -144,7 +144,7 @@ impl Matcher {
 }
 
 /// `a=1&b=2` (a query string or form body) as decoded pairs, in order.
-fn decode_pairs(s: &str) -> Vec<(String, String)> {
+pub fn decode_pairs(s: &str) -> Vec<(String, String)> {
     s.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {

@@ -107,15 +107,9 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Parses an `application/x-www-form-urlencoded` body or query.
+/// Parses an `application/x-www-form-urlencoded` body or query (a repeated name keeps its last value).
 pub fn form(s: &str) -> HashMap<String, String> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
+    crate::cassette::fingerprint::decode_pairs(s).into_iter().collect()
 }
 
 /// The client id and secret in an HTTP Basic `Authorization` header.

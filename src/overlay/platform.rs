@@ -16,7 +16,7 @@ pub enum Platform {
 }
 
 /// Domains of Genesys Cloud regions (and its development and test environments).
-const GENESYS_DOMAINS: &[&str] = &[
+pub const GENESYS_DOMAINS: &[&str] = &[
     "mypurecloud.com",
     "mypurecloud.ie",
     "mypurecloud.de",
