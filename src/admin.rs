@@ -135,6 +135,19 @@ fn auth_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::auth::A
     })
 }
 
+fn faults_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::faults::Faults>, Answer> {
+    proxy.overlays.faults.as_ref().ok_or_else(|| {
+        error(
+            StatusCode::CONFLICT,
+            "overlay_off",
+            format!(
+                "the faults overlay is not running ({}); it runs in replay unless switched off with --no-overlay faults or overlays.disable",
+                proxy.mode.as_str()
+            ),
+        )
+    })
+}
+
 async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Proxy>) -> Result<Answer, Answer> {
     let now = || json!({"now": rfc3339_ms(proxy.timer.now_ms())});
     Ok(match (method, route) {
@@ -241,11 +254,42 @@ async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Prox
             };
             switch_cassette(proxy, name).await?
         }
-        (_, "/health" | "/journal" | "/reset" | "/clock" | "/tokens/expire" | "/tokens" | "/cassette") => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} is not allowed on /mock/admin{route}"),
-        ),
+        (&Method::POST, "/faults") => {
+            let v: Value = Value::Object(json_body(body)?);
+            let id = faults_overlay(proxy)?
+                .add(&v, proxy.timer.now_ms())
+                .map_err(|m| error(StatusCode::BAD_REQUEST, "bad_fault", m))?;
+            reply(StatusCode::OK, json!({"id": id}))
+        }
+        (&Method::GET, "/faults") => {
+            reply(StatusCode::OK, Value::Array(faults_overlay(proxy)?.list(proxy.timer.now_ms())))
+        }
+        (&Method::DELETE, "/faults") => {
+            let n = faults_overlay(proxy)?.remove(None);
+            tracing::info!(removed = n, "fault rules cleared by the admin API");
+            reply(StatusCode::OK, json!({"removed": n}))
+        }
+        (&Method::DELETE, r) if r.starts_with("/faults/") => {
+            let id = &r["/faults/".len()..];
+            match faults_overlay(proxy)?.remove(Some(id)) {
+                0 => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no fault rule `{id}`; GET /mock/admin/faults lists them"),
+                ),
+                n => {
+                    tracing::info!(id, "fault rule removed by the admin API");
+                    reply(StatusCode::OK, json!({"removed": n}))
+                }
+            }
+        }
+        (_, "/health" | "/journal" | "/reset" | "/clock" | "/tokens/expire" | "/tokens" | "/cassette" | "/faults") => {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on /mock/admin{route}"),
+            )
+        }
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no admin route {method} /mock/admin{route}")),
     })
 }

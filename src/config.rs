@@ -77,6 +77,31 @@ pub struct RawConfig {
     pub auth: RawAuth,
     /// The rate-limit overlay.
     pub rate_limit: RawRateLimit,
+    /// The faults overlay.
+    pub faults: RawFaults,
+}
+
+/// The faults overlay as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawFaults {
+    /// Honour `?failure=timeout|rate_limit|socket_drop` on any request (default true).
+    pub query_trigger: Option<bool>,
+    /// How long `?failure=timeout` waits before its 504, in virtual milliseconds (default 5000).
+    pub query_timeout_ms: Option<u64>,
+    /// Rules active from the start, in the admin API's shape.
+    pub rules: Vec<Spanned<serde_json::Value>>,
+}
+
+/// The faults overlay, validated.
+#[derive(Debug, Clone)]
+pub struct FaultsConfig {
+    /// Whether `?failure=` works.
+    pub query_trigger: bool,
+    /// The wait before `?failure=timeout` answers 504.
+    pub query_timeout_ms: u64,
+    /// Rules active from the start (checked).
+    pub rules: Vec<serde_json::Value>,
 }
 
 /// The virtual clock as written.
@@ -483,6 +508,8 @@ pub struct Config {
     pub rate_rules: Vec<RateRule>,
     /// Whether Genesys answers carry the `inin-ratelimit-*` headers.
     pub rate_headers: bool,
+    /// The faults overlay's settings.
+    pub faults: FaultsConfig,
 }
 
 impl Config {
@@ -766,6 +793,18 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         (None, None) => rate_preset("genesys").expect("the default preset exists"),
     };
 
+    let mut fault_rules = Vec::new();
+    for (i, r) in raw.faults.rules.iter().enumerate() {
+        crate::overlay::faults::Rule::parse(&r.value, format!("f{}", i + 1), 0, raw.seed)
+            .map_err(|m| err_at(r.referenced, format!("faults.rules: {m}")))?;
+        fault_rules.push(r.value.clone());
+    }
+    let faults = FaultsConfig {
+        query_trigger: raw.faults.query_trigger.unwrap_or(true),
+        query_timeout_ms: raw.faults.query_timeout_ms.unwrap_or(5_000),
+        rules: fault_rules,
+    };
+
     Ok(Config {
         source: path.map(Path::to_path_buf),
         hosts,
@@ -787,6 +826,7 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         auth: raw.auth,
         rate_rules,
         rate_headers: raw.rate_limit.headers.unwrap_or(true),
+        faults,
     })
 }
 

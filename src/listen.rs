@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::LazyConfigAcceptor;
 
-use crate::proxy::{json_response, Mode, Proxy, Target};
+use crate::proxy::{json_response, CutPlan, CutSwitch, Mode, Proxy, Target};
 use crate::tls::LeafCache;
 
 /// A listener that could not be opened.
@@ -157,6 +157,9 @@ where
         tracing::warn!(%peer, %host, "refused TLS handshake for {host}: not a configured host (add it to `hosts` in proxy.yaml)");
         return;
     }
+    if shared.proxy.refuse_tls(&host) {
+        return;
+    }
     let cfg = match shared.leaves.server_config(&host) {
         Ok(c) => c,
         Err(e) => {
@@ -176,7 +179,7 @@ where
         }
     };
     let target = Target { scheme: "https", host, port };
-    serve_http(TokioIo::new(tls), target, shared).await;
+    serve_http(tls, target, shared).await;
 }
 
 fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
@@ -190,12 +193,15 @@ fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
 /// Serves intercepted HTTP (1.1 or 2) for one target on an established stream.
 async fn serve_http<IO>(io: IO, target: Target, shared: Shared)
 where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let proxy = shared.proxy.clone();
-    let svc = service_fn(move |req: Request<Incoming>| {
+    let switch = Arc::new(CutSwitch::default());
+    let io = TokioIo::new(FaultIo::new(io, switch.clone()));
+    let svc = service_fn(move |mut req: Request<Incoming>| {
         let p = proxy.clone();
         let t = target.clone();
+        req.extensions_mut().insert(switch.clone());
         async move { Ok::<_, Infallible>(p.handle(req, t).await) }
     });
     let b = builder(&shared);
@@ -212,12 +218,15 @@ pub async fn serve_proxy(listener: TcpListener, shared: Shared, stop: watch::Rec
 
 async fn proxy_conn(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     let s2 = shared.clone();
-    let svc = service_fn(move |req: Request<Incoming>| {
+    let switch = Arc::new(CutSwitch::default());
+    let io = TokioIo::new(FaultIo::new(stream, switch.clone()));
+    let svc = service_fn(move |mut req: Request<Incoming>| {
         let s = s2.clone();
+        req.extensions_mut().insert(switch.clone());
         async move { Ok::<_, Infallible>(proxy_request(req, peer, s).await) }
     });
     let b = builder(&shared).http1_only();
-    let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    let conn = b.serve_connection_with_upgrades(io, svc);
     if let Err(e) = shared.drain.clone().watch(conn).await {
         tracing::debug!(%peer, "proxy connection ended: {e}");
     }
@@ -315,4 +324,127 @@ async fn connect(mut req: Request<Incoming>, peer: SocketAddr, shared: Shared) -
         }
     });
     Response::new(Full::new(Bytes::new()))
+}
+
+/// Bytes an injected `malformed` fault writes instead of a response: not HTTP by any reading.
+const GARBAGE: &[u8] = b"HTTP/1.1 2x0 Garbled\r\nContent-Length: banana\r\n\x00\xff\xfe\r\n\r\n{\"trunc";
+
+/// What a `FaultIo` is doing to its connection.
+#[derive(Debug, Clone, Copy)]
+enum Cutting {
+    /// Refuse every write (close).
+    Closed,
+    /// Writing `GARBAGE` from this offset, then close.
+    Garbage(usize),
+    /// Let this many more bytes through, then cut.
+    Allow(usize),
+}
+
+/// An IO wrapper that carries out connection faults the proxy arms through a [`CutSwitch`]:
+/// otherwise it passes every byte straight through.
+struct FaultIo<T> {
+    inner: T,
+    switch: Arc<CutSwitch>,
+    cutting: Option<Cutting>,
+}
+
+impl<T> FaultIo<T> {
+    fn new(inner: T, switch: Arc<CutSwitch>) -> FaultIo<T> {
+        FaultIo { inner, switch, cutting: None }
+    }
+}
+
+fn cut_error(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionAborted, format!("injected fault: {what}"))
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FaultIo<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FaultIo<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.cutting.is_none() {
+            this.cutting = this.switch.take().map(|p| match p {
+                CutPlan::Close => Cutting::Closed,
+                CutPlan::Malformed => Cutting::Garbage(0),
+                CutPlan::After(n) => Cutting::Allow(n),
+            });
+        }
+        let mut inner = std::pin::Pin::new(&mut this.inner);
+        match this.cutting {
+            None => inner.poll_write(cx, buf),
+            Some(Cutting::Closed) => Poll::Ready(Err(cut_error("connection closed before the response"))),
+            Some(Cutting::Allow(left)) if left > 0 => {
+                let n = left.min(buf.len());
+                let written = std::task::ready!(inner.poll_write(cx, &buf[..n]))?;
+                this.cutting = Some(Cutting::Allow(left - written));
+                Poll::Ready(Ok(written))
+            }
+            Some(Cutting::Allow(_)) => {
+                // Make sure what was let through leaves, then cut.
+                std::task::ready!(inner.poll_flush(cx))?;
+                this.cutting = Some(Cutting::Closed);
+                Poll::Ready(Err(cut_error("connection reset mid-response")))
+            }
+            Some(Cutting::Garbage(mut at)) => {
+                while at < GARBAGE.len() {
+                    match inner.as_mut().poll_write(cx, &GARBAGE[at..]) {
+                        Poll::Ready(Ok(n)) => at += n,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {
+                            this.cutting = Some(Cutting::Garbage(at));
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                this.cutting = Some(Cutting::Garbage(at));
+                std::task::ready!(inner.poll_flush(cx))?;
+                this.cutting = Some(Cutting::Closed);
+                Poll::Ready(Err(cut_error("malformed response")))
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.cutting.is_none() && !self.switch.is_armed() {
+            return std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        }
+        let first = bufs.iter().find(|b| !b.is_empty()).map(|b| &**b).unwrap_or(&[]);
+        self.poll_write(cx, first)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

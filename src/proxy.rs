@@ -15,6 +15,7 @@ use crate::cassette::index::{describe, Prepared};
 use crate::cassette::{Body, Exchange, Index, Matcher, RecordedRequest, RecordedResponse, Redactor, Store};
 use crate::clock::{parse_rfc3339, rfc3339_ms, Clock};
 use crate::config::Config;
+use crate::overlay::faults::Cut;
 use crate::overlay::{Answer, Call, Ctx, Decision, Ids, Overlays, Recorded};
 use crate::timer::Timer;
 use crate::upstream::{FailureKind, Upstream, UpstreamError};
@@ -309,11 +310,27 @@ impl Proxy {
         self.overlays.pipeline.reset();
         self.ids.reset();
         self.timer.reset();
+        if let Some(f) = &self.overlays.faults {
+            f.restart(self.timer.now_ms());
+        }
         self.journal.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.seq.store(1, Ordering::SeqCst);
         for c in [&self.stats.hits, &self.stats.misses, &self.stats.passthrough, &self.stats.upstream_errors] {
             c.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a TLS handshake for `host` is refused by an injected fault (replay only); journaled.
+    pub fn refuse_tls(&self, host: &str) -> bool {
+        let Some(f) = self.overlays.faults.as_ref().filter(|_| self.mode == Mode::Replay) else { return false };
+        match f.refuse_tls(host, self.timer.now_ms()) {
+            Some(rule) => {
+                tracing::warn!(%host, rule = %rule, "injected fault: TLS handshake refused for {host}");
+                self.note("TLS", host, "", 0, "fault:tls", Some(&format!("tls:{rule}")));
+                true
+            }
+            None => false,
         }
     }
 
@@ -382,6 +399,9 @@ impl Proxy {
 
         // Overlays first (replay only): they may answer in the platform's place.
         let mut ctx = Ctx::default();
+        let switch = parts.extensions.get::<Arc<CutSwitch>>().cloned();
+        let mut reset: Option<(Arc<CutSwitch>, String)> = None;
+        let mut fault_mark: Option<String> = None;
         if self.mode == Mode::Replay && configured && !self.overlays.pipeline.is_empty() {
             let pinned = match parts.headers.get(CLOCK_HEADER) {
                 None => None,
@@ -415,8 +435,12 @@ impl Proxy {
                         if let Some(t) = a.not_before_ms {
                             self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64).await;
                         }
-                        let by = format!("overlay:{name}");
-                        tracing::info!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "overlay answered");
+                        let by = answered_by(name, &a.detail);
+                        if name == "faults" {
+                            tracing::warn!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "injected fault");
+                        } else {
+                            tracing::info!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "overlay answered");
+                        }
                         self.note(&method, &host, &path, a.status, &by, Some(&a.detail));
                         return overlay_response(a, &ctx.response_headers);
                     }
@@ -426,10 +450,68 @@ impl Proxy {
                         ctx.now_ms = if pinned.is_some() { t } else { self.timer.now_ms().max(t) };
                         from = pos;
                     }
+                    Decision::Delay(t, detail) => {
+                        tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: latency of {} ms (virtual)", t - ctx.now_ms);
+                        self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64).await;
+                        ctx.now_ms = if pinned.is_some() { t } else { self.timer.now_ms().max(t) };
+                        fault_mark = Some(detail);
+                        from = pos + 1;
+                    }
+                    Decision::Hang(detail) => {
+                        tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: holding the request until the client gives up");
+                        self.note(&method, &host, &path, 0, "fault:hang", Some(&detail));
+                        std::future::pending::<()>().await;
+                    }
+                    Decision::Cut(cut, detail) => {
+                        let Some(switch) = &switch else {
+                            tracing::error!("cannot cut this connection (no switch on it); answering normally");
+                            from = pos + 1;
+                            continue;
+                        };
+                        if cut == Cut::Reset {
+                            // Cut half way through the real answer, once it is known.
+                            reset = Some((switch.clone(), detail));
+                            from = pos + 1;
+                            continue;
+                        }
+                        tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: {} the connection", cut.as_str());
+                        self.note(&method, &host, &path, 0, &format!("fault:{}", cut.as_str()), Some(&detail));
+                        switch.arm(if cut == Cut::Close { CutPlan::Close } else { CutPlan::Malformed });
+                        return Response::new(Full::new(Bytes::new()));
+                    }
                     Decision::Continue => break,
                 }
             }
         }
+        if let Some((switch, detail)) = reset {
+            let r = self.answer_from_cassette(&parts, bytes, &target, &ctx, None).await;
+            tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: reset mid-response");
+            self.note(&method, &host, &path, r.status().as_u16(), "fault:reset", Some(&detail));
+            switch.arm(CutPlan::After(wire_size(&r) / 2));
+            return r;
+        }
+        self.answer_from_cassette(&parts, bytes, &target, &ctx, fault_mark.as_deref()).await
+    }
+
+    /// The cassette's answer (or, off replay, the upstream's); `mark` notes an injected fault that
+    /// shaped it (latency) in the journal.
+    async fn answer_from_cassette(
+        &self,
+        parts: &http::request::Parts,
+        bytes: Bytes,
+        target: &Target,
+        ctx: &Ctx,
+        mark: Option<&str>,
+    ) -> Response<ProxyBody> {
+        let method = parts.method.to_string();
+        let path = parts.uri.path().to_string();
+        let query = parts.uri.query().map(String::from);
+        let host = target.authority();
+        let configured = self.config.is_configured_host(&target.host);
+        let by = |base: &'static str| match mark {
+            Some(m) => (format!("fault:{}", m.split(':').next().unwrap_or("latency")), Some(format!("{base}; {m}"))),
+            None => (base.to_string(), None),
+        };
 
         // The hit path: fingerprint straight from the parts, serve the prepared response.
         let mut fp = None;
@@ -450,7 +532,8 @@ impl Proxy {
                 .and_then(|v| v.to_str().ok());
             if let Some((ex, prepared)) = index.next_prepared(&f, sdk) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                self.note(&method, &host, &path, ex.response.status, "hit", None);
+                let (answered, detail) = by("hit");
+                self.note(&method, &host, &path, ex.response.status, &answered, detail.as_deref());
                 let mut r = serve_prepared(prepared);
                 add_headers(r.headers_mut(), &ctx.response_headers);
                 return r;
@@ -461,10 +544,12 @@ impl Proxy {
         let mut live_headers = parts.headers.clone();
         strip_hop_by_hop(&mut live_headers);
         live_headers.remove(CLOCK_HEADER);
-        let live = live_request(&parts.method, &parts.uri, &target, &live_headers, bytes.clone());
+        let live = live_request(&parts.method, &parts.uri, target, &live_headers, bytes.clone());
         if self.mode == Mode::Replay {
             if let Some((f, index)) = &fp {
-                return self.miss(&live, f, index);
+                let mut r = self.miss(&live, f, index, mark);
+                add_headers(r.headers_mut(), &ctx.response_headers);
+                return r;
             }
         }
         if self.mode == Mode::Replay {
@@ -476,10 +561,16 @@ impl Proxy {
                 json!({"message": format!("callvcr is replaying and does not reach {host}: it is not a configured host"), "code": "callvcr.host.not_configured", "status": 403}),
             );
         }
-        self.forward(parts.method, live_headers, live, bytes, target, configured).await
+        self.forward(parts.method.clone(), live_headers, live, bytes, target.clone(), configured).await
     }
 
-    fn miss(&self, live: &RecordedRequest, fp: &crate::cassette::Fingerprint, index: &Index) -> Response<ProxyBody> {
+    fn miss(
+        &self,
+        live: &RecordedRequest,
+        fp: &crate::cassette::Fingerprint,
+        index: &Index,
+        mark: Option<&str>,
+    ) -> Response<ProxyBody> {
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let near = index.near_misses(fp, 3);
         let what = describe(live);
@@ -489,7 +580,17 @@ impl Proxy {
             .unwrap_or_else(|| "; the cassette is empty".into());
         tracing::warn!(cassette = %self.cassette_name.read().map(|s| s.clone()).unwrap_or_default(), "replay miss: {what}{closest_line}");
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).push(what.clone());
-        self.note(&live.method, &live.host, &live.path, 404, "miss", None);
+        match mark {
+            Some(m) => self.note(
+                &live.method,
+                &live.host,
+                &live.path,
+                404,
+                &format!("fault:{}", m.split(':').next().unwrap_or("latency")),
+                Some(&format!("miss; {m}")),
+            ),
+            None => self.note(&live.method, &live.host, &live.path, 404, "miss", None),
+        }
         let n = self.stats.misses.load(Ordering::Relaxed);
         json_response(
             StatusCode::NOT_FOUND,
@@ -691,7 +792,7 @@ impl Proxy {
                 );
             }
             if self.mode == Mode::Replay {
-                return self.miss(&live, &fp, &index);
+                return self.miss(&live, &fp, &index, None);
             }
         }
         let Some(upstream) = &self.upstream else {
@@ -773,6 +874,54 @@ impl Proxy {
     }
 }
 
+/// How a connection is to be cut by an injected fault (carried out by the listener's IO wrapper).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutPlan {
+    /// Write nothing more; close.
+    Close,
+    /// Write bytes that are not HTTP, then close.
+    Malformed,
+    /// Let this many more bytes through, then cut the connection.
+    After(usize),
+}
+
+/// Per connection: the listener puts one in every request's extensions, and the proxy arms it when
+/// a fault says to cut that connection.
+#[derive(Debug, Default)]
+pub struct CutSwitch {
+    armed: std::sync::atomic::AtomicBool,
+    plan: Mutex<Option<CutPlan>>,
+}
+
+impl CutSwitch {
+    /// Arms the switch: the connection's next write carries the plan out.
+    pub fn arm(&self, plan: CutPlan) {
+        *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = Some(plan);
+        self.armed.store(true, Ordering::Release);
+    }
+
+    /// Whether a plan waits to be carried out.
+    pub fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Acquire)
+    }
+
+    /// The plan, once armed (taken once).
+    pub fn take(&self) -> Option<CutPlan> {
+        if !self.armed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.armed.store(false, Ordering::Release);
+        self.plan.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Roughly how many bytes `r` takes on the wire (head and body), for cutting it half way.
+fn wire_size(r: &Response<ProxyBody>) -> usize {
+    use hyper::body::Body as _;
+    let head: usize = 17 + r.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>() + 2;
+    head + r.body().size_hint().exact().unwrap_or(0) as usize
+}
+
 /// The request header that pins virtual time for one request.
 pub const CLOCK_HEADER: &str = "x-callvcr-clock";
 
@@ -792,6 +941,15 @@ fn add_headers(h: &mut HeaderMap, extra: &[(String, String)]) {
         if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
             h.insert(name, value);
         }
+    }
+}
+
+/// The journal's `answered_by` for an overlay's answer: `fault:<kind>` for injected faults.
+fn answered_by(overlay: &str, detail: &str) -> String {
+    if overlay == "faults" {
+        format!("fault:{}", detail.split(':').next().unwrap_or("status"))
+    } else {
+        format!("overlay:{overlay}")
     }
 }
 

@@ -4,6 +4,7 @@
 //! faults → auth → rate-limit → versions → validate → state → crud.
 
 pub mod auth;
+pub mod faults;
 pub mod ids;
 pub mod jwt;
 pub mod platform;
@@ -127,6 +128,13 @@ pub enum Decision {
     Answer(Answer),
     /// Ask again once virtual time reaches this instant (a queued request).
     RetryAt(i64),
+    /// Wait until this virtual instant, then go on to the next overlay (injected latency); the
+    /// text says what was injected.
+    Delay(i64, String),
+    /// Never answer: hold the request until the client gives up (an injected hang).
+    Hang(String),
+    /// Cut the connection the request came on (an injected connection fault).
+    Cut(faults::Cut, String),
 }
 
 /// Platform error answers found in the cassette, keyed by status and error code, so an overlay can
@@ -217,22 +225,39 @@ pub struct Overlays {
     pub pipeline: Pipeline,
     /// The auth overlay, when on.
     pub auth: Option<std::sync::Arc<auth::Auth>>,
+    /// The faults overlay, when on.
+    pub faults: Option<std::sync::Arc<faults::Faults>>,
 }
 
 impl Overlays {
     /// No overlays (record modes).
     pub fn none() -> Overlays {
-        Overlays { pipeline: Pipeline::empty(), auth: None }
+        Overlays { pipeline: Pipeline::empty(), auth: None, faults: None }
     }
 
-    /// The overlays `config` switches on, sharing `ids`; `nice_key` gives the key for NICE tokens.
+    /// The overlays `config` switches on, sharing `ids`; `nice_key` gives the key for NICE tokens;
+    /// fault windows start at `now_ms`.
     pub fn from_config(
         config: &crate::config::Config,
         ids: std::sync::Arc<Ids>,
         nice_key: auth::KeySource,
+        now_ms: i64,
     ) -> Overlays {
         let mut list: Vec<Box<dyn Overlay>> = Vec::new();
         let mut auth_handle = None;
+        let mut faults_handle = None;
+        if config.overlay_on("faults") {
+            let f = std::sync::Arc::new(faults::Faults::new(
+                config.faults.rules.clone(),
+                config.seed,
+                config.faults.query_trigger,
+                config.faults.query_timeout_ms,
+                ids.clone(),
+                now_ms,
+            ));
+            faults_handle = Some(f.clone());
+            list.push(Box::new(f));
+        }
         if config.overlay_on("auth") {
             let a = std::sync::Arc::new(auth::Auth::new(config.auth.clone(), ids.clone(), nice_key));
             auth_handle = Some(a.clone());
@@ -241,7 +266,7 @@ impl Overlays {
         if config.overlay_on("rate-limit") && !config.rate_rules.is_empty() {
             list.push(Box::new(ratelimit::RateLimit::new(config.rate_rules.clone(), config.rate_headers, ids)));
         }
-        Overlays { pipeline: Pipeline::new(list), auth: auth_handle }
+        Overlays { pipeline: Pipeline::new(list), auth: auth_handle, faults: faults_handle }
     }
 }
 

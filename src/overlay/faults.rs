@@ -1,0 +1,526 @@
+//! The faults overlay: injected outages, throttling, timeouts, latency, dropped connections and
+//! refused handshakes, each rule matched by method/host/path and active for a window (the next N
+//! matching requests, or a span of virtual time). Randomness (jitter, probability) comes from a
+//! generator seeded per rule, so the same seed gives the same sequence. Decides only; the proxy and
+//! the listeners carry the decision out (a delay, a hang, a cut connection).
+
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use super::ids::mix;
+use super::platform::genesys_error;
+use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use crate::config::HostPattern;
+
+/// What a connection-level fault does to the connection a request came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Close before any byte of the response.
+    Close,
+    /// Send part of the response, then cut the connection.
+    Reset,
+    /// Send bytes that are not HTTP, then close.
+    Malformed,
+}
+
+impl Cut {
+    /// The fault kind's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cut::Close => "close",
+            Cut::Reset => "reset",
+            Cut::Malformed => "malformed",
+        }
+    }
+}
+
+/// A fault kind, with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// Answer this status with the platform's error body (and `Retry-After` when given).
+    Status { status: u16, retry_after_s: Option<u64> },
+    /// Wait `delay_ms` of virtual time, then 504.
+    Timeout { delay_ms: u64 },
+    /// Never answer; hold the request until the client gives up.
+    Hang,
+    /// Delay the real answer by `delay_ms` plus up to `jitter_ms`.
+    Latency { delay_ms: u64, jitter_ms: u64 },
+    /// Cut the connection.
+    Cut(Cut),
+    /// Refuse the TLS handshake for the host.
+    Tls,
+}
+
+impl Kind {
+    /// The kind's name, as rules and the journal spell it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Status { .. } => "status",
+            Kind::Timeout { .. } => "timeout",
+            Kind::Hang => "hang",
+            Kind::Latency { .. } => "latency",
+            Kind::Cut(c) => c.as_str(),
+            Kind::Tls => "tls",
+        }
+    }
+}
+
+/// One fault rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Its id (`f1`, `f2`, ...).
+    pub id: String,
+    method: Option<String>,
+    host: Option<HostPattern>,
+    path: Option<regex::Regex>,
+    /// What it does.
+    pub kind: Kind,
+    /// Matching requests left in the window.
+    remaining: Option<u64>,
+    /// The window ends at this virtual time.
+    until_ms: Option<i64>,
+    /// Chance that a matching request gets the fault.
+    probability: f64,
+    rng: u64,
+    /// The rule as written, for listing.
+    pub spec: Value,
+}
+
+/// Why a rule was refused.
+pub type RuleError = String;
+
+fn opt_u64(m: &serde_json::Map<String, Value>, k: &str) -> Result<Option<u64>, RuleError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| format!("`{k}` must be a whole number ≥ 0, got {v}")),
+    }
+}
+
+impl Rule {
+    /// Parses a rule as the admin API and `proxy.yaml` write it:
+    /// `{"match":{"method"?,"host"?,"path"?},"kind":K, ...parameters, "count"?, "duration_ms"?,
+    /// "seed"?, "probability"?}`. `now_ms` starts a `duration_ms` window; `default_seed` seeds it
+    /// when the rule names no seed.
+    pub fn parse(spec: &Value, id: String, now_ms: i64, default_seed: u64) -> Result<Rule, RuleError> {
+        let Value::Object(m) = spec else {
+            return Err(format!("a fault rule is a JSON object, got {spec}"));
+        };
+        const KNOWN: &[&str] = &[
+            "match",
+            "kind",
+            "status",
+            "retry_after_s",
+            "delay_ms",
+            "jitter_ms",
+            "count",
+            "duration_ms",
+            "seed",
+            "probability",
+            "after_frames",
+        ];
+        if let Some(k) = m.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(format!("unknown field `{k}` in a fault rule; expected {}", KNOWN.join(", ")));
+        }
+        let (mut method, mut host, mut path) = (None, None, None);
+        match m.get("match") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(mm)) => {
+                for (k, v) in mm {
+                    let s = v.as_str().ok_or_else(|| format!("match.{k} must be a string, got {v}"))?;
+                    match k.as_str() {
+                        "method" => method = Some(s.to_ascii_uppercase()),
+                        "host" => host = Some(HostPattern::parse(s).map_err(|e| format!("match.host: {e}"))?),
+                        "path" => {
+                            path = Some(
+                                regex::Regex::new(s)
+                                    .map_err(|e| format!("match.path `{s}` is not a regular expression: {e}"))?,
+                            )
+                        }
+                        other => return Err(format!("unknown field `match.{other}`; expected method, host or path")),
+                    }
+                }
+            }
+            Some(v) => return Err(format!("`match` must be an object like {{\"path\": \"^/api/v2/\"}}, got {v}")),
+        }
+        let kind_name = m.get("kind").and_then(Value::as_str).ok_or_else(|| {
+            "`kind` is required: status, timeout, hang, latency, reset, close, malformed, tls, ws_drop or heartbeat_miss"
+                .to_string()
+        })?;
+        let kind = match kind_name {
+            "status" => {
+                let status = opt_u64(m, "status")?.ok_or("`status` is required for kind status (e.g. 503)")?;
+                if !(400..=599).contains(&status) {
+                    return Err(format!("`status` must be an error status from 400 to 599, got {status}"));
+                }
+                Kind::Status { status: status as u16, retry_after_s: opt_u64(m, "retry_after_s")? }
+            }
+            "timeout" => Kind::Timeout { delay_ms: opt_u64(m, "delay_ms")?.unwrap_or(5_000) },
+            "hang" => Kind::Hang,
+            "latency" => Kind::Latency {
+                delay_ms: opt_u64(m, "delay_ms")?.ok_or("`delay_ms` is required for kind latency")?,
+                jitter_ms: opt_u64(m, "jitter_ms")?.unwrap_or(0),
+            },
+            "reset" => Kind::Cut(Cut::Reset),
+            "close" => Kind::Cut(Cut::Close),
+            "malformed" => Kind::Cut(Cut::Malformed),
+            "tls" => {
+                if method.is_some() || path.is_some() {
+                    return Err("a tls fault matches on `host` only (the SNI): nothing else is known at handshake time".into());
+                }
+                Kind::Tls
+            }
+            "ws_drop" | "heartbeat_miss" => {
+                return Err(format!(
+                    "kind `{kind_name}` acts on replayed WebSocket sessions, which this build does not replay yet"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "`{other}` is not a fault kind; expected status, timeout, hang, latency, reset, close, malformed or tls"
+                ))
+            }
+        };
+        let probability = match m.get("probability") {
+            None | Some(Value::Null) => 1.0,
+            Some(v) => match v.as_f64() {
+                Some(p) if (0.0..=1.0).contains(&p) => p,
+                _ => return Err(format!("`probability` must be a number from 0 to 1, got {v}")),
+            },
+        };
+        let seed = opt_u64(m, "seed")?.unwrap_or_else(|| mix(default_seed ^ fnv(&id)));
+        let duration = opt_u64(m, "duration_ms")?;
+        Ok(Rule {
+            id,
+            method,
+            host,
+            path,
+            kind,
+            remaining: opt_u64(m, "count")?,
+            until_ms: duration.map(|d| now_ms.saturating_add(d as i64)),
+            probability,
+            rng: seed,
+            spec: spec.clone(),
+        })
+    }
+
+    fn matches(&self, method: &str, host: &str, path: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m == method)
+            && self.host.as_ref().is_none_or(|h| h.matches(host))
+            && self.path.as_ref().is_none_or(|p| p.is_match(path))
+    }
+
+    fn live(&self, now_ms: i64) -> bool {
+        self.remaining != Some(0) && self.until_ms.is_none_or(|u| now_ms < u)
+    }
+
+    /// The next random number in [0, 1).
+    fn roll(&mut self) -> f64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (mix(self.rng) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Counts one matching request against the window; whether the fault fires for it.
+    fn take(&mut self) -> bool {
+        if let Some(r) = self.remaining.as_mut() {
+            *r -= 1;
+        }
+        self.probability >= 1.0 || self.roll() < self.probability
+    }
+
+    /// The rule for listing: as written, plus its id and what is left of its window.
+    pub fn listing(&self, now_ms: i64) -> Value {
+        let mut v = self.spec.clone();
+        if let Value::Object(m) = &mut v {
+            m.insert("id".into(), Value::String(self.id.clone()));
+            if let Some(r) = self.remaining {
+                m.insert("remaining".into(), json!(r));
+            }
+            if let Some(u) = self.until_ms {
+                m.insert("remaining_ms".into(), json!((u - now_ms).max(0)));
+            }
+            m.insert("active".into(), json!(self.live(now_ms)));
+        }
+        v
+    }
+}
+
+fn fnv(s: &str) -> u64 {
+    crate::cassette::fingerprint::fnv1a(s.as_bytes())
+}
+
+#[derive(Debug)]
+struct State {
+    rules: Vec<Rule>,
+    next_id: u64,
+}
+
+/// The faults overlay.
+#[derive(Debug)]
+pub struct Faults {
+    configured: Vec<Value>,
+    seed: u64,
+    query_trigger: bool,
+    query_timeout_ms: u64,
+    ids: std::sync::Arc<Ids>,
+    state: Mutex<State>,
+}
+
+/// The query parameter that asks for a fault on one request (`?failure=timeout|rate_limit|socket_drop`).
+pub const QUERY_TRIGGER: &str = "failure";
+
+impl Faults {
+    /// An overlay starting with the rules in `proxy.yaml` (already checked), seeded by `seed`.
+    pub fn new(
+        configured: Vec<Value>,
+        seed: u64,
+        query_trigger: bool,
+        query_timeout_ms: u64,
+        ids: std::sync::Arc<Ids>,
+        now_ms: i64,
+    ) -> Faults {
+        let f = Faults {
+            configured,
+            seed,
+            query_trigger,
+            query_timeout_ms,
+            ids,
+            state: Mutex::new(State { rules: Vec::new(), next_id: 1 }),
+        };
+        f.restart(now_ms);
+        f
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Back to the configured rules, their windows starting at `now_ms`.
+    pub fn restart(&self, now_ms: i64) {
+        let mut st = self.state();
+        st.rules.clear();
+        st.next_id = 1;
+        for spec in &self.configured {
+            let id = format!("f{}", st.next_id);
+            // Checked when the configuration was loaded; a failure here would be a bug, said plainly.
+            match Rule::parse(spec, id, now_ms, self.seed) {
+                Ok(r) => {
+                    st.next_id += 1;
+                    st.rules.push(r)
+                }
+                Err(e) => tracing::error!("a configured fault rule no longer parses: {e}"),
+            }
+        }
+    }
+
+    /// Adds a rule; returns its id.
+    pub fn add(&self, spec: &Value, now_ms: i64) -> Result<String, RuleError> {
+        let mut st = self.state();
+        let id = format!("f{}", st.next_id);
+        let rule = Rule::parse(spec, id.clone(), now_ms, self.seed)?;
+        st.next_id += 1;
+        tracing::info!(id = %id, kind = rule.kind.as_str(), "fault rule added");
+        st.rules.push(rule);
+        Ok(id)
+    }
+
+    /// Every rule, with what is left of its window.
+    pub fn list(&self, now_ms: i64) -> Vec<Value> {
+        self.state().rules.iter().map(|r| r.listing(now_ms)).collect()
+    }
+
+    /// Removes one rule (`Some(id)`) or all; how many went.
+    pub fn remove(&self, id: Option<&str>) -> usize {
+        let mut st = self.state();
+        let before = st.rules.len();
+        match id {
+            Some(id) => st.rules.retain(|r| r.id != id),
+            None => st.rules.clear(),
+        }
+        before - st.rules.len()
+    }
+
+    /// Whether a TLS handshake for `host` is to be refused now (a `tls` rule's window counts it).
+    pub fn refuse_tls(&self, host: &str, now_ms: i64) -> Option<String> {
+        let mut st = self.state();
+        let rule = st.rules.iter_mut().find(|r| r.kind == Kind::Tls && r.live(now_ms) && r.matches("", host, ""))?;
+        rule.take().then(|| rule.id.clone())
+    }
+
+    /// The first live rule matching the request, counted; `None` when none fires.
+    fn fire(&self, call: &Call<'_>, now_ms: i64) -> Option<(String, Kind, u64)> {
+        let mut st = self.state();
+        for r in st.rules.iter_mut() {
+            if r.kind == Kind::Tls || !r.live(now_ms) || !r.matches(call.method, call.host, call.path) {
+                continue;
+            }
+            if !r.take() {
+                return None;
+            }
+            let jitter = match r.kind {
+                Kind::Latency { jitter_ms, .. } if jitter_ms > 0 => (r.roll() * (jitter_ms + 1) as f64) as u64,
+                _ => 0,
+            };
+            return Some((r.id.clone(), r.kind.clone(), jitter));
+        }
+        None
+    }
+
+    /// The platform's error answer for an injected status.
+    fn status_answer(&self, call: &Call<'_>, status: u16, retry_after_s: Option<u64>, detail: String) -> Answer {
+        let (code, message) = match status {
+            429 => (
+                "too.many.requests",
+                format!(
+                    "Rate limit exceeded the maximum. Retry the request in [{}] seconds",
+                    retry_after_s.unwrap_or(1)
+                ),
+            ),
+            500 => ("internal.server.error", "The server encountered an internal error.".to_string()),
+            502 => ("bad.gateway", "The server received an invalid response from an upstream server.".to_string()),
+            503 => ("service.unavailable", "Service Unavailable: the service is temporarily unavailable.".to_string()),
+            504 => {
+                ("gateway.timeout", "The server did not receive a timely response from an upstream server.".to_string())
+            }
+            408 => ("request.timeout", "The request timed out.".to_string()),
+            s if s < 500 => ("bad.request", format!("The request could not be processed (status {s}).")),
+            s => ("server.error", format!("The server could not process the request (status {s}).")),
+        };
+        let mut a = match call.platform() {
+            Platform::Nice => Answer::json(status, &json!({"error": code, "error_description": message}), detail),
+            _ => genesys_error(&self.ids, status, code, &message, &detail),
+        };
+        if let Some(s) = retry_after_s {
+            a.headers.push(("retry-after".into(), s.to_string()));
+        }
+        a
+    }
+
+    fn marked(a: Answer, kind: &str) -> Answer {
+        a.with_header("x-callvcr-fault", kind)
+    }
+}
+
+/// The `failure` query parameter's value, when present.
+fn query_failure(query: Option<&str>) -> Option<String> {
+    crate::cassette::fingerprint::decode_pairs(query?).into_iter().find(|(k, _)| k == QUERY_TRIGGER).map(|(_, v)| v)
+}
+
+impl Overlay for Faults {
+    fn name(&self) -> &'static str {
+        "faults"
+    }
+
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _recorded: &Recorded) -> Decision {
+        if self.query_trigger {
+            if let Some(f) = query_failure(call.query) {
+                return match f.as_str() {
+                    "timeout" => {
+                        let mut a =
+                            Self::marked(self.status_answer(call, 504, None, "timeout:query".into()), "timeout");
+                        a.not_before_ms = Some(ctx.now_ms + self.query_timeout_ms as i64);
+                        Decision::Answer(a)
+                    }
+                    "rate_limit" => Decision::Answer(Self::marked(
+                        self.status_answer(call, 429, Some(10), "status:query".into()),
+                        "status",
+                    )),
+                    "socket_drop" => Decision::Cut(Cut::Close, "close:query".into()),
+                    other => Decision::Answer(Answer::json(
+                        400,
+                        &json!({
+                            "message": format!("callvcr: ?{QUERY_TRIGGER}={other} is not a fault; use timeout, rate_limit or socket_drop"),
+                            "code": "callvcr.fault.query",
+                            "status": 400,
+                        }),
+                        "bad-fault-query",
+                    )),
+                };
+            }
+        }
+        let Some((id, kind, jitter)) = self.fire(call, ctx.now_ms) else { return Decision::Continue };
+        let detail = format!("{}:{id}", kind.as_str());
+        match kind {
+            Kind::Status { status, retry_after_s } => {
+                Decision::Answer(Self::marked(self.status_answer(call, status, retry_after_s, detail), "status"))
+            }
+            Kind::Timeout { delay_ms } => {
+                let mut a = Self::marked(self.status_answer(call, 504, None, detail), "timeout");
+                a.not_before_ms = Some(ctx.now_ms + delay_ms as i64);
+                Decision::Answer(a)
+            }
+            Kind::Hang => Decision::Hang(detail),
+            Kind::Latency { delay_ms, .. } => {
+                ctx.response_headers.push(("x-callvcr-fault".into(), "latency".into()));
+                Decision::Delay(ctx.now_ms + (delay_ms + jitter) as i64, detail)
+            }
+            Kind::Cut(c) => Decision::Cut(c, detail),
+            Kind::Tls => Decision::Continue,
+        }
+    }
+
+    fn reset(&self) {
+        // The proxy restarts the windows at the clock's start through `restart`.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(v: Value) -> Rule {
+        Rule::parse(&v, "f1".into(), 0, 0).unwrap()
+    }
+
+    #[test]
+    fn windows_end_by_count_or_by_virtual_time() {
+        let mut r = rule(json!({"kind": "status", "status": 503, "count": 2}));
+        assert!(r.live(0) && r.take());
+        assert!(r.live(0) && r.take());
+        assert!(!r.live(0), "two requests, then the window is over");
+        let r = rule(json!({"kind": "status", "status": 503, "duration_ms": 30_000}));
+        assert!(r.live(29_999));
+        assert!(!r.live(30_000));
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_sequence() {
+        let spec = json!({"kind": "status", "status": 503, "probability": 0.5, "seed": 42});
+        let run = || {
+            let mut r = rule(spec.clone());
+            (0..64).map(|_| r.take()).collect::<Vec<bool>>()
+        };
+        let a = run();
+        assert_eq!(a, run());
+        let fired = a.iter().filter(|x| **x).count();
+        assert!((16..=48).contains(&fired), "about half of 64 fire: {fired}");
+        let mut other = rule(json!({"kind": "status", "status": 503, "probability": 0.5, "seed": 43}));
+        assert_ne!(a, (0..64).map(|_| other.take()).collect::<Vec<bool>>());
+    }
+
+    #[test]
+    fn bad_rules_say_what_is_wrong() {
+        let err = |v: Value| Rule::parse(&v, "f".into(), 0, 0).unwrap_err();
+        assert!(err(json!({"kind": "explode"})).contains("not a fault kind"));
+        assert!(err(json!({"kind": "status"})).contains("`status` is required"));
+        assert!(err(json!({"kind": "status", "status": 200})).contains("400 to 599"));
+        assert!(err(json!({"kind": "latency"})).contains("delay_ms"));
+        assert!(err(json!({"kind": "tls", "match": {"path": "/x"}})).contains("host"));
+        assert!(err(json!({"kind": "hang", "match": {"path": "(["}})).contains("regular expression"));
+        assert!(err(json!({"kind": "hang", "probability": 2})).contains("from 0 to 1"));
+        assert!(err(json!({"kind": "hang", "colour": "red"})).contains("unknown field `colour`"));
+        assert!(err(json!({"kind": "ws_drop", "after_frames": 3})).contains("WebSocket"));
+        assert!(err(json!([1])).contains("JSON object"));
+    }
+
+    #[test]
+    fn rules_match_on_method_host_and_path() {
+        let r = rule(
+            json!({"kind": "close", "match": {"method": "post", "host": "*.mypurecloud.com", "path": "^/api/v2/conversations"}}),
+        );
+        assert!(r.matches("POST", "api.mypurecloud.com", "/api/v2/conversations/calls"));
+        assert!(!r.matches("GET", "api.mypurecloud.com", "/api/v2/conversations/calls"));
+        assert!(!r.matches("POST", "api.nice-incontact.com", "/api/v2/conversations/calls"));
+        assert!(!r.matches("POST", "api.mypurecloud.com", "/api/v2/users/me"));
+    }
+}
