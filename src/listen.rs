@@ -198,11 +198,11 @@ where
     let proxy = shared.proxy.clone();
     let switch = Arc::new(CutSwitch::default());
     let io = TokioIo::new(FaultIo::new(io, switch.clone()));
-    let svc = service_fn(move |mut req: Request<Incoming>| {
+    let svc = service_fn(move |req: Request<Incoming>| {
         let p = proxy.clone();
         let t = target.clone();
-        req.extensions_mut().insert(switch.clone());
-        async move { Ok::<_, Infallible>(p.handle(req, t).await) }
+        let sw = switch.clone();
+        async move { Ok::<_, Infallible>(p.handle(req, t, Some(sw)).await) }
     });
     let b = builder(&shared);
     let conn = b.serve_connection_with_upgrades(io, svc);
@@ -220,10 +220,10 @@ async fn proxy_conn(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     let s2 = shared.clone();
     let switch = Arc::new(CutSwitch::default());
     let io = TokioIo::new(FaultIo::new(stream, switch.clone()));
-    let svc = service_fn(move |mut req: Request<Incoming>| {
+    let svc = service_fn(move |req: Request<Incoming>| {
         let s = s2.clone();
-        req.extensions_mut().insert(switch.clone());
-        async move { Ok::<_, Infallible>(proxy_request(req, peer, s).await) }
+        let sw = switch.clone();
+        async move { Ok::<_, Infallible>(proxy_request(req, peer, s, sw).await) }
     });
     let b = builder(&shared).http1_only();
     let conn = b.serve_connection_with_upgrades(io, svc);
@@ -249,7 +249,12 @@ fn plain(status: StatusCode, code: &str, msg: String) -> Response<Full<Bytes>> {
     )
 }
 
-async fn proxy_request(req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Response<Full<Bytes>> {
+async fn proxy_request(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Shared,
+    switch: Arc<CutSwitch>,
+) -> Response<Full<Bytes>> {
     if req.method() == http::Method::CONNECT {
         return connect(req, peer, shared).await;
     }
@@ -261,7 +266,7 @@ async fn proxy_request(req: Request<Incoming>, peer: SocketAddr, shared: Shared)
             return plain(StatusCode::BAD_REQUEST, "request", format!("no host in `{uri}`"));
         };
         let target = Target { scheme: if https { "https" } else { "http" }, host, port };
-        return shared.proxy.clone().handle(req, target).await;
+        return shared.proxy.clone().handle(req, target, Some(switch)).await;
     }
     // Origin-form: the Host header names the target.
     let host_header = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).map(String::from);
@@ -276,7 +281,7 @@ async fn proxy_request(req: Request<Incoming>, peer: SocketAddr, shared: Shared)
         );
     }
     let port = if port == 80 { 443 } else { port };
-    shared.proxy.clone().handle(req, Target { scheme: "https", host, port }).await
+    shared.proxy.clone().handle(req, Target { scheme: "https", host, port }, Some(switch)).await
 }
 
 async fn connect(mut req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Response<Full<Bytes>> {

@@ -352,7 +352,13 @@ impl Proxy {
     }
 
     /// Answers one request bound for `target`.
-    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, target: Target) -> Response<ProxyBody> {
+    /// `switch` lets an injected fault cut the connection the request came on.
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        target: Target,
+        switch: Option<Arc<CutSwitch>>,
+    ) -> Response<ProxyBody> {
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(String::from);
@@ -399,7 +405,6 @@ impl Proxy {
 
         // Overlays first (replay only): they may answer in the platform's place.
         let mut ctx = Ctx::default();
-        let switch = parts.extensions.get::<Arc<CutSwitch>>().cloned();
         let mut reset: Option<(Arc<CutSwitch>, String)> = None;
         let mut fault_mark: Option<String> = None;
         if self.mode == Mode::Replay && configured && !self.overlays.pipeline.is_empty() {
@@ -484,13 +489,15 @@ impl Proxy {
             }
         }
         if let Some((switch, detail)) = reset {
-            let r = self.answer_from_cassette(&parts, bytes, &target, &ctx, None).await;
+            let seen = Seen { method: &method, path: &path, query: query.as_deref(), host: &host, configured };
+            let r = self.answer_from_cassette(&parts, bytes, &target, &seen, &ctx, None).await;
             tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: reset mid-response");
             self.note(&method, &host, &path, r.status().as_u16(), "fault:reset", Some(&detail));
             switch.arm(CutPlan::After(wire_size(&r) / 2));
             return r;
         }
-        self.answer_from_cassette(&parts, bytes, &target, &ctx, fault_mark.as_deref()).await
+        let seen = Seen { method: &method, path: &path, query: query.as_deref(), host: &host, configured };
+        self.answer_from_cassette(&parts, bytes, &target, &seen, &ctx, fault_mark.as_deref()).await
     }
 
     /// The cassette's answer (or, off replay, the upstream's); `mark` notes an injected fault that
@@ -500,14 +507,11 @@ impl Proxy {
         parts: &http::request::Parts,
         bytes: Bytes,
         target: &Target,
+        seen: &Seen<'_>,
         ctx: &Ctx,
         mark: Option<&str>,
     ) -> Response<ProxyBody> {
-        let method = parts.method.to_string();
-        let path = parts.uri.path().to_string();
-        let query = parts.uri.query().map(String::from);
-        let host = target.authority();
-        let configured = self.config.is_configured_host(&target.host);
+        let Seen { method, path, query, host, configured } = *seen;
         let by = |base: &'static str| match mark {
             Some(m) => (format!("fault:{}", m.split(':').next().unwrap_or("latency")), Some(format!("{base}; {m}"))),
             None => (base.to_string(), None),
@@ -518,10 +522,10 @@ impl Proxy {
         if self.mode != Mode::Record && configured {
             let headers = &parts.headers;
             let f = self.matcher.fingerprint_parts(
-                &method,
-                &host,
-                &path,
-                query.as_deref(),
+                method,
+                host,
+                path,
+                query,
                 |h| headers.get(h).and_then(|v| v.to_str().ok()),
                 &bytes,
             );
@@ -533,7 +537,7 @@ impl Proxy {
             if let Some((ex, prepared)) = index.next_prepared(&f, sdk) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 let (answered, detail) = by("hit");
-                self.note(&method, &host, &path, ex.response.status, &answered, detail.as_deref());
+                self.note(method, host, path, ex.response.status, &answered, detail.as_deref());
                 let mut r = serve_prepared(prepared);
                 add_headers(r.headers_mut(), &ctx.response_headers);
                 return r;
@@ -554,7 +558,7 @@ impl Proxy {
         }
         if self.mode == Mode::Replay {
             // Not a configured host: replay never touches the network.
-            self.note(&method, &host, &path, 403, "callvcr", Some("not-intercepted"));
+            self.note(method, host, path, 403, "callvcr", Some("not-intercepted"));
             return json_response(
                 StatusCode::FORBIDDEN,
                 ("x-callvcr-error", "not-intercepted"),
@@ -874,6 +878,16 @@ impl Proxy {
     }
 }
 
+/// What `handle` already worked out about a request, passed on rather than worked out again.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    host: &'a str,
+    configured: bool,
+}
+
 /// How a connection is to be cut by an injected fault (carried out by the listener's IO wrapper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CutPlan {
@@ -885,8 +899,8 @@ pub enum CutPlan {
     After(usize),
 }
 
-/// Per connection: the listener puts one in every request's extensions, and the proxy arms it when
-/// a fault says to cut that connection.
+/// Per connection: the listener hands it to the proxy with every request, and the proxy arms it
+/// when a fault says to cut that connection.
 #[derive(Debug, Default)]
 pub struct CutSwitch {
     armed: std::sync::atomic::AtomicBool,

@@ -264,6 +264,8 @@ pub struct Faults {
     query_timeout_ms: u64,
     ids: std::sync::Arc<Ids>,
     state: Mutex<State>,
+    /// How many rules there are, so requests skip the lock when there are none (the common case).
+    count: std::sync::atomic::AtomicUsize,
 }
 
 /// The query parameter that asks for a fault on one request (`?failure=timeout|rate_limit|socket_drop`).
@@ -286,6 +288,7 @@ impl Faults {
             query_timeout_ms,
             ids,
             state: Mutex::new(State { rules: Vec::new(), next_id: 1 }),
+            count: std::sync::atomic::AtomicUsize::new(0),
         };
         f.restart(now_ms);
         f
@@ -293,6 +296,14 @@ impl Faults {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn recount(&self, st: &State) {
+        self.count.store(st.rules.len(), std::sync::atomic::Ordering::Release);
+    }
+
+    fn none(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Acquire) == 0
     }
 
     /// Back to the configured rules, their windows starting at `now_ms`.
@@ -311,6 +322,7 @@ impl Faults {
                 Err(e) => tracing::error!("a configured fault rule no longer parses: {e}"),
             }
         }
+        self.recount(&st);
     }
 
     /// Adds a rule; returns its id.
@@ -321,6 +333,7 @@ impl Faults {
         st.next_id += 1;
         tracing::info!(id = %id, kind = rule.kind.as_str(), "fault rule added");
         st.rules.push(rule);
+        self.recount(&st);
         Ok(id)
     }
 
@@ -337,11 +350,15 @@ impl Faults {
             Some(id) => st.rules.retain(|r| r.id != id),
             None => st.rules.clear(),
         }
+        self.recount(&st);
         before - st.rules.len()
     }
 
     /// Whether a TLS handshake for `host` is to be refused now (a `tls` rule's window counts it).
     pub fn refuse_tls(&self, host: &str, now_ms: i64) -> Option<String> {
+        if self.none() {
+            return None;
+        }
         let mut st = self.state();
         let rule = st.rules.iter_mut().find(|r| r.kind == Kind::Tls && r.live(now_ms) && r.matches("", host, ""))?;
         rule.take().then(|| rule.id.clone())
@@ -349,6 +366,9 @@ impl Faults {
 
     /// The first live rule matching the request, counted; `None` when none fires.
     fn fire(&self, call: &Call<'_>, now_ms: i64) -> Option<(String, Kind, u64)> {
+        if self.none() {
+            return None;
+        }
         let mut st = self.state();
         for r in st.rules.iter_mut() {
             if r.kind == Kind::Tls || !r.live(now_ms) || !r.matches(call.method, call.host, call.path) {
@@ -412,7 +432,7 @@ impl Overlay for Faults {
     }
 
     fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _recorded: &Recorded) -> Decision {
-        if self.query_trigger {
+        if self.query_trigger && call.query.is_some_and(|q| q.contains(QUERY_TRIGGER)) {
             if let Some(f) = query_failure(call.query) {
                 return match f.as_str() {
                     "timeout" => {
