@@ -6,7 +6,8 @@
 //! the bare server (same certificate chain, same key type, same response bytes). Each scenario runs the bare server and callvcr back to back
 //! in the same run and reports the ratio, since absolute numbers on a shared machine are noise.
 //!
-//! `cargo bench --bench replay` (env: `BENCH_SECS` per scenario, default 4; `BENCH_CONC`, default 4).
+//! `cargo bench --bench replay` (env: `BENCH_SECS` per scenario, default 4; `BENCH_CONC`, default 4;
+//! `CALLVCR_BENCH_BIN` runs another callvcr binary, e.g. an older commit's, for an A/B comparison).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -63,7 +64,8 @@ fn main() {
         .unwrap();
 
     let ready = dir.join("ready.json");
-    let mut callvcr = Command::new(env!("CARGO_BIN_EXE_callvcr"))
+    let bin = std::env::var("CALLVCR_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_callvcr").to_string());
+    let mut callvcr = Command::new(&bin)
         .args(["replay", "--cassette", "bench.jsonl", "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
         .args(["--admin", "127.0.0.1:0", "--ready-file", "ready.json", "--no-overlay", "rate-limit"])
         .env("CALLVCR_LOG", "warn")
