@@ -283,13 +283,63 @@ async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Prox
                 }
             }
         }
-        (_, "/health" | "/journal" | "/reset" | "/clock" | "/tokens/expire" | "/tokens" | "/cassette" | "/faults") => {
-            error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{method} is not allowed on /mock/admin{route}"),
-            )
+        (&Method::GET, "/ws/sessions") => {
+            reply(StatusCode::OK, serde_json::to_value(proxy.ws.sessions()).unwrap_or(Value::Null))
         }
+        (&Method::POST, "/ws/events") => {
+            let m = json_body(body)?;
+            unknown_fields(
+                &m,
+                &["session", "topic", "event", "delay_ms", "jitter_ms", "duplicate", "reorder"],
+                "POST /mock/admin/ws/events",
+            )?;
+            let bad = |msg: String| error(StatusCode::BAD_REQUEST, "bad_request", msg);
+            let text = |k: &str| -> Result<Option<String>, Answer> {
+                match m.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.clone())),
+                    Some(v) => Err(bad(format!("{k} must be a string, got {v}"))),
+                }
+            };
+            let num = |k: &str| -> Result<u64, Answer> {
+                match m.get(k) {
+                    None | Some(Value::Null) => Ok(0),
+                    Some(v) => v.as_u64().ok_or_else(|| bad(format!("{k} must be a whole number ≥ 0, got {v}"))),
+                }
+            };
+            let event = match m.get("event") {
+                Some(e @ Value::Object(_)) => e.clone(),
+                Some(v) => return Err(bad(format!("event must be the whole JSON message (an object), got {v}"))),
+                None => return Err(bad("event is required: the whole JSON message to send".into())),
+            };
+            let reorder = match m.get("reorder") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => return Err(bad(format!("reorder must be true or false, got {v}"))),
+            };
+            let push = crate::ws::Push {
+                session: text("session")?,
+                topic: text("topic")?,
+                event,
+                delay_ms: num("delay_ms")?,
+                jitter_ms: num("jitter_ms")?,
+                duplicate: num("duplicate")?,
+                reorder,
+            };
+            match proxy.ws.push(push) {
+                Ok(n) => reply(StatusCode::OK, json!({"queued": n})),
+                Err(msg) => error(StatusCode::NOT_FOUND, "not_found", msg),
+            }
+        }
+        (
+            _,
+            "/health" | "/journal" | "/reset" | "/clock" | "/tokens/expire" | "/tokens" | "/cassette" | "/faults"
+            | "/ws/sessions" | "/ws/events",
+        ) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on /mock/admin{route}"),
+        ),
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no admin route {method} /mock/admin{route}")),
     })
 }
@@ -314,14 +364,14 @@ async fn switch_cassette(proxy: &Arc<Proxy>, name: String) -> Result<Answer, Ans
         ));
     }
     let loaded = tokio::task::spawn_blocking(move || crate::cassette::store::load(&name, &dir)).await;
-    let (name, exchanges) = match loaded {
+    let (name, cassette) = match loaded {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return Err(error(StatusCode::NOT_FOUND, "cassette", e.to_string())),
         Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
     };
-    let index = crate::cassette::Index::new(exchanges, &proxy.matcher);
+    let index = crate::cassette::Index::new(cassette.exchanges, &proxy.matcher);
     let n = index.len();
-    proxy.set_index(index, name.clone());
+    proxy.set_index(index, cassette.frames, name.clone());
     tracing::info!(cassette = %name, exchanges = n, "switched cassette (and reset)");
     Ok(reply(StatusCode::OK, json!({"cassette": name, "exchanges": n})))
 }

@@ -121,6 +121,10 @@ struct ReplayArgs {
     /// Seed for ids and tokens callvcr invents (overrides `seed:` in proxy.yaml).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Pacing of WebSocket frames recorded on their own: a factor on recorded gaps (2 = twice as
+    /// fast) or `instant` (overrides `ws.speed`).
+    #[arg(long = "ws-speed", value_name = "FACTOR|instant")]
+    ws_speed: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -414,8 +418,9 @@ async fn run_record(a: RecordArgs) -> i32 {
     }
     let s = &proxy.stats;
     eprintln!(
-        "callvcr: record summary for `{name}`: {} exchanges stored, {} replayed, {} passed through unrecorded, {} upstream failures",
+        "callvcr: record summary for `{name}`: {} exchanges and {} WebSocket frames stored, {} replayed, {} passed through unrecorded, {} upstream failures",
         s.recorded.load(Ordering::Relaxed),
+        s.frames.load(Ordering::Relaxed),
         s.hits.load(Ordering::Relaxed),
         s.passthrough.load(Ordering::Relaxed),
         s.upstream_errors.load(Ordering::Relaxed),
@@ -458,13 +463,19 @@ async fn run_replay(a: ReplayArgs) -> i32 {
     if let Some(seed) = a.seed {
         cfg.seed = seed;
     }
+    if let Some(sp) = &a.ws_speed {
+        match crate::config::ws_speed(Some(sp)) {
+            Ok(v) => cfg.ws_speed = v,
+            Err(m) => return fail(format!("--ws-speed: {m}")),
+        }
+    }
     let clock = Arc::new(match (cfg.clock_frozen, cfg.clock_start_ms) {
         (true, Some(t)) => Clock::frozen(t),
         (true, None) => Clock::frozen(Clock::system().now_ms()),
         (false, Some(t)) => Clock::starting_at(t),
         (false, None) => Clock::system(),
     });
-    let (name, exchanges) = match crate::cassette::store::load(&a.cassette, &a.common.cassettes) {
+    let (name, cassette) = match crate::cassette::store::load(&a.cassette, &a.common.cassettes) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
@@ -474,7 +485,8 @@ async fn run_replay(a: ReplayArgs) -> i32 {
     };
     let cfg = Arc::new(cfg);
     let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
-    let index = Index::new(exchanges, &matcher);
+    let frames = cassette.frames;
+    let index = Index::new(cassette.exchanges, &matcher);
     tracing::info!(cassette = %name, exchanges = index.len(), "replaying (no network)");
     let certs = a.common.certs.clone();
     let nice_key: crate::overlay::auth::KeySource = Box::new(move || {
@@ -487,6 +499,7 @@ async fn run_replay(a: ReplayArgs) -> i32 {
     let proxy = Arc::new(
         Proxy::new(Mode::Replay, cfg, index, None, None, clock, name.clone())
             .with_overlays(overlays, ids)
+            .with_frames(frames)
             .with_cassettes_dir(a.common.cassettes.clone()),
     );
     let p = match serve(proxy, ca, &a.common).await {
@@ -584,7 +597,7 @@ fn run_hosts(h: HostsArgs) -> i32 {
     if let Some(c) = &h.cassette {
         match crate::cassette::store::load(c, &h.cassettes) {
             Ok((_, all)) => {
-                for e in all {
+                for e in all.exchanges {
                     let host = e.request.host.split(':').next().unwrap_or("").to_string();
                     if !host.is_empty() {
                         names.push(host);
@@ -610,14 +623,19 @@ fn run_cassette(c: CassetteCmd) -> i32 {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
-            let all = match store.load_all() {
+            let all = match store.load_cassette() {
                 Ok(a) => a,
                 Err(e) => return fail(e),
             };
             let out = out.unwrap_or_else(|| cassettes.join(format!("{name}.jsonl")));
             match write_jsonl(&out, &all, note.as_deref()) {
                 Ok(()) => {
-                    println!("wrote {} exchanges to {}", all.len(), out.display());
+                    println!(
+                        "wrote {} exchanges and {} WebSocket frames to {}",
+                        all.exchanges.len(),
+                        all.frames.len(),
+                        out.display()
+                    );
                     EXIT_OK
                 }
                 Err(e) => fail(e),
@@ -635,12 +653,22 @@ fn run_cassette(c: CassetteCmd) -> i32 {
             if let Err(e) = store.clear() {
                 return fail(e);
             }
-            for e in &all {
+            for e in &all.exchanges {
                 if let Err(err) = store.append(e) {
                     return fail(err);
                 }
             }
-            println!("imported {} exchanges into {}", all.len(), store.path().display());
+            for f in &all.frames {
+                if let Err(err) = store.append_frame(f) {
+                    return fail(err);
+                }
+            }
+            println!(
+                "imported {} exchanges and {} WebSocket frames into {}",
+                all.exchanges.len(),
+                all.frames.len(),
+                store.path().display()
+            );
             EXIT_OK
         }
     }

@@ -79,6 +79,73 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     /// The faults overlay.
     pub faults: RawFaults,
+    /// WebSocket replay.
+    pub ws: WsConfig,
+}
+
+/// What happens when a session's outbound queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFull {
+    /// The sender waits for room (recorded frames and pushed events are held back).
+    #[default]
+    Wait,
+    /// The oldest queued frame is dropped, with a log line.
+    DropOldest,
+    /// The session is closed (code 1008).
+    Close,
+}
+
+/// WebSocket replay settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// Concurrent sessions allowed; the next upgrade gets 503.
+    pub max_sessions: usize,
+    /// Frames a session's outbound queue holds.
+    pub queue: usize,
+    /// What happens when that queue is full.
+    pub on_full: OnFull,
+    /// Genesys heartbeat interval in virtual seconds; absent = as recorded (else 30); 0 = none.
+    pub heartbeat_s: Option<u64>,
+    /// Send a PING control frame every this many virtual seconds (0 = never; the seed design's 15).
+    pub ping_s: u64,
+    /// Close (1011) when no PONG arrives within this many virtual seconds of a PING.
+    pub pong_timeout_s: u64,
+    /// Pacing of frames recorded on their own: a factor on recorded gaps (2 = twice as fast), or
+    /// `instant`.
+    pub speed: Option<String>,
+    /// Largest message a client may send, in bytes (more → close 1009).
+    pub max_message_bytes: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_sessions: 64,
+            queue: 256,
+            on_full: OnFull::Wait,
+            heartbeat_s: None,
+            ping_s: 0,
+            pong_timeout_s: 5,
+            speed: None,
+            max_message_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A pacing factor from `ws.speed` or `--ws-speed`: `None` = instant.
+pub fn ws_speed(s: Option<&str>) -> Result<Option<f64>, String> {
+    match s.map(str::trim) {
+        None => Ok(Some(1.0)),
+        Some("instant") => Ok(None),
+        Some(x) => match x.parse::<f64>() {
+            Ok(f) if f > 0.0 && f.is_finite() => Ok(Some(f)),
+            _ => Err(format!(
+                "`{x}` is not a speed: use a factor above 0 (1 = as recorded, 2 = twice as fast) or `instant`"
+            )),
+        },
+    }
 }
 
 /// The faults overlay as written.
@@ -510,6 +577,10 @@ pub struct Config {
     pub rate_headers: bool,
     /// The faults overlay's settings.
     pub faults: FaultsConfig,
+    /// WebSocket replay settings.
+    pub ws: WsConfig,
+    /// Pacing factor for frames recorded on their own; `None` = instant.
+    pub ws_speed: Option<f64>,
 }
 
 impl Config {
@@ -805,6 +876,11 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         rules: fault_rules,
     };
 
+    let ws_speed = ws_speed(raw.ws.speed.as_deref()).map_err(|m| err(format!("ws.speed: {m}")))?;
+    if raw.ws.queue == 0 || raw.ws.max_sessions == 0 {
+        return Err(err("ws.queue and ws.max_sessions must be at least 1".into()));
+    }
+
     Ok(Config {
         source: path.map(Path::to_path_buf),
         hosts,
@@ -827,6 +903,8 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         rate_rules,
         rate_headers: raw.rate_limit.headers.unwrap_or(true),
         faults,
+        ws: raw.ws,
+        ws_speed,
     })
 }
 

@@ -12,3 +12,4 @@ pub mod proxy;
 pub mod timer;
 pub mod tls;
 pub mod upstream;
+pub mod ws;

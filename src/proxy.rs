@@ -1,6 +1,7 @@
 //! One intercepted request, answered: from the cassette (replay), from the upstream and stored
 //! (record), or as an explained miss. Listeners hand requests here with the target already known.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -99,6 +100,8 @@ pub struct Stats {
     pub passthrough: AtomicU64,
     /// Upstream failures.
     pub upstream_errors: AtomicU64,
+    /// WebSocket frames stored.
+    pub frames: AtomicU64,
 }
 
 /// The response body type used throughout.
@@ -129,6 +132,12 @@ pub struct Proxy {
     /// Where named cassettes live, for switching cassettes through the admin API.
     pub cassettes_dir: Option<std::path::PathBuf>,
     recorded: RwLock<Arc<Recorded>>,
+    /// WebSocket replay: recorded frames, live sessions, pushed events.
+    pub ws: Arc<crate::ws::Hub>,
+    /// Record mode: per client (bearer), the last REST exchange started: (sequence, monotonic ms).
+    recent_rest: Mutex<HashMap<String, (u64, u64)>>,
+    /// Record mode: Genesys notification channel id → the client that created it.
+    channel_owner: Mutex<HashMap<String, String>>,
     /// Counters.
     pub stats: Stats,
     /// Name of the cassette in use.
@@ -232,14 +241,21 @@ impl Proxy {
     ) -> Proxy {
         let matcher = Matcher::new(&config.matching, Redactor::new(&config.redact));
         let recorded = recorded_errors(&index);
+        let timer = Arc::new(Timer::new(clock.clone()));
+        let ids = Arc::new(Ids::new(config.seed));
+        let ws =
+            Arc::new(crate::ws::Hub::new(config.ws.clone(), config.ws_speed, Vec::new(), timer.clone(), ids.clone()));
         Proxy {
             mode,
+            ws,
+            recent_rest: Mutex::new(HashMap::new()),
+            channel_owner: Mutex::new(HashMap::new()),
             matcher,
             index: RwLock::new(Arc::new(index)),
             store,
             upstream,
-            timer: Arc::new(Timer::new(clock.clone())),
-            ids: Arc::new(Ids::new(config.seed)),
+            timer,
+            ids,
             overlays: Overlays::none(),
             cassettes_dir: None,
             recorded: RwLock::new(Arc::new(recorded)),
@@ -256,7 +272,20 @@ impl Proxy {
     /// Switches the overlays on (replay), sharing `ids` with them.
     pub fn with_overlays(mut self, overlays: Overlays, ids: Arc<Ids>) -> Proxy {
         self.overlays = overlays;
+        self.ws = Arc::new(crate::ws::Hub::new(
+            self.config.ws.clone(),
+            self.config.ws_speed,
+            Vec::new(),
+            self.timer.clone(),
+            ids.clone(),
+        ));
         self.ids = ids;
+        self
+    }
+
+    /// The recorded WebSocket frames replay plays.
+    pub fn with_frames(self, frames: Vec<crate::cassette::Frame>) -> Proxy {
+        self.ws.set_frames(frames);
         self
     }
 
@@ -267,7 +296,8 @@ impl Proxy {
     }
 
     /// Replaces the replay index (a cassette switch) and resets everything.
-    pub fn set_index(&self, index: Index, name: String) {
+    pub fn set_index(&self, index: Index, frames: Vec<crate::cassette::Frame>, name: String) {
+        self.ws.set_frames(frames);
         let recorded = recorded_errors(&index);
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
         *self.recorded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(recorded);
@@ -537,6 +567,20 @@ impl Proxy {
             if let Some((ex, prepared)) = index.next_prepared(&f, sdk) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 let (answered, detail) = by("hit");
+                if self.ws.active() {
+                    self.ws.served();
+                    self.track_subscription(method, path, &bytes);
+                }
+                if ex.response.status == 304 && path.ends_with("/get-next-event") {
+                    // A long poll that found nothing answers once its timeout has passed (virtual time).
+                    let secs = query
+                        .and_then(|q| {
+                            crate::cassette::fingerprint::decode_pairs(q).into_iter().find(|(k, _)| k == "timeout")
+                        })
+                        .and_then(|(_, v)| v.parse::<u64>().ok())
+                        .unwrap_or(ex.duration_ms / 1000);
+                    self.timer.sleep_ms(secs.saturating_mul(1000)).await;
+                }
                 self.note(method, host, path, ex.response.status, &answered, detail.as_deref());
                 let mut r = serve_prepared(prepared);
                 add_headers(r.headers_mut(), &ctx.response_headers);
@@ -672,6 +716,10 @@ impl Proxy {
             }
         };
         let started = Clock::instant();
+        let seq = self.store.as_ref().map(|st| st.allocate_seq()).unwrap_or(0);
+        let client = client_key(&live.headers);
+        self.recent_rest.lock().unwrap_or_else(|e| e.into_inner()).insert(client.clone(), (seq, crate::ws::mono_ms()));
+        self.recent_rest.lock().unwrap_or_else(|e| e.into_inner()).insert(String::new(), (seq, crate::ws::mono_ms()));
         let resp = match upstream.send(up_req).await {
             Ok(r) => r,
             Err(e) => return self.upstream_failure(&e, &live.method, &live.host, &live.path),
@@ -704,8 +752,20 @@ impl Proxy {
 
         let record = configured && !self.config.is_ignored(&target.host, &live.path);
         if record {
+            if live.method == "POST" && live.path.ends_with("/notifications/channels") {
+                if let Some(id) = serde_json::from_slice::<serde_json::Value>(&rbytes)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(String::from))
+                {
+                    let mut owners = self.channel_owner.lock().unwrap_or_else(|e| e.into_inner());
+                    if owners.len() > 10_000 {
+                        owners.clear();
+                    }
+                    owners.insert(id, client.clone());
+                }
+            }
             if let Err(e) =
-                self.store_exchange(live.clone(), status, &rparts.headers, rbytes.clone(), duration_ms).await
+                self.store_exchange(seq, live.clone(), status, &rparts.headers, rbytes.clone(), duration_ms).await
             {
                 tracing::error!("could not store the exchange, answering 500: {e}");
                 self.note(&live.method, &live.host, &live.path, 500, "callvcr", Some("cassette-write-failed"));
@@ -729,6 +789,7 @@ impl Proxy {
 
     async fn store_exchange(
         &self,
+        seq: u64,
         live: RecordedRequest,
         status: u16,
         resp_headers: &HeaderMap,
@@ -752,7 +813,7 @@ impl Proxy {
         let rct = resp_headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         rbody.bytes = Bytes::from(red.body(rct, &rbody.bytes).into_owned());
         let ex = Exchange {
-            seq: store.allocate_seq(),
+            seq,
             recorded_at: rfc3339_ms(self.clock.now_ms()),
             duration_ms,
             sdk,
@@ -782,20 +843,26 @@ impl Proxy {
         if self.mode == Mode::Replay || (self.mode == Mode::RecordMissing && configured) {
             let fp = self.matcher.fingerprint(&live);
             let index = self.index();
-            if let Some(ex) = index.next(&fp) {
+            // The recording of this channel: the same URL, else the same URL template (a channel id
+            // issued by a replayed request may differ from a recorded one).
+            let found = index.next(&fp).cloned().or_else(|| {
+                let want = url_template(&live.host, &live.path);
+                index
+                    .exchanges()
+                    .iter()
+                    .find(|e| e.response.status == 101 && url_template(&e.request.host, &e.request.path) == want)
+                    .cloned()
+            });
+            if let Some(ex) = found {
                 if ex.response.status != 101 {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
                     self.note(&method, &host, &path, ex.response.status, "hit", None);
                     return replay_response(&ex.response);
                 }
-                self.note(&method, &host, &path, 501, "callvcr", Some("websocket-replay-unsupported"));
-                return json_response(
-                    StatusCode::NOT_IMPLEMENTED,
-                    ("x-callvcr-error", "websocket-replay"),
-                    json!({"message": format!("callvcr found the recorded WebSocket handshake for {} but cannot replay WebSocket frames yet", describe(&live)), "code": "callvcr.websocket.unsupported", "status": 501}),
-                );
-            }
-            if self.mode == Mode::Replay {
+                if self.mode == Mode::Replay {
+                    return self.replay_websocket(&parts, on_upgrade, ex, &target, index);
+                }
+            } else if self.mode == Mode::Replay {
                 return self.miss(&live, &fp, &index, None);
             }
         }
@@ -824,6 +891,7 @@ impl Proxy {
             );
         };
         let started = Clock::instant();
+        let seq = self.store.as_ref().map(|st| st.allocate_seq()).unwrap_or(0);
         let mut resp = match upstream.upgrade(up_req).await {
             Ok(r) => r,
             Err(e) => return self.upstream_failure(&e, &method, &host, &path),
@@ -837,7 +905,14 @@ impl Proxy {
             strip_hop_by_hop(&mut h);
             if configured {
                 let _ = self
-                    .store_exchange(live, status.as_u16(), &h, rbytes.clone(), started.elapsed().as_millis() as u64)
+                    .store_exchange(
+                        seq,
+                        live,
+                        status.as_u16(),
+                        &h,
+                        rbytes.clone(),
+                        started.elapsed().as_millis() as u64,
+                    )
                     .await;
             }
             self.note(&method, &host, &path, status.as_u16(), "upstream", None);
@@ -847,20 +922,29 @@ impl Proxy {
             return r;
         }
         let up_upgrade = hyper::upgrade::on(&mut resp);
+        let client = self.ws_client_of(&live);
         if configured {
             let h = resp.headers().clone();
-            if let Err(e) = self.store_exchange(live, 101, &h, Bytes::new(), started.elapsed().as_millis() as u64).await
+            if let Err(e) =
+                self.store_exchange(seq, live, 101, &h, Bytes::new(), started.elapsed().as_millis() as u64).await
             {
                 tracing::error!("could not store the WebSocket handshake: {e}");
             }
         }
         self.note(&method, &host, &path, 101, "upstream", None);
+        let me = self.clone();
         tokio::spawn(async move {
             match (on_upgrade.await, up_upgrade.await) {
-                (Ok(client), Ok(server)) => {
-                    let mut c = hyper_util::rt::TokioIo::new(client);
-                    let mut s = hyper_util::rt::TokioIo::new(server);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut s).await {
+                (Ok(c), Ok(u)) if configured && me.store.is_some() => {
+                    let max = me.config.ws.max_message_bytes;
+                    let sink: Arc<dyn crate::ws::RecordSink> = Arc::new(FrameSink(me));
+                    crate::ws::record(c, u, seq, client, sink, max, format!("{host}{path}")).await;
+                }
+                (Ok(c), Ok(u)) => {
+                    // Not recorded (not a configured host): bytes through, untouched.
+                    let mut c = hyper_util::rt::TokioIo::new(c);
+                    let mut u = hyper_util::rt::TokioIo::new(u);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
                         tracing::debug!("WebSocket tunnel closed: {e}");
                     }
                 }
@@ -876,6 +960,155 @@ impl Proxy {
         }
         r
     }
+}
+
+impl Proxy {
+    /// The client a recorded WebSocket session belongs to: its own bearer, else the creator of its
+    /// Genesys channel, else anyone.
+    fn ws_client_of(&self, live: &RecordedRequest) -> String {
+        if live.header("authorization").is_some() {
+            return client_key(&live.headers);
+        }
+        let channel = live.path.rsplit('/').next().unwrap_or("");
+        self.channel_owner.lock().unwrap_or_else(|e| e.into_inner()).get(channel).cloned().unwrap_or_default()
+    }
+
+    /// A replayed Genesys subscription request updates the topics of the sessions on its channel.
+    fn track_subscription(&self, method: &str, path: &str, body: &Bytes) {
+        let Some(rest) = path.strip_suffix("/subscriptions") else { return };
+        let Some(channel) = rest.rsplit('/').next() else { return };
+        if !(method == "PUT" || method == "POST") {
+            return;
+        }
+        let topics: Vec<String> = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| t.get("id").and_then(|i| i.as_str()).map(String::from))
+            .collect();
+        self.ws.subscribe_channel(channel, &topics, method == "PUT");
+    }
+
+    /// Answers a WebSocket handshake from a recording: a fresh accept key, then the session plays.
+    fn replay_websocket(
+        self: &Arc<Self>,
+        parts: &http::request::Parts,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+        ex: Exchange,
+        target: &Target,
+        index: Arc<Index>,
+    ) -> Response<ProxyBody> {
+        let (method, host, path) = (parts.method.as_str(), target.authority(), parts.uri.path());
+        let Some(key) = parts.headers.get("sec-websocket-key").and_then(|v| v.to_str().ok()) else {
+            self.note(method, &host, path, 400, "callvcr", Some("websocket-no-key"));
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                ("x-callvcr-error", "request"),
+                json!({"message": "a WebSocket upgrade needs a Sec-WebSocket-Key header", "code": "bad.request", "status": 400}),
+            );
+        };
+        if !self.ws.admit() {
+            let limit = self.config.ws.max_sessions;
+            tracing::warn!(%host, %path, "WebSocket session refused: {limit} sessions are open (ws.max_sessions)");
+            self.note(method, &host, path, 503, "callvcr", Some("websocket-session-limit"));
+            let a = crate::overlay::platform::genesys_error(
+                &self.ids,
+                503,
+                "service.unavailable",
+                &format!("The maximum of {limit} concurrent WebSocket sessions is in use. Close one and retry."),
+                "websocket-session-limit",
+            );
+            return overlay_response(a, &[]);
+        }
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        self.note(method, &host, path, 101, "hit", Some("websocket"));
+        let url = format!("wss://{host}{path}{}", parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default());
+        let genesys = crate::overlay::Platform::of_host(&target.host) == crate::overlay::Platform::Genesys;
+        let hub = self.ws.clone();
+        let seq = ex.seq;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(io) => hub.serve(io, seq, url, index, genesys).await,
+                Err(e) => {
+                    hub.release();
+                    tracing::warn!("WebSocket upgrade did not complete: {e}");
+                }
+            }
+        });
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            h.insert("sec-websocket-accept", v);
+        }
+        // A subprotocol only when the client asked for the one the recording agreed.
+        let asked = parts.headers.get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
+        let agreed = ex.response.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"));
+        if let (Some(asked), Some((_, p))) = (asked, agreed) {
+            if asked.split(',').any(|a| a.trim() == p) {
+                if let Ok(v) = HeaderValue::from_str(p) {
+                    h.insert("sec-websocket-protocol", v);
+                }
+            }
+        }
+        r
+    }
+}
+
+/// Frames go to the cassette, redacted, flushed before they are relayed.
+struct FrameSink(Arc<Proxy>);
+
+impl crate::ws::RecordSink for FrameSink {
+    fn store(&self, mut frame: crate::cassette::Frame) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        let store = self.0.store.clone();
+        if frame.kind == crate::cassette::FrameKind::Text {
+            let red = self.0.matcher.redactor();
+            frame.data.bytes = Bytes::from(red.body(Some("application/json"), &frame.data.bytes).into_owned());
+        }
+        let stats = self.0.clone();
+        Box::pin(async move {
+            let Some(store) = store else { return Ok(()) };
+            tokio::task::spawn_blocking(move || store.append_frame(&frame))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            stats.stats.frames.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+
+    fn last_rest(&self, client: &str) -> Option<(u64, u64)> {
+        self.0.recent_rest.lock().unwrap_or_else(|e| e.into_inner()).get(client).copied()
+    }
+}
+
+/// Who made a request, for anchoring frames: the bearer token's hash, or empty (anyone).
+fn client_key(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| format!("{:016x}", crate::cassette::fingerprint::fnv1a(v.trim().as_bytes())))
+        .unwrap_or_default()
+}
+
+/// `host` and `path` with id-like segments (UUIDs, numbers, long tokens with digits) replaced.
+fn url_template(host: &str, path: &str) -> String {
+    let segs: Vec<String> = path
+        .split('/')
+        .map(|seg| {
+            let digits = seg.bytes().filter(u8::is_ascii_digit).count();
+            if !seg.is_empty() && (digits == seg.len() || (seg.len() >= 8 && digits > 0)) {
+                "{}".to_string()
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect();
+    format!("{}{}", host.to_ascii_lowercase(), segs.join("/"))
 }
 
 /// What `handle` already worked out about a request, passed on rather than worked out again.

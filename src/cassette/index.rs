@@ -148,6 +148,15 @@ impl Index {
         Some((&self.exchanges[i], &self.prepared[i]))
     }
 
+    /// Whether the exchange with sequence number `seq` has been served since the start (or the last
+    /// rewind); `true` for a number the cassette does not hold, so nothing waits on it forever.
+    pub fn seq_served(&self, seq: u64) -> bool {
+        match self.exchanges.binary_search_by_key(&seq, |e| e.seq) {
+            Ok(i) => self.served[i].load(Ordering::Relaxed),
+            Err(_) => true,
+        }
+    }
+
     /// Rewinds every FIFO position to the start.
     pub fn rewind(&self) {
         for s in self.slots.values() {

@@ -9,6 +9,6 @@ pub mod store;
 
 pub use fingerprint::{Fingerprint, Matcher};
 pub use index::Index;
-pub use model::{Body, Exchange, RecordedRequest, RecordedResponse};
+pub use model::{Anchor, Body, Cassette, Dir, Exchange, Frame, FrameKind, RecordedRequest, RecordedResponse};
 pub use redact::Redactor;
 pub use store::{CassetteError, Store};

@@ -148,3 +148,75 @@ pub fn decode(encoding: &str, bytes: &[u8]) -> Option<Vec<u8>> {
     };
     Some(out)
 }
+
+/// Which way a WebSocket frame went.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    /// From the platform to the SDK.
+    Server,
+    /// From the SDK to the platform.
+    Client,
+}
+
+/// What kind of WebSocket frame.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameKind {
+    /// A text message.
+    Text,
+    /// A binary message.
+    Binary,
+    /// A ping control frame.
+    Ping,
+    /// A pong control frame.
+    Pong,
+    /// A close frame (with `close_code` and `close_reason` when sent).
+    Close,
+}
+
+/// What a server frame followed, so replay can send it in step with what caused it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Anchor {
+    /// The REST exchange (by sequence number) by the same client that was in flight or had just
+    /// completed when the frame arrived.
+    Rest(u64),
+    /// The client frame (by its `n` within the session) the frame answered.
+    Client(u32),
+}
+
+/// One recorded WebSocket frame.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Frame {
+    /// The sequence number of the session's handshake exchange (the recorded 101).
+    pub session: u64,
+    /// Order within the session, both directions together, from 0.
+    pub n: u32,
+    /// Which way it went.
+    pub dir: Dir,
+    /// Milliseconds from the start of the connection.
+    pub at_ms: u64,
+    /// Its kind.
+    pub kind: FrameKind,
+    /// Its payload (text as text, binary as base64).
+    pub data: Body,
+    /// Close code, for close frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_code: Option<u16>,
+    /// Close reason, for close frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<String>,
+    /// What it followed (server frames).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Anchor>,
+}
+
+/// Everything a cassette holds: exchanges in sequence order, and WebSocket frames by session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cassette {
+    /// Request/response exchanges (the handshake of a WebSocket session is one, with status 101).
+    pub exchanges: Vec<Exchange>,
+    /// WebSocket frames, ordered by session and `n`.
+    pub frames: Vec<Frame>,
+}

@@ -6,12 +6,13 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::model::Exchange;
+use super::model::{Cassette, Exchange, Frame};
 
 /// The cassette format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 const META_TREE: &str = "meta";
 const EXCHANGES_TREE: &str = "exchanges";
+const FRAMES_TREE: &str = "frames";
 const VERSION_KEY: &str = "format_version";
 const OWNER_FILE: &str = "callvcr.pid";
 
@@ -61,6 +62,7 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     exchanges: sled::Tree,
+    frames: sled::Tree,
     next_seq: AtomicU64,
 }
 
@@ -74,6 +76,7 @@ impl Store {
         let io = |e: sled::Error| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() };
         let meta = db.open_tree(META_TREE).map_err(io)?;
         let exchanges = db.open_tree(EXCHANGES_TREE).map_err(io)?;
+        let frames = db.open_tree(FRAMES_TREE).map_err(io)?;
         match meta.get(VERSION_KEY).map_err(io)? {
             Some(v) => {
                 let found = std::str::from_utf8(&v).ok().and_then(|s| s.parse::<u32>().ok()).ok_or_else(|| {
@@ -96,7 +99,7 @@ impl Store {
         }
         let next = exchanges.last().map_err(io)?.map(|(k, _)| seq_of(&k) + 1).unwrap_or(1);
         let _ = std::fs::write(path.join(OWNER_FILE), std::process::id().to_string());
-        Ok(Store { path: path.to_path_buf(), db, exchanges, next_seq: AtomicU64::new(next) })
+        Ok(Store { path: path.to_path_buf(), db, exchanges, frames, next_seq: AtomicU64::new(next) })
     }
 
     /// Where the store lives.
@@ -111,6 +114,7 @@ impl Store {
     /// Removes every exchange (a fresh recording replaces the old one).
     pub fn clear(&self) -> Result<(), CassetteError> {
         self.exchanges.clear().map_err(|e| self.io(e))?;
+        self.frames.clear().map_err(|e| self.io(e))?;
         self.db.flush().map_err(|e| self.io(e))?;
         self.next_seq.store(1, Ordering::SeqCst);
         Ok(())
@@ -127,6 +131,35 @@ impl Store {
         self.exchanges.insert(ex.seq.to_be_bytes(), v).map_err(|e| self.io(e))?;
         self.db.flush().map_err(|e| self.io(e))?;
         Ok(())
+    }
+
+    /// Writes one WebSocket frame and flushes it to disk before returning.
+    pub fn append_frame(&self, f: &Frame) -> Result<(), CassetteError> {
+        let v = serde_json::to_vec(f).map_err(|e| self.io(e))?;
+        let mut key = [0u8; 12];
+        key[..8].copy_from_slice(&f.session.to_be_bytes());
+        key[8..].copy_from_slice(&f.n.to_be_bytes());
+        self.frames.insert(key, v).map_err(|e| self.io(e))?;
+        self.db.flush().map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// Every stored frame, by session and order.
+    pub fn load_frames(&self) -> Result<Vec<Frame>, CassetteError> {
+        let mut out = Vec::with_capacity(self.frames.len());
+        for item in self.frames.iter() {
+            let (_, v) = item.map_err(|e| CassetteError::Corrupt { path: self.path.clone(), detail: e.to_string() })?;
+            out.push(serde_json::from_slice(&v).map_err(|e| CassetteError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("a WebSocket frame does not parse: {e}"),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Exchanges and frames together.
+    pub fn load_cassette(&self) -> Result<Cassette, CassetteError> {
+        Ok(Cassette { exchanges: self.load_all()?, frames: self.load_frames()? })
     }
 
     /// Number of stored exchanges.
@@ -197,8 +230,18 @@ struct JsonlHeader {
 
 const JSONL_FORMAT: &str = "callvcr-cassette";
 
-/// Writes exchanges as JSON Lines: a header line, then one exchange per line in sequence order.
-pub fn write_jsonl(path: &Path, exchanges: &[Exchange], note: Option<&str>) -> Result<(), CassetteError> {
+/// One line of a JSON Lines cassette after the header: a frame (`{"frame": {...}}`) or an exchange.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Frame { frame: Frame },
+    Exchange(Box<Exchange>),
+}
+
+/// Writes a cassette as JSON Lines: a header line, one exchange per line in sequence order, then
+/// one WebSocket frame per line (`{"frame": {...}}`) by session and order.
+pub fn write_jsonl(path: &Path, cassette: &Cassette, note: Option<&str>) -> Result<(), CassetteError> {
+    let exchanges = &cassette.exchanges;
     let io = |e: std::io::Error| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() };
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
     let header = JsonlHeader { format: JSONL_FORMAT.into(), version: FORMAT_VERSION, note: note.map(String::from) };
@@ -208,11 +251,16 @@ pub fn write_jsonl(path: &Path, exchanges: &[Exchange], note: Option<&str>) -> R
             .map_err(|e| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() })?;
         writeln!(f, "{line}").map_err(io)?;
     }
+    for fr in &cassette.frames {
+        let line = serde_json::to_string(&serde_json::json!({ "frame": fr }))
+            .map_err(|e| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() })?;
+        writeln!(f, "{line}").map_err(io)?;
+    }
     f.flush().map_err(io)
 }
 
 /// Reads a JSON Lines cassette.
-pub fn read_jsonl(path: &Path) -> Result<Vec<Exchange>, CassetteError> {
+pub fn read_jsonl(path: &Path) -> Result<Cassette, CassetteError> {
     let f = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => CassetteError::Missing(path.to_path_buf()),
         _ => CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() },
@@ -221,7 +269,7 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Exchange>, CassetteError> {
         path: path.to_path_buf(),
         detail: format!("line {line}: {detail}"),
     };
-    let mut out = Vec::new();
+    let mut out = Cassette::default();
     let mut saw_header = false;
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
         let line = line.map_err(|e| corrupt(i + 1, e.to_string()))?;
@@ -240,8 +288,17 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Exchange>, CassetteError> {
             saw_header = true;
             continue;
         }
-        out.push(serde_json::from_str(&line).map_err(|e| corrupt(i + 1, e.to_string()))?);
+        match serde_json::from_str::<Line>(&line) {
+            Ok(Line::Frame { frame }) => out.frames.push(frame),
+            Ok(Line::Exchange(e)) => out.exchanges.push(*e),
+            // Say why it is not an exchange, the common case.
+            Err(_) => {
+                let e = serde_json::from_str::<Exchange>(&line).err().map(|e| e.to_string()).unwrap_or_default();
+                return Err(corrupt(i + 1, e));
+            }
+        }
     }
+    out.frames.sort_by_key(|f| (f.session, f.n));
     if !saw_header {
         return Err(corrupt(1, "empty file, expected the cassette header line".into()));
     }
@@ -262,7 +319,7 @@ pub fn source(arg: &str) -> (String, Option<PathBuf>) {
 
 /// Loads every exchange of a cassette given by name (under `dir`) or by file path; the store is
 /// closed again before this returns.
-pub fn load(arg: &str, dir: &Path) -> Result<(String, Vec<Exchange>), CassetteError> {
+pub fn load(arg: &str, dir: &Path) -> Result<(String, Cassette), CassetteError> {
     match source(arg) {
         (name, Some(file)) => {
             if file.extension().is_some_and(|e| e == "har") {
@@ -275,7 +332,7 @@ pub fn load(arg: &str, dir: &Path) -> Result<(String, Vec<Exchange>), CassetteEr
         }
         (name, None) => {
             let store = Store::open(&dir.join(&name), false)?;
-            let all = store.load_all()?;
+            let all = store.load_cassette()?;
             Ok((name, all))
         }
     }

@@ -92,6 +92,7 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
         "api.mypurecloud.com".to_string(),
         "login.mypurecloud.com".to_string(),
         "api.usw2.pure.cloud".to_string(),
+        "streaming.mypurecloud.com".to_string(),
     ])
     .unwrap();
     let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
@@ -110,6 +111,7 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let counter = Arc::new(AtomicU64::new(0));
+    let streams: Streams = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
     let task = tokio::spawn(async move {
         loop {
@@ -117,17 +119,19 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
             let acceptor = acceptor.clone();
             let seen = seen2.clone();
             let counter = counter.clone();
+            let streams = streams.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let svc = hyper::service::service_fn(move |req| {
                     let seen = seen.clone();
                     let counter = counter.clone();
+                    let streams = streams.clone();
                     async move {
                         let stall = req.uri().path() == "/stall";
                         let resp = if stall {
                             stalled_body()
                         } else {
-                            stand_in_route(req, seen, counter).await.map(|b| b.boxed())
+                            stand_in_route(req, seen, counter, streams).await.map(|b| b.boxed())
                         };
                         Ok::<_, std::convert::Infallible>(resp)
                     }
@@ -174,10 +178,67 @@ fn json(status: u16, body: serde_json::Value) -> Response<Full<Bytes>> {
     r
 }
 
+/// Open notification WebSockets on the stand-in: events are pushed to them.
+type Streams = Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<String>>>>;
+
+/// The notification channel the stand-in issues.
+pub const CHANNEL_ID: &str = "streaming-0-7d1c9e2a4b6f";
+/// The topic a call event arrives on.
+pub const CALLS_TOPIC: &str = "v2.users.u-1.conversations.calls";
+
+/// A call event as the stand-in pushes it.
+pub fn call_event(state: &str, correlation: &str) -> serde_json::Value {
+    serde_json::json!({
+        "topicName": CALLS_TOPIC,
+        "version": "2",
+        "eventBody": {"id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e", "participants": [{"purpose": "customer", "state": state}]},
+        "metadata": {"CorrelationId": correlation}
+    })
+}
+
+/// A Genesys-style notification socket: heartbeats every 250 ms, pong for ping, and whatever the
+/// REST side pushes.
+async fn notification_socket(up: hyper::upgrade::Upgraded, streams: Streams) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        TokioIo::new(up),
+        tokio_tungstenite::tungstenite::protocol::Role::Server,
+        None,
+    )
+    .await;
+    let (mut tx, mut rx) = ws.split();
+    let (push_tx, mut push_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    streams.lock().unwrap().push(push_tx);
+    let mut beat = tokio::time::interval(Duration::from_millis(250));
+    beat.tick().await;
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                let hb = serde_json::json!({"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}});
+                if tx.send(Message::text(hb.to_string())).await.is_err() { break; }
+            }
+            Some(ev) = push_rx.recv() => {
+                if tx.send(Message::text(ev)).await.is_err() { break; }
+            }
+            m = rx.next() => match m {
+                Some(Ok(Message::Text(t))) if t.contains("\"ping\"") => {
+                    let pong = serde_json::json!({"topicName": "channel.metadata", "eventBody": {"message": "pong"}});
+                    if tx.send(Message::text(pong.to_string())).await.is_err() { break; }
+                }
+                Some(Ok(Message::Close(c))) => { let _ = tx.send(Message::Close(c)).await; break; }
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+    }
+}
+
 async fn stand_in_route(
     mut req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
     counter: Arc<AtomicU64>,
+    streams: Streams,
 ) -> Response<Full<Bytes>> {
     let host = req
         .headers()
@@ -214,13 +275,55 @@ async fn stand_in_route(
         r.headers_mut().insert("sec-websocket-accept", "stand-in-accept".parse().unwrap());
         return r;
     }
+    if path.starts_with("/channels/") && req.headers().contains_key("upgrade") {
+        let key = req.headers().get("sec-websocket-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let on = hyper::upgrade::on(&mut req);
+        let streams = streams.clone();
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                notification_socket(up, streams).await;
+            }
+        });
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+        r.headers_mut().insert("connection", "Upgrade".parse().unwrap());
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        r.headers_mut().insert("sec-websocket-accept", accept.parse().unwrap());
+        return r;
+    }
     let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let push = |ev: serde_json::Value| {
+        for s in streams.lock().unwrap().iter() {
+            let _ = s.send(ev.to_string());
+        }
+    };
     match path.as_str() {
-        "/api/v2/users/me" => json(200, serde_json::json!({"id": "u-1", "name": "Agent Smith", "state": "active"})),
-        "/api/v2/conversations/calls" if method == "POST" => json(
+        "/api/v2/notifications/channels" if method == "POST" => json(
             200,
-            serde_json::json!({"id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e", "selfUri": "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e"}),
+            serde_json::json!({"id": CHANNEL_ID, "connectUri": format!("wss://streaming.mypurecloud.com/channels/{CHANNEL_ID}"), "expires": "2026-01-06T09:00:00.000Z"}),
         ),
+        p if p.ends_with("/subscriptions") && method == "PUT" => {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            json(200, serde_json::json!({"entities": v}))
+        }
+        "/api/v2/users/me" => json(200, serde_json::json!({"id": "u-1", "name": "Agent Smith", "state": "active"})),
+        "/api/v2/conversations/calls" if method == "POST" => {
+            // The platform announces the call on the notification channel while the request is in
+            // flight, then again once it connects.
+            push(call_event("alerting", "c-1"));
+            let later = streams.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                for s in later.lock().unwrap().iter() {
+                    let _ = s.send(call_event("connected", "c-2").to_string());
+                }
+            });
+            json(
+                200,
+                serde_json::json!({"id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e", "selfUri": "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e"}),
+            )
+        }
         "/api/v2/conversations/calls" => {
             json(200, serde_json::json!({"entities": [], "pageSize": 25, "pageNumber": 1, "total": 0, "pageCount": 0}))
         }

@@ -1,0 +1,362 @@
+//! WebSocket record and replay through the real binary, with real WebSocket clients over TLS: a
+//! Genesys-style notification channel recorded from the stand-in while REST calls are made, then
+//! replayed offline in step with the replayed REST calls; heartbeats on the virtual clock; pushed
+//! events; the session limit; backpressure; bad frames; NICE long polls.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// A WebSocket client through callvcr's TLS listener; the handshake checks Sec-WebSocket-Accept.
+async fn ws_connect(cv: &Callvcr, host: &str, path: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let tls = tls_over(tcp, host, client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
+    tokio_tungstenite::client_async(format!("wss://{host}{path}"), tls).await.map(|(ws, _)| ws)
+}
+
+/// The next text message that is not a heartbeat, within `wait`.
+async fn next_event(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let m = tokio::time::timeout_at(deadline, ws.next()).await.ok()??.ok()?;
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["eventBody"]["message"] != "WebSocket Heartbeat" {
+                return Some(v);
+            }
+        }
+    }
+}
+
+/// The next text message of any kind, within `wait`.
+async fn next_text(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await.ok()??.ok()? {
+            Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
+            _ => continue,
+        }
+    }
+}
+
+async fn rest(cv: &Callvcr, method: &str, path: &str, bearer: &str, body: &str) -> Resp {
+    let mut c = h1_tls(cv, "api.mypurecloud.com").await;
+    let auth = format!("Bearer {bearer}");
+    let h = [("host", "api.mypurecloud.com"), ("authorization", auth.as_str()), ("content-type", "application/json")];
+    c.send(method, path, &h, body).await
+}
+
+async fn login(cv: &Callvcr) -> String {
+    let mut c = h1_tls(cv, "login.mypurecloud.com").await;
+    let r = c
+        .send(
+            "POST",
+            "/oauth/token",
+            &[
+                ("host", "login.mypurecloud.com"),
+                ("authorization", "Basic Y2xpZW50OnNlY3JldA=="),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            "grant_type=client_credentials",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+async fn advance(cv: &Callvcr, ms: i64) {
+    let r = admin(cv, "POST", "/mock/admin/clock", &json!({"advance_ms": ms}).to_string()).await;
+    assert_eq!(r.status, 200);
+}
+
+const SHORT: Duration = Duration::from_millis(400);
+const LONG: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_channel_replays_in_step_with_the_rest_calls_that_caused_its_events() {
+    let dir = tempdir("ws-journey");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "chan")));
+
+    // Record: channel, socket, subscription, ping, a call placed while events flow.
+    let token = login(&cv).await;
+    let ch = rest(&cv, "POST", "/api/v2/notifications/channels", &token, "").await.json();
+    let uri = ch["connectUri"].as_str().unwrap().to_string();
+    let path = uri.trim_start_matches("wss://streaming.mypurecloud.com").to_string();
+    let mut ws = ws_connect(&cv, "streaming.mypurecloud.com", &path).await.expect("recording handshake");
+    let sub = format!("/api/v2/notifications/channels/{CHANNEL_ID}/subscriptions");
+    let body = json!([{"id": CALLS_TOPIC}]).to_string();
+    assert_eq!(rest(&cv, "PUT", &sub, &token, &body).await.status, 200);
+    ws.send(Message::text(r#"{"message":"ping"}"#)).await.unwrap();
+    assert_eq!(next_event(&mut ws, LONG).await.unwrap()["eventBody"]["message"], "pong");
+    tokio::time::sleep(Duration::from_millis(600)).await; // heartbeats are recorded meanwhile
+    assert_eq!(
+        rest(&cv, "POST", "/api/v2/conversations/calls", &token, r#"{"phoneNumber":"+13175550100"}"#).await.status,
+        200
+    );
+    let a = next_event(&mut ws, LONG).await.unwrap();
+    let b = next_event(&mut ws, LONG).await.unwrap();
+    assert_eq!(a["eventBody"]["participants"][0]["state"], "alerting");
+    assert_eq!(b["eventBody"]["participants"][0]["state"], "connected");
+    ws.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("WebSocket frames stored"), "{log}");
+    si.stop();
+
+    // The frames are in the cassette, the call events anchored to the call's REST exchange.
+    let (code, _, err) = run(&dir, &["cassette", "export", "chan", "--out", "chan.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(dir.join("chan.jsonl")).unwrap();
+    let frames: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("frame").cloned())
+        .collect();
+    let calls_seq = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["request"]["method"] == "POST" && v["request"]["path"] == "/api/v2/conversations/calls")
+        .unwrap()["seq"]
+        .clone();
+    let alerting = frames.iter().find(|f| f["data"]["text"].as_str().unwrap_or("").contains("alerting")).unwrap();
+    assert_eq!(alerting["dir"], "server");
+    assert_eq!(alerting["after"], json!({"rest": calls_seq}), "{alerting}");
+    let ping = frames.iter().find(|f| f["dir"] == "client" && f["kind"] == "text").unwrap();
+    let pong = frames.iter().find(|f| f["data"]["text"].as_str().unwrap_or("").contains("pong")).unwrap();
+    assert_eq!(pong["after"], json!({"client": ping["n"]}));
+    assert!(frames.iter().any(|f| f["kind"] == "close"), "close frames are recorded");
+
+    // Replay, offline, on a frozen clock.
+    let cv = Callvcr::start(
+        &dir,
+        &["replay", "--cassette", "chan", "--strict", "--clock-frozen", "--clock-start", "2026-01-05T09:00:00Z"],
+    );
+    let token = login(&cv).await;
+    let ch = rest(&cv, "POST", "/api/v2/notifications/channels", &token, "").await.json();
+    assert_eq!(ch["id"], CHANNEL_ID);
+    let mut ws = ws_connect(&cv, "streaming.mypurecloud.com", &path).await.expect("a fresh, valid accept key");
+    assert_eq!(rest(&cv, "PUT", &sub, &token, &body).await.status, 200);
+    let sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
+    assert_eq!(sessions[0]["topics"], json!([CALLS_TOPIC]), "{sessions}");
+    assert!(next_event(&mut ws, SHORT).await.is_none(), "nothing before its cause");
+    ws.send(Message::text(r#"{"message":"ping"}"#)).await.unwrap();
+    assert_eq!(next_event(&mut ws, LONG).await.unwrap()["eventBody"]["message"], "pong");
+    assert!(next_event(&mut ws, SHORT).await.is_none(), "no call events before the call is placed");
+    let r = rest(&cv, "POST", "/api/v2/conversations/calls", &token, r#"{"phoneNumber":"+13175550100"}"#).await;
+    assert_eq!(r.status, 200);
+    let a2 = next_event(&mut ws, LONG).await.expect("the alerting event follows the replayed call");
+    assert_eq!(a2, a);
+    assert!(
+        next_event(&mut ws, SHORT).await.is_none(),
+        "the second event keeps its recorded gap, on the virtual clock"
+    );
+    advance(&cv, 200).await;
+    assert_eq!(next_event(&mut ws, LONG).await.unwrap(), b);
+
+    // Heartbeats: synthesized on the virtual clock at the recorded interval (rounded to 1 s).
+    assert!(next_text(&mut ws, SHORT).await.is_none());
+    advance(&cv, 1_000).await;
+    assert_eq!(next_text(&mut ws, LONG).await.unwrap()["eventBody"]["message"], "WebSocket Heartbeat");
+
+    // A pushed event, delayed and duplicated.
+    let push =
+        json!({"topic": CALLS_TOPIC, "event": call_event("disconnected", "c-9"), "delay_ms": 500, "duplicate": 1});
+    let r = admin(&cv, "POST", "/mock/admin/ws/events", &push.to_string()).await;
+    assert_eq!(r.json(), json!({"queued": 2}));
+    assert!(next_event(&mut ws, SHORT).await.is_none(), "not before its delay");
+    advance(&cv, 500).await;
+    for _ in 0..2 {
+        let e = next_event(&mut ws, LONG).await.unwrap();
+        assert_eq!(e["eventBody"]["participants"][0]["state"], "disconnected");
+    }
+    ws.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json(), json!([]), "freed on close");
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "strict replay: every request hit: {log}");
+}
+
+fn s(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A cassette with one recorded socket (no frames) and a NICE long poll.
+fn fixture(dir: &Path) {
+    let mut text = String::from("{\"format\":\"callvcr-cassette\",\"version\":1}\n");
+    let ex = |seq: u64, method: &str, host: &str, path: &str, query: Option<&str>, status: u16, body: &str| {
+        json!({"seq": seq, "recorded_at": "2026-01-05T09:00:00.000Z", "duration_ms": 1,
+            "request": {"method": method, "scheme": "https", "host": host, "path": path, "query": query, "headers": [], "body": {"text": ""}},
+            "response": {"status": status, "headers": [["content-type", "application/json"]], "body": {"text": body}}})
+        .to_string()
+    };
+    let poll = "/incontactapi/services/v27.0/agent-sessions/s-1/get-next-event";
+    for l in [
+        ex(1, "GET", "streaming.mypurecloud.com", "/channels/streaming-0-aaaaaaaa11", None, 101, ""),
+        ex(
+            2,
+            "GET",
+            "api-na1.niceincontact.com",
+            poll,
+            Some("timeout=10"),
+            200,
+            r#"{"sessionId":"s-1","events":[{"Type":"AgentState","CurrentState":"Available"}]}"#,
+        ),
+        ex(3, "GET", "api-na1.niceincontact.com", poll, Some("timeout=10"), 304, ""),
+        ex(4, "GET", "api-na1.niceincontact.com", poll, Some("timeout=10"), 409, r#"{"error":"Session ended"}"#),
+    ] {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    std::fs::write(dir.join("fx.jsonl"), text).unwrap();
+}
+
+fn start_fixture(dir: &Path, config: &str) -> Callvcr {
+    fixture(dir);
+    std::fs::write(dir.join("proxy.yaml"), config).unwrap();
+    Callvcr::start(
+        dir,
+        &["replay", "--cassette", "fx.jsonl", "--config", "proxy.yaml", "--no-overlay", "auth", "--clock-frozen"],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_limit_answers_503_and_closed_sessions_are_freed() {
+    let dir = tempdir("ws-limit");
+    let cv = start_fixture(&dir, "ws:\n  max_sessions: 2\n  heartbeat_s: 0\n");
+    // The channel id differs from the recorded one: matched by URL template.
+    let p = "/channels/streaming-0-bbbbbbbb22";
+    let mut one = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    let _two = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    match ws_connect(&cv, "streaming.mypurecloud.com", p).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 503);
+            let body: Value = serde_json::from_slice(r.body().as_deref().unwrap_or(b"{}")).unwrap();
+            assert_eq!(body["code"], "service.unavailable");
+            assert!(body["message"].as_str().unwrap().contains("2 concurrent WebSocket sessions"));
+        }
+        other => panic!("expected a 503, got {:?}", other.map(|_| "a session")),
+    }
+    assert_eq!(admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json().as_array().unwrap().len(), 2);
+    one.close(None).await.unwrap();
+    // Wait for the server to free it.
+    for _ in 0..50 {
+        if admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json().as_array().unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ws_connect(&cv, "streaming.mypurecloud.com", p).await.is_ok(), "a freed slot is usable again");
+    assert_eq!(cv.stop().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_gets_a_bounded_queue_and_others_keep_working() {
+    let dir = tempdir("ws-backpressure");
+    let cv = start_fixture(&dir, "ws:\n  queue: 4\n  on_full: drop-oldest\n  heartbeat_s: 0\n");
+    let p = "/channels/streaming-0-aaaaaaaa11";
+    let _stuck = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap(); // never read
+    let sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
+    let stuck_id = sessions[0]["id"].as_str().unwrap().to_string();
+    let big = "x".repeat(64 * 1024);
+    for i in 0..200 {
+        let ev = json!({"session": stuck_id, "event": {"topicName": "t", "eventBody": {"i": i, "pad": big}}});
+        assert_eq!(admin(&cv, "POST", "/mock/admin/ws/events", &ev.to_string()).await.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
+    let queued = sessions[0]["queued"].as_u64().unwrap();
+    assert!(queued <= 4, "the bound holds: {queued}");
+    // Another session is served meanwhile.
+    let mut ok = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    ok.send(Message::text(r#"{"message":"ping"}"#)).await.unwrap();
+    assert_eq!(next_event(&mut ok, LONG).await.unwrap()["eventBody"]["message"], "pong");
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0);
+    assert!(log.contains("dropped the oldest frame"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_get_the_right_close_code_and_other_sessions_keep_working() {
+    let dir = tempdir("ws-bad");
+    let cv = start_fixture(&dir, "ws:\n  heartbeat_s: 0\n  max_message_bytes: 1024\n");
+    let p = "/channels/streaming-0-aaaaaaaa11";
+    let mut other = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+
+    // Invalid UTF-8 in a text frame (written raw, masked as a client must): 1007.
+    let mut bad = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    let mask = [1u8, 2, 3, 4];
+    let payload = [0xffu8, 0xfe];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    bad.get_mut().write_all(&frame).await.unwrap();
+    bad.get_mut().flush().await.unwrap();
+    let close = tokio::time::timeout(LONG, bad.next()).await.unwrap();
+    match close {
+        Some(Ok(Message::Close(Some(c)))) => assert_eq!(u16::from(c.code), 1007),
+        other => panic!("expected close 1007, got {other:?}"),
+    }
+
+    // Oversized: 1009.
+    let mut big = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    let _ = big.send(Message::text("y".repeat(4096))).await;
+    match tokio::time::timeout(LONG, big.next()).await.unwrap() {
+        Some(Ok(Message::Close(Some(c)))) => assert_eq!(u16::from(c.code), 1009),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+
+    // An abrupt TCP close.
+    let abrupt = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    drop(abrupt);
+
+    other.send(Message::text(r#"{"type":"PING"}"#)).await.unwrap();
+    let pong = next_text(&mut other, LONG).await.unwrap();
+    assert_eq!(pong["type"], "PONG", "the other session is unaffected");
+    other.send(Message::text(r#"{"type":"SUBSCRIBE","channels":["agent"]}"#)).await.unwrap();
+    assert_eq!(next_text(&mut other, LONG).await.unwrap(), json!({"type": "SUBSCRIBED", "channels": ["agent"]}));
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0);
+    assert!(log.contains("not valid UTF-8") && log.contains("message too large"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nice_long_polls_return_recorded_events_then_304_after_the_timeout_then_409() {
+    let dir = tempdir("ws-poll");
+    let cv = start_fixture(&dir, "");
+    let host = "api-na1.niceincontact.com";
+    let path = "/incontactapi/services/v27.0/agent-sessions/s-1/get-next-event?timeout=10";
+    let poll = |cv: &Callvcr| {
+        let (tls, ca) = (cv.tls, cv.ca_path());
+        tokio::spawn(async move {
+            let s = tls_over(TcpStream::connect(tls).await.unwrap(), host, client_config(&ca, &[b"http/1.1"])).await;
+            let mut c = H1::over(s.unwrap()).await;
+            c.send("GET", path, &[("host", host)], "").await
+        })
+    };
+    let r = poll(&cv).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["events"][0]["CurrentState"], "Available");
+    let pending = poll(&cv);
+    tokio::time::sleep(SHORT).await;
+    assert!(!pending.is_finished(), "nothing happened: the poll waits its timeout out");
+    advance(&cv, 9_999).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!pending.is_finished());
+    advance(&cv, 1).await;
+    assert_eq!(pending.await.unwrap().status, 304);
+    let r = poll(&cv).await.unwrap();
+    assert_eq!(r.status, 409, "the session ended");
+    assert_eq!(cv.stop().0, 0);
+}
