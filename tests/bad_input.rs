@@ -70,7 +70,7 @@ async fn upstream_failures_say_which_and_store_nothing() {
     assert!(r.text().contains("response body did not finish"), "{}", r.text());
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("0 exchanges stored") && log.contains("4 upstream failures"), "{log}");
+    assert!(log.contains("0 exchanges and 0 WebSocket frames stored") && log.contains("4 upstream failures"), "{log}");
 
     // Without the sandbox's CA, verification fails: 502 tls, never a silent downgrade.
     std::fs::remove_file(dir.join("proxy.yaml")).unwrap();

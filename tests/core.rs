@@ -97,7 +97,7 @@ async fn record_then_replay_gives_identical_answers_without_the_upstream() {
     let recorded = journey(&cv, "SECRET-BEARER-111", "SECRET-CLIENT-SECRET-000").await;
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("9 exchanges stored"), "{log}");
+    assert!(log.contains("9 exchanges and 0 WebSocket frames stored"), "{log}");
 
     // The upstream saw the Host header unchanged, for every route in.
     {
@@ -222,7 +222,7 @@ async fn http2_by_alpn_and_record_missing() {
     assert_eq!(new.status, 200);
     let (code, log) = cv.stop();
     assert_eq!(code, 0);
-    assert!(log.contains("1 exchanges stored, 1 replayed"), "{log}");
+    assert!(log.contains("1 exchanges and 0 WebSocket frames stored, 1 replayed"), "{log}");
     assert_eq!(si.seen.lock().unwrap().len(), 2, "the upstream saw only the first recording and the miss");
     si.stop();
 
@@ -292,44 +292,40 @@ async fn kill_9_after_acknowledged_exchanges_loses_none() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_upgrade_passes_through_in_record_mode() {
+async fn websocket_sessions_relay_while_recording_without_the_compression_offer() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let dir = tempdir("ws");
     let si = start_stand_in(&dir).await;
     let cv = Callvcr::start(&dir, &s(&record_args(&si, "ws")));
     let tcp = TcpStream::connect(cv.tls).await.unwrap();
-    let mut tls = tls_over(tcp, "api.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
-    tls.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: api.mypurecloud.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    let tls = tls_over(tcp, "streaming.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
+    let mut req = format!("wss://streaming.mypurecloud.com/channels/{CHANNEL_ID}").into_client_request().unwrap();
+    req.headers_mut().insert("sec-websocket-extensions", "permessage-deflate".parse().unwrap());
     let work = async {
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(tls.read(&mut b).await.unwrap(), 1, "closed during the handshake");
-            head.push(b[0]);
+        let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.expect("handshake through callvcr");
+        assert_eq!(resp.status(), 101);
+        ws.send(tokio_tungstenite::tungstenite::Message::text(r#"{"message":"ping"}"#)).await.unwrap();
+        loop {
+            let m = ws.next().await.unwrap().unwrap();
+            if m.to_text().unwrap_or("").contains("pong") {
+                break;
+            }
         }
-        let head = String::from_utf8_lossy(&head).to_lowercase();
-        assert!(head.starts_with("http/1.1 101"), "{head}");
-        assert!(head.contains("sec-websocket-accept: stand-in-accept"), "{head}");
-        tls.write_all(b"hello frames").await.unwrap();
-        let mut buf = [0u8; 12];
-        tls.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"hello frames");
+        ws.close(None).await.unwrap();
     };
-    tokio::time::timeout(Duration::from_secs(10), work).await.expect("the WebSocket pass-through hung");
-    // The extension offer was removed on the way upstream.
+    tokio::time::timeout(Duration::from_secs(10), work).await.expect("the WebSocket relay hung");
+    // The extension offer was removed on the way upstream, so frames stay readable.
     assert!(si
         .seen
         .lock()
         .unwrap()
         .iter()
-        .any(|x| x.path == "/ws" && !x.headers.contains_key("sec-websocket-extensions")));
-    drop(tls);
+        .any(|x| x.path.starts_with("/channels/") && !x.headers.contains_key("sec-websocket-extensions")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
+    assert!(log.contains("WebSocket session recorded"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,7 +357,7 @@ async fn a_cassette_held_by_a_recording_is_named_with_its_pid() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_websocket_upgrade_in_replay_gets_an_answer_not_a_hang() {
+async fn a_websocket_upgrade_in_replay_gets_a_fresh_accept_key_not_the_recorded_one() {
     let dir = tempdir("wsreplay");
     let si = start_stand_in(&dir).await;
     let cv = Callvcr::start(&dir, &s(&record_args(&si, "wsr")));
@@ -382,10 +378,17 @@ async fn a_websocket_upgrade_in_replay_gets_an_answer_not_a_hang() {
         let mut tls = tls_over(tcp, "api.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
         let req = String::from_utf8_lossy(upgrade).replace("GET /ws ", &format!("GET {path} "));
         tls.write_all(req.as_bytes()).await.unwrap();
-        let mut head = [0u8; 12];
-        tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut head)).await.expect("hung").unwrap();
-        let want: &[u8] = if path == "/ws" { b"HTTP/1.1 501" } else { b"HTTP/1.1 404" };
-        assert_eq!(&head, want, "{path}");
+        let mut head = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut head)).await.expect("hung").unwrap();
+        let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+        if path == "/ws" {
+            assert!(head.starts_with("http/1.1 101"), "{head}");
+            // RFC 6455's own example: this key must get this accept, whatever the recording said.
+            assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+            assert!(!head.contains("stand-in-accept"), "{head}");
+        } else {
+            assert!(head.starts_with("http/1.1 404"), "{path}: {head}");
+        }
     }
     assert_eq!(cv.stop().0, 0);
 }
@@ -403,7 +406,7 @@ async fn shutdown_lets_an_in_flight_request_finish_and_stores_it() {
     assert_eq!((r.status, r.text().as_str()), (200, r#"{"slow":true}"#));
     let (code, log) = stopping.await.unwrap();
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("1 exchanges stored"), "{log}");
+    assert!(log.contains("1 exchanges and 0 WebSocket frames stored"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,7 +424,7 @@ async fn connect_to_a_host_outside_the_list_is_a_blind_tunnel_while_recording() 
     drop(c);
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("0 exchanges stored") && log.contains("blind tunnel"), "{log}");
+    assert!(log.contains("0 exchanges and 0 WebSocket frames stored") && log.contains("blind tunnel"), "{log}");
 }
 
 fn is_root() -> bool {
