@@ -321,6 +321,8 @@ async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Arc<Proxy>,
     if !drain_signal.drain(Duration::from_secs(5)).await {
         tracing::warn!("some connections were still open after 5 s and were closed");
     }
+    // Then WebSockets: a close frame (1001) each, ahead of anything still queued.
+    let _ = tokio::time::timeout(Duration::from_secs(2), proxy.ws.shutdown()).await;
     Ok(proxy)
 }
 

@@ -574,8 +574,11 @@ impl Hub {
         let matched = Arc::new(Notify::new());
         let pong_seen = Arc::new(AtomicU64::new(0));
 
-        // Writer: the only task that writes to the socket.
+        // Writer: the only task that writes to the socket. Once it has sent a close, the session
+        // ends when the client answers it, or after 2 s if it never does.
         let out = session.clone();
+        let wrote_close = Arc::new(Notify::new());
+        let signal = wrote_close.clone();
         let writer = tokio::spawn(async move {
             loop {
                 let m = out.outbox.pop().await;
@@ -587,6 +590,7 @@ impl Hub {
                     break;
                 }
             }
+            signal.notify_one();
             let _ = sink.close().await;
         });
 
@@ -667,7 +671,21 @@ impl Hub {
 
         // Reader: client messages get their recorded replies, or the protocol's own.
         loop {
-            let msg = match stream.next().await {
+            let next = tokio::select! {
+                m = stream.next() => m,
+                _ = wrote_close.notified() => {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                        while let Some(Ok(m)) = stream.next().await {
+                            if matches!(m, Message::Close(_)) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    break;
+                }
+            };
+            let msg = match next {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
                     match close_for(&e) {
@@ -731,6 +749,33 @@ impl Hub {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         self.active.fetch_sub(1, Ordering::AcqRel);
         tracing::info!(session = %id, "WebSocket session closed and freed");
+    }
+
+    /// Closes every open session with 1001 (going away), ahead of anything queued; the future ends
+    /// when they are gone.
+    pub fn shutdown(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let open: Vec<Arc<Session>> =
+            self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for s in &open {
+            {
+                let mut q = s.outbox.lock();
+                q.clear();
+                q.push_back(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "callvcr is shutting down".into(),
+                })));
+            }
+            s.outbox.more.notify_one();
+        }
+        if !open.is_empty() {
+            tracing::info!(sessions = open.len(), "closing WebSocket sessions (1001)");
+        }
+        let hub = self.clone();
+        async move {
+            while hub.active() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
     }
 
     /// Counts a session in before its upgrade completes, so the limit holds under a burst.

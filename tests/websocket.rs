@@ -360,3 +360,99 @@ async fn nice_long_polls_return_recorded_events_then_304_after_the_timeout_then_
     assert_eq!(r.status, 409, "the session ended");
     assert_eq!(cv.stop().0, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_pings_close_a_silent_client_and_spare_one_that_answers() {
+    let dir = tempdir("ws-ping");
+    let cv = start_fixture(&dir, "ws:\n  heartbeat_s: 0\n  ping_s: 15\n  pong_timeout_s: 5\n");
+    let p = "/channels/streaming-0-aaaaaaaa11";
+    let mut lively = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    let mut silent = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    // The lively client reads all along (tungstenite answers pings as it reads).
+    let reader = tokio::spawn(async move {
+        let mut pings = 0;
+        while let Some(Ok(m)) = lively.next().await {
+            match m {
+                Message::Ping(_) => pings += 1,
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        pings
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    advance(&cv, 15_000).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    advance(&cv, 5_000).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The silent one: a ping, then a close 1011, since no pong came back in time.
+    let mut seen = Vec::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(LONG, silent.next()).await {
+        let close = matches!(m, Message::Close(_));
+        seen.push(m);
+        if close {
+            break;
+        }
+    }
+    assert!(matches!(seen.first(), Some(Message::Ping(_))), "{seen:?}");
+    match seen.last() {
+        Some(Message::Close(Some(c))) => assert_eq!(u16::from(c.code), 1011),
+        other => panic!("expected close 1011, got {other:?}"),
+    }
+    let mut sessions = Value::Null;
+    for _ in 0..60 {
+        sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
+        if sessions.as_array().unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "the closed one is freed, the answering one stays: {sessions}");
+    // Shutdown closes it with 1001.
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(reader.await.unwrap() >= 1, "the lively client saw the ping");
+    assert!(log.contains("closing WebSocket sessions (1001)"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_frames_close_with_1002_and_a_full_queue_can_close_the_session() {
+    let dir = tempdir("ws-garbage");
+    let cv = start_fixture(&dir, "ws:\n  heartbeat_s: 0\n  queue: 2\n  on_full: close\n");
+    let p = "/channels/streaming-0-aaaaaaaa11";
+    let mut g = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    // Reserved bits set and an unknown opcode: not a WebSocket frame.
+    g.get_mut().write_all(&[0xF3, 0x80, 1, 2, 3, 4]).await.unwrap();
+    g.get_mut().flush().await.unwrap();
+    match tokio::time::timeout(LONG, g.next()).await.unwrap() {
+        Some(Ok(Message::Close(Some(c)))) => assert_eq!(u16::from(c.code), 1002),
+        other => panic!("expected close 1002, got {other:?}"),
+    }
+
+    // on_full: close — a client that never reads is closed with 1008 once its queue is full.
+    let _stuck = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    let sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
+    let id = sessions.as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string();
+    let big = "z".repeat(64 * 1024);
+    for i in 0..200 {
+        let ev = json!({"session": id, "event": {"i": i, "pad": big}});
+        let r = admin(&cv, "POST", "/mock/admin/ws/events", &ev.to_string()).await;
+        if r.status == 404 {
+            break; // already closed and freed
+        }
+    }
+    let mut gone = false;
+    for _ in 0..50 {
+        let s = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
+        if !s.as_array().unwrap().iter().any(|x| x["id"] == id.as_str()) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0);
+    assert!(log.contains("protocol error"), "{log}");
+    assert!(log.contains("closing the session (1008)"), "{log}");
+    assert!(gone || log.contains("closed and freed"), "the session was torn down: {log}");
+}
