@@ -326,7 +326,7 @@ async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Prox
                 duplicate: num("duplicate")?,
                 reorder,
             };
-            match proxy.ws.push(push) {
+            match proxy.ws.push(push).await {
                 Ok(n) => reply(StatusCode::OK, json!({"queued": n})),
                 Err(msg) => error(StatusCode::NOT_FOUND, "not_found", msg),
             }

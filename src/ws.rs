@@ -498,8 +498,10 @@ impl Hub {
         self.active.load(Ordering::Acquire) < self.cfg.max_sessions
     }
 
-    /// Queues a pushed event; how many deliveries were queued (0 when no session matched).
-    pub fn push(self: &Arc<Self>, p: Push) -> Result<usize, String> {
+    /// Queues a pushed event; how many deliveries were queued (0 when no session matched). An
+    /// undelayed event is queued before this returns, so with `on_full: wait` a caller pushing to a
+    /// client that does not read is itself held back: memory stays bounded.
+    pub async fn push(self: &Arc<Self>, p: Push) -> Result<usize, String> {
         let targets: Vec<Arc<Session>> = {
             let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             s.values()
@@ -527,11 +529,13 @@ impl Hub {
                 let msg = Message::text(text.clone());
                 let first = p.reorder;
                 queued += 1;
+                let id: u64 = s.id.trim_start_matches("ws-").parse().unwrap_or(0);
+                if delay == 0 {
+                    s.outbox.push(msg, first, id).await;
+                    continue;
+                }
                 tokio::spawn(async move {
-                    if delay > 0 {
-                        hub.timer.sleep_ms(delay).await;
-                    }
-                    let id: u64 = s.id.trim_start_matches("ws-").parse().unwrap_or(0);
+                    hub.timer.sleep_ms(delay).await;
                     s.outbox.push(msg, first, id).await;
                 });
             }

@@ -456,3 +456,41 @@ async fn garbage_frames_close_with_1002_and_a_full_queue_can_close_the_session()
     assert!(log.contains("closing the session (1008)"), "{log}");
     assert!(gone || log.contains("closed and freed"), "the session was torn down: {log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reordered_push_overtakes_what_is_queued_and_pings_get_pongs() {
+    let dir = tempdir("ws-reorder");
+    let cv = start_fixture(&dir, "ws:\n  heartbeat_s: 0\n  queue: 1000\n");
+    let p = "/channels/streaming-0-aaaaaaaa11";
+    let mut ws = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    ws.send(Message::Ping(bytes::Bytes::from_static(b"are-you-there"))).await.unwrap();
+    match tokio::time::timeout(LONG, ws.next()).await.unwrap() {
+        Some(Ok(Message::Pong(b))) => assert_eq!(&b[..], b"are-you-there"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    // Not reading: 300 large events back up through the socket buffers into the queue.
+    let id = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json()[0]["id"].as_str().unwrap().to_string();
+    let pad = "q".repeat(64 * 1024);
+    for i in 0..300 {
+        let ev = json!({"session": id, "event": {"i": i, "pad": pad}});
+        assert_eq!(admin(&cv, "POST", "/mock/admin/ws/events", &ev.to_string()).await.status, 200);
+    }
+    let queued = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json()[0]["queued"].as_u64().unwrap();
+    assert!(queued > 0, "a backlog exists (the comparison below can fail only with one)");
+    let ev = json!({"session": id, "event": {"i": "urgent"}, "reorder": true});
+    assert_eq!(admin(&cv, "POST", "/mock/admin/ws/events", &ev.to_string()).await.json(), json!({"queued": 1}));
+    let mut order = Vec::new();
+    while order.len() < 301 {
+        match tokio::time::timeout(LONG, ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(t))) => order.push(serde_json::from_str::<Value>(&t).unwrap()["i"].clone()),
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let urgent = order.iter().position(|i| i == "urgent").unwrap();
+    let last = order.iter().position(|i| i == 299).unwrap();
+    assert!(urgent < last, "the reordered event overtook the queue: at {urgent}, the last queued at {last}");
+    let numbers: Vec<i64> = order.iter().filter_map(Value::as_i64).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "the others keep their order");
+    assert_eq!(cv.stop().0, 0);
+}
