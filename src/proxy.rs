@@ -142,9 +142,47 @@ pub struct Proxy {
     pub stats: Stats,
     /// Name of the cassette in use.
     pub cassette_name: RwLock<String>,
-    journal: Mutex<std::collections::VecDeque<JournalEntry>>,
+    /// How each request was answered.
+    pub journal: Arc<Journal>,
     missed: Mutex<Vec<String>>,
+}
+
+/// The journal: the most recent answers, shared by the HTTP and WebSocket sides.
+#[derive(Debug, Default)]
+pub struct Journal {
+    entries: Mutex<std::collections::VecDeque<JournalEntry>>,
     seq: AtomicU64,
+}
+
+impl Journal {
+    /// Notes one answer.
+    pub fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut j = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if j.len() >= JOURNAL_CAP {
+            j.pop_front();
+        }
+        j.push_back(JournalEntry {
+            seq,
+            method: method.to_string(),
+            host: host.to_string(),
+            path: path.to_string(),
+            status,
+            answered_by: answered_by.to_string(),
+            detail: detail.map(String::from),
+        });
+    }
+
+    /// A copy of the entries.
+    pub fn entries(&self) -> Vec<JournalEntry> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    /// Empties it.
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.seq.store(0, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Proxy {
@@ -243,8 +281,16 @@ impl Proxy {
         let recorded = recorded_errors(&index);
         let timer = Arc::new(Timer::new(clock.clone()));
         let ids = Arc::new(Ids::new(config.seed));
-        let ws =
-            Arc::new(crate::ws::Hub::new(config.ws.clone(), config.ws_speed, Vec::new(), timer.clone(), ids.clone()));
+        let journal = Arc::new(Journal::default());
+        let ws = Arc::new(crate::ws::Hub::new(
+            config.ws.clone(),
+            config.ws_speed,
+            Vec::new(),
+            timer.clone(),
+            ids.clone(),
+            journal.clone(),
+            None,
+        ));
         Proxy {
             mode,
             ws,
@@ -263,22 +309,23 @@ impl Proxy {
             clock,
             stats: Stats::default(),
             cassette_name: RwLock::new(cassette_name),
-            journal: Mutex::new(std::collections::VecDeque::new()),
+            journal,
             missed: Mutex::new(Vec::new()),
-            seq: AtomicU64::new(1),
         }
     }
 
     /// Switches the overlays on (replay), sharing `ids` with them.
     pub fn with_overlays(mut self, overlays: Overlays, ids: Arc<Ids>) -> Proxy {
-        self.overlays = overlays;
         self.ws = Arc::new(crate::ws::Hub::new(
             self.config.ws.clone(),
             self.config.ws_speed,
             Vec::new(),
             self.timer.clone(),
             ids.clone(),
+            self.journal.clone(),
+            overlays.faults.clone(),
         ));
+        self.overlays = overlays;
         self.ids = ids;
         self
     }
@@ -325,7 +372,7 @@ impl Proxy {
 
     /// A copy of the journal.
     pub fn journal(&self) -> Vec<JournalEntry> {
-        self.journal.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.journal.entries()
     }
 
     /// Requests that missed, described.
@@ -343,9 +390,8 @@ impl Proxy {
         if let Some(f) = &self.overlays.faults {
             f.restart(self.timer.now_ms());
         }
-        self.journal.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.journal.clear();
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.seq.store(1, Ordering::SeqCst);
         for c in [&self.stats.hits, &self.stats.misses, &self.stats.passthrough, &self.stats.upstream_errors] {
             c.store(0, Ordering::SeqCst);
         }
@@ -365,20 +411,7 @@ impl Proxy {
     }
 
     fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst);
-        let mut j = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        if j.len() >= JOURNAL_CAP {
-            j.pop_front();
-        }
-        j.push_back(JournalEntry {
-            seq,
-            method: method.to_string(),
-            host: host.to_string(),
-            path: path.to_string(),
-            status,
-            answered_by: answered_by.to_string(),
-            detail: detail.map(String::from),
-        });
+        self.journal.note(method, host, path, status, answered_by, detail)
     }
 
     /// Answers one request bound for `target`.

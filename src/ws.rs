@@ -373,6 +373,8 @@ pub struct Hub {
     served: Notify,
     timer: Arc<Timer>,
     ids: Arc<Ids>,
+    journal: Arc<crate::proxy::Journal>,
+    faults: Option<Arc<crate::overlay::faults::Faults>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -425,8 +427,16 @@ fn group(frames: Vec<Frame>) -> HashMap<u64, Vec<Frame>> {
 }
 
 impl Hub {
-    /// A hub over recorded `frames`.
-    pub fn new(cfg: WsConfig, speed: Option<f64>, frames: Vec<Frame>, timer: Arc<Timer>, ids: Arc<Ids>) -> Hub {
+    /// A hub over recorded `frames`; `faults` injects WebSocket faults, `journal` records them.
+    pub fn new(
+        cfg: WsConfig,
+        speed: Option<f64>,
+        frames: Vec<Frame>,
+        timer: Arc<Timer>,
+        ids: Arc<Ids>,
+        journal: Arc<crate::proxy::Journal>,
+        faults: Option<Arc<crate::overlay::faults::Faults>>,
+    ) -> Hub {
         Hub {
             cfg,
             speed,
@@ -437,6 +447,8 @@ impl Hub {
             served: Notify::new(),
             timer,
             ids,
+            journal,
+            faults,
         }
     }
 
@@ -577,15 +589,46 @@ impl Hub {
         let client_data: Vec<Bytes> = client_frames.iter().map(|f| f.data.bytes.clone()).collect();
         let matched = Arc::new(Notify::new());
         let pong_seen = Arc::new(AtomicU64::new(0));
+        let (ws_host, ws_path) = {
+            let rest = url.trim_start_matches("wss://").trim_start_matches("ws://");
+            let (h, p) = rest.split_once('/').unwrap_or((rest, ""));
+            (h.split(':').next().unwrap_or(h).to_string(), format!("/{}", p.split('?').next().unwrap_or("")))
+        };
+        let mut drop_plan = self.faults.as_ref().and_then(|f| f.ws_session(&ws_host, &ws_path, self.timer.now_ms()));
+        let abort = Arc::new(Notify::new());
 
         // Writer: the only task that writes to the socket. Once it has sent a close, the session
         // ends when the client answers it, or after 2 s if it never does.
         let out = session.clone();
         let wrote_close = Arc::new(Notify::new());
         let signal = wrote_close.clone();
+        let abort_writer = abort.clone();
+        let journal = self.journal.clone();
+        let (jh, jp) = (ws_host.clone(), ws_path.clone());
         let writer = tokio::spawn(async move {
+            let mut sent: u64 = 0;
             loop {
                 let m = out.outbox.pop().await;
+                let data = matches!(m, Message::Text(_) | Message::Binary(_));
+                if data {
+                    if let Some(plan) = drop_plan.as_mut() {
+                        if plan.drop_now(sent) {
+                            // An injected fault: the connection just goes, no close frame.
+                            tracing::warn!(session = n, rule = %plan.rule, "injected fault: WebSocket connection dropped after {sent} frames");
+                            journal.note(
+                                "WS",
+                                &jh,
+                                &jp,
+                                0,
+                                "fault:ws_drop",
+                                Some(&format!("ws_drop:{}; after {sent} frames", plan.rule)),
+                            );
+                            abort_writer.notify_one();
+                            return;
+                        }
+                    }
+                    sent += 1;
+                }
                 let closing = matches!(m, Message::Close(_));
                 if sink.send(m).await.is_err() {
                     break;
@@ -633,9 +676,22 @@ impl Hub {
         let beat = (heartbeat_s > 0).then(|| {
             let hub = self.clone();
             let s = session.clone();
+            let (h, p) = (ws_host.clone(), ws_path.clone());
             tokio::spawn(async move {
                 loop {
                     hub.timer.sleep_ms(heartbeat_s * 1000).await;
+                    if let Some(rule) = hub.faults.as_ref().and_then(|f| f.heartbeat_miss(&h, &p, hub.timer.now_ms())) {
+                        tracing::warn!(session = n, rule = %rule, "injected fault: heartbeat skipped");
+                        hub.journal.note(
+                            "WS",
+                            &h,
+                            &p,
+                            0,
+                            "fault:heartbeat_miss",
+                            Some(&format!("heartbeat_miss:{rule}")),
+                        );
+                        continue;
+                    }
                     if !s.outbox.push(Message::text(genesys_heartbeat().to_string()), false, n).await {
                         break;
                     }
@@ -677,6 +733,7 @@ impl Hub {
         loop {
             let next = tokio::select! {
                 m = stream.next() => m,
+                _ = abort.notified() => break,
                 _ = wrote_close.notified() => {
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
                         while let Some(Ok(m)) = stream.next().await {

@@ -323,7 +323,7 @@ async fn rules_from_the_admin_api_and_proxy_yaml_take_effect_list_and_clear() {
 
     for (rule, says) in [
         (json!({"kind": "status"}), "`status` is required"),
-        (json!({"kind": "ws_drop", "after_frames": 2}), "WebSocket"),
+        (json!({"kind": "ws_drop"}), "after_frames"),
         (json!({"kind": "status", "status": 503, "match": {"verb": "GET"}}), "match.verb"),
     ] {
         let r = admin(&cv, "POST", "/mock/admin/faults", &rule.to_string()).await;

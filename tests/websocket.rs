@@ -494,3 +494,87 @@ async fn a_reordered_push_overtakes_what_is_queued_and_pings_get_pongs() {
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "the others keep their order");
     assert_eq!(cv.stop().0, 0);
 }
+
+/// Counts the events a session receives until its connection goes; whether it went without a
+/// close frame.
+async fn until_dropped(ws: &mut Ws) -> (usize, bool) {
+    let mut n = 0;
+    loop {
+        match tokio::time::timeout(LONG, ws.next()).await.expect("neither an event nor a drop") {
+            Some(Ok(Message::Text(_))) => n += 1,
+            Some(Ok(Message::Close(_))) => return (n, false),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return (n, true),
+        }
+    }
+}
+
+async fn push_n(cv: &Callvcr, n: usize) {
+    for i in 0..n {
+        let ev = json!({"event": {"i": i}});
+        assert_eq!(admin(cv, "POST", "/mock/admin/ws/events", &ev.to_string()).await.status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_faults_drop_sessions_and_skip_heartbeats_as_injected() {
+    let dir = tempdir("ws-faults");
+    let cv = start_fixture(&dir, "ws:\n  heartbeat_s: 1\n");
+    let p = "/channels/streaming-0-aaaaaaaa11";
+    let rule = json!({"match": {"path": "^/channels/"}, "kind": "ws_drop", "after_frames": 2, "count": 1});
+    assert_eq!(admin(&cv, "POST", "/mock/admin/faults", &rule.to_string()).await.status, 200);
+    let mut first = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    push_n(&cv, 3).await;
+    assert_eq!(until_dropped(&mut first).await, (2, true), "two frames, then the connection goes without a close");
+    // The window was one session: the next is whole.
+    let mut second = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
+    push_n(&cv, 3).await;
+    for _ in 0..3 {
+        assert!(next_event(&mut second, LONG).await.unwrap()["i"].is_number());
+    }
+
+    // A missed heartbeat: the first one due is skipped, the next arrives.
+    let rule = json!({"kind": "heartbeat_miss", "count": 1});
+    assert_eq!(admin(&cv, "POST", "/mock/admin/faults", &rule.to_string()).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    advance(&cv, 1_000).await;
+    assert!(next_text(&mut second, SHORT).await.is_none(), "the heartbeat was missed");
+    advance(&cv, 1_000).await;
+    assert_eq!(next_text(&mut second, LONG).await.unwrap()["eventBody"]["message"], "WebSocket Heartbeat");
+    let by: Vec<String> = admin(&cv, "GET", "/mock/admin/journal", "")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["answered_by"].as_str().unwrap().to_string())
+        .collect();
+    assert!(by.contains(&"fault:ws_drop".into()) && by.contains(&"fault:heartbeat_miss".into()), "{by:?}");
+    assert_eq!(cv.stop().0, 0);
+}
+
+async fn random_drop_point(dir: &Path, seed: u64) -> usize {
+    let cv = start_fixture(dir, "ws:\n  heartbeat_s: 0\n");
+    let rule = json!({"kind": "ws_drop", "probability": 0.15, "seed": seed});
+    assert_eq!(admin(&cv, "POST", "/mock/admin/faults", &rule.to_string()).await.status, 200);
+    let mut ws = ws_connect(&cv, "streaming.mypurecloud.com", "/channels/streaming-0-aaaaaaaa11").await.unwrap();
+    let reader = tokio::spawn(async move { until_dropped(&mut ws).await });
+    push_n(&cv, 60).await;
+    let (n, dropped) = reader.await.unwrap();
+    assert!(dropped, "a 15% per-frame drop over 60 frames");
+    assert_eq!(cv.stop().0, 0);
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_websocket_drop_with_a_seed_repeats_across_runs() {
+    let dir = tempdir("ws-fault-seed");
+    let mut points = Vec::new();
+    for seed in [5, 6, 7, 8] {
+        let a = random_drop_point(&dir, seed).await;
+        let b = random_drop_point(&dir, seed).await;
+        assert_eq!(a, b, "seed {seed}: the same seed drops at the same frame");
+        points.push(a);
+    }
+    assert!(points.iter().any(|p| *p != points[0]), "other seeds, other points: {points:?}");
+}
