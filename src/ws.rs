@@ -130,6 +130,7 @@ pub async fn record(
     let mut n: u32 = 0;
     // The last client message: (its n, when it arrived, on the shared monotonic scale).
     let mut last_client: Option<(u32, u64)> = None;
+    let (mut pings_to_upstream, mut pings_to_client) = (0u32, 0u32);
     tracing::info!(session, %label, "recording WebSocket session");
     loop {
         let (dir, msg) = tokio::select! {
@@ -192,6 +193,21 @@ pub async fn record(
         n += 1;
         if let Err(e) = sink.store(frame).await {
             tracing::error!(session, "could not store a WebSocket frame: {e}");
+        }
+        // Each side's WebSocket answers a ping by itself, so a pong that answers a relayed ping is
+        // recorded but not relayed (the other side already had its pong).
+        match (&msg, dir) {
+            (Message::Ping(_), Dir::Client) => pings_to_upstream += 1,
+            (Message::Ping(_), Dir::Server) => pings_to_client += 1,
+            (Message::Pong(_), Dir::Server) if pings_to_upstream > 0 => {
+                pings_to_upstream -= 1;
+                continue;
+            }
+            (Message::Pong(_), Dir::Client) if pings_to_client > 0 => {
+                pings_to_client -= 1;
+                continue;
+            }
+            _ => {}
         }
         let closing = matches!(msg, Message::Close(_));
         let sent = match dir {

@@ -312,6 +312,17 @@ async fn websocket_sessions_relay_while_recording_without_the_compression_offer(
                 break;
             }
         }
+        // A ping control frame gets exactly one pong (callvcr's side answers; the platform's pong
+        // to the relayed ping is recorded, not sent twice).
+        ws.send(tokio_tungstenite::tungstenite::Message::Ping(bytes::Bytes::from_static(b"p1"))).await.unwrap();
+        let mut pongs = 0;
+        let until = tokio::time::Instant::now() + Duration::from_millis(600);
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, ws.next()).await {
+            if matches!(m, tokio_tungstenite::tungstenite::Message::Pong(_)) {
+                pongs += 1;
+            }
+        }
+        assert_eq!(pongs, 1);
         ws.close(None).await.unwrap();
     };
     tokio::time::timeout(Duration::from_secs(10), work).await.expect("the WebSocket relay hung");

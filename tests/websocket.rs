@@ -578,3 +578,50 @@ async fn a_random_websocket_drop_with_a_seed_repeats_across_runs() {
     }
     assert!(points.iter().any(|p| *p != points[0]), "other seeds, other points: {points:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_full_wait_a_push_to_a_client_that_does_not_read_holds_the_caller_back() {
+    let dir = tempdir("ws-wait");
+    let cv = start_fixture(&dir, "ws:\n  heartbeat_s: 0\n  queue: 2\n  on_full: wait\n");
+    let mut ws = ws_connect(&cv, "streaming.mypurecloud.com", "/channels/streaming-0-aaaaaaaa11").await.unwrap();
+    let id = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json()[0]["id"].as_str().unwrap().to_string();
+    let pad = "w".repeat(64 * 1024);
+    // Push until a call does not come back: the socket buffers and the queue are full.
+    let mut held = None;
+    for i in 0..400 {
+        let ev = json!({"session": id, "event": {"i": i, "pad": pad}}).to_string();
+        let (admin_addr, body) = (cv.admin, ev);
+        let call = tokio::spawn(async move {
+            let tcp = TcpStream::connect(admin_addr).await.unwrap();
+            let mut c = H1::over(tcp).await;
+            c.send("POST", "/mock/admin/ws/events", &[("host", "admin"), ("content-type", "application/json")], &body)
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if tokio::time::timeout(Duration::from_millis(300), async {
+            while !call.is_finished() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .is_err()
+        {
+            held = Some((i, call));
+            break;
+        }
+    }
+    let (i, call) = held.expect("a push was held back once the queue was full");
+    let queued = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json()[0]["queued"].as_u64().unwrap();
+    assert!(queued <= 2, "the bound holds: {queued}");
+    // Reading lets it through, and nothing was lost.
+    let mut got = 0;
+    while got <= i {
+        match tokio::time::timeout(LONG, ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(_))) => got += 1,
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(call.await.unwrap().json(), json!({"queued": 1}));
+    assert_eq!(cv.stop().0, 0);
+}

@@ -614,4 +614,29 @@ mod tests {
         assert!(!r.matches("POST", "api.nice-incontact.com", "/api/v2/conversations/calls"));
         assert!(!r.matches("POST", "api.mypurecloud.com", "/api/v2/users/me"));
     }
+
+    #[test]
+    fn latency_jitter_is_bounded_and_repeats_with_the_seed() {
+        let h = http::HeaderMap::new();
+        let body = bytes::Bytes::new();
+        let call =
+            Call { method: "GET", host: "api.mypurecloud.com", path: "/x", query: None, headers: &h, body: &body };
+        let delays = || {
+            let f = Faults::new(vec![], 0, true, 5_000, std::sync::Arc::new(Ids::new(0)), 0);
+            f.add(&json!({"kind": "latency", "delay_ms": 100, "jitter_ms": 50, "seed": 9}), 0).unwrap();
+            (0..32)
+                .map(|_| {
+                    let mut ctx = Ctx::default();
+                    match f.on_request(&call, &mut ctx, &Recorded::default()) {
+                        Decision::Delay(t, _) => t,
+                        other => panic!("{other:?}"),
+                    }
+                })
+                .collect::<Vec<i64>>()
+        };
+        let a = delays();
+        assert_eq!(a, delays(), "same seed, same delays");
+        assert!(a.iter().all(|d| (100..=150).contains(d)), "{a:?}");
+        assert!(a.iter().any(|d| *d != a[0]), "the jitter varies: {a:?}");
+    }
 }
