@@ -138,6 +138,8 @@ pub struct Proxy {
     recent_rest: Mutex<HashMap<String, (u64, u64)>>,
     /// Record mode: Genesys notification channel id → the client that created it.
     channel_owner: Mutex<HashMap<String, String>>,
+    /// Long polls waiting for the request that caused their events.
+    poll_waiters: std::sync::atomic::AtomicUsize,
     /// Counters.
     pub stats: Stats,
     /// Name of the cassette in use.
@@ -296,6 +298,7 @@ impl Proxy {
             ws,
             recent_rest: Mutex::new(HashMap::new()),
             channel_owner: Mutex::new(HashMap::new()),
+            poll_waiters: std::sync::atomic::AtomicUsize::new(0),
             matcher,
             index: RwLock::new(Arc::new(index)),
             store,
@@ -600,19 +603,25 @@ impl Proxy {
             if let Some((ex, prepared)) = index.next_prepared(&f, sdk) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 let (answered, detail) = by("hit");
-                if self.ws.active() {
+                if self.ws.active() || self.poll_waiters.load(Ordering::Relaxed) > 0 {
                     self.ws.served();
                     self.track_subscription(method, path, &bytes);
                 }
-                if ex.response.status == 304 && path.ends_with("/get-next-event") {
-                    // A long poll that found nothing answers once its timeout has passed (virtual time).
+                if crate::cassette::model::is_long_poll(path) {
                     let secs = query
                         .and_then(|q| {
                             crate::cassette::fingerprint::decode_pairs(q).into_iter().find(|(k, _)| k == "timeout")
                         })
                         .and_then(|(_, v)| v.parse::<u64>().ok())
                         .unwrap_or(ex.duration_ms / 1000);
-                    self.timer.sleep_ms(secs.saturating_mul(1000)).await;
+                    if ex.response.status == 304 {
+                        // A long poll that found nothing answers once its timeout has passed (virtual time).
+                        self.timer.sleep_ms(secs.saturating_mul(1000)).await;
+                    } else if let Some(cause) = ex.after {
+                        // Its events were caused by another request: answer once that was replayed
+                        // (or, should it never come, when the poll's timeout runs out).
+                        self.await_served(&index, cause, secs.saturating_mul(1000)).await;
+                    }
                 }
                 self.note(method, host, path, ex.response.status, &answered, detail.as_deref());
                 let mut r = serve_prepared(prepared);
@@ -831,6 +840,7 @@ impl Proxy {
     ) -> Result<(), String> {
         let Some(store) = self.store.clone() else { return Ok(()) };
         let red = self.matcher.redactor();
+        let live_headers_for_anchor = live.headers.clone();
         let mut req = live;
         let sdk = req.header("purecloud-sdk").or_else(|| req.header("user-agent")).map(String::from);
         red.headers(&mut req.headers);
@@ -845,8 +855,22 @@ impl Proxy {
         let mut rbody = stored_body(resp_headers, rbytes);
         let rct = resp_headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         rbody.bytes = Bytes::from(red.body(rct, &rbody.bytes).into_owned());
+        // A long poll answered after another request by the same client started: that request
+        // caused its events, so replay answers the poll once that one was replayed.
+        let after = if crate::cassette::model::is_long_poll(&req.path) && status == 200 {
+            let client = client_key(&live_headers_for_anchor);
+            self.recent_rest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&client)
+                .map(|(s, _)| *s)
+                .filter(|s| *s > seq)
+        } else {
+            None
+        };
         let ex = Exchange {
             seq,
+            after,
             recorded_at: rfc3339_ms(self.clock.now_ms()),
             duration_ms,
             sdk,
@@ -1004,6 +1028,29 @@ impl Proxy {
         }
         let channel = live.path.rsplit('/').next().unwrap_or("");
         self.channel_owner.lock().unwrap_or_else(|e| e.into_inner()).get(channel).cloned().unwrap_or_default()
+    }
+
+    /// Waits until the exchange `seq` has been replayed, or `limit_ms` of virtual time.
+    async fn await_served(&self, index: &Index, seq: u64, limit_ms: u64) {
+        self.poll_waiters.fetch_add(1, Ordering::AcqRel);
+        let wait = async {
+            loop {
+                let w = self.ws.served_notified();
+                tokio::pin!(w);
+                w.as_mut().enable();
+                if index.seq_served(seq) {
+                    return;
+                }
+                w.await;
+            }
+        };
+        tokio::select! {
+            _ = wait => {}
+            _ = self.timer.sleep_ms(limit_ms) => {
+                tracing::warn!(seq, "a replayed long poll waited its timeout out for exchange {seq}, which was never replayed");
+            }
+        }
+        self.poll_waiters.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// A replayed Genesys subscription request updates the topics of the sessions on its channel.

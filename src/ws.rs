@@ -488,6 +488,11 @@ impl Hub {
         self.served.notify_waiters();
     }
 
+    /// A future that completes at the next `served` call (register it before checking).
+    pub fn served_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.served.notified()
+    }
+
     /// Open sessions.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());

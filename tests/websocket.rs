@@ -625,3 +625,62 @@ async fn with_on_full_wait_a_push_to_a_client_that_does_not_read_holds_the_calle
     assert_eq!(call.await.unwrap().json(), json!({"queued": 1}));
     assert_eq!(cv.stop().0, 0);
 }
+
+async fn nice(cv: &Callvcr, method: &str, path: &str, body: &str) -> tokio::task::JoinHandle<Resp> {
+    let (tls, ca) = (cv.tls, cv.ca_path());
+    let (method, path, body) = (method.to_string(), path.to_string(), body.to_string());
+    tokio::spawn(async move {
+        let host = "api-na1.niceincontact.com";
+        let s = tls_over(TcpStream::connect(tls).await.unwrap(), host, client_config(&ca, &[b"http/1.1"])).await;
+        let mut c = H1::over(s.unwrap()).await;
+        let h = [("host", host), ("authorization", "bearer nice-agent-token"), ("content-type", "application/json")];
+        c.send(&method, &path, &h, &body).await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_long_poll_answers_in_step_with_the_request_that_caused_its_events() {
+    let dir = tempdir("ws-longpoll");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "poll")));
+    let poll = format!("{NICE_POLL}?timeout=5");
+    let waiting = nice(&cv, "GET", &poll, "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished());
+    assert_eq!(nice(&cv, "POST", NICE_STATE, r#"{"state":"Available"}"#).await.await.unwrap().status, 202);
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["events"][0]["CurrentState"], "Available");
+    let quiet = nice(&cv, "GET", &format!("{NICE_POLL}?timeout=1"), "").await.await.unwrap();
+    assert_eq!(quiet.status, 304);
+    assert_eq!(cv.stop().0, 0);
+    si.stop();
+    let (code, _, err) = run(&dir, &["cassette", "export", "poll", "--out", "poll.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = std::fs::read_to_string(dir.join("poll.jsonl"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let post = lines.iter().find(|e| e["request"]["method"] == "POST").unwrap();
+    let answered = lines.iter().find(|e| e["response"]["status"] == 200).unwrap();
+    assert_eq!(answered["after"], post["seq"], "the poll's answer is anchored to the state change");
+
+    // Replay: the poll waits for the replayed state change, not for a wall-clock timer.
+    let cv =
+        Callvcr::start(&dir, &["replay", "--cassette", "poll", "--strict", "--no-overlay", "auth", "--clock-frozen"]);
+    let waiting = nice(&cv, "GET", &poll, "").await;
+    tokio::time::sleep(SHORT).await;
+    assert!(!waiting.is_finished(), "its cause has not been replayed yet");
+    assert_eq!(nice(&cv, "POST", NICE_STATE, r#"{"state":"Available"}"#).await.await.unwrap().status, 202);
+    let r = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["events"][0]["CurrentState"], "Available");
+    let quiet = nice(&cv, "GET", &format!("{NICE_POLL}?timeout=1"), "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!quiet.is_finished());
+    advance(&cv, 1_000).await;
+    assert_eq!(tokio::time::timeout(LONG, quiet).await.unwrap().unwrap().status, 304);
+    assert_eq!(cv.stop().0, 0);
+}

@@ -215,6 +215,7 @@ mod tests {
             recorded_at: String::new(),
             duration_ms: 0,
             sdk: None,
+            after: None,
             request: RecordedRequest {
                 method: "GET".into(),
                 scheme: "https".into(),

@@ -110,6 +110,15 @@ pub struct Exchange {
     pub request: RecordedRequest,
     /// The response.
     pub response: RecordedResponse,
+    /// For a long poll whose answer was caused by another request: the sequence number of the
+    /// request by the same client that started after the poll was sent and before it was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+}
+
+/// Whether a request is a long poll (NICE agent events): its answer waits for something to happen.
+pub fn is_long_poll(path: &str) -> bool {
+    path.ends_with("/get-next-event")
 }
 
 impl RecordedRequest {

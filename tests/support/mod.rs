@@ -93,6 +93,7 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
         "login.mypurecloud.com".to_string(),
         "api.usw2.pure.cloud".to_string(),
         "streaming.mypurecloud.com".to_string(),
+        "api-na1.niceincontact.com".to_string(),
     ])
     .unwrap();
     let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
@@ -181,6 +182,15 @@ fn json(status: u16, body: serde_json::Value) -> Response<Full<Bytes>> {
 /// Open notification WebSockets on the stand-in: events are pushed to them.
 type Streams = Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<String>>>>;
 
+/// NICE agent events waiting for a long poll.
+static AGENT_EVENTS: std::sync::LazyLock<(Mutex<Vec<serde_json::Value>>, tokio::sync::Notify)> =
+    std::sync::LazyLock::new(|| (Mutex::new(Vec::new()), tokio::sync::Notify::new()));
+
+/// The NICE long-poll path on the stand-in.
+pub const NICE_POLL: &str = "/incontactapi/services/v27.0/agent-sessions/s-1/get-next-event";
+/// The NICE request that changes the agent's state (and so produces an event).
+pub const NICE_STATE: &str = "/incontactapi/services/v27.0/agent-sessions/s-1/state";
+
 /// The notification channel the stand-in issues.
 pub const CHANNEL_ID: &str = "streaming-0-7d1c9e2a4b6f";
 /// The topic a call event arrives on.
@@ -254,6 +264,7 @@ async fn stand_in_route(
         headers: req.headers().clone(),
     });
     let path = req.uri().path().to_string();
+    let req_query = req.uri().query().map(String::from);
     let method = req.method().to_string();
     if path == "/ws" && req.headers().contains_key("upgrade") {
         let on = hyper::upgrade::on(&mut req);
@@ -299,6 +310,34 @@ async fn stand_in_route(
         }
     };
     match path.as_str() {
+        NICE_POLL => {
+            let timeout: u64 = req_query
+                .as_deref()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("timeout=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+            loop {
+                let wake = AGENT_EVENTS.1.notified();
+                tokio::pin!(wake);
+                wake.as_mut().enable();
+                let events: Vec<serde_json::Value> = std::mem::take(&mut *AGENT_EVENTS.0.lock().unwrap());
+                if !events.is_empty() {
+                    return json(200, serde_json::json!({"sessionId": "s-1", "events": events}));
+                }
+                if tokio::time::timeout_at(deadline, wake).await.is_err() {
+                    let mut r = Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = StatusCode::NOT_MODIFIED;
+                    return r;
+                }
+            }
+        }
+        NICE_STATE if method == "POST" => {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            AGENT_EVENTS.0.lock().unwrap().push(serde_json::json!({"Type": "AgentState", "CurrentState": v["state"]}));
+            AGENT_EVENTS.1.notify_waiters();
+            json(202, serde_json::json!({}))
+        }
         "/api/v2/notifications/channels" if method == "POST" => json(
             200,
             serde_json::json!({"id": CHANNEL_ID, "connectUri": format!("wss://streaming.mypurecloud.com/channels/{CHANNEL_ID}"), "expires": "2026-01-06T09:00:00.000Z"}),
