@@ -33,6 +33,9 @@ pub const EXIT_USAGE: i32 = 2;
     about = "Record and replay contact-center SDK traffic through a TLS-terminating proxy"
 )]
 struct Cli {
+    /// Log lines as `text` (default) or `json` (one object per line; no status line).
+    #[arg(long = "log-format", global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -51,6 +54,31 @@ enum Cmd {
     /// Work with stored cassettes.
     #[command(subcommand)]
     Cassette(CassetteCmd),
+    /// Start callvcr, run a command through it (trust and proxy set), stop, and exit with the
+    /// command's status (or 1 when a strict replay missed).
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Record from the real platform (default: replay).
+    #[arg(long, conflicts_with = "replay_mode")]
+    record: bool,
+    /// Replay from the cassette (the default).
+    #[arg(long = "replay", id = "replay_mode")]
+    replay_mode: bool,
+    /// With --record: replay what matches and record only what misses.
+    #[arg(long, requires = "record")]
+    missing: bool,
+    /// Linux, as root: run the command in a private mount namespace whose /etc/hosts points the
+    /// configured hosts at callvcr (TLS on 127.0.0.1:443), for SDKs that ignore HTTPS_PROXY.
+    #[arg(long)]
+    hosts: bool,
+    #[command(flatten)]
+    replay: ReplayArgs,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    cmd: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -205,7 +233,8 @@ pub fn main() -> i32 {
             return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
     };
-    init_logging();
+    JSON_LOGS.store(cli.log_format == "json", Ordering::Relaxed);
+    init_logging(cli.log_format == "json");
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -220,13 +249,23 @@ pub fn main() -> i32 {
             Cmd::Ca(c) => run_ca(c),
             Cmd::Hosts(h) => run_hosts(h),
             Cmd::Cassette(c) => run_cassette(c),
+            Cmd::Run(r) => run_command(r).await,
         }
     })
 }
 
-fn init_logging() {
+fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLVCR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if json {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -276,8 +315,16 @@ fn load_ca(certs: &Path, cfg: &Config, clock: &Clock) -> Result<Ca, String> {
     Ok(ca)
 }
 
-/// Serves until SIGINT/SIGTERM, then drains; returns the proxy for the summary, or an exit code.
-async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Arc<Proxy>, i32> {
+/// What ends a serving callvcr, given its bound addresses: a signal, or a command finishing.
+type Until = Box<dyn FnOnce(crate::run::Addrs) -> futures_util::future::BoxFuture<'static, ()> + Send>;
+
+/// Ends on SIGINT/SIGTERM.
+fn on_signal() -> Until {
+    Box::new(|_| Box::pin(wait_for_signal()))
+}
+
+/// Serves until `until` completes, then drains; returns the proxy for the summary, or an exit code.
+async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common, until: Until) -> Result<Arc<Proxy>, i32> {
     let cfg = proxy.config.clone();
     let leaves = match LeafCache::new(ca, proxy.clock.clone()) {
         Ok(l) => Arc::new(l),
@@ -312,7 +359,13 @@ async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Arc<Proxy>,
             return Err(fail(format!("cannot write the ready file {}: {e}", path.display())));
         }
     }
-    wait_for_signal().await;
+    let status = (std::io::IsTerminal::is_terminal(&std::io::stderr()) && !common_quiet())
+        .then(|| tokio::spawn(status_line(proxy.clone())));
+    until(crate::run::Addrs { tls: addrs.0, proxy: addrs.1, admin: addrs.2 }).await;
+    if let Some(s) = status {
+        s.abort();
+        eprint!("\r\x1b[2K");
+    }
     tracing::info!("shutting down: letting in-flight requests finish (up to 5 s)");
     let _ = stop_tx.send(true);
     for t in tasks {
@@ -324,6 +377,34 @@ async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common) -> Result<Arc<Proxy>,
     // Then WebSockets: a close frame (1001) each, ahead of anything still queued.
     let _ = tokio::time::timeout(Duration::from_secs(2), proxy.ws.shutdown()).await;
     Ok(proxy)
+}
+
+/// Whether the live status line is off (logs as JSON, or CALLVCR_NO_STATUS set).
+fn common_quiet() -> bool {
+    JSON_LOGS.load(Ordering::Relaxed) || std::env::var_os("CALLVCR_NO_STATUS").is_some()
+}
+
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// On a terminal: one line, redrawn twice a second, with the counters that matter.
+async fn status_line(proxy: Arc<Proxy>) {
+    use std::io::Write;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let s = &proxy.stats;
+        let line = format!(
+            "[callvcr {}] hits {} · misses {} · recorded {} · upstream errors {}",
+            proxy.mode.as_str(),
+            s.hits.load(Ordering::Relaxed),
+            s.misses.load(Ordering::Relaxed),
+            s.recorded.load(Ordering::Relaxed),
+            s.upstream_errors.load(Ordering::Relaxed),
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+    }
 }
 
 async fn wait_for_signal() {
@@ -359,6 +440,10 @@ fn parse_resolve(list: &[String]) -> Result<Vec<(String, SocketAddr)>, String> {
 }
 
 async fn run_record(a: RecordArgs) -> i32 {
+    run_record_until(a, on_signal()).await
+}
+
+async fn run_record_until(a: RecordArgs, until: Until) -> i32 {
     let mut cfg = match load_config(a.common.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -410,7 +495,7 @@ async fn run_record(a: RecordArgs) -> i32 {
     };
     tracing::info!(cassette = %name, path = %store.path().display(), "recording");
     let proxy = Arc::new(Proxy::new(mode, cfg, index, Some(store.clone()), Some(upstream), clock, name.clone()));
-    let proxy = match serve(proxy, ca, &a.common).await {
+    let proxy = match serve(proxy, ca, &a.common, until).await {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -431,6 +516,10 @@ async fn run_record(a: RecordArgs) -> i32 {
 }
 
 async fn run_replay(a: ReplayArgs) -> i32 {
+    run_replay_until(a, on_signal()).await
+}
+
+async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
     let mut cfg = match load_config(a.common.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -504,7 +593,7 @@ async fn run_replay(a: ReplayArgs) -> i32 {
             .with_frames(frames)
             .with_cassettes_dir(a.common.cassettes.clone()),
     );
-    let p = match serve(proxy, ca, &a.common).await {
+    let p = match serve(proxy, ca, &a.common, until).await {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -534,6 +623,106 @@ async fn run_replay(a: ReplayArgs) -> i32 {
         return EXIT_STRICT;
     }
     EXIT_OK
+}
+
+/// `callvcr run`: callvcr around one command.
+async fn run_command(mut r: RunArgs) -> i32 {
+    let common = &mut r.replay.common;
+    // Free ports unless given: runs must not collide with another callvcr. With --hosts the SDK
+    // dials port 443, so the TLS listener takes it.
+    if common.listen.is_none() {
+        common.listen = Some(if r.hosts { "127.0.0.1:443".into() } else { "127.0.0.1:0".into() });
+    }
+    common.proxy_listen.get_or_insert_with(|| "127.0.0.1:0".into());
+    common.admin.get_or_insert_with(|| "127.0.0.1:0".into());
+    let certs = common.certs.clone();
+    let cfg = match load_config(common.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    // The CA must exist before the child is told to trust it.
+    if let Err(e) = load_ca(&certs, &cfg, &Clock::system()) {
+        return fail(e);
+    }
+    let (bundle, system) = match crate::run::write_bundle(&certs) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    if system.is_none() {
+        tracing::warn!("no system CA bundle found: {} holds callvcr's CA only", bundle.display());
+    }
+    let hosts_file = if r.hosts {
+        let mut names = cfg.concrete_hosts();
+        if let Ok((_, c)) = crate::cassette::store::load(&r.replay.cassette, &r.replay.common.cassettes) {
+            for e in c.exchanges {
+                let h = e.request.host.split(':').next().unwrap_or("").to_string();
+                if !h.is_empty() && !names.contains(&h) {
+                    names.push(h);
+                }
+            }
+        }
+        let path = std::env::temp_dir().join(format!("callvcr-hosts-{}", std::process::id()));
+        if let Err(e) = crate::run::write_hosts(&names, &path) {
+            return fail(e);
+        }
+        Some(path)
+    } else {
+        None
+    };
+    let mut cmd = match crate::run::command(&r.cmd, hosts_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let status: Arc<std::sync::Mutex<Option<i32>>> = Arc::new(std::sync::Mutex::new(None));
+    let started: Arc<std::sync::atomic::AtomicBool> = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (st, go) = (status.clone(), started.clone());
+    let ca = certs.join(tls::CA_CERT_FILE);
+    let redirect = if r.hosts { "hosts" } else { "proxy" };
+    let shown = r.cmd.join(" ");
+    let until: Until = Box::new(move |addrs| {
+        Box::pin(async move {
+            for (k, v) in crate::run::child_env(&addrs, &ca, &bundle, redirect) {
+                cmd.env(k, v);
+            }
+            cmd.kill_on_drop(true);
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("cannot run `{shown}`: {e}");
+                    // As a shell says of a command it cannot run.
+                    *st.lock().unwrap_or_else(|e| e.into_inner()) = Some(127);
+                    return;
+                }
+            };
+            go.store(true, Ordering::Relaxed);
+            tracing::info!(redirect, "running `{shown}` through callvcr");
+            tokio::select! {
+                s = child.wait() => {
+                    let code = s.ok().and_then(|s| s.code());
+                    tracing::info!("`{shown}` exited with {}", code.map(|c| c.to_string()).unwrap_or_else(|| "a signal".into()));
+                    *st.lock().unwrap_or_else(|e| e.into_inner()) = code;
+                }
+                _ = wait_for_signal() => {
+                    tracing::warn!("interrupted: stopping `{shown}`");
+                    let _ = child.kill().await;
+                }
+            }
+        })
+    });
+    let code = if r.record {
+        let a = RecordArgs { cassette: r.replay.cassette.clone(), missing: r.missing, common: r.replay.common.clone() };
+        run_record_until(a, until).await
+    } else {
+        run_replay_until(r.replay, until).await
+    };
+    if let Some(h) = hosts_file {
+        let _ = std::fs::remove_file(h);
+    }
+    if code == EXIT_USAGE && !started.load(Ordering::Relaxed) {
+        return EXIT_USAGE;
+    }
+    let child = *status.lock().unwrap_or_else(|e| e.into_inner());
+    crate::run::exit_code(child, code)
 }
 
 fn run_ca(c: CaCmd) -> i32 {
