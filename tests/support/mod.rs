@@ -377,6 +377,14 @@ async fn stand_in_route(
                 "recordingState": "none"
             }),
         ),
+        p if method == "PATCH"
+            && p.starts_with("/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e/participants/") =>
+        {
+            // The platform accepts a participant update and applies it asynchronously.
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::ACCEPTED;
+            r
+        }
         "/api/v2/counter" => json(200, serde_json::json!({"n": counter.fetch_add(1, Ordering::SeqCst)})),
         "/api/v2/other" => json(200, serde_json::json!({"other": counter.fetch_add(1, Ordering::SeqCst)})),
         "/api/v2/echo" => {
