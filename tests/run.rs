@@ -126,3 +126,38 @@ json.dump({"addr": addr, "me": me, "redirect": os.environ["CALLVCR_REDIRECT"], "
     assert!(o["hosts"].as_str().unwrap().contains("login.mypurecloud.com"), "the namespace's hosts file");
     assert_eq!(std::fs::read_to_string("/etc/hosts").unwrap(), before, "the machine's /etc/hosts is unchanged");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempdir("run-json");
+    let (code, _, err) = run(&dir, &["--log-format", "json", "run", "--cassette", DEMO, "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    let logs: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(logs.len() >= 3, "{err}");
+    assert!(logs.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()), "{err}");
+    assert!(logs.iter().any(|l| l["fields"]["message"].as_str().unwrap_or("").contains("callvcr ready")), "{err}");
+    // Every line but the closing summary is a log object.
+    let other: Vec<&str> = err.lines().filter(|l| !l.starts_with('{') && !l.trim().is_empty()).collect();
+    assert!(other.iter().all(|l| l.starts_with("callvcr: replay summary")), "{other:?}");
+}
+
+#[test]
+fn on_a_terminal_a_status_line_shows_the_counters() {
+    // `script` gives callvcr a pseudo-terminal, as an interactive user's shell would.
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: needs `script` (util-linux) for a pseudo-terminal");
+        return;
+    }
+    let dir = tempdir("run-tty");
+    let bin = env!("CARGO_BIN_EXE_callvcr");
+    let cmd = format!("{bin} run --cassette {DEMO} -- sleep 1.2");
+    let out =
+        std::process::Command::new("script").args(["-qfec", &cmd, "/dev/null"]).current_dir(&dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("[callvcr replay] hits 0 · misses 0 · recorded 0 · upstream errors 0"), "{text}");
+}
