@@ -684,3 +684,32 @@ async fn a_recorded_long_poll_answers_in_step_with_the_request_that_caused_its_e
     assert_eq!(tokio::time::timeout(LONG, quiet).await.unwrap().unwrap().status, 304);
     assert_eq!(cv.stop().0, 0);
 }
+
+/// Pushes one event with `jitter_ms` 1000 and steps the frozen clock by 100 ms until it arrives:
+/// the step it arrived at.
+async fn jitter_step(dir: &Path) -> u32 {
+    let cv = start_fixture(dir, "seed: 42\nws:\n  heartbeat_s: 0\n");
+    let mut ws = ws_connect(&cv, "streaming.mypurecloud.com", "/channels/streaming-0-aaaaaaaa11").await.unwrap();
+    let ev = json!({"event": {"jittered": true}, "delay_ms": 1, "jitter_ms": 1000});
+    assert_eq!(admin(&cv, "POST", "/mock/admin/ws/events", &ev.to_string()).await.json(), json!({"queued": 1}));
+    let mut step = 0;
+    loop {
+        if next_text(&mut ws, Duration::from_millis(150)).await.is_some() {
+            break;
+        }
+        step += 1;
+        assert!(step <= 11, "a 1 + 0..1000 ms delay is over by 1100 ms");
+        advance(&cv, 100).await;
+    }
+    assert_eq!(cv.stop().0, 0);
+    step
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_event_jitter_is_bounded_and_repeats_with_the_seed() {
+    let dir = tempdir("ws-jitter");
+    let a = jitter_step(&dir).await;
+    let b = jitter_step(&dir).await;
+    assert_eq!(a, b, "the same seed, the same delay");
+    assert!(a >= 1, "the event waited for the clock");
+}
