@@ -122,30 +122,30 @@ fn unknown_fields(m: &serde_json::Map<String, Value>, allowed: &[&str], route: &
     }
 }
 
-fn auth_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::auth::Auth>, Answer> {
-    proxy.overlays.auth.as_ref().ok_or_else(|| {
+/// An overlay's handle, or 409 naming it when it is not running.
+fn running<'a, T>(
+    proxy: &Proxy,
+    handle: Option<&'a std::sync::Arc<T>>,
+    name: &str,
+) -> Result<&'a std::sync::Arc<T>, Answer> {
+    handle.ok_or_else(|| {
         error(
             StatusCode::CONFLICT,
             "overlay_off",
             format!(
-                "the auth overlay is not running ({}); it runs in replay unless switched off with --no-overlay auth or overlays.disable",
+                "the {name} overlay is not running ({}); it runs in replay unless switched off with --no-overlay {name} or overlays.disable",
                 proxy.mode.as_str()
             ),
         )
     })
 }
 
+fn auth_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::auth::Auth>, Answer> {
+    running(proxy, proxy.overlays.auth.as_ref(), "auth")
+}
+
 fn faults_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::faults::Faults>, Answer> {
-    proxy.overlays.faults.as_ref().ok_or_else(|| {
-        error(
-            StatusCode::CONFLICT,
-            "overlay_off",
-            format!(
-                "the faults overlay is not running ({}); it runs in replay unless switched off with --no-overlay faults or overlays.disable",
-                proxy.mode.as_str()
-            ),
-        )
-    })
+    running(proxy, proxy.overlays.faults.as_ref(), "faults")
 }
 
 async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Proxy>) -> Result<Answer, Answer> {

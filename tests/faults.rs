@@ -127,14 +127,7 @@ async fn timeout_latency_and_hang_wait_on_the_virtual_clock_or_for_the_client() 
 
     // timeout: 504 once 5 s of virtual time have passed.
     add(&cv, json!({"kind": "timeout", "delay_ms": 5000, "count": 1})).await;
-    let pending = tokio::spawn({
-        let (tls, ca) = (cv.tls, cv.ca_path());
-        async move {
-            let s = tls_over(TcpStream::connect(tls).await.unwrap(), API, client_config(&ca, &[b"http/1.1"])).await;
-            let mut c = H1::over(s.unwrap()).await;
-            c.send("GET", "/api/v2/users/me", &[("host", API)], "").await
-        }
-    });
+    let pending = spawn_send(&cv, API, "GET", "/api/v2/users/me", &[], "");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!pending.is_finished(), "a timeout waits for virtual time");
     advance(&cv, 4_999).await;
@@ -148,14 +141,7 @@ async fn timeout_latency_and_hang_wait_on_the_virtual_clock_or_for_the_client() 
 
     // latency: the real answer, 1.5 s of virtual time later.
     add(&cv, json!({"kind": "latency", "delay_ms": 1500, "count": 1})).await;
-    let pending = tokio::spawn({
-        let (tls, ca) = (cv.tls, cv.ca_path());
-        async move {
-            let s = tls_over(TcpStream::connect(tls).await.unwrap(), API, client_config(&ca, &[b"http/1.1"])).await;
-            let mut c = H1::over(s.unwrap()).await;
-            c.send("GET", "/api/v2/users/me", &[("host", API)], "").await
-        }
-    });
+    let pending = spawn_send(&cv, API, "GET", "/api/v2/users/me", &[], "");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!pending.is_finished());
     advance(&cv, 1_500).await;
@@ -275,14 +261,7 @@ async fn the_query_trigger_works_and_can_be_switched_off() {
     assert_eq!(r.headers["retry-after"], "10");
     assert_eq!(r.headers["x-callvcr-fault"], "status");
     assert_eq!(raw(&cv, "/api/v2/users/me?failure=socket_drop").await, b"");
-    let pending = tokio::spawn({
-        let (tls, ca) = (cv.tls, cv.ca_path());
-        async move {
-            let s = tls_over(TcpStream::connect(tls).await.unwrap(), API, client_config(&ca, &[b"http/1.1"])).await;
-            let mut c = H1::over(s.unwrap()).await;
-            c.send("GET", "/api/v2/users/me?failure=timeout", &[("host", API)], "").await
-        }
-    });
+    let pending = spawn_send(&cv, API, "GET", "/api/v2/users/me?failure=timeout", &[], "");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!pending.is_finished());
     advance(&cv, 2_000).await;

@@ -337,14 +337,7 @@ async fn nice_long_polls_return_recorded_events_then_304_after_the_timeout_then_
     let cv = start_fixture(&dir, "");
     let host = "api-na1.niceincontact.com";
     let path = "/incontactapi/services/v27.0/agent-sessions/s-1/get-next-event?timeout=10";
-    let poll = |cv: &Callvcr| {
-        let (tls, ca) = (cv.tls, cv.ca_path());
-        tokio::spawn(async move {
-            let s = tls_over(TcpStream::connect(tls).await.unwrap(), host, client_config(&ca, &[b"http/1.1"])).await;
-            let mut c = H1::over(s.unwrap()).await;
-            c.send("GET", path, &[("host", host)], "").await
-        })
-    };
+    let poll = |cv: &Callvcr| spawn_send(cv, host, "GET", path, &[], "");
     let r = poll(&cv).await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["events"][0]["CurrentState"], "Available");
@@ -627,15 +620,8 @@ async fn with_on_full_wait_a_push_to_a_client_that_does_not_read_holds_the_calle
 }
 
 async fn nice(cv: &Callvcr, method: &str, path: &str, body: &str) -> tokio::task::JoinHandle<Resp> {
-    let (tls, ca) = (cv.tls, cv.ca_path());
-    let (method, path, body) = (method.to_string(), path.to_string(), body.to_string());
-    tokio::spawn(async move {
-        let host = "api-na1.niceincontact.com";
-        let s = tls_over(TcpStream::connect(tls).await.unwrap(), host, client_config(&ca, &[b"http/1.1"])).await;
-        let mut c = H1::over(s.unwrap()).await;
-        let h = [("host", host), ("authorization", "bearer nice-agent-token"), ("content-type", "application/json")];
-        c.send(&method, &path, &h, &body).await
-    })
+    let h = [("authorization", "bearer nice-agent-token"), ("content-type", "application/json")];
+    spawn_send(cv, "api-na1.niceincontact.com", method, path, &h, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

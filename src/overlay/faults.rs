@@ -333,6 +333,22 @@ impl Faults {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The state, unless there are no rules at all (then requests skip the lock).
+    fn state_if_any(&self) -> Option<std::sync::MutexGuard<'_, State>> {
+        (!self.none()).then(|| self.state())
+    }
+
+    /// The first live rule of a WebSocket kind matching a session's URL.
+    fn live_ws_rule<'s>(
+        st: &'s mut State,
+        host: &str,
+        path: &str,
+        now_ms: i64,
+        kind: impl Fn(&Kind) -> bool,
+    ) -> Option<&'s mut Rule> {
+        st.rules.iter_mut().find(|r| kind(&r.kind) && r.live(now_ms) && r.matches("GET", host, path))
+    }
+
     fn recount(&self, st: &State) {
         self.count.store(st.rules.len(), std::sync::atomic::Ordering::Release);
     }
@@ -402,14 +418,8 @@ impl Faults {
     /// For a WebSocket session opening on `host` and `path`: the drop plan of the first live
     /// `ws_drop` rule that matches (its window counts sessions).
     pub fn ws_session(&self, host: &str, path: &str, now_ms: i64) -> Option<WsDropPlan> {
-        if self.none() {
-            return None;
-        }
-        let mut st = self.state();
-        let r = st
-            .rules
-            .iter_mut()
-            .find(|r| matches!(r.kind, Kind::WsDrop { .. }) && r.live(now_ms) && r.matches("GET", host, path))?;
+        let mut st = self.state_if_any()?;
+        let r = Self::live_ws_rule(&mut st, host, path, now_ms, |k| matches!(k, Kind::WsDrop { .. }))?;
         if let Some(n) = r.remaining.as_mut() {
             *n -= 1;
         }
@@ -421,14 +431,8 @@ impl Faults {
 
     /// Whether a heartbeat due now on a session at `host`/`path` is to be skipped: the rule's id.
     pub fn heartbeat_miss(&self, host: &str, path: &str, now_ms: i64) -> Option<String> {
-        if self.none() {
-            return None;
-        }
-        let mut st = self.state();
-        let r = st
-            .rules
-            .iter_mut()
-            .find(|r| r.kind == Kind::HeartbeatMiss && r.live(now_ms) && r.matches("GET", host, path))?;
+        let mut st = self.state_if_any()?;
+        let r = Self::live_ws_rule(&mut st, host, path, now_ms, |k| *k == Kind::HeartbeatMiss)?;
         r.take().then(|| r.id.clone())
     }
 

@@ -761,3 +761,25 @@ pub fn write_cassette(dir: &Path, name: &str, exchanges: &[Rec<'_>]) -> PathBuf 
     std::fs::write(&p, out).unwrap();
     p
 }
+
+/// Sends one request to callvcr's TLS listener (SNI `host`) on its own task, so a test can watch it
+/// wait: the handle yields the response.
+pub fn spawn_send(
+    cv: &Callvcr,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> tokio::task::JoinHandle<Resp> {
+    let (tls, ca) = (cv.tls, cv.ca_path());
+    let (host, method, path, body) = (host.to_string(), method.to_string(), path.to_string(), body.to_string());
+    let mut hs: Vec<(String, String)> = vec![("host".into(), host.clone())];
+    hs.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    tokio::spawn(async move {
+        let s = tls_over(TcpStream::connect(tls).await.unwrap(), &host, client_config(&ca, &[b"http/1.1"])).await;
+        let mut c = H1::over(s.unwrap()).await;
+        let h: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        c.send(&method, &path, &h, &body).await
+    })
+}
