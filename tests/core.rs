@@ -274,7 +274,7 @@ async fn kill_9_after_acknowledged_exchanges_loses_none() {
     assert!(out.contains(&format!("wrote {N} exchanges")), "{out}");
     let text = std::fs::read_to_string(dir.join("crash.jsonl")).unwrap();
     for i in 0..N {
-        assert!(text.contains(&format!(r#"{{\"i\":{i}}}"#)), "exchange {i} lost");
+        assert!(text.contains(&format!(r#""json":{{"i":{i}}}"#)), "exchange {i} lost");
     }
     // And the exported form replays.
     let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "crash.jsonl", "--strict"]);

@@ -6,6 +6,7 @@ pub mod index;
 pub mod model;
 pub mod redact;
 pub mod store;
+pub mod tools;
 
 pub use fingerprint::{Fingerprint, Matcher};
 pub use index::Index;

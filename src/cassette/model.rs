@@ -28,6 +28,9 @@ pub struct Body {
 
 #[derive(Serialize, Deserialize)]
 struct BodyRepr {
+    /// A JSON body, as JSON: only when writing the value back gives the very same bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    json: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,28 +39,42 @@ struct BodyRepr {
     encoding: Option<String>,
 }
 
+/// `text` as a JSON value, when the value written back compactly is exactly `text` (so the body's
+/// bytes survive the round trip and reviewers read JSON, not an escaped string).
+fn exact_json(text: &str) -> Option<serde_json::Value> {
+    let t = text.trim_start();
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    (serde_json::to_string(&v).ok()? == text).then_some(v)
+}
+
 impl Serialize for Body {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (text, base64) = match std::str::from_utf8(&self.bytes) {
-            Ok(t) => (Some(t.to_string()), None),
-            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&self.bytes))),
-        };
-        BodyRepr { text, base64, encoding: self.encoding.clone() }.serialize(s)
+        let mut r = BodyRepr { json: None, text: None, base64: None, encoding: self.encoding.clone() };
+        match std::str::from_utf8(&self.bytes) {
+            Ok(t) => match exact_json(t) {
+                Some(v) => r.json = Some(v),
+                None => r.text = Some(t.to_string()),
+            },
+            Err(_) => r.base64 = Some(base64::engine::general_purpose::STANDARD.encode(&self.bytes)),
+        }
+        r.serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Body {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let r = BodyRepr::deserialize(d)?;
-        let bytes = match (r.text, r.base64) {
-            (Some(t), None) => Bytes::from(t),
-            (None, Some(b)) => {
+        let bytes = match (r.json, r.text, r.base64) {
+            (Some(v), None, None) => Bytes::from(serde_json::to_string(&v).map_err(serde::de::Error::custom)?),
+            (None, Some(t), None) => Bytes::from(t),
+            (None, None, Some(b)) => {
                 Bytes::from(base64::engine::general_purpose::STANDARD.decode(b).map_err(serde::de::Error::custom)?)
             }
-            (None, None) => Bytes::new(),
-            (Some(_), Some(_)) => {
-                return Err(serde::de::Error::custom("a body has either `text` or `base64`, not both"))
-            }
+            (None, None, None) => Bytes::new(),
+            _ => return Err(serde::de::Error::custom("a body has one of `json`, `text` or `base64`, not several")),
         };
         Ok(Body { bytes, encoding: r.encoding })
     }
@@ -228,4 +245,32 @@ pub struct Cassette {
     pub exchanges: Vec<Exchange>,
     /// WebSocket frames, ordered by session and `n`.
     pub frames: Vec<Frame>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(bytes: &[u8]) -> (String, Vec<u8>) {
+        let b = Body { bytes: Bytes::copy_from_slice(bytes), encoding: None };
+        let text = serde_json::to_string(&b).unwrap();
+        let back: Body = serde_json::from_str(&text).unwrap();
+        (text, back.bytes.to_vec())
+    }
+
+    #[test]
+    fn json_bodies_are_written_as_json_only_when_the_bytes_survive() {
+        let (t, b) = round_trip(br#"{"id":"u-1","n":[1,2.5,true,null]}"#);
+        assert_eq!(t, r#"{"json":{"id":"u-1","n":[1,2.5,true,null]}}"#);
+        assert_eq!(b, br#"{"id":"u-1","n":[1,2.5,true,null]}"#);
+        // Spacing, exponents or duplicate keys would not survive: kept as text, byte for byte.
+        for odd in [&br#"{ "id": "u-1" }"#[..], br#"{"n":1e5}"#, br#"{"a":1,"a":2}"#, b"not json", b""] {
+            let (t, b) = round_trip(odd);
+            assert!(!t.contains("\"json\""), "{t}");
+            assert_eq!(b, odd);
+        }
+        let (t, b) = round_trip(&[0xff, 0x00, 0x10]);
+        assert!(t.contains("base64"));
+        assert_eq!(b, [0xff, 0x00, 0x10]);
+    }
 }

@@ -106,6 +106,70 @@ impl Redactor {
         }
     }
 
+    /// Values that redaction should have replaced and did not: (where, field or header, value).
+    /// For auditing cassettes made elsewhere (HAR, hand-edited JSON Lines) or with other settings.
+    pub fn sensitive_values(&self, c: &super::model::Cassette) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let live = |v: &str| !v.is_empty() && v != self.replacement;
+        let json_walk = |at: &str, v: &Value, out: &mut Vec<(String, String, String)>| {
+            fn walk(r: &Redactor, at: &str, v: &Value, out: &mut Vec<(String, String, String)>) {
+                match v {
+                    Value::Object(m) => {
+                        for (k, val) in m {
+                            match val.as_str() {
+                                Some(s) if r.is_field(k) && !s.is_empty() && s != r.replacement => {
+                                    out.push((at.to_string(), k.clone(), s.to_string()))
+                                }
+                                _ => walk(r, at, val, out),
+                            }
+                        }
+                    }
+                    Value::Array(items) => items.iter().for_each(|i| walk(r, at, i, out)),
+                    _ => {}
+                }
+            }
+            walk(self, at, v, out)
+        };
+        let pairs = |at: &str, text: &str, out: &mut Vec<(String, String, String)>| {
+            for (k, v) in super::fingerprint::decode_pairs(text) {
+                if self.is_field(&k) && live(&v) {
+                    out.push((at.to_string(), k, v));
+                }
+            }
+        };
+        for e in &c.exchanges {
+            let at = |what: &str| format!("exchange {} ({} {}) {what}", e.seq, e.request.method, e.request.path);
+            for (side, headers) in [("request", &e.request.headers), ("response", &e.response.headers)] {
+                for (k, v) in headers {
+                    if self.headers.contains(&k.to_ascii_lowercase()) && live(v) {
+                        out.push((at(&format!("{side} header")), k.clone(), v.clone()));
+                    }
+                }
+            }
+            if let Some(q) = &e.request.query {
+                pairs(&at("query"), q, &mut out);
+            }
+            for (side, body) in [("request body", &e.request.body.bytes), ("response body", &e.response.body.bytes)] {
+                match serde_json::from_slice::<Value>(body) {
+                    Ok(v) => json_walk(&at(side), &v, &mut out),
+                    Err(_) => {
+                        if let Ok(t) = std::str::from_utf8(body) {
+                            if t.contains('=') && !t.contains(' ') {
+                                pairs(&at(side), t, &mut out);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for f in &c.frames {
+            if let Ok(v) = serde_json::from_slice::<Value>(&f.data.bytes) {
+                json_walk(&format!("frame {}/{}", f.session, f.n), &v, &mut out);
+            }
+        }
+        out
+    }
+
     /// Redacts a JSON value in place; returns whether anything changed.
     pub fn json(&self, v: &mut Value) -> bool {
         match v {

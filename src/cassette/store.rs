@@ -323,10 +323,14 @@ pub fn load(arg: &str, dir: &Path) -> Result<(String, Cassette), CassetteError> 
     match source(arg) {
         (name, Some(file)) => {
             if file.extension().is_some_and(|e| e == "har") {
-                return Err(CassetteError::Io {
-                    path: file,
-                    detail: "HAR cassettes are not readable by this build yet; use the JSON Lines form".into(),
-                });
+                let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => CassetteError::Missing(file.clone()),
+                    _ => CassetteError::Io { path: file.clone(), detail: e.to_string() },
+                })?;
+                let red = super::Redactor::new(&crate::config::RedactConfig::default());
+                let exchanges = super::tools::from_har(&text, &red)
+                    .map_err(|detail| CassetteError::Corrupt { path: file.clone(), detail })?;
+                return Ok((name, Cassette { exchanges, frames: Vec::new() }));
             }
             Ok((name, read_jsonl(&file)?))
         }

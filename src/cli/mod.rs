@@ -2,6 +2,8 @@
 //! over `proxy.yaml`, wires the parts together and maps outcomes to exit codes
 //! (0 ok, 1 strict failures, 2 usage or configuration errors). Holds no proxy logic.
 
+mod cassette;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -10,7 +12,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::cassette::store::{read_jsonl, write_jsonl};
 use crate::cassette::{Index, Matcher, Redactor, Store};
 use crate::clock::{rfc3339_ms, Clock};
 use crate::config::Config;
@@ -53,7 +54,7 @@ enum Cmd {
     Hosts(HostsArgs),
     /// Work with stored cassettes.
     #[command(subcommand)]
-    Cassette(CassetteCmd),
+    Cassette(cassette::CassetteCmd),
     /// Start callvcr, run a command through it (trust and proxy set), stop, and exit with the
     /// command's status (or 1 when a strict replay missed).
     Run(RunArgs),
@@ -195,35 +196,6 @@ struct HostsArgs {
     cassettes: PathBuf,
 }
 
-#[derive(Subcommand, Debug)]
-enum CassetteCmd {
-    /// Write a cassette as JSON Lines (one exchange per line).
-    Export {
-        /// Cassette name.
-        name: String,
-        /// Output file (default: <cassettes>/<name>.jsonl).
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// A note kept in the file's header line (where the recording came from).
-        #[arg(long)]
-        note: Option<String>,
-        /// Directory holding cassettes.
-        #[arg(long, value_name = "DIR", default_value = "cassettes")]
-        cassettes: PathBuf,
-    },
-    /// Store a JSON Lines cassette under a name.
-    Import {
-        /// The `.jsonl` file.
-        file: PathBuf,
-        /// Cassette name to create (replaces its contents).
-        #[arg(long)]
-        name: String,
-        /// Directory holding cassettes.
-        #[arg(long, value_name = "DIR", default_value = "cassettes")]
-        cassettes: PathBuf,
-    },
-}
-
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -248,7 +220,7 @@ pub fn main() -> i32 {
             Cmd::Replay(a) => run_replay(a).await,
             Cmd::Ca(c) => run_ca(c),
             Cmd::Hosts(h) => run_hosts(h),
-            Cmd::Cassette(c) => run_cassette(c),
+            Cmd::Cassette(c) => cassette::run(c),
             Cmd::Run(r) => run_command(r).await,
         }
     })
@@ -274,12 +246,12 @@ fn init_logging(json: bool) {
         .try_init();
 }
 
-fn fail(msg: impl std::fmt::Display) -> i32 {
+pub(crate) fn fail(msg: impl std::fmt::Display) -> i32 {
     eprintln!("callvcr: error: {msg}");
     EXIT_USAGE
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, String> {
+pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, String> {
     match path {
         Some(p) => Config::load(p).map_err(|e| e.to_string()),
         None if Path::new("proxy.yaml").exists() => Config::load(Path::new("proxy.yaml")).map_err(|e| e.to_string()),
@@ -805,62 +777,4 @@ fn run_hosts(h: HostsArgs) -> i32 {
         println!("{} {}", h.address, n);
     }
     EXIT_OK
-}
-
-fn run_cassette(c: CassetteCmd) -> i32 {
-    match c {
-        CassetteCmd::Export { name, out, note, cassettes } => {
-            let store = match Store::open(&cassettes.join(&name), false) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
-            let all = match store.load_cassette() {
-                Ok(a) => a,
-                Err(e) => return fail(e),
-            };
-            let out = out.unwrap_or_else(|| cassettes.join(format!("{name}.jsonl")));
-            match write_jsonl(&out, &all, note.as_deref()) {
-                Ok(()) => {
-                    println!(
-                        "wrote {} exchanges and {} WebSocket frames to {}",
-                        all.exchanges.len(),
-                        all.frames.len(),
-                        out.display()
-                    );
-                    EXIT_OK
-                }
-                Err(e) => fail(e),
-            }
-        }
-        CassetteCmd::Import { file, name, cassettes } => {
-            let all = match read_jsonl(&file) {
-                Ok(a) => a,
-                Err(e) => return fail(e),
-            };
-            let store = match Store::open(&cassettes.join(&name), true) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
-            if let Err(e) = store.clear() {
-                return fail(e);
-            }
-            for e in &all.exchanges {
-                if let Err(err) = store.append(e) {
-                    return fail(err);
-                }
-            }
-            for f in &all.frames {
-                if let Err(err) = store.append_frame(f) {
-                    return fail(err);
-                }
-            }
-            println!(
-                "imported {} exchanges and {} WebSocket frames into {}",
-                all.exchanges.len(),
-                all.frames.len(),
-                store.path().display()
-            );
-            EXIT_OK
-        }
-    }
 }

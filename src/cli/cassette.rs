@@ -1,0 +1,338 @@
+//! `callvcr cassette ...`: list, show, remove, export (JSON Lines or HAR), import (JSON Lines or
+//! HAR), audit for secrets, and prune replay-equivalent duplicates.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+
+use super::{fail, load_config, EXIT_OK, EXIT_STRICT};
+use crate::cassette::store::{read_jsonl, write_jsonl};
+use crate::cassette::tools;
+use crate::cassette::{Cassette, Matcher, Redactor, Store};
+
+#[derive(Subcommand, Debug)]
+pub(super) enum CassetteCmd {
+    /// List the cassettes under --cassettes: stores and exported files, with their sizes.
+    Ls {
+        /// Directory holding cassettes.
+        #[arg(long, value_name = "DIR", default_value = "cassettes")]
+        cassettes: PathBuf,
+    },
+    /// One line per exchange (and its WebSocket frames) of a cassette.
+    Show {
+        /// Cassette name, or a `.jsonl` / `.har` file.
+        name: String,
+        /// Directory holding cassettes.
+        #[arg(long, value_name = "DIR", default_value = "cassettes")]
+        cassettes: PathBuf,
+    },
+    /// Remove a stored cassette.
+    Rm {
+        /// Cassette name.
+        name: String,
+        /// Directory holding cassettes.
+        #[arg(long, value_name = "DIR", default_value = "cassettes")]
+        cassettes: PathBuf,
+    },
+    /// Write a cassette as JSON Lines (stable and diffable: one exchange or frame per line, JSON
+    /// bodies as JSON) or as a HAR 1.2 file.
+    Export {
+        /// Cassette name.
+        name: String,
+        /// Output file (default: <cassettes>/<name>.jsonl or .har).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// `jsonl` (default) or `har`.
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "har"])]
+        format: String,
+        /// A note kept in the file's header line (where the recording came from).
+        #[arg(long)]
+        note: Option<String>,
+        /// Directory holding cassettes.
+        #[arg(long, value_name = "DIR", default_value = "cassettes")]
+        cassettes: PathBuf,
+    },
+    /// Store a JSON Lines or HAR file under a name (HAR is redacted on the way in).
+    Import {
+        /// The `.jsonl` or `.har` file.
+        file: PathBuf,
+        /// Cassette name to create (replaces its contents).
+        #[arg(long)]
+        name: String,
+        /// proxy.yaml whose redaction applies to HAR imports.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Directory holding cassettes.
+        #[arg(long, value_name = "DIR", default_value = "cassettes")]
+        cassettes: PathBuf,
+    },
+    /// Scan a cassette for secrets that slipped past redaction; exits 1 with their locations.
+    Audit {
+        /// Cassette name, or a `.jsonl` / `.har` file.
+        name: String,
+        /// proxy.yaml whose redaction lists the sensitive headers and fields.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Directory holding cassettes.
+        #[arg(long, value_name = "DIR", default_value = "cassettes")]
+        cassettes: PathBuf,
+    },
+    /// Drop recordings replay cannot tell from the one before them (same request, same answer).
+    Prune {
+        /// Cassette name.
+        name: String,
+        /// Say what would go, change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        /// proxy.yaml whose matching rules decide "same request".
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Directory holding cassettes.
+        #[arg(long, value_name = "DIR", default_value = "cassettes")]
+        cassettes: PathBuf,
+    },
+}
+
+/// Reads a HAR file into a cassette, redacted with `redactor`.
+fn read_har(file: &Path, redactor: &Redactor) -> Result<Cassette, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let exchanges = tools::from_har(&text, redactor).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(Cassette { exchanges, frames: Vec::new() })
+}
+
+/// A cassette by name or file (JSON Lines or HAR).
+fn load_any(name: &str, dir: &Path, redactor: &Redactor) -> Result<Cassette, String> {
+    if name.ends_with(".har") {
+        return read_har(Path::new(name), redactor);
+    }
+    crate::cassette::store::load(name, dir).map(|(_, c)| c).map_err(|e| e.to_string())
+}
+
+fn store_all(store: &Store, c: &Cassette) -> Result<(), String> {
+    store.clear().map_err(|e| e.to_string())?;
+    for e in &c.exchanges {
+        store.append(e).map_err(|e| e.to_string())?;
+    }
+    for f in &c.frames {
+        store.append_frame(f).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn size_of(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            std::fs::read_dir(path).map(|d| d.filter_map(Result::ok).map(|e| size_of(&e.path())).sum()).unwrap_or(0)
+        }
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+/// Runs one `cassette` subcommand.
+pub(super) fn run(c: CassetteCmd) -> i32 {
+    match c {
+        CassetteCmd::Ls { cassettes } => {
+            let Ok(dir) = std::fs::read_dir(&cassettes) else {
+                return fail(format!("no cassettes directory at {}", cassettes.display()));
+            };
+            let mut rows: Vec<(String, String)> = Vec::new();
+            for entry in dir.filter_map(Result::ok) {
+                let p = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let kb = size_of(&p).div_ceil(1024);
+                if p.is_dir() {
+                    let pid = std::fs::read_to_string(p.join("callvcr.pid")).ok();
+                    let line = match Store::open(&p, false) {
+                        Ok(s) => {
+                            let frames = s.load_frames().map(|f| f.len()).unwrap_or(0);
+                            format!("{} exchanges, {frames} frames, {kb} KiB (sled)", s.len())
+                        }
+                        Err(crate::cassette::CassetteError::InUse { .. }) => format!(
+                            "in use by a recording{} ({kb} KiB)",
+                            pid.map(|p| format!(", pid {}", p.trim())).unwrap_or_default()
+                        ),
+                        Err(e) => format!("unreadable: {e}"),
+                    };
+                    rows.push((name, line));
+                } else if name.ends_with(".jsonl") {
+                    let line = match read_jsonl(&p) {
+                        Ok(c) => {
+                            format!("{} exchanges, {} frames, {kb} KiB (JSON Lines)", c.exchanges.len(), c.frames.len())
+                        }
+                        Err(e) => format!("unreadable: {e}"),
+                    };
+                    rows.push((name, line));
+                } else if name.ends_with(".har") {
+                    rows.push((name, format!("{kb} KiB (HAR)")));
+                }
+            }
+            rows.sort();
+            if rows.is_empty() {
+                println!("no cassettes in {}", cassettes.display());
+            }
+            for (n, l) in rows {
+                println!("{n:<32} {l}");
+            }
+            EXIT_OK
+        }
+        CassetteCmd::Show { name, cassettes } => {
+            let red = Redactor::new(&crate::config::RedactConfig::default());
+            match load_any(&name, &cassettes, &red) {
+                Ok(c) => {
+                    for l in tools::describe(&c) {
+                        println!("{l}");
+                    }
+                    println!("{} exchanges, {} WebSocket frames", c.exchanges.len(), c.frames.len());
+                    EXIT_OK
+                }
+                Err(e) => fail(e),
+            }
+        }
+        CassetteCmd::Rm { name, cassettes } => {
+            if name.contains('/') || name.starts_with('.') || name.is_empty() {
+                return fail(format!("`{name}` is not a cassette name"));
+            }
+            let path = cassettes.join(&name);
+            // Opening it proves it is a cassette and that no recording holds it.
+            match Store::open(&path, false) {
+                Ok(s) => drop(s),
+                Err(e) => return fail(e),
+            }
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    println!("removed {}", path.display());
+                    EXIT_OK
+                }
+                Err(e) => fail(format!("cannot remove {}: {e}", path.display())),
+            }
+        }
+        CassetteCmd::Export { name, out, format, note, cassettes } => {
+            let store = match Store::open(&cassettes.join(&name), false) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let all = match store.load_cassette() {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            let out = out.unwrap_or_else(|| cassettes.join(format!("{name}.{format}")));
+            let written = if format == "har" {
+                let text = serde_json::to_string_pretty(&tools::to_har(&all)).unwrap_or_default();
+                std::fs::write(&out, text + "\n").map_err(|e| format!("cannot write {}: {e}", out.display()))
+            } else {
+                write_jsonl(&out, &all, note.as_deref()).map_err(|e| e.to_string())
+            };
+            match written {
+                Ok(()) => {
+                    println!(
+                        "wrote {} exchanges and {} WebSocket frames to {}",
+                        all.exchanges.len(),
+                        if format == "har" { 0 } else { all.frames.len() },
+                        out.display()
+                    );
+                    if format == "har" && !all.frames.is_empty() {
+                        eprintln!(
+                            "callvcr: note: HAR has no place for WebSocket frames; {} were left out",
+                            all.frames.len()
+                        );
+                    }
+                    EXIT_OK
+                }
+                Err(e) => fail(e),
+            }
+        }
+        CassetteCmd::Import { file, name, config, cassettes } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let red = Redactor::new(&cfg.redact);
+            // Read and check everything first: a bad file imports nothing.
+            let all = if file.extension().is_some_and(|e| e == "har") {
+                match read_har(&file, &red) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                }
+            } else {
+                match read_jsonl(&file) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                }
+            };
+            let store = match Store::open(&cassettes.join(&name), true) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            if let Err(e) = store_all(&store, &all) {
+                return fail(e);
+            }
+            println!(
+                "imported {} exchanges and {} WebSocket frames into {}",
+                all.exchanges.len(),
+                all.frames.len(),
+                store.path().display()
+            );
+            EXIT_OK
+        }
+        CassetteCmd::Audit { name, config, cassettes } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let red = Redactor::new(&cfg.redact);
+            // A HAR is audited as written, before any redaction.
+            let keep_all = Redactor::new(&crate::config::RedactConfig {
+                headers: vec![],
+                fields: vec![],
+                pii: false,
+                replacement: cfg.redact.replacement.clone(),
+            });
+            let c = match load_any(&name, &cassettes, if name.ends_with(".har") { &keep_all } else { &red }) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let found = tools::audit(&c, &red);
+            if found.is_empty() {
+                println!(
+                    "audit: no secrets found in {} exchanges and {} WebSocket frames",
+                    c.exchanges.len(),
+                    c.frames.len()
+                );
+                return EXIT_OK;
+            }
+            for f in &found {
+                println!("{}: {} ({})", f.location, f.kind, f.excerpt);
+            }
+            eprintln!("callvcr: audit found {} secret(s) in `{name}`", found.len());
+            EXIT_STRICT
+        }
+        CassetteCmd::Prune { name, dry_run, config, cassettes } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
+            let store = match Store::open(&cassettes.join(&name), false) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let all = match store.load_cassette() {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            let (kept, removed) = tools::prune(&all, &matcher);
+            if !dry_run && removed > 0 {
+                if let Err(e) = store_all(&store, &kept) {
+                    return fail(e);
+                }
+            }
+            println!(
+                "{} {removed} of {} exchanges (replay answers the same without them)",
+                if dry_run { "would prune" } else { "pruned" },
+                all.exchanges.len()
+            );
+            EXIT_OK
+        }
+    }
+}
