@@ -3,6 +3,7 @@
 //! (0 ok, 1 strict failures, 2 usage or configuration errors). Holds no proxy logic.
 
 mod cassette;
+mod schema;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,9 @@ enum Cmd {
     /// Work with stored cassettes.
     #[command(subcommand)]
     Cassette(cassette::CassetteCmd),
+    /// Schemas inferred from recordings: OpenAPI 3.1 / JSON Schema export, and drift.
+    #[command(subcommand)]
+    Schema(schema::SchemaCmd),
     /// Start callvcr, run a command through it (trust and proxy set), stop, and exit with the
     /// command's status (or 1 when a strict replay missed).
     Run(RunArgs),
@@ -221,6 +225,7 @@ pub fn main() -> i32 {
             Cmd::Ca(c) => run_ca(c),
             Cmd::Hosts(h) => run_hosts(h),
             Cmd::Cassette(c) => cassette::run(c),
+            Cmd::Schema(c) => schema::run(c),
             Cmd::Run(r) => run_command(r).await,
         }
     })
