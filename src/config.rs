@@ -81,6 +81,88 @@ pub struct RawConfig {
     pub faults: RawFaults,
     /// WebSocket replay.
     pub ws: WsConfig,
+    /// The validation overlay.
+    pub validate: RawValidate,
+}
+
+/// How strictly a route's requests are checked against the schema inferred from the cassette.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidateMode {
+    /// Not checked.
+    Off,
+    /// Checked; a violation is logged, the request goes on.
+    Warn,
+    /// Checked; a violation is answered 400 (or 415) in the platform's shape.
+    #[default]
+    Enforce,
+}
+
+/// A route's mode, by method and path regular expression.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawValidateRoute {
+    /// Method; absent = any.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Path regular expression.
+    pub path: Spanned<String>,
+    /// Its mode.
+    pub mode: ValidateMode,
+}
+
+/// Fields a route's request body must have, beyond what inference found.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequired {
+    /// Method; absent = any.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Path regular expression.
+    pub path: Spanned<String>,
+    /// Top-level field names.
+    pub fields: Vec<String>,
+}
+
+/// The validation overlay as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawValidate {
+    /// The mode of routes no rule names (default `enforce`).
+    pub mode: ValidateMode,
+    /// Per-route modes, first match applies.
+    pub routes: Vec<RawValidateRoute>,
+    /// Required fields pinned per route.
+    pub required: Vec<RawRequired>,
+}
+
+/// A validated per-route rule.
+#[derive(Debug, Clone)]
+pub struct RouteRule<T> {
+    /// Method (upper case); `None` = any.
+    pub method: Option<String>,
+    /// Path pattern.
+    pub path: regex::Regex,
+    /// What applies.
+    pub value: T,
+}
+
+impl<T> RouteRule<T> {
+    /// Whether it applies to `method` and `path`.
+    pub fn applies(&self, method: &str, path: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && self.path.is_match(path)
+    }
+}
+
+/// The validation overlay, validated.
+#[derive(Debug, Clone, Default)]
+pub struct ValidateConfig {
+    /// Default mode.
+    pub mode: ValidateMode,
+    /// Per-route modes.
+    pub routes: Vec<RouteRule<ValidateMode>>,
+    /// Pinned required fields.
+    pub required: Vec<RouteRule<Vec<String>>>,
 }
 
 /// What happens when a session's outbound queue is full.
@@ -581,6 +663,8 @@ pub struct Config {
     pub ws: WsConfig,
     /// Pacing factor for frames recorded on their own; `None` = instant.
     pub ws_speed: Option<f64>,
+    /// The validation overlay's settings.
+    pub validate: ValidateConfig,
 }
 
 impl Config {
@@ -877,6 +961,25 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
     };
 
     let ws_speed = ws_speed(raw.ws.speed.as_deref()).map_err(|m| err(format!("ws.speed: {m}")))?;
+    let re = |p: &Spanned<String>, what: &str| {
+        regex::Regex::new(&p.value)
+            .map_err(|e| err_at(p.referenced, format!("{what} path `{}` is not a regular expression: {e}", p.value)))
+    };
+    let mut validate = ValidateConfig { mode: raw.validate.mode, ..Default::default() };
+    for r in &raw.validate.routes {
+        validate.routes.push(RouteRule {
+            method: r.method.as_ref().map(|m| m.to_ascii_uppercase()),
+            path: re(&r.path, "validate.routes")?,
+            value: r.mode,
+        });
+    }
+    for r in &raw.validate.required {
+        validate.required.push(RouteRule {
+            method: r.method.as_ref().map(|m| m.to_ascii_uppercase()),
+            path: re(&r.path, "validate.required")?,
+            value: r.fields.clone(),
+        });
+    }
     if raw.ws.queue == 0 || raw.ws.max_sessions == 0 {
         return Err(err("ws.queue and ws.max_sessions must be at least 1".into()));
     }
@@ -905,6 +1008,7 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         faults,
         ws: raw.ws,
         ws_speed,
+        validate,
     })
 }
 

@@ -348,6 +348,9 @@ impl Proxy {
     /// Replaces the replay index (a cassette switch) and resets everything.
     pub fn set_index(&self, index: Index, frames: Vec<crate::cassette::Frame>, name: String) {
         self.ws.set_frames(frames);
+        if let Some(v) = &self.overlays.validate {
+            v.learn(index.exchanges());
+        }
         let recorded = recorded_errors(&index);
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
         *self.recorded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(recorded);

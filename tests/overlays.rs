@@ -492,7 +492,7 @@ async fn with_auth_off_tokens_replay_from_the_cassette_and_bearers_are_not_check
     assert_eq!(r.status, 409);
     assert_eq!(r.json()["error"], "overlay_off");
     let h = admin(&cv, "GET", "/mock/admin/health", "").await.json();
-    assert_eq!(h["overlays"], json!(["faults", "rate-limit"]));
+    assert_eq!(h["overlays"], json!(["faults", "rate-limit", "validate"]));
     assert_eq!(cv.stop().0, 0);
 }
 
@@ -572,5 +572,67 @@ async fn admin_api_errors_name_the_problem_and_cassettes_switch_without_a_restar
         .unwrap()
         .to_string();
     assert_eq!(me(&cv, &token).await.text(), r#"{"id":"u-2"}"#);
+    assert_eq!(cv.stop().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_validation_overlay_refuses_bodies_that_break_the_recorded_schema_as_the_platform_does() {
+    let dir = tempdir("ov-validate");
+    let call = r#"{"phoneNumber":"+13175550100"}"#;
+    write_cassette(
+        &dir,
+        "v.jsonl",
+        &[("POST", "api.mypurecloud.com", "/api/v2/conversations/calls", call, 200, r#"{"id":"c-1"}"#)],
+    );
+    let post = |cv: &Callvcr, ct: &'static str, body: &'static str| {
+        spawn_send(cv, "api.mypurecloud.com", "POST", "/api/v2/conversations/calls", &[("content-type", ct)], body)
+    };
+    let start = |cfg: &str| {
+        std::fs::write(dir.join("v.yaml"), cfg).unwrap();
+        Callvcr::start(&dir, &["replay", "--cassette", "v.jsonl", "--config", "v.yaml", "--no-overlay", "auth"])
+    };
+    let cv = start("");
+    let r = post(&cv, "application/json", "{}").await.unwrap();
+    assert_eq!(r.status, 400);
+    let b = r.json();
+    assert_eq!(b["code"], "bad.request");
+    assert_eq!(b["message"], "Validation failed: `phoneNumber` is required");
+    assert_eq!(b["details"][0], json!({"errorCode": "required", "fieldName": "phoneNumber"}));
+    let r = post(&cv, "application/json", r#"{"phoneNumber":5}"#).await.unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "Validation failed: `phoneNumber` must be string, not integer");
+    let r = post(&cv, "text/plain", "phoneNumber=+1").await.unwrap();
+    assert_eq!(r.status, 415);
+    assert_eq!(r.json()["code"], "unsupported.media.type");
+    let r = post(&cv, "application/json", "{not json").await.unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"].as_str().unwrap().contains("not valid JSON"));
+    let r = post(&cv, "application/json", call).await.unwrap();
+    assert_eq!((r.status, r.text()), (200, r#"{"id":"c-1"}"#.to_string()), "a valid body goes on to the cassette");
+    let j = admin(&cv, "GET", "/mock/admin/journal", "").await.json();
+    let by: Vec<&str> = j.as_array().unwrap().iter().map(|e| e["answered_by"].as_str().unwrap()).collect();
+    assert_eq!(by, ["overlay:validate", "overlay:validate", "overlay:validate", "overlay:validate", "hit"]);
+    assert_eq!(cv.stop().0, 0);
+
+    // warn: logged, the request goes on (here to a miss, since the cassette holds no such body).
+    let cv = start("validate:\n  routes:\n    - {path: \"^/api/v2/conversations/calls$\", mode: warn}\n");
+    let r = post(&cv, "application/json", "{}").await.unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.headers["x-callvcr-miss"], "1");
+    let (_, log) = cv.stop();
+    assert!(log.contains("validation (warn only): Validation failed: `phoneNumber` is required"), "{log}");
+
+    // Pinned required fields, beyond what the recording showed.
+    let cv = start(
+        "validate:\n  required:\n    - {method: POST, path: \"^/api/v2/conversations/calls$\", fields: [callerId]}\n",
+    );
+    let r = post(&cv, "application/json", call).await.unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "Validation failed: `callerId` is required");
+    assert_eq!(cv.stop().0, 0);
+
+    // off, and the overlay switched off, both let it through.
+    let cv = start("validate:\n  mode: off\n");
+    assert_eq!(post(&cv, "application/json", "{}").await.unwrap().status, 404);
     assert_eq!(cv.stop().0, 0);
 }

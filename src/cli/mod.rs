@@ -562,7 +562,8 @@ async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
         crate::overlay::jwt::Signer::rs256(&der).map_err(|e| e.to_string())
     });
     let ids = Arc::new(crate::overlay::Ids::new(cfg.seed));
-    let overlays = crate::overlay::Overlays::from_config(&cfg, ids.clone(), nice_key, clock.now_ms());
+    let overlays =
+        crate::overlay::Overlays::from_config(&cfg, ids.clone(), nice_key, clock.now_ms(), index.exchanges());
     tracing::info!(overlays = ?overlays.pipeline.names(), frozen = clock.is_frozen(), now = %rfc3339_ms(clock.now_ms()), "overlays and virtual clock");
     let proxy = Arc::new(
         Proxy::new(Mode::Replay, cfg, index, None, None, clock, name.clone())

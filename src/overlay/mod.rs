@@ -9,6 +9,7 @@ pub mod ids;
 pub mod jwt;
 pub mod platform;
 pub mod ratelimit;
+pub mod validate;
 
 use std::collections::HashMap;
 
@@ -227,21 +228,24 @@ pub struct Overlays {
     pub auth: Option<std::sync::Arc<auth::Auth>>,
     /// The faults overlay, when on.
     pub faults: Option<std::sync::Arc<faults::Faults>>,
+    /// The validation overlay, when on.
+    pub validate: Option<std::sync::Arc<validate::Validate>>,
 }
 
 impl Overlays {
     /// No overlays (record modes).
     pub fn none() -> Overlays {
-        Overlays { pipeline: Pipeline::empty(), auth: None, faults: None }
+        Overlays { pipeline: Pipeline::empty(), auth: None, faults: None, validate: None }
     }
 
     /// The overlays `config` switches on, sharing `ids`; `nice_key` gives the key for NICE tokens;
-    /// fault windows start at `now_ms`.
+    /// fault windows start at `now_ms`; request schemas are inferred from `exchanges`.
     pub fn from_config(
         config: &crate::config::Config,
         ids: std::sync::Arc<Ids>,
         nice_key: auth::KeySource,
         now_ms: i64,
+        exchanges: &[crate::cassette::Exchange],
     ) -> Overlays {
         let mut list: Vec<Box<dyn Overlay>> = Vec::new();
         let mut auth_handle = None;
@@ -264,9 +268,15 @@ impl Overlays {
             list.push(Box::new(a));
         }
         if config.overlay_on("rate-limit") && !config.rate_rules.is_empty() {
-            list.push(Box::new(ratelimit::RateLimit::new(config.rate_rules.clone(), config.rate_headers, ids)));
+            list.push(Box::new(ratelimit::RateLimit::new(config.rate_rules.clone(), config.rate_headers, ids.clone())));
         }
-        Overlays { pipeline: Pipeline::new(list), auth: auth_handle, faults: faults_handle }
+        let mut validate_handle = None;
+        if config.overlay_on("validate") {
+            let v = std::sync::Arc::new(validate::Validate::new(config.validate.clone(), ids, exchanges));
+            validate_handle = Some(v.clone());
+            list.push(Box::new(v));
+        }
+        Overlays { pipeline: Pipeline::new(list), auth: auth_handle, faults: faults_handle, validate: validate_handle }
     }
 }
 

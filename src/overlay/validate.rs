@@ -1,0 +1,230 @@
+//! The validation overlay: a request whose JSON body breaks the schema inferred from the cassette
+//! (a missing required field, a wrong type) or whose `Content-Type` is not JSON where the recordings
+//! sent JSON is refused as the platform refuses it (400 or 415), before any cassette lookup. Per
+//! route: off, warn (log only) or enforce; configuration can pin required fields.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde_json::{json, Value};
+
+use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use crate::cassette::schema::{template, Model};
+use crate::cassette::Exchange;
+use crate::config::{ValidateConfig, ValidateMode};
+
+/// What a route's requests must look like.
+#[derive(Debug, Clone)]
+struct Rule {
+    content_type: String,
+    schema: Value,
+}
+
+/// Request rules by (host, path template, method).
+type Rules = HashMap<(String, String, String), Rule>;
+
+/// The validation overlay.
+#[derive(Debug)]
+pub struct Validate {
+    cfg: ValidateConfig,
+    ids: Arc<Ids>,
+    rules: RwLock<Arc<Rules>>,
+}
+
+/// The first way `v` breaks `schema` (the inferred subset: type, properties, required, items):
+/// the field's dotted name and the rule.
+pub fn violation(schema: &Value, v: &Value, at: &str) -> Option<(String, String)> {
+    let field = |k: &str| if at.is_empty() { k.to_string() } else { format!("{at}.{k}") };
+    if let Some(t) = schema.get("type") {
+        let allowed: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let actual = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let ok =
+            allowed.is_empty() || allowed.contains(&actual) || (actual == "integer" && allowed.contains(&"number"));
+        if !ok {
+            let name = if at.is_empty() { "the body".to_string() } else { format!("`{at}`") };
+            return Some((at.to_string(), format!("{name} must be {}, not {actual}", allowed.join(" or "))));
+        }
+    }
+    if let Value::Object(m) = v {
+        for r in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+            if !m.contains_key(r) {
+                return Some((field(r), format!("`{}` is required", field(r))));
+            }
+        }
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (k, val) in m {
+                if let Some(ps) = props.get(k) {
+                    if let Some(x) = violation(ps, val, &field(k)) {
+                        return Some(x);
+                    }
+                }
+            }
+        }
+    }
+    if let (Value::Array(items), Some(is)) = (v, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(x) = violation(is, item, &format!("{at}[{i}]")) {
+                return Some(x);
+            }
+        }
+    }
+    None
+}
+
+impl Validate {
+    /// An overlay checking requests against what `exchanges` show.
+    pub fn new(cfg: ValidateConfig, ids: Arc<Ids>, exchanges: &[Exchange]) -> Validate {
+        let v = Validate { cfg, ids, rules: RwLock::new(Arc::new(HashMap::new())) };
+        v.learn(exchanges);
+        v
+    }
+
+    /// Infers the request schemas again (a cassette switch).
+    pub fn learn(&self, exchanges: &[Exchange]) {
+        let mut m = Model::default();
+        m.add(exchanges);
+        let rules = m
+            .ops
+            .into_iter()
+            .filter_map(|(k, op)| {
+                op.request.map(|(ct, shape)| (k, Rule { content_type: ct, schema: shape.to_schema() }))
+            })
+            .collect();
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+    }
+
+    fn mode(&self, method: &str, path: &str) -> ValidateMode {
+        self.cfg.routes.iter().find(|r| r.applies(method, path)).map(|r| r.value).unwrap_or(self.cfg.mode)
+    }
+
+    fn refuse(&self, call: &Call<'_>, status: u16, code: &str, message: String, field: &str, rule: &str) -> Answer {
+        let detail = format!("{code}: {message}");
+        match call.platform() {
+            Platform::Nice => Answer::json(status, &json!({"error": code, "error_description": message}), detail),
+            _ => {
+                let context = self.ids.uuid();
+                Answer::json(
+                    status,
+                    &json!({
+                        "message": message,
+                        "code": code,
+                        "status": status,
+                        "contextId": context,
+                        "details": [{"errorCode": rule, "fieldName": field}],
+                        "errors": [],
+                    }),
+                    detail,
+                )
+                .with_header("inin-correlation-id", context)
+            }
+        }
+    }
+}
+
+impl Overlay for Validate {
+    fn name(&self) -> &'static str {
+        "validate"
+    }
+
+    fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, _recorded: &Recorded) -> Decision {
+        let mode = self.mode(call.method, call.path);
+        if mode == ValidateMode::Off {
+            return Decision::Continue;
+        }
+        let (tpl, _) = template(call.path);
+        let key = (call.host.to_string(), tpl, call.method.to_ascii_lowercase());
+        let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let pinned: Vec<&String> =
+            self.cfg.required.iter().filter(|r| r.applies(call.method, call.path)).flat_map(|r| &r.value).collect();
+        let rule = rules.get(&key);
+        if rule.is_none() && pinned.is_empty() {
+            return Decision::Continue;
+        }
+        let ct = call.header("content-type").unwrap_or("").to_ascii_lowercase();
+        let found = if !call.body.is_empty()
+            && rule.is_some_and(|r| r.content_type.contains("json"))
+            && !ct.contains("json")
+        {
+            let shown = if ct.is_empty() { "none".to_string() } else { ct.clone() };
+            Some((
+                415,
+                "unsupported.media.type",
+                format!("Content-Type {shown} is not supported here: send application/json"),
+                String::new(),
+                "content-type",
+            ))
+        } else {
+            match serde_json::from_slice::<Value>(call.body) {
+                Err(e) if !call.body.is_empty() => Some((
+                    400,
+                    "bad.request",
+                    format!("The request body is not valid JSON: {e}"),
+                    String::new(),
+                    "json",
+                )),
+                parsed => {
+                    let v = parsed.unwrap_or(Value::Null);
+                    let missing = pinned.iter().find(|f| v.get(f.as_str()).is_none());
+                    match (missing, rule) {
+                        (Some(f), _) => Some((
+                            400,
+                            "bad.request",
+                            format!("Validation failed: `{f}` is required"),
+                            f.to_string(),
+                            "required",
+                        )),
+                        (None, Some(r)) if !call.body.is_empty() => violation(&r.schema, &v, "").map(|(field, msg)| {
+                            let kind = if msg.ends_with("is required") { "required" } else { "type" };
+                            (400, "bad.request", format!("Validation failed: {msg}"), field, kind)
+                        }),
+                        _ => None,
+                    }
+                }
+            }
+        };
+        let Some((status, code, message, field, rule_name)) = found else { return Decision::Continue };
+        if mode == ValidateMode::Warn {
+            tracing::warn!(
+                method = call.method,
+                host = call.host,
+                path = call.path,
+                "validation (warn only): {message}"
+            );
+            return Decision::Continue;
+        }
+        Decision::Answer(self.refuse(call, status, code, message, &field, rule_name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_name_the_field_and_the_rule() {
+        let s = json!({"type": "object", "required": ["phoneNumber"], "properties": {
+            "phoneNumber": {"type": "string"},
+            "n": {"type": "number"},
+            "list": {"type": "array", "items": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}}
+        }});
+        assert_eq!(violation(&s, &json!({"phoneNumber": "+1", "n": 3}), ""), None, "an integer is a number");
+        assert_eq!(violation(&s, &json!({"n": 1}), "").map(|x| x.0), Some("phoneNumber".into()));
+        let (f, m) = violation(&s, &json!({"phoneNumber": 5}), "").unwrap();
+        assert_eq!((f.as_str(), m.as_str()), ("phoneNumber", "`phoneNumber` must be string, not integer"));
+        let (f, _) = violation(&s, &json!({"phoneNumber": "x", "list": [{"id": "a"}, {}]}), "").unwrap();
+        assert_eq!(f, "list[1].id");
+        assert!(violation(&s, &json!([1]), "").unwrap().1.contains("the body must be object"));
+    }
+}
