@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 use support::*;
 
 const HAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/devtools-shape.har");
+/// Written by mitmproxy 11 itself (`scripts/make-mitmproxy-har.sh`), not by hand.
+const MITM_HAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mitmproxy-genesys.har");
 
 /// A hand-written cassette with exchanges and WebSocket frames.
 fn jsonl(dir: &std::path::Path, name: &str, extra: &[Value]) -> String {
@@ -120,6 +122,41 @@ async fn a_har_file_imports_redacted_replays_and_exports_back_to_har() {
     assert!(entries[1]["response"]["content"]["text"].as_str().unwrap().contains("HAR Agent"));
     let (code, _, err) = run(&dir, &["cassette", "import", "back.har", "--name", "again"]);
     assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_har_written_by_mitmproxy_imports_redacted_and_replays_with_its_gzip_answer() {
+    let dir = tempdir("tools-mitm");
+    let token = "wVvE7bZ4k9HnQ2mXc5LrT8pYs1aJd6fGu3oKi0eWq7zNb4vCx2yM9tRl5hPj8gSf-Ud1AoEk6wIz3nHq0rBy7mLc_FxTv";
+    let (code, out, _) = run(&dir, &["cassette", "audit", MITM_HAR]);
+    assert_eq!(code, 1, "mitmproxy's HAR holds the live token: {out}");
+    let (code, out, err) = run(&dir, &["cassette", "import", MITM_HAR, "--name", "mitm"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("imported 4 exchanges"), "{out}");
+    let bytes = all_bytes(&dir.join("cassettes/mitm"));
+    // The token (bearer and token answer) and the Basic credentials of the token request.
+    for secret in [token, "hS1nVqj9yL0oZk2Xb4cRt7uWm3pEa6dFg8iJ5sQ_xYz"] {
+        assert!(!contains(&bytes, secret.as_bytes()), "{secret} reached the cassette");
+    }
+    assert!(contains(&bytes, b"Avery Fixture"), "positive control");
+    assert_eq!(run(&dir, &["cassette", "audit", "mitm"]).0, 0, "the imported cassette is clean");
+
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "mitm", "--no-overlay", "auth", "--strict"]);
+    let mut c = h1_tls(&cv, "api.mypurecloud.com").await;
+    let h = [("host", "api.mypurecloud.com"), ("content-type", "application/json")];
+    let r = c.send("GET", "/api/v2/users/me", &h[..1], "").await;
+    assert_eq!((r.status, r.json()["id"].clone()), (200, json!("2f8c6a4e-91b3-4d57-8e0a-3b6f1c9d2e74")));
+    let r = c.send("POST", "/api/v2/conversations/calls", &h, r#"{"phoneNumber":"+13175550100"}"#).await;
+    assert_eq!((r.status, r.json()["id"].clone()), (200, json!("b1e0d4c7-5a92-4f36-9c81-7e2a3d6f0b58")));
+    // mitmproxy wrote this body decoded beside `Content-Encoding: gzip`: it is served gzipped, as it was.
+    let raw = c.send("GET", "/api/v2/conversations/calls/b1e0d4c7-5a92-4f36-9c81-7e2a3d6f0b58", &h[..1], "").await;
+    assert_eq!(raw.status, 200);
+    assert_eq!(raw.headers["content-encoding"], "gzip");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&raw.body[..]), &mut text).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["participants"].as_array().unwrap().len(), 2, "{text}");
+    assert_eq!(cv.stop().0, 0, "every request hit");
 }
 
 #[test]
