@@ -466,3 +466,37 @@ async fn upstream_names_are_resolved_without_the_hosts_file() {
         "the machine's hosts file is untouched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_recording_replaces_and_a_changed_match_config_still_matches_the_stored_requests() {
+    let dir = tempdir("rerecord");
+    let si = start_stand_in(&dir).await;
+    let h = [("host", "api.mypurecloud.com")];
+    // First run: three exchanges.
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "re")));
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    for path in ["/api/v2/users/me", "/api/v2/counter?cacheBuster=1", "/api/v2/other"] {
+        assert_eq!(api.send("GET", path, &h, "").await.status, 200);
+    }
+    assert_eq!(cv.stop().0, 0);
+    // Second run over the same name: one exchange, and only it remains (nothing appended).
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "re")));
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    assert_eq!(api.send("GET", "/api/v2/counter?cacheBuster=1", &h, "").await.text(), r#"{"n":2}"#);
+    assert_eq!(cv.stop().0, 0);
+    si.stop();
+    let (code, out, _) = run(&dir, &["cassette", "show", "re"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().filter(|l| l.contains("→ 200")).count(), 1, "{out}");
+    assert!(out.contains("/api/v2/counter?cacheBuster=1") && !out.contains("/api/v2/other"), "{out}");
+
+    // Matching was not frozen at record time: a config that ignores the cache buster, written after
+    // the recording, matches the stored request with another value.
+    std::fs::write(dir.join("m.yaml"), "match:\n  ignore_query: [cacheBuster]\n").unwrap();
+    let cv =
+        Callvcr::start(&dir, &["replay", "--cassette", "re", "--config", "m.yaml", "--no-overlay", "auth", "--strict"]);
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    let r = api.send("GET", "/api/v2/counter?cacheBuster=977", &h, "").await;
+    assert_eq!((r.status, r.text()), (200, r#"{"n":2}"#.to_string()));
+    assert_eq!(cv.stop().0, 0);
+}
