@@ -7,8 +7,10 @@ pub mod auth;
 pub mod faults;
 pub mod ids;
 pub mod jwt;
+pub mod machine;
 pub mod platform;
 pub mod ratelimit;
+pub mod route;
 pub mod validate;
 
 use std::collections::HashMap;

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+pub mod stateful;
+pub use stateful::{Binding, Collection, StateConfig, Trigger, VersionsConfig};
+
 /// Hosts intercepted when `proxy.yaml` lists none: Genesys Cloud (all regions) and NICE CXone.
 pub const DEFAULT_HOSTS: &[&str] = &[
     "api.mypurecloud.com",
@@ -83,6 +86,12 @@ pub struct RawConfig {
     pub ws: WsConfig,
     /// The validation overlay.
     pub validate: RawValidate,
+    /// The state overlay: call state machines.
+    pub state: stateful::RawState,
+    /// The CRUD overlay: root collections.
+    pub crud: stateful::RawCrud,
+    /// The versions overlay: SDK-version routing.
+    pub versions: stateful::RawVersions,
 }
 
 /// How strictly a route's requests are checked against the schema inferred from the cassette.
@@ -665,6 +674,12 @@ pub struct Config {
     pub ws_speed: Option<f64>,
     /// The validation overlay's settings.
     pub validate: ValidateConfig,
+    /// The state overlay's machines and bindings.
+    pub state: StateConfig,
+    /// The CRUD overlay's root collections.
+    pub crud: Vec<Collection>,
+    /// The versions overlay's settings.
+    pub versions: VersionsConfig,
 }
 
 impl Config {
@@ -983,6 +998,9 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
     if raw.ws.queue == 0 || raw.ws.max_sessions == 0 {
         return Err(err("ws.queue and ws.max_sessions must be at least 1".into()));
     }
+    let state = stateful::state(&raw.state, &err_at)?;
+    let crud = stateful::crud(&raw.crud, &err_at)?;
+    let versions = stateful::versions(&raw.versions, &err_at)?;
 
     Ok(Config {
         source: path.map(Path::to_path_buf),
@@ -1009,6 +1027,9 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         ws: raw.ws,
         ws_speed,
         validate,
+        state,
+        crud,
+        versions,
     })
 }
 

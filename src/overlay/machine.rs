@@ -1,0 +1,619 @@
+//! Call and conversation state machines: what a machine allows (the shipped presets, machines
+//! declared in `proxy.yaml`, machines learned from a cassette), and sessions moving through one,
+//! with flags, held and delayed (carrier) transitions, and timeouts. Plain data: virtual time comes
+//! in as an argument, nothing here waits or touches a socket.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+/// How a move the machine does not allow is refused when an SDK asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400 in the Genesys Cloud error shape.
+    Genesys,
+    /// 400 in the NICE CXone error shape.
+    Nice,
+    /// 422, the seed design's rule for a generic call.
+    Unprocessable,
+}
+
+/// A transition that does not happen at once: held until released, or delayed on the virtual clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// The state it leaves (`None` = any).
+    pub from: Option<String>,
+    /// The state it enters.
+    pub to: String,
+    /// Delay in virtual milliseconds (a carrier delay); unused for holds.
+    pub ms: i64,
+}
+
+impl Gate {
+    fn applies(&self, from: &str, to: &str) -> bool {
+        self.to.eq_ignore_ascii_case(to) && self.from.as_deref().is_none_or(|f| f.eq_ignore_ascii_case(from))
+    }
+}
+
+/// A state machine: its states, the moves it allows, and its timing rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    /// Its name (`genesys-call`, `nice-contact`, `generic`, or a declared or learned one).
+    pub name: String,
+    /// States, in the order they are listed.
+    pub states: Vec<String>,
+    /// The state a new session starts in.
+    pub initial: String,
+    /// Allowed moves: from → to.
+    pub allowed: BTreeMap<String, BTreeSet<String>>,
+    /// States that end a session: entering one releases what it holds (flags, pending moves).
+    pub terminal: BTreeSet<String>,
+    /// Where a timeout leads.
+    pub timeout_state: Option<String>,
+    /// How long a session may stay in a state (virtual ms) before it times out.
+    pub timeouts_ms: BTreeMap<String, i64>,
+    /// Carrier delays.
+    pub delays: Vec<Gate>,
+    /// Moves held until `release`.
+    pub holds: Vec<Gate>,
+    /// Flags a party can carry beside its state (`held`, `muted`, `recording`, ...).
+    pub flags: Vec<String>,
+    /// How a refused SDK move is answered.
+    pub refusal: Refusal,
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn moves(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
+    pairs.iter().map(|(f, t)| (f.to_string(), set(t))).collect()
+}
+
+/// The names of the shipped presets.
+pub const PRESETS: &[&str] = &["genesys-call", "nice-contact", "generic"];
+
+impl Machine {
+    /// A shipped preset by name.
+    pub fn preset(name: &str) -> Option<Machine> {
+        match name {
+            // Genesys Cloud call participants. Hold, mute and recording are flags, not states.
+            "genesys-call" => Some(Machine {
+                name: name.into(),
+                states: ["alerting", "dialing", "contacting", "offering", "connected", "disconnected", "terminated"]
+                    .map(String::from)
+                    .to_vec(),
+                initial: "alerting".into(),
+                allowed: moves(&[
+                    ("alerting", &["connected", "disconnected", "terminated"]),
+                    ("offering", &["alerting", "connected", "disconnected", "terminated"]),
+                    ("dialing", &["contacting", "connected", "disconnected", "terminated"]),
+                    ("contacting", &["connected", "disconnected", "terminated"]),
+                    ("connected", &["disconnected", "terminated"]),
+                    ("disconnected", &["terminated"]),
+                ]),
+                terminal: set(&["disconnected", "terminated"]),
+                timeout_state: Some("disconnected".into()),
+                timeouts_ms: BTreeMap::new(),
+                delays: Vec::new(),
+                holds: Vec::new(),
+                flags: ["held", "muted", "recording", "confined"].map(String::from).to_vec(),
+                refusal: Refusal::Genesys,
+            }),
+            // NICE CXone contacts as the agent session sees them.
+            "nice-contact" => Some(Machine {
+                name: name.into(),
+                states: ["Incoming", "Dialing", "Active", "Holding", "Disconnected"].map(String::from).to_vec(),
+                initial: "Incoming".into(),
+                allowed: moves(&[
+                    ("Incoming", &["Active", "Disconnected"]),
+                    ("Dialing", &["Active", "Disconnected"]),
+                    ("Active", &["Holding", "Disconnected"]),
+                    ("Holding", &["Active", "Disconnected"]),
+                ]),
+                terminal: set(&["Disconnected"]),
+                timeout_state: Some("Disconnected".into()),
+                timeouts_ms: BTreeMap::new(),
+                delays: Vec::new(),
+                holds: Vec::new(),
+                flags: ["muted", "recording"].map(String::from).to_vec(),
+                refusal: Refusal::Nice,
+            }),
+            // The seed design's generic call.
+            "generic" => Some(Machine {
+                name: name.into(),
+                states: ["INIT", "RINGING", "ANSWERED", "HOLD", "COMPLETE", "FAILED", "TIMEOUT"]
+                    .map(String::from)
+                    .to_vec(),
+                initial: "INIT".into(),
+                allowed: moves(&[
+                    ("INIT", &["RINGING", "FAILED"]),
+                    ("RINGING", &["ANSWERED", "FAILED", "TIMEOUT"]),
+                    ("ANSWERED", &["HOLD", "COMPLETE", "FAILED"]),
+                    ("HOLD", &["ANSWERED", "COMPLETE", "FAILED"]),
+                ]),
+                terminal: set(&["COMPLETE", "FAILED", "TIMEOUT"]),
+                timeout_state: Some("TIMEOUT".into()),
+                timeouts_ms: BTreeMap::new(),
+                delays: Vec::new(),
+                holds: Vec::new(),
+                flags: Vec::new(),
+                refusal: Refusal::Unprocessable,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The machine's spelling of `state` (states match without regard to case), if it has it.
+    pub fn canonical(&self, state: &str) -> Option<&str> {
+        self.states.iter().find(|s| s.eq_ignore_ascii_case(state)).map(String::as_str)
+    }
+
+    /// Whether the machine allows `from` → `to`.
+    pub fn allows(&self, from: &str, to: &str) -> bool {
+        self.allowed.get(from).is_some_and(|t| t.contains(to))
+    }
+
+    /// Whether `state` ends a session.
+    pub fn is_terminal(&self, state: &str) -> bool {
+        self.terminal.contains(state)
+    }
+
+    /// Checks the machine is coherent: every state named is listed, the initial state exists.
+    pub fn check(&self) -> Result<(), String> {
+        let known = |s: &str, what: &str| -> Result<(), String> {
+            if self.canonical(s).is_some() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "machine `{}`: {what} `{s}` is not one of its states ({})",
+                    self.name,
+                    self.states.join(", ")
+                ))
+            }
+        };
+        if self.states.is_empty() {
+            return Err(format!("machine `{}` has no states", self.name));
+        }
+        known(&self.initial, "the initial state")?;
+        for (f, ts) in &self.allowed {
+            known(f, "transition source")?;
+            for t in ts {
+                known(t, "transition target")?;
+            }
+        }
+        for t in &self.terminal {
+            known(t, "terminal state")?;
+        }
+        if let Some(t) = &self.timeout_state {
+            known(t, "timeout state")?;
+        }
+        for s in self.timeouts_ms.keys() {
+            known(s, "timeout for state")?;
+        }
+        for g in self.delays.iter().chain(&self.holds) {
+            known(&g.to, "delayed or held target")?;
+            if let Some(f) = &g.from {
+                known(f, "delayed or held source")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A flag's value and since when (virtual ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flag {
+    /// On or off.
+    pub on: bool,
+    /// When it last changed.
+    pub since_ms: i64,
+}
+
+/// A move that was asked for and has not happened yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// The state it enters.
+    pub to: String,
+    /// When it happens on its own (a carrier delay); `None` = held until released.
+    pub due_ms: Option<i64>,
+    /// Who asked (`sdk`, `admin`).
+    pub by: &'static str,
+    /// What the asker attached.
+    pub metadata: Value,
+}
+
+/// One participant (Genesys) or the contact itself (one-party machines).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Party {
+    /// Its id (the participant id; for one-party sessions, the session id).
+    pub id: String,
+    /// Its purpose, where the platform names one (`customer`, `agent`, ...).
+    pub purpose: String,
+    /// Current state.
+    pub state: String,
+    /// When it entered that state.
+    pub entered_ms: i64,
+    /// Flags by name.
+    pub flags: BTreeMap<String, Flag>,
+    /// A held or delayed move.
+    pub pending: Option<Pending>,
+    /// The state the recording last showed for it (to replay platform-driven moves).
+    pub last_recorded: Option<String>,
+    /// Why it was disconnected, when a timeout did it.
+    pub timed_out: bool,
+}
+
+/// One move that happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The party that moved.
+    pub party: String,
+    /// From.
+    pub from: String,
+    /// To.
+    pub to: String,
+    /// Virtual time it happened.
+    pub at_ms: i64,
+    /// What moved it: `sdk`, `admin`, `release`, `delay`, `timeout`, `recording`, `trigger`.
+    pub by: &'static str,
+    /// What the asker attached.
+    pub metadata: Value,
+}
+
+/// Why a move was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The machine does not allow it.
+    NotAllowed {
+        /// Current state.
+        from: String,
+        /// Asked-for state.
+        to: String,
+    },
+    /// `to` is not a state of the machine.
+    UnknownState(String),
+    /// The asker's `from` is not the current state.
+    WrongFrom {
+        /// Current state.
+        current: String,
+        /// What the asker thought.
+        expected: String,
+    },
+    /// Another move is already waiting.
+    Busy(String),
+    /// No such party.
+    NoParty(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::NotAllowed { from, to } => write!(f, "the move from {from} to {to} is not allowed"),
+            Refused::UnknownState(s) => write!(f, "`{s}` is not a state of this machine"),
+            Refused::WrongFrom { current, expected } => {
+                write!(f, "the state is {current}, not {expected}")
+            }
+            Refused::Busy(to) => write!(f, "a move to {to} is already waiting (held or delayed)"),
+            Refused::NoParty(p) => write!(f, "no participant `{p}` in this session"),
+        }
+    }
+}
+
+/// What came of asking for a move.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Moved {
+    /// It happened.
+    Now(Step),
+    /// It waits for `release`.
+    Held(String),
+    /// It happens at this virtual time.
+    Delayed(String, i64),
+    /// Already there: nothing to do.
+    Same,
+}
+
+/// A call, conversation or contact moving through one machine.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Its id (Genesys conversation id, NICE contact id, or any id a test picks).
+    pub id: String,
+    /// Its machine.
+    pub machine: Arc<Machine>,
+    /// Its parties, in the order first seen.
+    pub parties: Vec<Party>,
+    /// Every move, in order.
+    pub history: Vec<Step>,
+}
+
+impl Session {
+    /// A session with no party yet (Genesys conversations learn theirs from the platform's answers).
+    pub fn empty(id: &str, machine: Arc<Machine>) -> Session {
+        Session { id: id.to_string(), machine, parties: Vec::new(), history: Vec::new() }
+    }
+
+    /// A one-party session in the machine's initial state.
+    pub fn new(id: &str, machine: Arc<Machine>, now_ms: i64) -> Session {
+        let mut s = Session::empty(id, machine);
+        let initial = s.machine.initial.clone();
+        s.add_party(id, "", &initial, now_ms);
+        s
+    }
+
+    /// Adds a party in `state` (spelled as the machine spells it when it knows it).
+    pub fn add_party(&mut self, id: &str, purpose: &str, state: &str, now_ms: i64) -> usize {
+        let state = self.machine.canonical(state).unwrap_or(state).to_string();
+        let flags = self.machine.flags.iter().map(|f| (f.clone(), Flag { on: false, since_ms: now_ms })).collect();
+        self.parties.push(Party {
+            id: id.to_string(),
+            purpose: purpose.to_string(),
+            state,
+            entered_ms: now_ms,
+            flags,
+            pending: None,
+            last_recorded: None,
+            timed_out: false,
+        });
+        self.parties.len() - 1
+    }
+
+    /// The index of party `id`.
+    pub fn party(&self, id: &str) -> Option<usize> {
+        self.parties.iter().position(|p| p.id == id)
+    }
+
+    /// The party admin calls act on when none is named: the customer, else the first.
+    pub fn primary(&self) -> Option<usize> {
+        self.parties.iter().position(|p| p.purpose == "customer").or(if self.parties.is_empty() {
+            None
+        } else {
+            Some(0)
+        })
+    }
+
+    /// Resolves a party by id, or the primary one.
+    pub fn resolve(&self, party: Option<&str>) -> Result<usize, Refused> {
+        match party {
+            Some(p) => self.party(p).ok_or_else(|| Refused::NoParty(p.to_string())),
+            None => self.primary().ok_or_else(|| Refused::NoParty("(none yet)".into())),
+        }
+    }
+
+    /// Asks for party `i` to move to `to` at `now_ms`. `expected` is the asker's idea of the current
+    /// state (admin calls); `gated` applies the machine's holds and delays.
+    pub fn request(
+        &mut self,
+        i: usize,
+        to: &str,
+        expected: Option<&str>,
+        now_ms: i64,
+        by: &'static str,
+        metadata: Value,
+        gated: bool,
+    ) -> Result<Moved, Refused> {
+        let m = self.machine.clone();
+        let Some(to) = m.canonical(to).map(str::to_string) else {
+            return Err(Refused::UnknownState(to.to_string()));
+        };
+        let p = &self.parties[i];
+        if let Some(e) = expected {
+            if !e.eq_ignore_ascii_case(&p.state) {
+                return Err(Refused::WrongFrom { current: p.state.clone(), expected: e.to_string() });
+            }
+        }
+        if let Some(pending) = &p.pending {
+            return Err(Refused::Busy(pending.to.clone()));
+        }
+        if p.state == to {
+            return Ok(Moved::Same);
+        }
+        if !m.allows(&p.state, &to) {
+            return Err(Refused::NotAllowed { from: p.state.clone(), to });
+        }
+        if gated {
+            if m.holds.iter().any(|g| g.applies(&p.state, &to)) {
+                self.parties[i].pending = Some(Pending { to: to.clone(), due_ms: None, by, metadata });
+                return Ok(Moved::Held(to));
+            }
+            if let Some(g) = m.delays.iter().find(|g| g.applies(&p.state, &to)).filter(|g| g.ms > 0) {
+                let due = now_ms + g.ms;
+                self.parties[i].pending = Some(Pending { to: to.clone(), due_ms: Some(due), by, metadata });
+                return Ok(Moved::Delayed(to, due));
+            }
+        }
+        Ok(Moved::Now(self.enter(i, &to, now_ms, by, metadata)))
+    }
+
+    /// Moves party `i` into `to` now, without checks; entering a terminal state releases what the
+    /// party holds (flags off, any pending move dropped).
+    fn enter(&mut self, i: usize, to: &str, at_ms: i64, by: &'static str, metadata: Value) -> Step {
+        let terminal = self.machine.is_terminal(to);
+        let p = &mut self.parties[i];
+        let step = Step { party: p.id.clone(), from: p.state.clone(), to: to.to_string(), at_ms, by, metadata };
+        p.state = to.to_string();
+        p.entered_ms = at_ms;
+        if terminal {
+            p.pending = None;
+            for f in p.flags.values_mut().filter(|f| f.on) {
+                *f = Flag { on: false, since_ms: at_ms };
+            }
+        }
+        self.history.push(step.clone());
+        step
+    }
+
+    /// Releases party `i`'s held move.
+    pub fn release(&mut self, i: usize, now_ms: i64) -> Option<Step> {
+        let p = &mut self.parties[i];
+        match &p.pending {
+            Some(Pending { due_ms: None, .. }) => {
+                let pending = p.pending.take()?;
+                Some(self.enter(i, &pending.to, now_ms, "release", pending.metadata))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sets a flag; `true` when it changed.
+    pub fn set_flag(&mut self, i: usize, flag: &str, on: bool, now_ms: i64) -> bool {
+        let f = self.parties[i].flags.entry(flag.to_string()).or_insert(Flag { on: false, since_ms: now_ms });
+        if f.on == on {
+            return false;
+        }
+        *f = Flag { on, since_ms: now_ms };
+        true
+    }
+
+    /// When the next thing happens on its own (a delayed move, a timeout), if anything will.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.parties.iter().filter_map(|p| self.deadline(p)).min()
+    }
+
+    fn deadline(&self, p: &Party) -> Option<i64> {
+        let delayed = p.pending.as_ref().and_then(|x| x.due_ms);
+        let timeout = (!self.machine.is_terminal(&p.state))
+            .then(|| self.machine.timeouts_ms.get(&p.state).map(|ms| p.entered_ms + ms))
+            .flatten()
+            .filter(|_| self.machine.timeout_state.is_some());
+        match (delayed, timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Carries out everything due by `now_ms`, in time order: delayed moves, then timeouts (a
+    /// timeout also releases the party's resources). Returns the steps taken.
+    pub fn advance(&mut self, now_ms: i64) -> Vec<Step> {
+        let mut out = Vec::new();
+        loop {
+            let due = self
+                .parties
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| self.deadline(p).filter(|d| *d <= now_ms).map(|d| (d, i)))
+                .min();
+            let Some((at, i)) = due else { break };
+            if self.parties[i].pending.as_ref().is_some_and(|x| x.due_ms == Some(at)) {
+                let pending = self.parties[i].pending.take().expect("just seen");
+                out.push(self.enter(i, &pending.to, at, "delay", pending.metadata));
+                continue;
+            }
+            let to = self.machine.timeout_state.clone().expect("deadline implies a timeout state");
+            self.parties[i].pending = None;
+            self.parties[i].timed_out = true;
+            let from = self.parties[i].state.clone();
+            let step = self.enter(i, &to, at, "timeout", json!({"after_ms": at - self.parties[i].entered_ms}));
+            // Resources go with it, whatever the timeout state is.
+            for f in self.parties[i].flags.values_mut().filter(|f| f.on) {
+                *f = Flag { on: false, since_ms: at };
+            }
+            out.push(Step { from, ..step });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic() -> Arc<Machine> {
+        Arc::new(Machine::preset("generic").unwrap())
+    }
+
+    #[test]
+    fn presets_are_coherent() {
+        for name in PRESETS {
+            Machine::preset(name).unwrap().check().unwrap();
+        }
+        let mut bad = Machine::preset("generic").unwrap();
+        bad.allowed.entry("INIT".into()).or_default().insert("NOWHERE".into());
+        assert!(bad.check().unwrap_err().contains("`NOWHERE` is not one of its states"));
+    }
+
+    #[test]
+    fn the_generic_call_moves_only_as_allowed_and_a_refusal_changes_nothing() {
+        let mut s = Session::new("c-1", generic(), 0);
+        assert_eq!(
+            s.request(0, "COMPLETE", None, 1, "sdk", Value::Null, true),
+            Err(Refused::NotAllowed { from: "INIT".into(), to: "COMPLETE".into() })
+        );
+        assert_eq!(s.parties[0].state, "INIT");
+        assert!(s.history.is_empty());
+        assert!(matches!(s.request(0, "ringing", Some("init"), 2, "admin", Value::Null, true), Ok(Moved::Now(_))));
+        assert_eq!(
+            s.request(0, "ANSWERED", Some("INIT"), 3, "admin", Value::Null, true),
+            Err(Refused::WrongFrom { current: "RINGING".into(), expected: "INIT".into() })
+        );
+        assert_eq!(
+            s.request(0, "BOGUS", None, 3, "admin", Value::Null, true),
+            Err(Refused::UnknownState("BOGUS".into()))
+        );
+        assert_eq!(s.request(0, "RINGING", None, 3, "sdk", Value::Null, true), Ok(Moved::Same));
+        assert_eq!(s.history.len(), 1);
+        assert_eq!((s.history[0].from.as_str(), s.history[0].to.as_str(), s.history[0].at_ms), ("INIT", "RINGING", 2));
+    }
+
+    #[test]
+    fn held_moves_wait_for_release_and_delayed_ones_for_the_clock() {
+        let mut m = Machine::preset("generic").unwrap();
+        m.holds.push(Gate { from: Some("RINGING".into()), to: "ANSWERED".into(), ms: 0 });
+        m.delays.push(Gate { from: None, to: "RINGING".into(), ms: 2_000 });
+        let mut s = Session::new("c", Arc::new(m), 0);
+        assert_eq!(
+            s.request(0, "RINGING", None, 100, "admin", Value::Null, true),
+            Ok(Moved::Delayed("RINGING".into(), 2_100))
+        );
+        assert_eq!(s.next_deadline(), Some(2_100));
+        assert!(s.advance(2_099).is_empty(), "one millisecond short");
+        assert_eq!(
+            s.request(0, "FAILED", None, 2_099, "admin", Value::Null, true),
+            Err(Refused::Busy("RINGING".into()))
+        );
+        let steps = s.advance(5_000);
+        assert_eq!((steps.len(), steps[0].at_ms, steps[0].by), (1, 2_100, "delay"), "happens at its due time");
+        assert_eq!(s.request(0, "ANSWERED", None, 6_000, "sdk", Value::Null, true), Ok(Moved::Held("ANSWERED".into())));
+        assert_eq!(s.parties[0].state, "RINGING");
+        assert_eq!(s.advance(1_000_000), vec![], "a held move does not happen on its own");
+        let step = s.release(0, 7_000).unwrap();
+        assert_eq!((step.to.as_str(), step.by), ("ANSWERED", "release"));
+        assert_eq!(s.release(0, 7_001), None, "nothing left to release");
+        // Ungated (admin with force) goes straight through.
+        let mut m = Machine::preset("generic").unwrap();
+        m.holds.push(Gate { from: None, to: "RINGING".into(), ms: 0 });
+        let mut s = Session::new("d", Arc::new(m), 0);
+        assert!(matches!(s.request(0, "RINGING", None, 1, "admin", Value::Null, false), Ok(Moved::Now(_))));
+    }
+
+    #[test]
+    fn a_call_left_ringing_past_its_timeout_times_out_and_releases_what_it_held() {
+        let mut m = Machine::preset("genesys-call").unwrap();
+        m.timeouts_ms.insert("alerting".into(), 30_000);
+        let mut s = Session::empty("conv", Arc::new(m));
+        s.add_party("p-agent", "agent", "alerting", 1_000);
+        s.add_party("p-cust", "customer", "connected", 1_000);
+        assert!(s.set_flag(1, "held", true, 1_500));
+        assert!(!s.set_flag(1, "held", true, 1_600), "no change");
+        assert_eq!(s.next_deadline(), Some(31_000));
+        assert!(s.advance(30_999).is_empty());
+        let steps = s.advance(40_000);
+        assert_eq!(steps.len(), 1);
+        assert_eq!(
+            (steps[0].party.as_str(), steps[0].from.as_str(), steps[0].to.as_str()),
+            ("p-agent", "alerting", "disconnected")
+        );
+        assert_eq!((steps[0].at_ms, steps[0].by), (31_000, "timeout"));
+        assert!(s.parties[0].timed_out);
+        assert_eq!(s.next_deadline(), None, "a terminal state has no timeout");
+        // Disconnecting the customer releases its hold.
+        assert!(matches!(s.request(1, "disconnected", None, 50_000, "sdk", Value::Null, true), Ok(Moved::Now(_))));
+        assert_eq!(s.parties[1].flags["held"], Flag { on: false, since_ms: 50_000 });
+        // And a disconnected participant cannot be reconnected.
+        assert_eq!(
+            s.request(1, "connected", None, 51_000, "sdk", Value::Null, true),
+            Err(Refused::NotAllowed { from: "disconnected".into(), to: "connected".into() })
+        );
+        assert_eq!(s.primary(), Some(1), "the customer is the primary party");
+    }
+}
