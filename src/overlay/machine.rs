@@ -314,6 +314,40 @@ pub enum Moved {
     Same,
 }
 
+/// A move asked for.
+#[derive(Debug, Clone)]
+pub struct Ask<'a> {
+    /// The state to enter.
+    pub to: &'a str,
+    /// The asker's idea of the current state (admin calls check it).
+    pub expected: Option<&'a str>,
+    /// Who asks: `sdk`, `admin`, `trigger`, `recording`.
+    pub by: &'static str,
+    /// What the asker attaches.
+    pub metadata: Value,
+    /// Whether the machine's holds and delays apply.
+    pub gated: bool,
+}
+
+impl<'a> Ask<'a> {
+    /// A gated move to `to` asked by `by`, with no expectation and no metadata.
+    pub fn to(to: &'a str, by: &'static str) -> Ask<'a> {
+        Ask { to, expected: None, by, metadata: Value::Null, gated: true }
+    }
+
+    /// With the asker's idea of the current state.
+    pub fn from(mut self, expected: Option<&'a str>) -> Ask<'a> {
+        self.expected = expected;
+        self
+    }
+
+    /// Not held or delayed.
+    pub fn ungated(mut self) -> Ask<'a> {
+        self.gated = false;
+        self
+    }
+}
+
 /// A call, conversation or contact moving through one machine.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -380,18 +414,9 @@ impl Session {
         }
     }
 
-    /// Asks for party `i` to move to `to` at `now_ms`. `expected` is the asker's idea of the current
-    /// state (admin calls); `gated` applies the machine's holds and delays.
-    pub fn request(
-        &mut self,
-        i: usize,
-        to: &str,
-        expected: Option<&str>,
-        now_ms: i64,
-        by: &'static str,
-        metadata: Value,
-        gated: bool,
-    ) -> Result<Moved, Refused> {
+    /// Asks for party `i` to make the move `ask` describes at `now_ms`.
+    pub fn request(&mut self, i: usize, ask: Ask<'_>, now_ms: i64) -> Result<Moved, Refused> {
+        let Ask { to, expected, by, metadata, gated } = ask;
         let m = self.machine.clone();
         let Some(to) = m.canonical(to).map(str::to_string) else {
             return Err(Refused::UnknownState(to.to_string()));
@@ -536,21 +561,18 @@ mod tests {
     fn the_generic_call_moves_only_as_allowed_and_a_refusal_changes_nothing() {
         let mut s = Session::new("c-1", generic(), 0);
         assert_eq!(
-            s.request(0, "COMPLETE", None, 1, "sdk", Value::Null, true),
+            s.request(0, Ask::to("COMPLETE", "sdk"), 1),
             Err(Refused::NotAllowed { from: "INIT".into(), to: "COMPLETE".into() })
         );
         assert_eq!(s.parties[0].state, "INIT");
         assert!(s.history.is_empty());
-        assert!(matches!(s.request(0, "ringing", Some("init"), 2, "admin", Value::Null, true), Ok(Moved::Now(_))));
+        assert!(matches!(s.request(0, Ask::to("ringing", "admin").from(Some("init")), 2), Ok(Moved::Now(_))));
         assert_eq!(
-            s.request(0, "ANSWERED", Some("INIT"), 3, "admin", Value::Null, true),
+            s.request(0, Ask::to("ANSWERED", "admin").from(Some("INIT")), 3),
             Err(Refused::WrongFrom { current: "RINGING".into(), expected: "INIT".into() })
         );
-        assert_eq!(
-            s.request(0, "BOGUS", None, 3, "admin", Value::Null, true),
-            Err(Refused::UnknownState("BOGUS".into()))
-        );
-        assert_eq!(s.request(0, "RINGING", None, 3, "sdk", Value::Null, true), Ok(Moved::Same));
+        assert_eq!(s.request(0, Ask::to("BOGUS", "admin"), 3), Err(Refused::UnknownState("BOGUS".into())));
+        assert_eq!(s.request(0, Ask::to("RINGING", "sdk"), 3), Ok(Moved::Same));
         assert_eq!(s.history.len(), 1);
         assert_eq!((s.history[0].from.as_str(), s.history[0].to.as_str(), s.history[0].at_ms), ("INIT", "RINGING", 2));
     }
@@ -561,19 +583,13 @@ mod tests {
         m.holds.push(Gate { from: Some("RINGING".into()), to: "ANSWERED".into(), ms: 0 });
         m.delays.push(Gate { from: None, to: "RINGING".into(), ms: 2_000 });
         let mut s = Session::new("c", Arc::new(m), 0);
-        assert_eq!(
-            s.request(0, "RINGING", None, 100, "admin", Value::Null, true),
-            Ok(Moved::Delayed("RINGING".into(), 2_100))
-        );
+        assert_eq!(s.request(0, Ask::to("RINGING", "admin"), 100), Ok(Moved::Delayed("RINGING".into(), 2_100)));
         assert_eq!(s.next_deadline(), Some(2_100));
         assert!(s.advance(2_099).is_empty(), "one millisecond short");
-        assert_eq!(
-            s.request(0, "FAILED", None, 2_099, "admin", Value::Null, true),
-            Err(Refused::Busy("RINGING".into()))
-        );
+        assert_eq!(s.request(0, Ask::to("FAILED", "admin"), 2_099), Err(Refused::Busy("RINGING".into())));
         let steps = s.advance(5_000);
         assert_eq!((steps.len(), steps[0].at_ms, steps[0].by), (1, 2_100, "delay"), "happens at its due time");
-        assert_eq!(s.request(0, "ANSWERED", None, 6_000, "sdk", Value::Null, true), Ok(Moved::Held("ANSWERED".into())));
+        assert_eq!(s.request(0, Ask::to("ANSWERED", "sdk"), 6_000), Ok(Moved::Held("ANSWERED".into())));
         assert_eq!(s.parties[0].state, "RINGING");
         assert_eq!(s.advance(1_000_000), vec![], "a held move does not happen on its own");
         let step = s.release(0, 7_000).unwrap();
@@ -583,7 +599,7 @@ mod tests {
         let mut m = Machine::preset("generic").unwrap();
         m.holds.push(Gate { from: None, to: "RINGING".into(), ms: 0 });
         let mut s = Session::new("d", Arc::new(m), 0);
-        assert!(matches!(s.request(0, "RINGING", None, 1, "admin", Value::Null, false), Ok(Moved::Now(_))));
+        assert!(matches!(s.request(0, Ask::to("RINGING", "admin").ungated(), 1), Ok(Moved::Now(_))));
     }
 
     #[test]
@@ -607,11 +623,11 @@ mod tests {
         assert!(s.parties[0].timed_out);
         assert_eq!(s.next_deadline(), None, "a terminal state has no timeout");
         // Disconnecting the customer releases its hold.
-        assert!(matches!(s.request(1, "disconnected", None, 50_000, "sdk", Value::Null, true), Ok(Moved::Now(_))));
+        assert!(matches!(s.request(1, Ask::to("disconnected", "sdk"), 50_000), Ok(Moved::Now(_))));
         assert_eq!(s.parties[1].flags["held"], Flag { on: false, since_ms: 50_000 });
         // And a disconnected participant cannot be reconnected.
         assert_eq!(
-            s.request(1, "connected", None, 51_000, "sdk", Value::Null, true),
+            s.request(1, Ask::to("connected", "sdk"), 51_000),
             Err(Refused::NotAllowed { from: "disconnected".into(), to: "connected".into() })
         );
         assert_eq!(s.primary(), Some(1), "the customer is the primary party");
