@@ -11,6 +11,7 @@ pub mod machine;
 pub mod platform;
 pub mod ratelimit;
 pub mod route;
+pub mod state;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -193,6 +194,17 @@ pub trait Overlay: Send + Sync {
     /// On the way back: may add headers to any answer (the cassette's or another overlay's).
     fn on_response(&self, _call: &Call<'_>, _ctx: &Ctx, _headers: &mut HeaderMap) {}
 
+    /// After the cassette answered with `status` and (decoded) `body`: may replace the body the
+    /// client gets (a resource shown in its current state), or take note of the answer.
+    fn on_answer(&self, _call: &Call<'_>, _ctx: &Ctx, _status: u16, _body: &[u8]) -> Option<Bytes> {
+        None
+    }
+
+    /// When the cassette holds no answer: may answer in the platform's place.
+    fn on_miss(&self, _call: &Call<'_>, _ctx: &Ctx) -> Option<Answer> {
+        None
+    }
+
     /// Whether recordings of this request are superseded by the overlay (so never replaying them is
     /// not "unused").
     fn owns(&self, _host: &str, _path: &str) -> bool {
@@ -213,6 +225,12 @@ impl<T: Overlay> Overlay for std::sync::Arc<T> {
     fn on_response(&self, call: &Call<'_>, ctx: &Ctx, headers: &mut HeaderMap) {
         (**self).on_response(call, ctx, headers)
     }
+    fn on_answer(&self, call: &Call<'_>, ctx: &Ctx, status: u16, body: &[u8]) -> Option<Bytes> {
+        (**self).on_answer(call, ctx, status, body)
+    }
+    fn on_miss(&self, call: &Call<'_>, ctx: &Ctx) -> Option<Answer> {
+        (**self).on_miss(call, ctx)
+    }
     fn owns(&self, host: &str, path: &str) -> bool {
         (**self).owns(host, path)
     }
@@ -232,12 +250,14 @@ pub struct Overlays {
     pub faults: Option<std::sync::Arc<faults::Faults>>,
     /// The validation overlay, when on.
     pub validate: Option<std::sync::Arc<validate::Validate>>,
+    /// The state overlay, when on.
+    pub state: Option<std::sync::Arc<state::State>>,
 }
 
 impl Overlays {
     /// No overlays (record modes).
     pub fn none() -> Overlays {
-        Overlays { pipeline: Pipeline::empty(), auth: None, faults: None, validate: None }
+        Overlays { pipeline: Pipeline::empty(), auth: None, faults: None, validate: None, state: None }
     }
 
     /// The overlays `config` switches on, sharing `ids`; `nice_key` gives the key for NICE tokens;
@@ -274,11 +294,23 @@ impl Overlays {
         }
         let mut validate_handle = None;
         if config.overlay_on("validate") {
-            let v = std::sync::Arc::new(validate::Validate::new(config.validate.clone(), ids, exchanges));
+            let v = std::sync::Arc::new(validate::Validate::new(config.validate.clone(), ids.clone(), exchanges));
             validate_handle = Some(v.clone());
             list.push(Box::new(v));
         }
-        Overlays { pipeline: Pipeline::new(list), auth: auth_handle, faults: faults_handle, validate: validate_handle }
+        let mut state_handle = None;
+        if config.overlay_on("state") {
+            let s = std::sync::Arc::new(state::State::new(config.state.clone(), ids, exchanges));
+            state_handle = Some(s.clone());
+            list.push(Box::new(s));
+        }
+        Overlays {
+            pipeline: Pipeline::new(list),
+            auth: auth_handle,
+            faults: faults_handle,
+            validate: validate_handle,
+            state: state_handle,
+        }
     }
 }
 
@@ -339,6 +371,24 @@ impl Pipeline {
         for o in &self.overlays {
             o.on_response(call, ctx, headers);
         }
+    }
+
+    /// Runs every overlay's answer phase over a cassette answer; the last replacement body wins
+    /// (each overlay sees the body as the one before it left it).
+    pub fn on_answer(&self, call: &Call<'_>, ctx: &Ctx, status: u16, body: &[u8]) -> Option<Bytes> {
+        let mut out: Option<Bytes> = None;
+        for o in &self.overlays {
+            let current = out.as_deref().unwrap_or(body);
+            if let Some(b) = o.on_answer(call, ctx, status, current) {
+                out = Some(b);
+            }
+        }
+        out
+    }
+
+    /// The first overlay that answers a miss: (its name, the answer).
+    pub fn on_miss(&self, call: &Call<'_>, ctx: &Ctx) -> Option<(&'static str, Answer)> {
+        self.overlays.iter().find_map(|o| o.on_miss(call, ctx).map(|a| (o.name(), a)))
     }
 
     /// Whether an overlay supersedes recordings of this request.

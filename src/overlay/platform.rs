@@ -76,6 +76,11 @@ pub fn genesys_error(ids: &Ids, status: u16, code: &str, message: &str, detail: 
     .with_header("inin-correlation-id", context)
 }
 
+/// A NICE CXone API error: `{error, error_description}`.
+pub fn nice_error(status: u16, error: &str, description: &str, detail: &str) -> Answer {
+    Answer::json(status, &json!({"error": error, "error_description": description}), detail)
+}
+
 /// An OAuth 2.0 error as the Genesys login service writes it: `{error, description, error_description}`.
 pub fn oauth_error(status: u16, error: &str, description: &str, detail: &str) -> Answer {
     Answer::json(status, &json!({"error": error, "description": description, "error_description": description}), detail)
