@@ -144,6 +144,80 @@ fn auth_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::auth::A
     running(proxy, proxy.overlays.auth.as_ref(), "auth")
 }
 
+fn state_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::state::State>, Answer> {
+    running(proxy, proxy.overlays.state.as_ref(), "state")
+}
+
+/// A session route: `/session/:id[/transition|/release]` → (id, action).
+fn session_route(route: &str) -> Option<(&str, &str)> {
+    let rest = route.strip_prefix("/session/")?;
+    let (id, action) = match rest.split_once('/') {
+        Some((id, a)) => (id, a),
+        None => (rest, ""),
+    };
+    (!id.is_empty() && matches!(action, "" | "transition" | "release")).then_some((id, action))
+}
+
+async fn session_call(
+    method: &Method,
+    id: &str,
+    action: &str,
+    body: &Bytes,
+    proxy: &Arc<Proxy>,
+) -> Result<Answer, Answer> {
+    let state = state_overlay(proxy)?;
+    let now = proxy.timer.now_ms();
+    let admin_error = |(status, code, message): crate::overlay::state::AdminError| {
+        error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), code, message)
+    };
+    let answer = match (method, action) {
+        (&Method::GET, "") => match state.view(id, now) {
+            Some(v) => reply(StatusCode::OK, v),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no session `{id}`: not in the cassette and not made yet (a transition makes it); GET /mock/admin/sessions lists them"),
+            ),
+        },
+        (&Method::POST, "transition") => {
+            let m = json_body(body)?;
+            unknown_fields(&m, &["from", "to", "metadata"], "POST /mock/admin/session/:id/transition")?;
+            let bad = |msg: String| error(StatusCode::BAD_REQUEST, "bad_request", msg);
+            let to = match m.get("to") {
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                _ => return Err(bad("send {\"to\": STATE} (with \"from\" to check the current state)".into())),
+            };
+            let from = match m.get("from") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(v) => return Err(bad(format!("from must be a state name, got {v}"))),
+            };
+            let metadata = match m.get("metadata") {
+                None | Some(Value::Null) => json!({}),
+                Some(v @ Value::Object(_)) => v.clone(),
+                Some(v) => return Err(bad(format!("metadata must be an object, got {v}"))),
+            };
+            let v = state.transition(id, from.as_deref(), &to, metadata, now).map_err(admin_error)?;
+            reply(StatusCode::OK, v)
+        }
+        (&Method::POST, "release") => {
+            let m = json_body(body)?;
+            unknown_fields(&m, &["participantId"], "POST /mock/admin/session/:id/release")?;
+            let party = m.get("participantId").and_then(Value::as_str).map(str::to_string);
+            reply(StatusCode::OK, state.release(id, party.as_deref(), now).map_err(admin_error)?)
+        }
+        _ => {
+            return Err(error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on /mock/admin/session/{id}{}", if action.is_empty() { String::new() } else { format!("/{action}") }),
+            ))
+        }
+    };
+    proxy.state_moved().await;
+    Ok(answer)
+}
+
 fn faults_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::faults::Faults>, Answer> {
     running(proxy, proxy.overlays.faults.as_ref(), "faults")
 }
@@ -283,6 +357,12 @@ async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Prox
                 }
             }
         }
+        (&Method::GET, "/sessions") => reply(StatusCode::OK, state_overlay(proxy)?.list(proxy.timer.now_ms())),
+        (&Method::GET, "/machines") => reply(StatusCode::OK, state_overlay(proxy)?.machines()),
+        (_, r) if session_route(r).is_some() => {
+            let (id, action) = session_route(r).expect("checked");
+            return session_call(method, id, action, body, proxy).await;
+        }
         (&Method::GET, "/ws/sessions") => {
             reply(StatusCode::OK, serde_json::to_value(proxy.ws.sessions()).unwrap_or(Value::Null))
         }
@@ -334,7 +414,7 @@ async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Prox
         (
             _,
             "/health" | "/journal" | "/reset" | "/clock" | "/tokens/expire" | "/tokens" | "/cassette" | "/faults"
-            | "/ws/sessions" | "/ws/events",
+            | "/ws/sessions" | "/ws/events" | "/sessions" | "/machines",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

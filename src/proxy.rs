@@ -147,6 +147,8 @@ pub struct Proxy {
     /// How each request was answered.
     pub journal: Arc<Journal>,
     missed: Mutex<Vec<String>>,
+    /// Woken when the state overlay may have a new deadline (a move, a session, a reset).
+    state_changed: Arc<tokio::sync::Notify>,
 }
 
 /// The journal: the most recent answers, shared by the HTTP and WebSocket sides.
@@ -314,6 +316,7 @@ impl Proxy {
             cassette_name: RwLock::new(cassette_name),
             journal,
             missed: Mutex::new(Vec::new()),
+            state_changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -350,6 +353,9 @@ impl Proxy {
         self.ws.set_frames(frames);
         if let Some(v) = &self.overlays.validate {
             v.learn(index.exchanges());
+        }
+        if let Some(s) = &self.overlays.state {
+            s.learn(index.exchanges());
         }
         let recorded = recorded_errors(&index);
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
@@ -398,6 +404,7 @@ impl Proxy {
         }
         self.journal.clear();
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.state_changed.notify_waiters();
         for c in [&self.stats.hits, &self.stats.misses, &self.stats.passthrough, &self.stats.upstream_errors] {
             c.store(0, Ordering::SeqCst);
         }
@@ -423,6 +430,79 @@ impl Proxy {
     /// Answers one request bound for `target`.
     /// `switch` lets an injected fault cut the connection the request came on.
     pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        target: Target,
+        switch: Option<Arc<CutSwitch>>,
+    ) -> Response<ProxyBody> {
+        if self.overlays.state.is_none() {
+            return self.handle_request(req, target, switch).await;
+        }
+        let me = self.clone();
+        let r = self.handle_request(req, target, switch).await;
+        me.state_moved().await;
+        r
+    }
+
+    /// Delivers the events state moves made and wakes the state clock (a request or an admin call
+    /// may have moved something, or set a new deadline).
+    pub async fn state_moved(&self) {
+        self.deliver_state_events().await;
+        self.state_changed.notify_waiters();
+    }
+
+    /// Delivers the events state moves made: Genesys notification topics get them now; NICE events
+    /// wait in the overlay for the next long poll.
+    async fn deliver_state_events(&self) {
+        let Some(state) = &self.overlays.state else { return };
+        for e in state.take_events() {
+            let ids = self.ids.clone();
+            let n = self
+                .ws
+                .publish(crate::overlay::state::Emitted::wants, |topic| {
+                    json!({
+                        "topicName": topic,
+                        "version": "2",
+                        "eventBody": e.body,
+                        "metadata": {"CorrelationId": ids.uuid()},
+                    })
+                })
+                .await;
+            tracing::debug!(conversation = %e.conversation, delivered = n, "state event published");
+        }
+    }
+
+    /// Runs the state overlay's clock: carries out delayed moves and timeouts when virtual time
+    /// reaches them, and delivers their events. Ends when the proxy is dropped.
+    pub fn start_state_clock(self: &Arc<Self>) {
+        if self.overlays.state.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let timer = self.timer.clone();
+        let wake = self.state_changed.clone();
+        let state = self.overlays.state.clone().expect("checked above");
+        tokio::spawn(async move {
+            loop {
+                let changed = wake.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let deadline = state.next_deadline();
+                match deadline {
+                    Some(d) => tokio::select! {
+                        _ = timer.sleep_until(d) => {}
+                        _ = &mut changed => {}
+                    },
+                    None => changed.await,
+                }
+                let Some(p) = weak.upgrade() else { return };
+                state.tick(timer.now_ms());
+                p.deliver_state_events().await;
+            }
+        });
+    }
+
+    async fn handle_request(
         self: Arc<Self>,
         mut req: Request<Incoming>,
         target: Target,
@@ -628,6 +708,18 @@ impl Proxy {
                 }
                 self.note(method, host, path, ex.response.status, &answered, detail.as_deref());
                 let mut r = serve_prepared(prepared);
+                if self.mode == Mode::Replay && !self.overlays.pipeline.is_empty() {
+                    let call = Call { method, host: &target.host, path, query, headers, body: &bytes };
+                    let status = ex.response.status;
+                    if let Some(b) = self.overlays.pipeline.on_answer(&call, ctx, status, &ex.response.body.bytes) {
+                        // The resource as it stands now, encoded as the recording was.
+                        let b = match &ex.response.body.encoding {
+                            Some(e) => Bytes::from(crate::cassette::model::encode(e, &b)),
+                            None => b,
+                        };
+                        *r.body_mut() = Full::new(b);
+                    }
+                }
                 add_headers(r.headers_mut(), &ctx.response_headers);
                 return r;
             }
@@ -638,6 +730,15 @@ impl Proxy {
         strip_hop_by_hop(&mut live_headers);
         live_headers.remove(CLOCK_HEADER);
         let live = live_request(&parts.method, &parts.uri, target, &live_headers, bytes.clone());
+        if self.mode == Mode::Replay && !self.overlays.pipeline.is_empty() && fp.is_some() {
+            let call = Call { method, host: &target.host, path, query, headers: &parts.headers, body: &bytes };
+            if let Some((name, a)) = self.overlays.pipeline.on_miss(&call, ctx) {
+                let by = answered_by(name, &a.detail);
+                tracing::info!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "overlay answered (no recording)");
+                self.note(method, host, path, a.status, &by, Some(&a.detail));
+                return overlay_response(a, &ctx.response_headers);
+            }
+        }
         if self.mode == Mode::Replay {
             if let Some((f, index)) = &fp {
                 let mut r = self.miss(&live, f, index, mark);

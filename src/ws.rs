@@ -576,6 +576,31 @@ impl Hub {
         Ok(queued)
     }
 
+    /// Sends `make(topic)` to every open session once for each topic it is subscribed to that
+    /// `wants` accepts (events a state move makes); how many were queued.
+    pub async fn publish(&self, wants: impl Fn(&str) -> bool, make: impl Fn(&str) -> Value) -> usize {
+        let targets: Vec<(Arc<Session>, Vec<String>)> = {
+            let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            s.values()
+                .map(|x| {
+                    let topics = x.topics.lock().unwrap_or_else(|e| e.into_inner());
+                    (x.clone(), topics.iter().filter(|t| wants(t)).cloned().collect::<Vec<_>>())
+                })
+                .filter(|(_, t)| !t.is_empty())
+                .collect()
+        };
+        let mut n = 0;
+        for (s, topics) in targets {
+            let id: u64 = s.id.trim_start_matches("ws-").parse().unwrap_or(0);
+            for t in topics {
+                if s.outbox.push(Message::text(make(&t).to_string()), false, id).await {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     /// Plays one replay session on an upgraded connection until it closes.
     pub async fn serve(
         self: Arc<Self>,

@@ -7,22 +7,10 @@ use support::*;
 
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cassettes/demo.jsonl");
 
-/// A client-credentials login with HTTP Basic `basic` (base64 of `id:secret`).
-async fn login(cv: &Callvcr, basic: &str) -> Resp {
-    let mut c = h1_tls(cv, "login.mypurecloud.com").await;
-    let auth = format!("Basic {basic}");
-    let h = [
-        ("host", "login.mypurecloud.com"),
-        ("authorization", auth.as_str()),
-        ("content-type", "application/x-www-form-urlencoded"),
-    ];
-    c.send("POST", "/oauth/token", &h, "grant_type=client_credentials").await
-}
-
-/// The demo flow: log in, read the user, list calls, place a call, read it back.
+/// The demo flow: log in as a user (code grant), read the user, list calls, place a call, read it back.
 async fn flow(cv: &Callvcr) -> Vec<(u16, String)> {
     let mut out = Vec::new();
-    let r = login(cv, "ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ=").await;
+    let r = user_login(cv, "ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ=").await;
     out.push((r.status, r.text()));
     // The token the login answered with: the stand-in's when recording, the auth overlay's in replay.
     let token =
@@ -81,11 +69,11 @@ async fn regenerate_demo_cassette() {
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/genesys-call.jsonl");
 
-/// The examples' flow, as the Genesys SDKs send it: log in, read the user, place a call, read it,
+/// The examples' flow, as the Genesys SDKs send it: log in as a user, read the user, place a call, read it,
 /// hold the customer, disconnect the customer.
 async fn call_flow(cv: &Callvcr) -> Vec<(u16, String)> {
     let mut out = Vec::new();
-    let r = login(cv, "ZXhhbXBsZS1jbGllbnQ6ZXhhbXBsZS1zZWNyZXQ=").await;
+    let r = user_login(cv, "ZXhhbXBsZS1jbGllbnQ6ZXhhbXBsZS1zZWNyZXQ=").await;
     out.push((r.status, r.text()));
     let token = r.json()["access_token"].as_str().unwrap().to_string();
     let bearer = format!("Bearer {token}");

@@ -57,21 +57,22 @@ async fn rest(cv: &Callvcr, method: &str, path: &str, bearer: &str, body: &str) 
 }
 
 async fn login(cv: &Callvcr) -> String {
-    let mut c = h1_tls(cv, "login.mypurecloud.com").await;
-    let r = c
-        .send(
-            "POST",
-            "/oauth/token",
-            &[
-                ("host", "login.mypurecloud.com"),
-                ("authorization", "Basic Y2xpZW50OnNlY3JldA=="),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            "grant_type=client_credentials",
-        )
-        .await;
+    // A user's token: placing calls needs one.
+    let r = user_login(cv, "Y2xpZW50OnNlY3JldA==").await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+/// The replay sessions, once `n` are registered (a session is listed just after its handshake).
+async fn ws_sessions(cv: &Callvcr, n: usize) -> Value {
+    for _ in 0..100 {
+        let v = admin(cv, "GET", "/mock/admin/ws/sessions", "").await.json();
+        if v.as_array().is_some_and(|a| a.len() >= n) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{n} WebSocket session(s) never registered");
 }
 
 async fn advance(cv: &Callvcr, ms: i64) {
@@ -267,7 +268,7 @@ async fn a_client_that_never_reads_gets_a_bounded_queue_and_others_keep_working(
     let cv = start_fixture(&dir, "ws:\n  queue: 4\n  on_full: drop-oldest\n  heartbeat_s: 0\n");
     let p = "/channels/streaming-0-aaaaaaaa11";
     let _stuck = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap(); // never read
-    let sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
+    let sessions = ws_sessions(&cv, 1).await;
     let stuck_id = sessions[0]["id"].as_str().unwrap().to_string();
     let big = "x".repeat(64 * 1024);
     for i in 0..200 {
@@ -424,7 +425,7 @@ async fn garbage_frames_close_with_1002_and_a_full_queue_can_close_the_session()
 
     // on_full: close — a client that never reads is closed with 1008 once its queue is full.
     let _stuck = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
-    let sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
+    let sessions = ws_sessions(&cv, 1).await;
     let id = sessions.as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string();
     let big = "z".repeat(64 * 1024);
     for i in 0..200 {

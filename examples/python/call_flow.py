@@ -3,7 +3,11 @@
 Run it with `examples/run.sh`, or: callvcr run --cassette examples/genesys-call.jsonl -- python3 this-file.
 """
 import os
+import ssl
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import PureCloudPlatformClientV2 as genesys
 
@@ -14,8 +18,35 @@ genesys.configuration.ssl_ca_cert = os.environ["REQUESTS_CA_BUNDLE"]
 if os.environ.get("CALLVCR_REDIRECT") == "proxy":
     genesys.configuration.proxy = os.environ["HTTPS_PROXY"]
 
-client = genesys.api_client.ApiClient().get_client_credentials_token(
-    os.environ.get("GENESYS_CLIENT_ID", "example-client"), os.environ.get("GENESYS_CLIENT_SECRET", "example-secret")
+CLIENT_ID = os.environ.get("GENESYS_CLIENT_ID", "example-client")
+CLIENT_SECRET = os.environ.get("GENESYS_CLIENT_SECRET", "example-secret")
+REDIRECT_URI = "http://localhost:8085/callback"
+
+
+def sign_in():
+    """The authorization-code grant's first step, as a browser would take it: the sign-in page
+    redirects back to the app with a code (callvcr answers it headlessly in replay). Placing and
+    answering calls needs a user's token: the platform refuses a client-credentials one."""
+
+    class Stop(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    tls = ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"])
+    opener = urllib.request.build_opener(Stop(), urllib.request.HTTPSHandler(context=tls))
+    query = urllib.parse.urlencode({"response_type": "code", "client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI})
+    try:
+        opener.open(f"https://login.mypurecloud.com/oauth/authorize?{query}")
+    except urllib.error.HTTPError as e:
+        if e.code == 302:
+            return urllib.parse.parse_qs(urllib.parse.urlparse(e.headers["Location"]).query)["code"][0]
+        raise
+    raise RuntimeError("the sign-in page did not redirect back with a code")
+
+
+# This one answers (client, token answer); the refresh token is in the answer for later.
+client, _token = genesys.api_client.ApiClient().get_code_authorization_token(
+    CLIENT_ID, CLIENT_SECRET, sign_in(), REDIRECT_URI
 )
 
 

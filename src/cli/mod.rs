@@ -571,6 +571,7 @@ async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
             .with_frames(frames)
             .with_cassettes_dir(a.common.cassettes.clone()),
     );
+    proxy.start_state_clock();
     let p = match serve(proxy, ca, &a.common, until).await {
         Ok(p) => p,
         Err(code) => return code,

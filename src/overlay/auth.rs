@@ -34,6 +34,8 @@ enum Kind {
 struct Issued {
     client_id: Arc<str>,
     kind: Kind,
+    /// Issued for a user (every grant but client credentials).
+    user: bool,
     platform: Platform,
     issued_ms: i64,
     expires_ms: i64,
@@ -235,9 +237,11 @@ impl Auth {
         let refresh_ttl = 1000 * self.cfg.refresh_ttl_s as i64;
         let (iat, exp) = (secs(now_ms), secs(now_ms + ttl));
         let shared: Arc<str> = Arc::from(client_id);
+        let user = grant != "client_credentials";
         let issued = |kind, expires_ms| Issued {
             client_id: shared.clone(),
             kind,
+            user,
             platform,
             issued_ms: now_ms,
             expires_ms,
@@ -382,13 +386,13 @@ impl Auth {
             .tokens
             .get(token)
             .filter(|t| t.kind == Kind::Access)
-            .map(|t| (t.client_id.clone(), t.revoked || t.expires_ms <= ctx.now_ms));
+            .map(|t| (t.client_id.clone(), t.user, t.revoked || t.expires_ms <= ctx.now_ms));
         match found {
             None => Decision::Answer(self.refusal(
                 recorded,
                 self.unauthorized(p, "bad.credentials", "Invalid login credentials.", "unknown-token"),
             )),
-            Some((_, true)) => Decision::Answer(self.refusal(
+            Some((_, _, true)) => Decision::Answer(self.refusal(
                 recorded,
                 self.unauthorized(
                     p,
@@ -397,8 +401,8 @@ impl Auth {
                     "expired-token",
                 ),
             )),
-            Some((client_id, false)) => {
-                ctx.principal = Some(Principal { client_id });
+            Some((client_id, user, false)) => {
+                ctx.principal = Some(Principal { client_id, user });
                 Decision::Continue
             }
         }

@@ -87,6 +87,8 @@ pub struct Ctx {
 pub struct Principal {
     /// The OAuth client id (shared with the token store, so cloning it is cheap).
     pub client_id: std::sync::Arc<str>,
+    /// Whether the token speaks for a user (any grant but client credentials).
+    pub user: bool,
 }
 
 /// An answer made by an overlay, in the platform's shape.

@@ -221,7 +221,7 @@ mod tests {
         };
         let ctx = |client: &str| Ctx {
             now_ms: 0,
-            principal: Some(super::super::Principal { client_id: client.into() }),
+            principal: Some(super::super::Principal { client_id: client.into(), user: false }),
             response_headers: Vec::new(),
         };
         let per_token = RateLimit::new(vec![rule(RateKey::Token)], true, Arc::new(Ids::new(0)));

@@ -153,8 +153,11 @@ fn nice_poll(path: &str) -> Option<&str> {
     path[i + "/agent-sessions/".len()..].split('/').next()
 }
 
-/// What a NICE interaction action does: a move, or a flag.
-fn nice_action(action: &str) -> Option<(Option<&'static str>, Option<(&'static str, bool)>)> {
+/// What a NICE interaction action does: a move to a state, or a flag set on or off.
+type NiceEffect = (Option<&'static str>, Option<(&'static str, bool)>);
+
+/// The effect of a NICE interaction action.
+fn nice_action(action: &str) -> Option<NiceEffect> {
     Some(match action {
         "accept" | "resume" => (Some("Active"), None),
         "hold" => (Some("Holding"), None),
@@ -353,6 +356,11 @@ impl State {
     /// The next virtual time something happens on its own.
     pub fn next_deadline(&self) -> Option<i64> {
         self.inner().sessions.values().filter_map(|t| t.session.next_deadline()).min()
+    }
+
+    /// Whether moves made events not yet taken.
+    pub fn has_events(&self) -> bool {
+        !self.inner().emitted.is_empty()
     }
 
     /// Takes the events moves have made since the last call.
@@ -657,12 +665,14 @@ impl State {
             let Some((pid, purpose, recorded)) = participant_state(p) else { continue };
             steps.extend(follow_recording(&mut t.session, pid, purpose, recorded, now));
         }
+        let before = v.clone();
         apply_genesys(&mut v, &t.session, now);
         inner.snapshots.insert(cid.to_string(), v.clone());
         if !steps.is_empty() {
             self.emit(&mut inner, cid, &steps, now);
         }
-        serde_json::to_vec(&v).ok().map(Bytes::from)
+        // Unchanged: the recorded bytes go out as they are.
+        (v != before).then(|| serde_json::to_vec(&v).ok().map(Bytes::from)).flatten()
     }
 
     /// A resource body of a declared or learned machine as served, with its current state.
@@ -682,15 +692,43 @@ impl State {
         self.advance(&mut inner, id, now);
         let t = inner.sessions.get_mut(id)?;
         let steps: Vec<Step> =
-            recorded.and_then(|r| follow_recording(&mut t.session, id, "", &r, now)).into_iter().collect();
+            recorded.as_deref().and_then(|r| follow_recording(&mut t.session, id, "", r, now)).into_iter().collect();
         let state = t.session.parties.first()?.state.clone();
-        if let Some(o) = v.as_object_mut() {
-            o.insert(field.to_string(), Value::String(state));
-        }
         if !steps.is_empty() {
             self.emit(&mut inner, id, &steps, now);
         }
+        if recorded.as_deref() == Some(state.as_str()) {
+            return None;
+        }
+        if let Some(o) = v.as_object_mut() {
+            o.insert(field.to_string(), Value::String(state));
+        }
         serde_json::to_vec(&v).ok().map(Bytes::from)
+    }
+
+    /// Genesys: a client-credentials token cannot place a call or answer one; the platform answers
+    /// 400 (checked only when the auth overlay recognised the token).
+    fn needs_user(&self, call: &Call<'_>, ctx: &Ctx) -> Option<Answer> {
+        let principal = ctx.principal.as_ref().filter(|p| !p.user)?;
+        if call.platform() != Platform::Genesys || !self.cfg.presets.iter().any(|p| p == "genesys-call") {
+            return None;
+        }
+        let places = call.method == "POST" && call.path.trim_end_matches('/') == "/api/v2/conversations/calls";
+        let answers = call.method == "PATCH"
+            && matches!(genesys_path(call.path), Some((_, Some(_), _)))
+            && serde_json::from_slice::<Value>(call.body).ok().is_some_and(|b| {
+                b.get("state").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("connected"))
+            });
+        if !(places || answers) {
+            return None;
+        }
+        Some(genesys_error(
+            &self.ids,
+            400,
+            "bad.request",
+            "This request requires a user context. Client credentials cannot be used for requests to this resource.",
+            &format!("client-credentials:{}", principal.client_id),
+        ))
     }
 
     // ---- the admin API ----
@@ -1105,6 +1143,9 @@ impl Overlay for State {
                     ));
                 }
             }
+        }
+        if let Some(a) = self.needs_user(call, ctx) {
+            return Decision::Answer(a);
         }
         let Some(a) = self.asked(call) else { return Decision::Continue };
         match self.check(call, &a, ctx.now_ms) {

@@ -404,6 +404,21 @@ async fn stand_in_route(
             r.headers_mut().insert("set-cookie", "session=SECRET-COOKIE-789; Secure".parse().unwrap());
             r
         }
+        "/oauth/authorize" => {
+            // The sign-in page, already signed in: straight back to the app with a code.
+            let q = req_query.clone().unwrap_or_default();
+            let param =
+                |k: &str| q.split('&').find_map(|kv| kv.strip_prefix(&format!("{k}="))).unwrap_or("").to_string();
+            let to = format!(
+                "{}?code=STAND-IN-CODE-1&state={}",
+                param("redirect_uri").replace("%3A", ":").replace("%2F", "/"),
+                param("state")
+            );
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::FOUND;
+            r.headers_mut().insert("location", to.parse().unwrap());
+            r
+        }
         "/gzip" => {
             use std::io::Write;
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -682,6 +697,31 @@ pub async fn h1_tls(cv: &Callvcr, host: &str) -> H1 {
     let tcp = TcpStream::connect(cv.tls).await.unwrap();
     let tls = tls_over(tcp, host, client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
     H1::over(tls).await
+}
+
+/// A Genesys user login, as an app with the authorization-code grant does it: the (headless)
+/// sign-in redirect with a code, then the code exchanged with HTTP Basic `basic` (base64 of
+/// `id:secret`). Returns the token answer. A client-credentials token cannot place or answer calls.
+pub async fn user_login(cv: &Callvcr, basic: &str) -> Resp {
+    use base64::Engine as _;
+    let pair = base64::engine::general_purpose::STANDARD.decode(basic).expect("base64 of id:secret");
+    let client = String::from_utf8(pair).unwrap().split(':').next().unwrap().to_string();
+    let mut c = h1_tls(cv, "login.mypurecloud.com").await;
+    let authorize = format!(
+        "/oauth/authorize?response_type=code&client_id={client}&redirect_uri=http%3A%2F%2Flocalhost%2Fcb&state=s1"
+    );
+    let r = c.send("GET", &authorize, &[("host", "login.mypurecloud.com")], "").await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    let loc = r.headers["location"].to_str().unwrap().to_string();
+    let code = loc.split("code=").nth(1).and_then(|c| c.split('&').next()).unwrap_or_default().to_string();
+    let auth = format!("Basic {basic}");
+    let h = [
+        ("host", "login.mypurecloud.com"),
+        ("authorization", auth.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let body = format!("grant_type=authorization_code&code={code}&redirect_uri=http%3A%2F%2Flocalhost%2Fcb");
+    c.send("POST", "/oauth/token", &h, &body).await
 }
 
 /// Common record arguments pointing every configured host at the stand-in.
