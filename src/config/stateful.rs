@@ -189,9 +189,10 @@ pub fn state<E>(raw: &RawState, at: &dyn Fn(Location, String) -> E) -> Result<St
         }
         let mut m = match Machine::preset(&name) {
             Some(p) => {
-                if rm.states.is_some() || rm.resource.is_some() || !rm.triggers.is_empty() {
+                let bound = rm.resource.is_some() || !rm.triggers.is_empty();
+                if rm.states.is_some() || (bound && name != "generic") {
                     return Err(here(
-                        "a preset keeps its states and endpoints; give only timeouts_ms, delays, hold, transitions, terminal, timeout_state or flags (or pick another name for a new machine)".into(),
+                        "a preset keeps its states (and the platform presets their endpoints); give only timeouts_ms, delays, hold, transitions, terminal, timeout_state or flags (or pick another name for a new machine)".into(),
                     ));
                 }
                 p
@@ -270,7 +271,7 @@ pub fn state<E>(raw: &RawState, at: &dyn Fn(Location, String) -> E) -> Result<St
         }
         m.check().map_err(here)?;
         let m = Arc::new(m);
-        if Machine::preset(&name).is_none() {
+        if Machine::preset(&name).is_none() || name == "generic" {
             let host = match &rm.host {
                 Some(h) => Some(
                     HostPattern::parse(&h.value)

@@ -259,8 +259,24 @@ impl State {
                 }
             }
         }
+        // Learned machines apply only where no declared machine does.
+        let declared = |host: &str, path: &str| {
+            self.cfg.bindings.iter().filter(|b| b.covers(host)).any(|b| {
+                b.resource.as_ref().is_some_and(|r| r.matches(path).is_some())
+                    || b.triggers.iter().any(|t| t.path.matches(path).is_some())
+            })
+        };
+        let mut samples: HashMap<(String, String), String> = HashMap::new();
+        for e in exchanges {
+            let (tpl, _) = template(&e.request.path);
+            samples.entry((bare(&e.request.host).to_string(), tpl)).or_insert_with(|| e.request.path.clone());
+        }
         for l in learned.into_iter().filter(|l| !l.field.contains('[')) {
-            book.learned.insert((l.host.clone(), l.template.clone()), l);
+            let key = (l.host.clone(), l.template.clone());
+            if samples.get(&key).is_some_and(|p| declared(&l.host, p)) {
+                continue;
+            }
+            book.learned.insert(key, l);
         }
         // First states of learned resources, by id.
         for e in exchanges {

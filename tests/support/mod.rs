@@ -783,7 +783,11 @@ pub fn write_cassette(dir: &Path, name: &str, exchanges: &[Rec<'_>]) -> PathBuf 
     for (i, (method, host, path, req_body, status, body)) in exchanges.iter().enumerate() {
         let mut req_headers = vec![vec!["host", host]];
         if !req_body.is_empty() {
-            let ct = if req_body.starts_with('{') { "application/json" } else { "application/x-www-form-urlencoded" };
+            let ct = if req_body.starts_with('{') || req_body.starts_with('[') {
+                "application/json"
+            } else {
+                "application/x-www-form-urlencoded"
+            };
             req_headers.push(vec!["content-type", ct]);
         }
         let ex = serde_json::json!({
