@@ -413,3 +413,39 @@ async fn a_client_credentials_token_cannot_place_or_answer_a_call() {
     assert_eq!((r.status, r.json()["id"].clone()), (200, json!(CID)));
     assert_eq!(cv.stop().0, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transitions_learned_from_a_cassette_are_printed_and_enforced_where_no_preset_applies() {
+    let dir = tempdir("state-learned");
+    let w = "/api/v2/workitems/0b7c9a52-1111-4c47-9d0e-1f2a3b4c5d6e";
+    let body = |s: &str| json!({"id": "0b7c9a52-1111-4c47-9d0e-1f2a3b4c5d6e", "state": s}).to_string();
+    write_cassette(
+        &dir,
+        "l.jsonl",
+        &[
+            ("GET", API, w, "", 200, &body("new")),
+            ("PATCH", API, w, r#"{"state":"open"}"#, 200, &body("open")),
+            ("GET", API, w, "", 200, &body("open")),
+            ("PATCH", API, w, r#"{"state":"closed"}"#, 200, &body("closed")),
+        ],
+    );
+    let (code, out, err) = run(&dir, &["state", "learn", "--cassette", "l.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r#"resource: "/api/v2/workitems/{workitemId}""#), "{out}");
+    assert!(out.contains("states: [new, open, closed]"), "{out}");
+    assert!(out.contains("new: [open]") && out.contains("open: [closed]"), "{out}");
+
+    let cv = start(&dir, "l.jsonl", "");
+    assert_eq!(send(&cv, "GET", w, "").await.json()["state"], "new");
+    // new → closed was never seen: refused as the platform's 400, nothing changes.
+    let r = send(&cv, "PATCH", w, r#"{"state":"closed"}"#).await;
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!("bad.request")), "{}", r.text());
+    let r = send(&cv, "PATCH", w, r#"{"state":"open"}"#).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(send(&cv, "GET", w, "").await.json()["state"], "open");
+    assert_eq!(send(&cv, "PATCH", w, r#"{"state":"closed"}"#).await.status, 200, "open → closed was seen");
+    let s = admin(&cv, "GET", "/mock/admin/session/0b7c9a52-1111-4c47-9d0e-1f2a3b4c5d6e", "").await.json();
+    assert_eq!(s["state"], "closed");
+    assert!(s["machine"].as_str().unwrap().starts_with("learned "), "{s}");
+    assert_eq!(cv.stop().0, 0);
+}

@@ -4,6 +4,7 @@
 
 mod cassette;
 mod schema;
+mod state;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,9 @@ enum Cmd {
     /// Schemas inferred from recordings: OpenAPI 3.1 / JSON Schema export, and drift.
     #[command(subcommand)]
     Schema(schema::SchemaCmd),
+    /// Call state machines: the transitions a cassette shows, per resource.
+    #[command(subcommand)]
+    State(state::StateCmd),
     /// Start callvcr, run a command through it (trust and proxy set), stop, and exit with the
     /// command's status (or 1 when a strict replay missed).
     Run(RunArgs),
@@ -226,6 +230,7 @@ pub fn main() -> i32 {
             Cmd::Hosts(h) => run_hosts(h),
             Cmd::Cassette(c) => cassette::run(c),
             Cmd::Schema(c) => schema::run(c),
+            Cmd::State(c) => state::run(c),
             Cmd::Run(r) => run_command(r).await,
         }
     })

@@ -1062,11 +1062,22 @@ pub fn learn(exchanges: &[Exchange]) -> Vec<Learned> {
                         .observe(pid, st);
                 }
             }
-        } else if is_change(&e.request.method) && !genesys_calls {
+        } else if is_change(&e.request.method) {
             let Ok(req) = serde_json::from_slice::<Value>(&e.request.body.bytes) else { continue };
-            if let Some(st) = req.get("state").and_then(Value::as_str) {
+            let Some(st) = req.get("state").and_then(Value::as_str) else { continue };
+            if !genesys_calls {
                 if let Some(acc) = accs.get_mut(&(host.clone(), tpl.clone(), "state".into())) {
                     acc.observe(&id, st);
+                }
+            }
+            // An accepted move of a nested party (`.../participants/{id}`): learned under its parent.
+            let segs: Vec<&str> = tpl.rsplitn(3, '/').collect();
+            if let [param, coll, parent] = segs[..] {
+                if param.starts_with('{') {
+                    let key = (host.clone(), parent.to_string(), format!("{coll}[].state"));
+                    if let Some(acc) = accs.get_mut(&key) {
+                        acc.observe(&id, st);
+                    }
                 }
             }
         }
