@@ -357,6 +357,9 @@ impl Proxy {
         if let Some(s) = &self.overlays.state {
             s.learn(index.exchanges());
         }
+        if let Some(c) = &self.overlays.crud {
+            c.learn(index.exchanges());
+        }
         let recorded = recorded_errors(&index);
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
         *self.recorded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(recorded);

@@ -4,6 +4,7 @@
 //! faults → auth → rate-limit → versions → validate → state → crud.
 
 pub mod auth;
+pub mod crud;
 pub mod faults;
 pub mod ids;
 pub mod jwt;
@@ -254,12 +255,14 @@ pub struct Overlays {
     pub validate: Option<std::sync::Arc<validate::Validate>>,
     /// The state overlay, when on.
     pub state: Option<std::sync::Arc<state::State>>,
+    /// The CRUD overlay, when on.
+    pub crud: Option<std::sync::Arc<crud::Crud>>,
 }
 
 impl Overlays {
     /// No overlays (record modes).
     pub fn none() -> Overlays {
-        Overlays { pipeline: Pipeline::empty(), auth: None, faults: None, validate: None, state: None }
+        Overlays { pipeline: Pipeline::empty(), auth: None, faults: None, validate: None, state: None, crud: None }
     }
 
     /// The overlays `config` switches on, sharing `ids`; `nice_key` gives the key for NICE tokens;
@@ -302,9 +305,15 @@ impl Overlays {
         }
         let mut state_handle = None;
         if config.overlay_on("state") {
-            let s = std::sync::Arc::new(state::State::new(config.state.clone(), ids, exchanges));
+            let s = std::sync::Arc::new(state::State::new(config.state.clone(), ids.clone(), exchanges));
             state_handle = Some(s.clone());
             list.push(Box::new(s));
+        }
+        let mut crud_handle = None;
+        if config.overlay_on("crud") && !config.crud.is_empty() {
+            let c = std::sync::Arc::new(crud::Crud::new(config.crud.clone(), ids, exchanges));
+            crud_handle = Some(c.clone());
+            list.push(Box::new(c));
         }
         Overlays {
             pipeline: Pipeline::new(list),
@@ -312,6 +321,7 @@ impl Overlays {
             faults: faults_handle,
             validate: validate_handle,
             state: state_handle,
+            crud: crud_handle,
         }
     }
 }

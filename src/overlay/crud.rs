@@ -1,0 +1,525 @@
+//! The CRUD overlay: root collections listed in `proxy.yaml` (`/api/v2/routing/queues`, ...) kept
+//! in memory once a replay run changes them. Changes go to the cassette first (a recorded answer is
+//! the platform's own, and its item joins the collection); where the cassette has none, the overlay
+//! answers: `POST` creates (next numeric id or a fresh UUID; unspecified fields at their type's
+//! default), `PATCH`/`PUT` merge, `DELETE` removes, unknown ids get 404. Once a collection changed,
+//! its reads are answered from memory: a list is the recorded answer for that request with the run's
+//! changes applied (never filtered or sorted), an item is the item or 404. A change deeper than one
+//! item (`DELETE /roles/{id}/actions/{id}`) is answered 200 and changes nothing. Plain data.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::platform::genesys_error;
+use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use crate::cassette::Exchange;
+use crate::config::Collection;
+
+/// Where a request falls in a collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place<'a> {
+    /// The collection itself.
+    Root,
+    /// One item.
+    Item(&'a str),
+    /// Below an item.
+    Deeper,
+}
+
+/// What the cassette shows of one collection.
+#[derive(Debug, Default, Clone)]
+struct Base {
+    /// Items by id, in the order first seen.
+    items: Vec<(String, Value)>,
+    /// Recorded list answers: (raw query, body).
+    lists: Vec<(Option<String>, Value)>,
+    /// Fields items carry, with a sample value (for the defaults of created items).
+    fields: Map<String, Value>,
+    /// Recorded success statuses of changes, by method.
+    statuses: HashMap<String, u16>,
+}
+
+/// One collection in memory, once changed.
+#[derive(Debug, Clone)]
+struct Live {
+    items: Vec<(String, Value)>,
+    /// Ids the run created.
+    created: BTreeSet<String>,
+    /// Ids of recorded items the run deleted.
+    deleted: BTreeSet<String>,
+}
+
+/// The CRUD overlay.
+#[derive(Debug)]
+pub struct Crud {
+    cols: Vec<Collection>,
+    ids: Arc<Ids>,
+    base: RwLock<Arc<Vec<Base>>>,
+    live: Mutex<HashMap<usize, Live>>,
+}
+
+/// The id of an item as text (numbers too).
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A type's default value, never "now": empty string, 0, false, empty list, else null.
+fn default_of(sample: &Value) -> Value {
+    match sample {
+        Value::String(_) => Value::String(String::new()),
+        Value::Number(_) => Value::from(0),
+        Value::Bool(_) => Value::Bool(false),
+        Value::Array(_) => Value::Array(Vec::new()),
+        _ => Value::Null,
+    }
+}
+
+fn json_answer(status: u16, body: &Value, detail: &str) -> Answer {
+    Answer::json(status, body, detail)
+}
+
+impl Crud {
+    /// An overlay over `cols`, learning items from `exchanges`.
+    pub fn new(cols: Vec<Collection>, ids: Arc<Ids>, exchanges: &[Exchange]) -> Crud {
+        let c = Crud { cols, ids, base: RwLock::new(Arc::new(Vec::new())), live: Mutex::new(HashMap::new()) };
+        c.learn(exchanges);
+        c
+    }
+
+    /// Learns the collections from a cassette again (a cassette switch), and resets.
+    pub fn learn(&self, exchanges: &[Exchange]) {
+        let mut bases: Vec<Base> = vec![Base::default(); self.cols.len()];
+        let mut sorted: Vec<&Exchange> = exchanges.iter().collect();
+        sorted.sort_by_key(|e| e.seq);
+        for e in sorted {
+            let host = e.request.host.split(':').next().unwrap_or("");
+            let Some((i, place)) = self.place(host, &e.request.path) else { continue };
+            let status = e.response.status;
+            if !(200..300).contains(&status) {
+                continue;
+            }
+            let col = &self.cols[i];
+            let b = &mut bases[i];
+            let body: Option<Value> = serde_json::from_slice(&e.response.body.bytes).ok();
+            let method = e.request.method.as_str();
+            if method != "GET" && place != Place::Deeper {
+                b.statuses.entry(method.to_string()).or_insert(status);
+            }
+            let add = |b: &mut Base, item: &Value| {
+                let Some(id) = item.get(&col.id_field).and_then(id_text) else { return };
+                if let Some(o) = item.as_object() {
+                    for (k, v) in o {
+                        if !v.is_null() {
+                            b.fields.entry(k.clone()).or_insert(v.clone());
+                        }
+                    }
+                }
+                match b.items.iter_mut().find(|(i, _)| *i == id) {
+                    // A full item answer replaces a list entry (often a summary).
+                    Some((_, v)) if method == "GET" && place != Place::Root => *v = item.clone(),
+                    Some(_) => {}
+                    None => b.items.push((id, item.clone())),
+                }
+            };
+            match (method, place, body) {
+                ("GET", Place::Root, Some(v)) => {
+                    for item in list_of(&v, &col.list_field).into_iter().flatten() {
+                        add(b, item);
+                    }
+                    b.lists.push((e.request.query.clone(), v));
+                }
+                ("GET" | "PUT" | "PATCH", Place::Item(_), Some(v)) if v.is_object() => add(b, &v),
+                _ => {}
+            }
+        }
+        *self.base.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(bases);
+        self.live().clear();
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Live>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bases(&self) -> Arc<Vec<Base>> {
+        self.base.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Which collection `path` on `host` falls in, and where.
+    fn place<'p>(&self, host: &str, path: &'p str) -> Option<(usize, Place<'p>)> {
+        let path = path.trim_end_matches('/');
+        self.cols.iter().enumerate().find_map(|(i, c)| {
+            if c.host.as_ref().is_some_and(|h| !h.matches(host)) {
+                return None;
+            }
+            let rest = path.strip_prefix(c.path.as_str())?;
+            if rest.is_empty() {
+                return Some((i, Place::Root));
+            }
+            let rest = rest.strip_prefix('/')?;
+            Some((i, if rest.contains('/') { Place::Deeper } else { Place::Item(rest) }))
+        })
+    }
+
+    /// The collection in memory (made from the recording on first use).
+    fn live_of<'a>(&self, live: &'a mut HashMap<usize, Live>, i: usize) -> &'a mut Live {
+        live.entry(i).or_insert_with(|| Live {
+            items: self.bases()[i].items.clone(),
+            created: BTreeSet::new(),
+            deleted: BTreeSet::new(),
+        })
+    }
+
+    fn not_found(&self, call: &Call<'_>, recorded: Option<&Recorded>, id: &str) -> Answer {
+        if let Some(a) = recorded.and_then(|r| r.get(404, "not.found")) {
+            return a.clone();
+        }
+        match call.platform() {
+            Platform::Nice => {
+                super::platform::nice_error(404, "NotFound", &format!("No item with id {id}."), "crud-not-found")
+            }
+            _ => genesys_error(
+                &self.ids,
+                404,
+                "not.found",
+                "The requested resource was not found.",
+                &format!("crud-not-found:{id}"),
+            ),
+        }
+    }
+
+    /// A fresh id: one more than the largest when every id is a number, else a UUID.
+    fn next_id(&self, items: &[(String, Value)], id_field: &str) -> Value {
+        let nums: Option<Vec<(i64, bool)>> = items
+            .iter()
+            .map(|(id, v)| id.parse::<i64>().ok().map(|n| (n, v.get(id_field).is_some_and(Value::is_number))))
+            .collect();
+        match nums {
+            Some(n) if !n.is_empty() => {
+                let max = n.iter().map(|(x, _)| *x).max().unwrap_or(0);
+                if n.iter().all(|(_, is_num)| *is_num) {
+                    Value::from(max + 1)
+                } else {
+                    Value::String((max + 1).to_string())
+                }
+            }
+            _ => Value::String(self.ids.uuid()),
+        }
+    }
+
+    /// Creates an item from a request body; `recorded` is the platform's answer when there is one.
+    fn create(&self, i: usize, body: &Value, recorded: Option<&Value>) -> Value {
+        let col = &self.cols[i];
+        let bases = self.bases();
+        let mut live = self.live();
+        let l = self.live_of(&mut live, i);
+        let item = match recorded.filter(|r| r.get(&col.id_field).and_then(id_text).is_some()) {
+            Some(r) => r.clone(),
+            None => {
+                let mut item: Map<String, Value> =
+                    bases[i].fields.iter().map(|(k, v)| (k.clone(), default_of(v))).collect();
+                if let Some(o) = body.as_object() {
+                    for (k, v) in o {
+                        item.insert(k.clone(), v.clone());
+                    }
+                }
+                let id = self.next_id(&l.items, &col.id_field);
+                if item.contains_key("selfUri") {
+                    item.insert(
+                        "selfUri".into(),
+                        Value::String(format!("{}/{}", col.path, id_text(&id).unwrap_or_default())),
+                    );
+                }
+                item.insert(col.id_field.clone(), id);
+                Value::Object(item)
+            }
+        };
+        let id = item.get(&col.id_field).and_then(id_text).unwrap_or_default();
+        l.items.retain(|(x, _)| *x != id);
+        l.items.push((id.clone(), item.clone()));
+        l.created.insert(id);
+        item
+    }
+
+    /// Merges a body into item `id`; `None` when there is no such item.
+    fn update(&self, i: usize, id: &str, body: &Value, replace: bool) -> Option<Value> {
+        let col = &self.cols[i];
+        let mut live = self.live();
+        let l = self.live_of(&mut live, i);
+        let (_, item) = l.items.iter_mut().find(|(x, _)| x == id)?;
+        let keep_id = item.get(&col.id_field).cloned();
+        match (item.as_object_mut(), body.as_object()) {
+            (Some(o), Some(b)) => {
+                if replace {
+                    o.retain(|k, _| *k == col.id_field);
+                }
+                for (k, v) in b {
+                    o.insert(k.clone(), v.clone());
+                }
+            }
+            _ => *item = body.clone(),
+        }
+        if let (Some(o), Some(idv)) = (item.as_object_mut(), keep_id) {
+            o.insert(col.id_field.clone(), idv);
+        }
+        Some(item.clone())
+    }
+
+    fn delete(&self, i: usize, id: &str) -> bool {
+        let mut live = self.live();
+        let l = self.live_of(&mut live, i);
+        let before = l.items.len();
+        l.items.retain(|(x, _)| x != id);
+        if l.items.len() == before {
+            return false;
+        }
+        if !l.created.remove(id) {
+            l.deleted.insert(id.to_string());
+        }
+        true
+    }
+
+    /// The recorded list answer for `query` (else the first one) with the run's changes applied.
+    fn list(&self, i: usize, query: Option<&str>) -> Value {
+        let col = &self.cols[i];
+        let bases = self.bases();
+        let base = &bases[i];
+        let mut live = self.live();
+        let l = self.live_of(&mut live, i).clone();
+        let recorded = base
+            .lists
+            .iter()
+            .find(|(q, _)| q.as_deref() == query)
+            .or_else(|| base.lists.first())
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| {
+                serde_json::json!({col.list_field.as_str(): [], "pageSize": 25, "pageNumber": 1, "total": 0, "pageCount": 1})
+            });
+        let current = |id: &str| l.items.iter().find(|(x, _)| x == id).map(|(_, v)| v.clone());
+        let mut out = recorded.clone();
+        let Some(list) = list_mut(&mut out, &col.list_field) else { return recorded };
+        let mut seen = BTreeSet::new();
+        let mut next: Vec<Value> = Vec::new();
+        for e in list.iter() {
+            let Some(id) = e.get(&col.id_field).and_then(id_text) else {
+                next.push(e.clone());
+                continue;
+            };
+            seen.insert(id.clone());
+            if let Some(v) = current(&id) {
+                next.push(v);
+            }
+        }
+        for id in &l.created {
+            if !seen.contains(id) {
+                if let Some(v) = current(id) {
+                    next.push(v);
+                }
+            }
+        }
+        *list = next;
+        if let Some(t) = out.get("total").and_then(Value::as_i64) {
+            let total = t + l.created.len() as i64 - l.deleted.len() as i64;
+            out["total"] = Value::from(total.max(0));
+        }
+        out
+    }
+
+    fn changed(&self, i: usize) -> bool {
+        self.live().contains_key(&i)
+    }
+
+    fn status(&self, i: usize, method: &str, default: u16) -> u16 {
+        self.bases()[i].statuses.get(method).copied().unwrap_or(default)
+    }
+}
+
+fn list_of<'a>(v: &'a Value, field: &str) -> Option<&'a Vec<Value>> {
+    v.as_array().or_else(|| v.get(field)?.as_array())
+}
+
+fn list_mut<'a>(v: &'a mut Value, field: &str) -> Option<&'a mut Vec<Value>> {
+    if v.is_array() {
+        return v.as_array_mut();
+    }
+    v.get_mut(field)?.as_array_mut()
+}
+
+impl Overlay for Crud {
+    fn name(&self) -> &'static str {
+        "crud"
+    }
+
+    fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, recorded: &Recorded) -> Decision {
+        let Some((i, place)) = self.place(call.host, call.path) else { return Decision::Continue };
+        match (call.method, place) {
+            ("GET", Place::Root) if self.changed(i) => {
+                Decision::Answer(json_answer(200, &self.list(i, call.query), "crud-list"))
+            }
+            ("GET", Place::Item(id)) if self.changed(i) => {
+                let mut live = self.live();
+                let l = self.live_of(&mut live, i);
+                match l.items.iter().find(|(x, _)| x == id) {
+                    Some((_, v)) => Decision::Answer(json_answer(200, v, "crud-item")),
+                    None if l.deleted.contains(id) => Decision::Answer(self.not_found(call, Some(recorded), id)),
+                    // Not an item the run knows (`/users/me`, a view): the cassette answers.
+                    None => Decision::Continue,
+                }
+            }
+            // Deleted in this run: the platform has no such item any more. Other ids go to the
+            // cassette (a miss there is a 404).
+            ("PUT" | "PATCH" | "DELETE", Place::Item(id))
+                if self.live().get(&i).is_some_and(|l| l.deleted.contains(id)) =>
+            {
+                Decision::Answer(self.not_found(call, Some(recorded), id))
+            }
+            _ => Decision::Continue,
+        }
+    }
+
+    fn on_answer(&self, call: &Call<'_>, _ctx: &Ctx, status: u16, body: &[u8]) -> Option<Bytes> {
+        if !(200..300).contains(&status) || call.method == "GET" {
+            return None;
+        }
+        let (i, place) = self.place(call.host, call.path)?;
+        let req: Value = serde_json::from_slice(call.body).unwrap_or(Value::Null);
+        let answered: Option<Value> = serde_json::from_slice(body).ok();
+        match (call.method, place) {
+            ("POST", Place::Root) => {
+                self.create(i, &req, answered.as_ref());
+            }
+            ("PUT" | "PATCH", Place::Item(id)) => {
+                let col = &self.cols[i];
+                // The platform's answer is the item as it now is, when it is one.
+                match answered.filter(|a| a.get(&col.id_field).and_then(id_text).as_deref() == Some(id)) {
+                    Some(full) => {
+                        self.update(i, id, &full, true);
+                    }
+                    None => {
+                        self.update(i, id, &req, call.method == "PUT");
+                    }
+                }
+            }
+            ("DELETE", Place::Item(id)) => {
+                self.delete(i, id);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn on_miss(&self, call: &Call<'_>, _ctx: &Ctx) -> Option<Answer> {
+        let (i, place) = self.place(call.host, call.path)?;
+        let changes = matches!(call.method, "POST" | "PUT" | "PATCH" | "DELETE");
+        let req: Value = serde_json::from_slice(call.body).unwrap_or(Value::Null);
+        match (call.method, place) {
+            ("POST", Place::Root) => {
+                let item = self.create(i, &req, None);
+                Some(json_answer(self.status(i, "POST", 200), &item, "crud-created"))
+            }
+            ("PUT" | "PATCH", Place::Item(id)) => Some(match self.update(i, id, &req, call.method == "PUT") {
+                Some(item) => json_answer(self.status(i, call.method, 200), &item, "crud-updated"),
+                None => self.not_found(call, None, id),
+            }),
+            ("DELETE", Place::Item(id)) => Some(if self.delete(i, id) {
+                let status = self.status(i, "DELETE", 200);
+                Answer {
+                    status,
+                    headers: Vec::new(),
+                    body: Bytes::new(),
+                    detail: "crud-deleted".into(),
+                    not_before_ms: None,
+                }
+            } else {
+                self.not_found(call, None, id)
+            }),
+            ("GET", Place::Item(id)) if self.changed(i) => Some(self.not_found(call, None, id)),
+            // Deeper than one item of a root collection: acknowledged, nothing changes.
+            (_, Place::Deeper) if changes => Some(Answer {
+                status: 200,
+                headers: Vec::new(),
+                body: Bytes::new(),
+                detail: "crud-nested-noop".into(),
+                not_before_ms: None,
+            }),
+            _ => None,
+        }
+    }
+
+    fn reset(&self) {
+        self.live().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cassette::model::{Body, RecordedRequest, RecordedResponse};
+    use serde_json::json;
+
+    fn ex(seq: u64, method: &str, path: &str, query: Option<&str>, status: u16, resp: &Value) -> Exchange {
+        Exchange {
+            seq,
+            recorded_at: "2026-01-05T09:00:00.000Z".into(),
+            duration_ms: 1,
+            sdk: None,
+            request: RecordedRequest {
+                method: method.into(),
+                scheme: "https".into(),
+                host: "api.mypurecloud.com".into(),
+                path: path.into(),
+                query: query.map(String::from),
+                headers: vec![],
+                body: Body::default(),
+            },
+            response: RecordedResponse {
+                status,
+                headers: vec![],
+                body: Body { bytes: Bytes::from(resp.to_string()), encoding: None },
+            },
+            after: None,
+        }
+    }
+
+    fn crud(items: Value) -> Crud {
+        let cols = crate::config::stateful::crud(&Default::default(), &|_, m: String| m).unwrap();
+        let list = json!({"entities": items, "pageSize": 25, "pageNumber": 1, "total": 2, "pageCount": 1});
+        Crud::new(cols, Arc::new(Ids::new(3)), &[ex(1, "GET", "/api/v2/routing/queues", None, 200, &list)])
+    }
+
+    #[test]
+    fn created_items_take_the_next_number_or_a_uuid_and_type_defaults() {
+        let c = crud(
+            json!([{"id": 7, "name": "a", "memberCount": 3, "createdDate": "2025-01-01T00:00:00Z", "division": {"id": "d"}}, {"id": 12, "name": "b"}]),
+        );
+        let item = c.create(0, &json!({"name": "new"}), None);
+        assert_eq!(item, json!({"id": 13, "name": "new", "memberCount": 0, "createdDate": "", "division": null}));
+        let c = crud(json!([{"id": "0b7c9a52-1111-4c47-9d0e-1f2a3b4c5d6e", "name": "a", "selfUri": "/x"}]));
+        let item = c.create(0, &json!({"name": "new"}), None);
+        let id = item["id"].as_str().unwrap();
+        assert_eq!(id.len(), 36);
+        assert_eq!(item["selfUri"], format!("/api/v2/routing/queues/{id}"));
+    }
+
+    #[test]
+    fn a_list_is_the_recorded_answer_with_the_changes_applied_unfiltered() {
+        let c = crud(json!([{"id": "q1", "name": "a"}, {"id": "q2", "name": "b"}]));
+        c.update(0, "q1", &json!({"name": "renamed"}), false);
+        assert!(c.delete(0, "q2"));
+        assert!(!c.delete(0, "q2"), "already gone");
+        let made = c.create(0, &json!({"name": "c"}), None);
+        let v = c.list(0, Some("name=zzz"));
+        let names: Vec<&str> = v["entities"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["renamed", "c"]);
+        assert_eq!(v["total"], 2);
+        assert_eq!(v["pageSize"], 25, "the recorded paging fields stay");
+        assert_eq!(c.update(0, "nope", &json!({}), false), None);
+        assert!(made["id"].as_str().is_some());
+    }
+}
