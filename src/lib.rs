@@ -9,6 +9,7 @@ pub mod config;
 pub mod listen;
 pub mod overlay;
 pub mod proxy;
+pub mod route;
 pub mod run;
 pub mod timer;
 pub mod tls;

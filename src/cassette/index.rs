@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::fingerprint::{differences, Fingerprint, Matcher};
 use super::model::{Exchange, RecordedRequest};
+use crate::route::Version;
 
 struct Slot {
     /// Indexes into `exchanges`, in recorded order.
@@ -30,6 +31,17 @@ impl Slot {
         self.next.store(0, Ordering::Relaxed);
         self.by_sdk.values().for_each(Slot::rewind);
     }
+}
+
+/// The recordings of the SDK version closest to `live`: the newest recorded at or below it, else the
+/// oldest above it (versions compared by number, whatever the header's wording around them).
+fn nearest_version<'a>(by_sdk: &'a HashMap<String, Slot>, live: &str) -> Option<&'a Slot> {
+    let live = Version::find_in(live)?;
+    let versions: Vec<(Version, &Slot)> =
+        by_sdk.iter().filter_map(|(k, s)| Version::find_in(k).map(|v| (v, s))).collect();
+    let below = versions.iter().filter(|(v, _)| *v <= live).max_by(|a, b| a.0.cmp(&b.0));
+    let above = versions.iter().filter(|(v, _)| *v > live).min_by(|a, b| a.0.cmp(&b.0));
+    below.or(above).map(|(_, s)| *s)
 }
 
 /// Recorded exchanges, indexed for replay.
@@ -138,8 +150,11 @@ impl Index {
     /// announced) are preferred, each version with its own FIFO.
     pub fn next_prepared(&self, fp: &Fingerprint, sdk: Option<&str>) -> Option<(&Exchange, &Prepared)> {
         let slot = self.slots.get(fp)?;
-        let i = match sdk.and_then(|v| slot.by_sdk.get(v)) {
-            Some(same_version) => same_version.take(),
+        let i = match sdk.filter(|_| !slot.by_sdk.is_empty()) {
+            Some(v) => match slot.by_sdk.get(v).or_else(|| nearest_version(&slot.by_sdk, v)) {
+                Some(version) => version.take(),
+                None => slot.take(),
+            },
             None => slot.take(),
         };
         if !self.served[i].load(Ordering::Relaxed) {
@@ -268,7 +283,11 @@ mod tests {
         assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/2.0"))), "from-v2");
         assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/2.0"))), "from-v2", "its own FIFO repeats its last");
         assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/1.0"))), "from-v1");
-        assert_eq!(body(idx.next_prepared(&k, Some("other/9"))), "from-v1", "unknown version: recorded order");
+        // A version not recorded: the newest recorded at or below it, else the oldest above it.
+        assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/1.5.3"))), "from-v1");
+        assert_eq!(body(idx.next_prepared(&k, Some("9.0.0"))), "from-v2");
+        assert_eq!(body(idx.next_prepared(&k, Some("0.9"))), "from-v1");
+        assert_eq!(body(idx.next_prepared(&k, Some("PureCloud SDK/python"))), "from-v1", "no version: recorded order");
         assert_eq!(body(idx.next_prepared(&k, None)), "from-v2");
     }
 }

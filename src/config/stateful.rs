@@ -10,7 +10,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::HostPattern;
 use crate::overlay::machine::{Gate, Machine, Refusal, PRESETS};
-use crate::overlay::route::{PathTemplate, VersionRange};
+use crate::route::{PathTemplate, VersionRange};
 
 /// A held or delayed move as written: `{from?, to, ms}`.
 #[derive(Debug, Clone, Deserialize)]

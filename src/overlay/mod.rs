@@ -11,9 +11,9 @@ pub mod jwt;
 pub mod machine;
 pub mod platform;
 pub mod ratelimit;
-pub mod route;
 pub mod state;
 pub mod validate;
+pub mod versions;
 
 use std::collections::HashMap;
 
@@ -296,6 +296,9 @@ impl Overlays {
         }
         if config.overlay_on("rate-limit") && !config.rate_rules.is_empty() {
             list.push(Box::new(ratelimit::RateLimit::new(config.rate_rules.clone(), config.rate_headers, ids.clone())));
+        }
+        if config.overlay_on("versions") && !config.versions.routes.is_empty() {
+            list.push(Box::new(versions::Versions::new(config.versions.clone(), ids.clone())));
         }
         let mut validate_handle = None;
         if config.overlay_on("validate") {

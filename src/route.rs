@@ -81,6 +81,13 @@ impl PartialEq for Version {
 
 impl Eq for Version {}
 
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u64::to_string).collect();
+        f.write_str(&parts.join("."))
+    }
+}
+
 impl Version {
     /// The leading dotted number of `s`, if it has one.
     pub fn parse(s: &str) -> Option<Version> {
