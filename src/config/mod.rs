@@ -1083,6 +1083,48 @@ mod tests {
     }
 
     #[test]
+    fn state_crud_and_versions_settings_are_validated_and_located() {
+        let at = |text: &str| {
+            let e = Config::parse(text, Path::new("p.yaml")).unwrap_err();
+            (e.at.map(|a| a.0), e.to_string())
+        };
+        let (line, msg) = at("state:\n  machines:\n    - name: ticket\n      states: [new, open]\n      transitions: {new: [gone]}\n");
+        assert_eq!(line, Some(3), "{msg}");
+        assert!(msg.contains("`gone` is not one of its states (new, open)"), "{msg}");
+        let (line, msg) = at("state:\n  machines:\n    - name: generic\n      refusal: 418\n");
+        assert_eq!(line, Some(4), "{msg}");
+        assert!(msg.contains("not 422, genesys or nice"), "{msg}");
+        let (_, msg) = at("state:\n  machines:\n    - name: genesys-call\n      states: [a]\n");
+        assert!(msg.contains("a preset keeps its states"), "{msg}");
+        let (_, msg) = at("state:\n  machines:\n    - name: generic\n      timeouts_ms: {RINGING: 0}\n");
+        assert!(msg.contains("at least 1"), "{msg}");
+        let (line, msg) = at("state:\n  default: nosuch\n");
+        assert_eq!(line, Some(2), "{msg}");
+        assert!(msg.contains("known: generic, genesys-call, nice-contact"), "{msg}");
+        let (line, msg) = at("state:\n  machines:\n    - name: t\n      states: [a, b]\n      triggers:\n        - {method: POST, path: widgets, to: b}\n");
+        assert_eq!(line, Some(6), "{msg}");
+        assert!(msg.contains("starts with /"), "{msg}");
+        let (line, msg) = at("crud:\n  collections:\n    - {path: \"/api/v2/users/{userId}\"}\n");
+        assert_eq!(line, Some(3), "{msg}");
+        assert!(msg.contains("not a collection path"), "{msg}");
+        let (line, msg) = at("versions:\n  routes:\n    - {path: x, sdk: \">= banana\", deprecated: true}\n");
+        assert_eq!(line, Some(3), "{msg}");
+        assert!(msg.contains("not a version range"), "{msg}");
+        let (_, msg) = at("versions:\n  user_agents:\n    - {pattern: \"cxone-sdk\", name: cxone}\n");
+        assert!(msg.contains("needs a group around the version"), "{msg}");
+
+        let c = Config::parse(
+            "state:\n  machines:\n    - name: generic\n      timeouts_ms: {ringing: 30000}\n      hold: [{from: ringing, to: answered}]\n",
+            Path::new("p.yaml"),
+        )
+        .unwrap();
+        let g = &c.state.machines["generic"];
+        assert_eq!(g.timeouts_ms["RINGING"], 30_000, "state names take the machine's spelling");
+        assert_eq!(g.holds[0].to, "ANSWERED");
+        assert_eq!(c.crud.len(), 2, "the default collections");
+    }
+
+    #[test]
     fn overlay_settings_are_validated_and_located() {
         let at = |text: &str| {
             let e = Config::parse(text, Path::new("p.yaml")).unwrap_err();
