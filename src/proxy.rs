@@ -462,14 +462,17 @@ impl Proxy {
             let ids = self.ids.clone();
             let n = self
                 .ws
-                .publish(crate::overlay::state::Emitted::wants, |topic| {
-                    json!({
-                        "topicName": topic,
-                        "version": "2",
-                        "eventBody": e.body,
-                        "metadata": {"CorrelationId": ids.uuid()},
-                    })
-                })
+                .publish(
+                    |topic| e.wants(topic),
+                    |topic| {
+                        json!({
+                            "topicName": topic,
+                            "version": "2",
+                            "eventBody": e.body,
+                            "metadata": {"CorrelationId": ids.uuid()},
+                        })
+                    },
+                )
                 .await;
             tracing::debug!(conversation = %e.conversation, delivered = n, "state event published");
         }

@@ -216,40 +216,75 @@ async fn the_generic_machine_refuses_jumps_holds_and_releases_and_keeps_time_on_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_declared_machine_is_moved_by_sdk_requests_and_refuses_with_422() {
+async fn a_declared_machine_is_moved_by_sdk_requests_refuses_with_422_and_publishes_its_moves() {
     let dir = tempdir("state-declared");
     let id = "0b7c9a52-1111-4c47-9d0e-1f2a3b4c5d6e";
     let res = format!("/api/v2/mockcalls/{id}");
+    let topic = format!("v2.mockcalls.{id}");
+    let (channel, subs) = channel_and_subscriptions();
     write_cassette(
         &dir,
         "d.jsonl",
         &[
+            ("GET", "streaming.mypurecloud.com", channel, "", 101, ""),
+            ("PUT", API, subs, &json!([{"id": topic}]).to_string(), 200, "{}"),
             ("GET", API, &res, "", 200, &json!({"id": id, "state": "INIT"}).to_string()),
             ("POST", API, &format!("{res}/ring"), "", 200, "{}"),
         ],
     );
-    let cfg = r#"state:
+    let cfg = r#"ws:
+  heartbeat_s: 0
+state:
   machines:
     - name: generic
       resource: "/api/v2/mockcalls/{id}"
+      topic: "v2.mockcalls.{id}"
       triggers:
         - {method: POST, path: "/api/v2/mockcalls/{id}/ring", to: RINGING}
         - {method: POST, path: "/api/v2/mockcalls/{id}/answer", to: ANSWERED}
         - {method: POST, path: "/api/v2/mockcalls/{id}/complete", to: COMPLETE}
 "#;
     let cv = start(&dir, "d.jsonl", cfg);
+    let mut ws = subscribed(&cv, &topic).await;
     let r = send(&cv, "POST", &format!("{res}/complete"), "").await;
     assert_eq!(r.status, 422, "INIT → COMPLETE: {}", r.text());
     assert_eq!(r.json()["code"], "invalid.state.transition");
     assert_eq!(send(&cv, "GET", &res, "").await.json()["state"], "INIT", "unchanged");
     assert_eq!(send(&cv, "POST", &format!("{res}/ring"), "").await.status, 200, "recorded");
+    let ev = next_call_event(&mut ws).await;
+    assert_eq!((ev["topicName"].as_str(), ev["eventBody"]["state"].as_str()), (Some(topic.as_str()), Some("RINGING")));
+    assert_eq!(ev["eventBody"]["previous"], "INIT");
     assert_eq!(send(&cv, "GET", &res, "").await.json()["state"], "RINGING", "GET reflects the move");
     // Not in the cassette, but a valid move: accepted in the platform's place.
     let r = send(&cv, "POST", &format!("{res}/answer"), "").await;
     assert_eq!((r.status, r.json()), (200, json!({"id": id, "state": "ANSWERED"})));
+    assert_eq!(next_call_event(&mut ws).await["eventBody"]["state"], "ANSWERED");
     let by = answered_by(&admin(&cv, "GET", "/mock/admin/journal", "").await.json());
-    assert_eq!(by, ["overlay:state", "hit", "hit", "hit", "overlay:state"]);
+    assert_eq!(&by[by.len() - 5..], ["overlay:state", "hit", "hit", "hit", "overlay:state"], "{by:?}");
+    drop(ws);
     assert_eq!(cv.stop().0, 0);
+}
+
+/// The recorded notification channel and its subscriptions endpoint.
+fn channel_and_subscriptions() -> (&'static str, &'static str) {
+    ("/channels/streaming-0-aaaaaaaa11", "/api/v2/notifications/channels/streaming-0-aaaaaaaa11/subscriptions")
+}
+
+/// A replayed notification channel subscribed to `topic` (the recorded subscription replayed).
+async fn subscribed(cv: &Callvcr, topic: &str) -> Ws {
+    let (channel, subs) = channel_and_subscriptions();
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let tls = tls_over(tcp, "streaming.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
+    let (ws, _) =
+        tokio_tungstenite::client_async(format!("wss://streaming.mypurecloud.com{channel}"), tls).await.unwrap();
+    for _ in 0..100 {
+        if !admin(cv, "GET", "/mock/admin/ws/sessions", "").await.json().as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(send(cv, "PUT", subs, &json!([{"id": topic}]).to_string()).await.status, 200);
+    ws
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
@@ -271,8 +306,7 @@ async fn next_call_event(ws: &mut Ws) -> Value {
 async fn moves_publish_call_events_to_subscribed_topics_and_timeouts_fire_on_the_clock() {
     let dir = tempdir("state-events");
     let (call, agent) = (call(), participant(AGENT));
-    let channel = "/channels/streaming-0-aaaaaaaa11";
-    let subs = "/api/v2/notifications/channels/streaming-0-aaaaaaaa11/subscriptions";
+    let (channel, subs) = channel_and_subscriptions();
     let topic = "v2.users.u-1.conversations.calls";
     write_cassette(
         &dir,
@@ -293,17 +327,7 @@ async fn moves_publish_call_events_to_subscribed_topics_and_timeouts_fire_on_the
     let cfg =
         "ws:\n  heartbeat_s: 0\nstate:\n  machines:\n    - name: genesys-call\n      timeouts_ms: {alerting: 30000}\n";
     let cv = start(&dir, "ev.jsonl", cfg);
-    let tcp = TcpStream::connect(cv.tls).await.unwrap();
-    let tls = tls_over(tcp, "streaming.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
-    let (mut ws, _) =
-        tokio_tungstenite::client_async(format!("wss://streaming.mypurecloud.com{channel}"), tls).await.unwrap();
-    for _ in 0..100 {
-        if !admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json().as_array().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(send(&cv, "PUT", subs, &json!([{"id": topic}]).to_string()).await.status, 200);
+    let mut ws = subscribed(&cv, topic).await;
     assert_eq!(send(&cv, "GET", &call, "").await.status, 200);
 
     // The SDK answers (no recording of it: the overlay accepts it as the platform does) → an event.

@@ -32,7 +32,14 @@ async function signIn() {
   const customer = details.participants.find((p) => p.purpose === 'customer');
   await calls.patchConversationsCallParticipant(call.id, customer.id, { held: true });
   await calls.patchConversationsCallParticipant(call.id, customer.id, { state: 'disconnected' });
-  console.log(`js: ${me.name} placed call ${call.id}, held and disconnected customer ${customer.id}`);
+  // The platform refuses to reconnect a disconnected participant; so does callvcr's state overlay.
+  const refused = await calls
+    .patchConversationsCallParticipant(call.id, customer.id, { state: 'connected' })
+    .then(() => false, (e) => e.status === 400);
+  if (!refused) throw new Error('reconnecting a disconnected participant was not refused with 400');
+  const after = await calls.getConversationsCall(call.id);
+  const state = after.participants.find((p) => p.id === customer.id).state;
+  console.log(`js: ${me.name} placed call ${call.id}, held and disconnected customer ${customer.id} (${state}; reconnect refused)`);
 })().catch((e) => {
   console.error('js: FAILED', e.status || '', e.message || e, JSON.stringify(e.body || ''));
   process.exit(1);

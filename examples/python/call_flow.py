@@ -66,5 +66,15 @@ calls.patch_conversations_call_participant(call.id, customer.id, model(genesys.M
 calls.patch_conversations_call_participant(
     call.id, customer.id, model(genesys.MediaParticipantRequest, state="disconnected")
 )
-print(f"python: {me.name} placed call {call.id}, held and disconnected customer {customer.id}")
+# The platform refuses to reconnect a disconnected participant; so does callvcr's state overlay.
+try:
+    calls.patch_conversations_call_participant(
+        call.id, customer.id, model(genesys.MediaParticipantRequest, state="connected")
+    )
+    sys.exit("python: reconnecting a disconnected participant was accepted")
+except genesys.rest.ApiException as e:
+    if e.status != 400:
+        raise
+state = next(p.state for p in calls.get_conversations_call(call.id).participants if p.id == customer.id)
+print(f"python: {me.name} placed call {call.id}, held and disconnected customer {customer.id} ({state}; reconnect refused)")
 sys.exit(0)

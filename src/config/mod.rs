@@ -1088,7 +1088,9 @@ mod tests {
             let e = Config::parse(text, Path::new("p.yaml")).unwrap_err();
             (e.at.map(|a| a.0), e.to_string())
         };
-        let (line, msg) = at("state:\n  machines:\n    - name: ticket\n      states: [new, open]\n      transitions: {new: [gone]}\n");
+        let (line, msg) = at(
+            "state:\n  machines:\n    - name: ticket\n      states: [new, open]\n      transitions: {new: [gone]}\n",
+        );
         assert_eq!(line, Some(3), "{msg}");
         assert!(msg.contains("`gone` is not one of its states (new, open)"), "{msg}");
         let (line, msg) = at("state:\n  machines:\n    - name: generic\n      refusal: 418\n");

@@ -89,6 +89,9 @@ pub struct RawMachine {
     /// Requests that move it.
     #[serde(default)]
     pub triggers: Vec<RawTrigger>,
+    /// WebSocket topic each move is published to (`{id}` is the session id).
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 /// The `state` section as written.
@@ -131,6 +134,8 @@ pub struct Binding {
     pub state_field: String,
     /// Requests that move it.
     pub triggers: Vec<Trigger>,
+    /// Topic each move is published to (`{id}` = the session id).
+    pub topic: Option<String>,
 }
 
 impl Binding {
@@ -189,7 +194,7 @@ pub fn state<E>(raw: &RawState, at: &dyn Fn(Location, String) -> E) -> Result<St
         }
         let mut m = match Machine::preset(&name) {
             Some(p) => {
-                let bound = rm.resource.is_some() || !rm.triggers.is_empty();
+                let bound = rm.resource.is_some() || !rm.triggers.is_empty() || rm.topic.is_some();
                 if rm.states.is_some() || (bound && name != "generic") {
                     return Err(here(
                         "a preset keeps its states (and the platform presets their endpoints); give only timeouts_ms, delays, hold, transitions, terminal, timeout_state or flags (or pick another name for a new machine)".into(),
@@ -303,13 +308,14 @@ pub fn state<E>(raw: &RawState, at: &dyn Fn(Location, String) -> E) -> Result<St
                     to,
                 });
             }
-            if resource.is_some() || !triggers.is_empty() {
+            if resource.is_some() || !triggers.is_empty() || rm.topic.is_some() {
                 bindings.push(Binding {
                     machine: m.clone(),
                     host,
                     resource,
                     state_field: rm.state_field.clone().unwrap_or_else(|| "state".into()),
                     triggers,
+                    topic: rm.topic.clone(),
                 });
             }
         }

@@ -77,16 +77,22 @@ struct Book {
 /// An event a move makes, for the proxy to deliver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Emitted {
-    /// The Genesys conversation it is about.
+    /// The session it is about.
     pub conversation: String,
-    /// The `eventBody` (a call conversation).
+    /// The one topic it goes to (a declared machine's); `None` = the Genesys call topics.
+    pub topic: Option<String>,
+    /// The `eventBody` (a call conversation, or a declared resource's id and state).
     pub body: Value,
 }
 
 impl Emitted {
-    /// Whether a subscribed Genesys topic receives it: the conversation topics of users and queues.
-    pub fn wants(topic: &str) -> bool {
-        topic.ends_with(".conversations.calls")
+    /// Whether a subscribed topic receives it: its own topic, or for a Genesys call the
+    /// conversation topics of users and queues (`v2.users.{id}.conversations.calls`, ...).
+    pub fn wants(&self, topic: &str) -> bool {
+        match &self.topic {
+            Some(t) => t == topic,
+            None => topic.ends_with(".conversations.calls"),
+        }
     }
 }
 
@@ -405,7 +411,7 @@ impl State {
                 let base = inner.snapshots.get(id).cloned().unwrap_or_else(|| json!({"id": id, "participants": []}));
                 let mut body = base;
                 apply_genesys(&mut body, &t.session, now);
-                inner.emitted.push(Emitted { conversation: id.to_string(), body });
+                inner.emitted.push(Emitted { conversation: id.to_string(), topic: None, body });
             }
             Kind::Nice => {
                 let book = self.book();
@@ -418,6 +424,17 @@ impl State {
                     ev["Status"] = Value::String(s.to.clone());
                     ev["LastStateChangeTime"] = Value::String(rfc3339_ms(s.at_ms));
                     inner.nice_events.push_back(ev);
+                }
+            }
+            Kind::Declared(i) => {
+                let b = &self.cfg.bindings[i];
+                let Some(topic) = &b.topic else { return };
+                for s in steps {
+                    inner.emitted.push(Emitted {
+                        conversation: id.to_string(),
+                        topic: Some(topic.replace("{id}", id)),
+                        body: json!({"id": id, b.state_field.as_str(): s.to, "previous": s.from, "at": rfc3339_ms(s.at_ms)}),
+                    });
                 }
             }
             _ => {}
