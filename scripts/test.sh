@@ -7,7 +7,7 @@ log="$(mktemp)"
 status=0
 cargo test --locked --doc "$@" 2>&1 | tee -a "$log" || status=1
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-cargo test --locked --all-targets "$@" 2>&1 | tee -a "$log" || status=1
+cargo test --locked --all-targets --no-fail-fast "$@" 2>&1 | tee -a "$log" || status=1
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 passed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')

@@ -492,7 +492,7 @@ async fn with_auth_off_tokens_replay_from_the_cassette_and_bearers_are_not_check
     assert_eq!(r.status, 409);
     assert_eq!(r.json()["error"], "overlay_off");
     let h = admin(&cv, "GET", "/mock/admin/health", "").await.json();
-    assert_eq!(h["overlays"], json!(["faults", "rate-limit", "validate", "state"]));
+    assert_eq!(h["overlays"], json!(["faults", "rate-limit", "validate", "state", "crud"]));
     assert_eq!(cv.stop().0, 0);
 }
 

@@ -42,7 +42,7 @@ fn openapi_from_a_cassette_passes_a_real_openapi_3_1_validator() {
     let dir = tempdir("schema-oas");
     let (code, out, err) = run(&dir, &["schema", "export", "--cassette", EXAMPLE, "--out", "oas.json"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("wrote 5 operations"), "{out}");
+    assert!(out.contains("wrote 6 operations"), "{out}");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("oas.json")).unwrap()).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let p = &doc["paths"]["/api/v2/conversations/calls/{conversationId}/participants/{participantId}"]["patch"];

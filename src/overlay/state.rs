@@ -1421,12 +1421,12 @@ mod tests {
         let get = Bytes::new();
         let ctx = Ctx { now_ms: 5, ..Default::default() };
         s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, call_body("alerting").as_bytes());
-        // The platform connected the agent (no request of the run did): the run follows.
-        let v: Value = serde_json::from_slice(
-            &s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, call_body("connected").as_bytes()).unwrap(),
-        )
-        .unwrap();
+        // The platform connected the agent (no request of the run did): the run follows, so the
+        // recorded bytes go out unchanged.
+        assert_eq!(s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, call_body("connected").as_bytes()), None);
+        let v = s.view(CID, 5).unwrap();
         assert_eq!(v["participants"][0]["state"], "connected");
-        assert_eq!(s.view(CID, 5).unwrap()["history"][0]["by"], "recording");
+        assert_eq!(v["history"][0]["by"], "recording");
+        assert_eq!(s.take_events().len(), 1, "the platform's move is published too");
     }
 }
