@@ -8,6 +8,7 @@
 //! item (`DELETE /roles/{id}/actions/{id}`) is answered 200 and changes nothing. Plain data.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -59,6 +60,8 @@ pub struct Crud {
     ids: Arc<Ids>,
     base: RwLock<Arc<Vec<Base>>>,
     live: Mutex<HashMap<usize, Live>>,
+    /// Whether any collection changed in this run (read without the lock on the hit path).
+    dirty: AtomicBool,
 }
 
 /// The id of an item as text (numbers too).
@@ -88,7 +91,13 @@ fn json_answer(status: u16, body: &Value, detail: &str) -> Answer {
 impl Crud {
     /// An overlay over `cols`, learning items from `exchanges`.
     pub fn new(cols: Vec<Collection>, ids: Arc<Ids>, exchanges: &[Exchange]) -> Crud {
-        let c = Crud { cols, ids, base: RwLock::new(Arc::new(Vec::new())), live: Mutex::new(HashMap::new()) };
+        let c = Crud {
+            cols,
+            ids,
+            base: RwLock::new(Arc::new(Vec::new())),
+            live: Mutex::new(HashMap::new()),
+            dirty: AtomicBool::new(false),
+        };
         c.learn(exchanges);
         c
     }
@@ -140,11 +149,17 @@ impl Crud {
             }
         }
         *self.base.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(bases);
-        self.live().clear();
+        self.reset_live();
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Live>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reset_live(&self) {
+        let mut live = self.live();
+        live.clear();
+        self.dirty.store(false, Ordering::Release);
     }
 
     fn bases(&self) -> Arc<Vec<Base>> {
@@ -169,6 +184,7 @@ impl Crud {
 
     /// The collection in memory (made from the recording on first use).
     fn live_of<'a>(&self, live: &'a mut HashMap<usize, Live>, i: usize) -> &'a mut Live {
+        self.dirty.store(true, Ordering::Release);
         live.entry(i).or_insert_with(|| Live {
             items: self.bases()[i].items.clone(),
             created: BTreeSet::new(),
@@ -332,7 +348,7 @@ impl Crud {
     }
 
     fn changed(&self, i: usize) -> bool {
-        self.live().contains_key(&i)
+        self.dirty.load(Ordering::Acquire) && self.live().contains_key(&i)
     }
 
     fn status(&self, i: usize, method: &str, default: u16) -> u16 {
@@ -375,7 +391,7 @@ impl Overlay for Crud {
             // Deleted in this run: the platform has no such item any more. Other ids go to the
             // cassette (a miss there is a 404).
             ("PUT" | "PATCH" | "DELETE", Place::Item(id))
-                if self.live().get(&i).is_some_and(|l| l.deleted.contains(id)) =>
+                if self.dirty.load(Ordering::Acquire) && self.live().get(&i).is_some_and(|l| l.deleted.contains(id)) =>
             {
                 Decision::Answer(self.not_found(call, Some(recorded), id))
             }
@@ -453,7 +469,7 @@ impl Overlay for Crud {
     }
 
     fn reset(&self) {
-        self.live().clear();
+        self.reset_live();
     }
 }
 
