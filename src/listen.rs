@@ -185,7 +185,10 @@ where
 fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     let max = shared.proxy.config.limits.max_header_bytes.max(8192);
-    b.http1().max_buf_size(max);
+    // A client that trickles its request head (slowloris) is closed after the read timeout, so it
+    // holds a connection slot no longer than that.
+    let head = Duration::from_millis(shared.proxy.config.limits.read_timeout_ms);
+    b.http1().max_buf_size(max).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(head);
     b.http2().max_header_list_size(max as u32);
     b
 }

@@ -528,7 +528,23 @@ impl Proxy {
 
         let (parts, body) = req.into_parts();
         let limit = self.config.limits.max_body_bytes;
-        let bytes = match Limited::new(body, limit).collect().await {
+        let read_ms = self.config.limits.read_timeout_ms;
+        let collected =
+            tokio::time::timeout(std::time::Duration::from_millis(read_ms), Limited::new(body, limit).collect());
+        let Ok(collected) = collected.await else {
+            // A client trickling its body (slowloris) gives up its connection slot.
+            let msg = format!("the request body did not arrive within {read_ms} ms (limits.read_timeout_ms)");
+            tracing::warn!(%method, %host, %path, "{msg}");
+            self.note(&method, &host, &path, 408, "callvcr", Some("request-timeout"));
+            let mut r = json_response(
+                StatusCode::REQUEST_TIMEOUT,
+                ("x-callvcr-error", "request"),
+                json!({"message": msg, "code": "callvcr.request.timeout", "status": 408}),
+            );
+            r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        };
+        let bytes = match collected {
             Ok(c) => c.to_bytes(),
             Err(e) => {
                 let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();

@@ -300,3 +300,239 @@ fn the_shipped_proxy_yaml_is_valid_and_covers_both_platforms() {
     assert!(!cfg.is_configured_host("example.com"));
     assert_eq!(cfg.listen.tls, "127.0.0.1:9443");
 }
+
+async fn read_all(io: &mut (impl tokio::io::AsyncRead + Unpin), limit: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    tokio::time::timeout(limit, io.read_to_end(&mut out)).await.ok()?.ok()?;
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_without_starving_the_others() {
+    let dir = tempdir("slowloris");
+    std::fs::write(dir.join("proxy.yaml"), "limits:\n  read_timeout_ms: 800\n").unwrap();
+    write_cassette(&dir, "s.jsonl", &[("GET", "api.mypurecloud.com", "/api/v2/users/me", "", 200, r#"{"id":"u-1"}"#)]);
+    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "s.jsonl"]);
+    let cfg = client_config(&cv.ca_path(), &[b"http/1.1"]);
+    // 40 clients trickle a request head, one byte every 100 ms, forever.
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let tcp = TcpStream::connect(cv.tls).await.unwrap();
+        let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg.clone()).await.unwrap();
+        slow.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            for b in b"GET /api/v2/users/me HTTP/1.1\r\nHost: api.mypurecloud.com\r\nX-Slow: ".iter().cycle() {
+                if tls.write_all(&[*b]).await.is_err() || started.elapsed() > Duration::from_secs(10) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            started.elapsed()
+        }));
+    }
+    // Meanwhile others are served at once.
+    for _ in 0..20 {
+        let mut c = h1_tls(&cv, "api.mypurecloud.com").await;
+        let t = std::time::Instant::now();
+        let r = c.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com")], "").await;
+        assert_eq!(r.status, 200);
+        assert!(t.elapsed() < Duration::from_secs(2), "a normal client waited {:?}", t.elapsed());
+    }
+    for s in slow {
+        let held = s.await.unwrap();
+        assert!(held < Duration::from_secs(5), "a slow client held its connection for {held:?}");
+    }
+    // A body that stops arriving: 408 once the read timeout passes.
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg.clone()).await.unwrap();
+    tls.write_all(b"POST /api/v2/echo HTTP/1.1\r\nHost: api.mypurecloud.com\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let out = read_all(&mut tls, Duration::from_secs(5)).await.expect("answered, then closed");
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(out.contains("limits.read_timeout_ms"), "{out}");
+    assert_eq!(cv.stop().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_shapes_invalid_utf8_and_truncated_tls_are_refused_cleanly() {
+    let dir = tempdir("smuggle");
+    write_cassette(
+        &dir,
+        "s.jsonl",
+        &[
+            ("GET", "api.mypurecloud.com", "/api/v2/users/me", "", 200, r#"{"id":"u-1"}"#),
+            ("POST", "api.mypurecloud.com", "/api/v2/echo", "abcde", 200, r#"{"ok":true}"#),
+        ],
+    );
+    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "s.jsonl"]);
+    let cfg = client_config(&cv.ca_path(), &[b"http/1.1"]);
+    let raw = |bytes: &'static [u8]| {
+        let (tls_addr, cfg) = (cv.tls, cfg.clone());
+        async move {
+            let tcp = TcpStream::connect(tls_addr).await.unwrap();
+            let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg).await.unwrap();
+            tls.write_all(bytes).await.unwrap();
+            read_all(&mut tls, Duration::from_secs(5)).await.unwrap_or_default()
+        }
+    };
+    // Content-Length beside Transfer-Encoding: the body is read as chunked alone (RFC 9112 6.3), the
+    // connection is closed after the answer, and the request hidden behind it is never answered.
+    let out = raw(b"POST /api/v2/echo HTTP/1.1\r\nHost: api.mypurecloud.com\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/v2/users/me HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "one answer, nothing smuggled: {out}");
+    assert!(out.contains("connection: close"), "{out}");
+    assert!(!out.contains(r#"{"id":"u-1"}"#), "the smuggled GET was not served: {out}");
+    // A chunked body with a bad chunk size.
+    let out = raw(b"POST /api/v2/echo HTTP/1.1\r\nHost: api.mypurecloud.com\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabcde\r\n0\r\n\r\n").await;
+    assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out}");
+    // Invalid UTF-8 in a header value and a body: answered (a miss), nothing breaks.
+    let out = raw(b"POST /api/v2/echo HTTP/1.1\r\nHost: api.mypurecloud.com\r\nX-Bytes: \xff\xfe\r\nContent-Type: application/json\r\nContent-Length: 4\r\nConnection: close\r\n\r\n{\xc3(}").await;
+    assert!(out.starts_with("HTTP/1.1 404") && out.contains("x-callvcr-miss: 1"), "{out}");
+    // ... and in the request target: 400.
+    let out = raw(b"GET /api/v2/caf\xc3(\xff HTTP/1.1\r\nHost: api.mypurecloud.com\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    // A ClientHello cut off half way, then silence, then a close.
+    for cut in [5usize, 40, 120] {
+        let mut s = TcpStream::connect(cv.tls).await.unwrap();
+        let hello = client_hello_bytes().await;
+        s.write_all(&hello[..cut.min(hello.len() - 1)]).await.unwrap();
+        drop(s);
+    }
+    // Still serving.
+    let mut c = h1_tls(&cv, "api.mypurecloud.com").await;
+    assert_eq!(c.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com")], "").await.status, 200);
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0);
+    assert!(log.contains("TLS handshake failed before ClientHello"), "{log}");
+}
+
+/// A real ClientHello, as rustls writes it for api.mypurecloud.com.
+async fn client_hello_bytes() -> Vec<u8> {
+    let (a, mut b) = tokio::io::duplex(1 << 16);
+    // The trust store does not matter: only the first flight is read.
+    let roots = rustls::RootCertStore::empty();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let name = rustls::pki_types::ServerName::try_from("api.mypurecloud.com").unwrap();
+    let h = tokio::spawn(async move { connector.connect(name, a).await });
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), b.read(&mut buf)).await.unwrap().unwrap();
+    h.abort();
+    buf.truncate(n);
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_for_a_name_outside_the_constraints_is_rejected_by_a_real_tls_client() {
+    let dir = tempdir("constraints");
+    assert_eq!(run(&dir, &["ca", "init"]).0, 0);
+    let ca_pem = std::fs::read_to_string(dir.join("certs/ca.pem")).unwrap();
+    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("certs/ca-key.pem")).unwrap()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, key).unwrap();
+    // Someone with the CA key signs leaves itself; the CA's constraints still bind them.
+    let handshake = |name: &'static str| {
+        let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf =
+            rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+        let ca_der =
+            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::from_pem_slice(ca_pem.as_bytes())
+                .unwrap();
+        let chain = vec![leaf.der().clone(), ca_der];
+        let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let client = client_config(&dir.join("certs/ca.pem"), &[]);
+        async move {
+            let (a, b) = tokio::io::duplex(1 << 16);
+            let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+            tokio::spawn(async move {
+                let _ = acceptor.accept(b).await;
+            });
+            tls_over(a, name, client).await.map(|_| ()).map_err(|e| e.to_string())
+        }
+    };
+    assert_eq!(handshake("api.mypurecloud.com").await, Ok(()), "positive control: inside the constraints");
+    let err = handshake("example.com").await.unwrap_err();
+    assert!(err.to_lowercase().contains("name") && err.to_lowercase().contains("constrain"), "{err}");
+    let err = handshake("login.mypurecloud.com.evil.example").await.unwrap_err();
+    assert!(err.to_lowercase().contains("constrain"), "{err}");
+}
+
+#[test]
+fn the_admin_api_refuses_a_caller_off_loopback() {
+    // A caller off loopback needs another network: a private namespace joined by a veth pair,
+    // made and removed here (root and iproute2 needed; CI has both).
+    let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let ip = std::process::Command::new("ip").arg("-V").output().is_ok();
+    if !(root && ip) {
+        assert!(std::env::var_os("CI").is_none(), "CI must be able to make a network namespace (root, iproute2)");
+        eprintln!("skipped: needs root and iproute2 for a network namespace");
+        return;
+    }
+    let tag = format!("cv{}", std::process::id() % 100_000);
+    let (ns, a, b) = (format!("{tag}ns"), format!("{tag}a"), format!("{tag}b"));
+    let sh = |cmd: &str| {
+        let ok = std::process::Command::new("sh").args(["-c", cmd]).status().is_ok_and(|s| s.success());
+        assert!(ok, "`{cmd}` failed");
+    };
+    let octet = 1 + std::process::id() % 250;
+    let (host_ip, ns_ip) = (format!("10.213.{octet}.1"), format!("10.213.{octet}.2"));
+    sh(&format!("ip netns add {ns}"));
+    let cleanup = format!("ip netns del {ns}; ip link del {a} 2>/dev/null; true");
+    let guard = scopeguard(cleanup.clone());
+    sh(&format!("ip link add {a} type veth peer name {b} && ip link set {b} netns {ns}"));
+    sh(&format!("ip addr add {host_ip}/30 dev {a} && ip link set {a} up"));
+    sh(&format!(
+        "ip netns exec {ns} sh -c 'ip addr add {ns_ip}/30 dev {b} && ip link set {b} up && ip link set lo up'"
+    ));
+
+    let dir = tempdir("admin-remote");
+    write_cassette(&dir, "e.jsonl", &[]);
+    let fetch = |url: &str, netns: &str| {
+        let code = format!(
+            "import urllib.request,urllib.error\ntry:\n  r=urllib.request.urlopen('{url}',timeout=5); print(r.status, r.read().decode())\nexcept urllib.error.HTTPError as e:\n  print(e.code, e.read().decode())"
+        );
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", netns, "python3", "-c", &code])
+            .env("NO_PROXY", "*")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let admin_at = format!("{host_ip}:0");
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "e.jsonl", "--admin", &admin_at]);
+    let url = format!("http://{}/mock/admin/health", cv.admin);
+    // From the namespace the peer is 10.213.x.2: refused, saying how to allow it.
+    let out = fetch(&url, &ns);
+    assert!(out.starts_with("403"), "{out}");
+    assert!(out.contains("loopback callers only") && out.contains("admin.allow_remote"), "{out}");
+    assert_eq!(cv.stop().0, 0);
+
+    // With admin.allow_remote the same caller gets its answer.
+    std::fs::write(dir.join("remote.yaml"), "admin:\n  allow_remote: true\n").unwrap();
+    let cv =
+        Callvcr::start(&dir, &["replay", "--cassette", "e.jsonl", "--admin", &admin_at, "--config", "remote.yaml"]);
+    let out = fetch(&format!("http://{}/mock/admin/health", cv.admin), &ns);
+    assert!(out.starts_with("200") && out.contains(r#""status":"ok""#), "{out}");
+    assert_eq!(cv.stop().0, 0);
+    drop(guard);
+}
+
+/// Runs `cmd` in `sh` when dropped (network namespace clean-up, even when an assertion fails).
+fn scopeguard(cmd: String) -> impl Drop {
+    struct G(String);
+    impl Drop for G {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("sh").args(["-c", &self.0]).status();
+        }
+    }
+    G(cmd)
+}

@@ -537,11 +537,14 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Largest request or response body, in bytes; more → 413 (request) or 502 (response).
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request head, in ms (then the connection is closed), and
+    /// to send a request body once its head arrived (then 408). Real time: slow clients, not overlays.
+    pub read_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_header_bytes: 64 * 1024, max_body_bytes: 32 * 1024 * 1024 }
+        LimitsConfig { max_header_bytes: 64 * 1024, max_body_bytes: 32 * 1024 * 1024, read_timeout_ms: 30_000 }
     }
 }
 
@@ -884,6 +887,9 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
 
     if raw.limits.max_header_bytes < 1024 {
         return Err(err("limits.max_header_bytes must be at least 1024".into()));
+    }
+    if raw.limits.read_timeout_ms < 100 {
+        return Err(err("limits.read_timeout_ms must be at least 100".into()));
     }
     if raw.redact.replacement.is_empty() {
         return Err(err("redact.replacement must not be empty".into()));

@@ -391,7 +391,8 @@ impl Overlay for Crud {
             // Deleted in this run: the platform has no such item any more. Other ids go to the
             // cassette (a miss there is a 404).
             ("PUT" | "PATCH" | "DELETE", Place::Item(id))
-                if self.dirty.load(Ordering::Acquire) && self.live().get(&i).is_some_and(|l| l.deleted.contains(id)) =>
+                if self.dirty.load(Ordering::Acquire)
+                    && self.live().get(&i).is_some_and(|l| l.deleted.contains(id)) =>
             {
                 Decision::Answer(self.not_found(call, Some(recorded), id))
             }

@@ -46,7 +46,7 @@ pub fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -499,9 +499,14 @@ impl Callvcr {
                 c
             }
         };
+        cmd.args(args);
+        // Free loopback ports, unless the test names an address itself.
+        for flag in ["--listen", "--proxy-listen", "--admin"] {
+            if !args.contains(&flag) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
+        }
         let child = cmd
-            .args(args)
-            .args(["--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .arg("--ready-file")
             .arg(&ready)
             .current_dir(dir)
