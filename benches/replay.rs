@@ -6,7 +6,9 @@
 //! the bare server (same certificate chain, same key type, same response bytes). Each scenario runs the bare server and callvcr back to back
 //! in the same run and reports the ratio, since absolute numbers on a shared machine are noise.
 //!
-//! `cargo bench --bench replay` (env: `BENCH_SECS` per scenario, default 4; `BENCH_CONC`, default 4;
+//! `cargo bench --bench replay` (env: `BENCH_SECS` per scenario, default 4; `BENCH_CONCS`, the
+//! keep-alive connection counts, default 1,16,64; `BENCH_CONC`, clients for the new-connection and
+//! record scenarios, default 4;
 //! `CALLVCR_BENCH_BIN` runs another callvcr binary, e.g. an older commit's, for an A/B comparison).
 
 use std::net::SocketAddr;
@@ -91,11 +93,20 @@ fn main() {
     // Log in once through the auth overlay; every request then carries the token it issued.
     let token = rt.block_on(login(callvcr_addr, cfg.clone()));
     BEARER.set(format!("Bearer {token}")).unwrap();
-    println!("replay benchmark: {conc} concurrent clients, {secs} s per run, GET {PATH} ({} byte body)", body().len());
+    println!("replay benchmark: {secs} s per scenario, GET {PATH} ({} byte body)", body().len());
     println!("{:<34} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50 µs", "p99 µs");
     let mut ratios = Vec::new();
     const ROUNDS: usize = 3;
-    for (label, new_conn) in [("keep-alive", false), ("new TLS conn per request", true)] {
+    // Keep-alive at 1, 16 and 64 connections (BENCH_CONCS overrides), then a new TLS connection per
+    // request at BENCH_CONC.
+    let concs: Vec<usize> = std::env::var("BENCH_CONCS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| if benching { vec![1, 16, 64] } else { vec![conc] });
+    let mut scenarios: Vec<(String, bool, usize)> =
+        concs.iter().map(|c| (format!("keep-alive, {c} conn"), false, *c)).collect();
+    scenarios.push((format!("new TLS conn per request, {conc} clients"), true, conc));
+    for (label, new_conn, conc) in scenarios {
         rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, warm));
         rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, warm));
         // Interleaved rounds (bare, callvcr, bare, callvcr, ...) so drift on a shared machine hits both;
@@ -114,7 +125,7 @@ fn main() {
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
         };
-        ratios.push((label, median(|r| r.0), median(|r| r.1), median(|r| r.2)));
+        ratios.push((label.clone(), median(|r| r.0), median(|r| r.1), median(|r| r.2)));
     }
     // Record mode: every exchange is written to sled and flushed to disk before the client gets
     // its response. Same client load, through callvcr to the bare server, against the bare server direct.
@@ -138,11 +149,27 @@ fn main() {
     let _ = Command::new("kill").arg("-INT").arg(recorder.id().to_string()).status();
     let _ = recorder.wait();
 
+    // Cold leaf mint for a new SNI: in-process (the mint itself), and end to end (a TLS handshake
+    // with callvcr for a name it has not seen, against one it has).
+    let mints = if benching { 300 } else { 20 };
+    let (mint_p50, mint_p99) = mint_times(&dir.join("certs"), mints);
+    let (cold, warm_hs) = rt.block_on(handshakes(callvcr_addr, cfg.clone(), mints));
+    println!("{:<34} {:>10} {:>10} {:>10}", format!("leaf mint, in process (n={mints})"), "", mint_p50, mint_p99);
+    println!("{:<34} {:>10} {:>10} {:>10}", "TLS handshake, new SNI (cold mint)", "", cold.0, cold.1);
+    println!("{:<34} {:>10} {:>10} {:>10}", "TLS handshake, known SNI (cached)", "", warm_hs.0, warm_hs.1);
+
     println!();
     println!(
-        "record mode (forward + store + fsync per exchange) vs bare direct: throughput {:.2}x, p50 latency {:.2}x",
+        "record mode (forward + store + fsync per exchange) vs bare direct: throughput {:.2}x, p50 latency {:.2}x, added p50 {:.2} ms",
         r.rps / b.rps,
-        r.p50 as f64 / b.p50.max(1) as f64
+        r.p50 as f64 / b.p50.max(1) as f64,
+        (r.p50 as f64 - b.p50 as f64) / 1000.0
+    );
+    println!(
+        "cold leaf mint: p50 {:.2} ms, p99 {:.2} ms in process; a handshake for a new name costs p50 {:.2} ms more than for a known one",
+        mint_p50 as f64 / 1000.0,
+        mint_p99 as f64 / 1000.0,
+        (cold.0 as f64 - warm_hs.0 as f64) / 1000.0
     );
     for (label, r, p50, p99) in &ratios {
         println!("median ratio callvcr/bare over {ROUNDS} rounds, {label}: throughput {r:.2}x, p50 latency {p50:.2}x, p99 latency {p99:.2}x");
@@ -269,6 +296,52 @@ async fn load(
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     Outcome { rps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99) }
+}
+
+/// p50 and p99 (µs) of minting `n` leaves for names never seen, with callvcr's own leaf cache.
+#[allow(clippy::disallowed_methods)] // a benchmark measures wall time
+fn mint_times(certs: &Path, n: usize) -> (u128, u128) {
+    let clock = Arc::new(callvcr::clock::Clock::system());
+    let leaves = callvcr::tls::LeafCache::new(callvcr::tls::Ca::load(certs).unwrap(), clock).unwrap();
+    let mut t: Vec<u128> = (0..n)
+        .map(|i| {
+            let start = Instant::now();
+            leaves.server_config(&format!("mint-{i}.mypurecloud.com")).unwrap();
+            start.elapsed().as_micros()
+        })
+        .collect();
+    t.sort_unstable();
+    (t[n / 2], t[(n * 99 / 100).min(n - 1)])
+}
+
+/// p50 and p99 (µs) of TLS handshakes with callvcr: for `n` names it has not seen, and `n` times
+/// for one it has.
+#[allow(clippy::disallowed_methods)] // a benchmark measures wall time
+async fn handshakes(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>, n: usize) -> ((u128, u128), (u128, u128)) {
+    let one = |name: String| {
+        let cfg = cfg.clone();
+        async move {
+            let start = Instant::now();
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let sni = ServerName::try_from(name).unwrap();
+            let _tls = tokio_rustls::TlsConnector::from(cfg).connect(sni, tcp).await.unwrap();
+            start.elapsed().as_micros()
+        }
+    };
+    let pcts = |mut v: Vec<u128>| {
+        v.sort_unstable();
+        (v[v.len() / 2], v[(v.len() * 99 / 100).min(v.len() - 1)])
+    };
+    one(HOST.to_string()).await;
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    // Interleaved, so drift hits both.
+    for i in 0..n {
+        cold.push(one(format!("sni-{i}.mypurecloud.com")).await);
+        warm.push(one(HOST.to_string()).await);
+    }
+    (pcts(cold), pcts(warm))
 }
 
 /// The baseline: hyper + rustls with the same certificate chain, returning the same bytes.
