@@ -84,7 +84,14 @@ fn main() {
         let t = Instant::now();
         let mut child = Command::new(&bin)
             .args(["replay", "--cassette", &name, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
-            .args(["--admin", "127.0.0.1:0", "--ready-file", ready.to_str().unwrap(), "--no-overlay", "auth,rate-limit"])
+            .args([
+                "--admin",
+                "127.0.0.1:0",
+                "--ready-file",
+                ready.to_str().unwrap(),
+                "--no-overlay",
+                "auth,rate-limit",
+            ])
             .env("CALLVCR_LOG", "warn")
             .current_dir(&dir)
             .stdin(Stdio::null())
@@ -146,7 +153,12 @@ fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
 
 /// p50 and p99 (µs) of `hits` GETs over one keep-alive connection, spread over all `n` recordings.
 #[allow(clippy::disallowed_methods)] // a benchmark measures wall time
-async fn hit_latency(addr: std::net::SocketAddr, cfg: Arc<rustls::ClientConfig>, n: usize, hits: usize) -> (u128, u128) {
+async fn hit_latency(
+    addr: std::net::SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    n: usize,
+    hits: usize,
+) -> (u128, u128) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     tcp.set_nodelay(true).unwrap();
     let tls = tokio_rustls::TlsConnector::from(cfg).connect(ServerName::try_from(HOST).unwrap(), tcp).await.unwrap();

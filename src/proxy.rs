@@ -149,6 +149,8 @@ pub struct Proxy {
     missed: Mutex<Vec<String>>,
     /// Woken when the state overlay may have a new deadline (a move, a session, a reset).
     state_changed: Arc<tokio::sync::Notify>,
+    /// The state overlay's generation the state clock last looked at.
+    state_seen: AtomicU64,
 }
 
 /// The journal: the most recent answers, shared by the HTTP and WebSocket sides.
@@ -317,6 +319,7 @@ impl Proxy {
             journal,
             missed: Mutex::new(Vec::new()),
             state_changed: Arc::new(tokio::sync::Notify::new()),
+            state_seen: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -450,8 +453,15 @@ impl Proxy {
     /// Delivers the events state moves made and wakes the state clock (a request or an admin call
     /// may have moved something, or set a new deadline).
     pub async fn state_moved(&self) {
-        self.deliver_state_events().await;
-        self.state_changed.notify_waiters();
+        let Some(state) = &self.overlays.state else { return };
+        if state.has_events() {
+            self.deliver_state_events().await;
+        }
+        // Wake the state clock only when a session appeared or moved, not on every request.
+        let g = state.generation();
+        if self.state_seen.swap(g, Ordering::AcqRel) != g {
+            self.state_changed.notify_waiters();
+        }
     }
 
     /// Delivers the events state moves made: Genesys notification topics get them now; NICE events

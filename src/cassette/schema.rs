@@ -265,8 +265,18 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
 impl Model {
     /// Folds recorded exchanges in (WebSocket handshakes are left out).
     pub fn add(&mut self, exchanges: &[Exchange]) {
+        self.fold(exchanges, true)
+    }
+
+    /// Folds in only the requests that carry a body (what request validation needs), leaving
+    /// responses out: cheap on a large cassette of reads.
+    pub fn add_request_bodies(&mut self, exchanges: &[Exchange]) {
+        self.fold(exchanges, false)
+    }
+
+    fn fold(&mut self, exchanges: &[Exchange], responses: bool) {
         for e in exchanges {
-            if e.response.status == 101 {
+            if e.response.status == 101 || (!responses && e.request.body.bytes.is_empty()) {
                 continue;
             }
             let host = e.request.host.split(':').next().unwrap_or("").to_string();
@@ -282,6 +292,9 @@ impl Model {
                 let base = ct.split(';').next().unwrap_or("application/json").trim();
                 let ct = if base.is_empty() { "application/json".to_string() } else { base.to_string() };
                 op.request.get_or_insert_with(|| (ct, Shape::default())).1.merge(&v);
+            }
+            if !responses {
+                continue;
             }
             let rct = header(&e.response.headers, "content-type");
             let slot = op.responses.entry(e.response.status).or_insert(None);

@@ -43,6 +43,17 @@ struct Base {
     statuses: HashMap<String, u16>,
 }
 
+/// One recorded answer about a collection.
+#[derive(Debug, Clone)]
+struct Recording {
+    method: String,
+    /// About one item (else the collection itself).
+    item: bool,
+    query: Option<String>,
+    status: u16,
+    body: Bytes,
+}
+
 /// One collection in memory, once changed.
 #[derive(Debug, Clone)]
 struct Live {
@@ -58,7 +69,10 @@ struct Live {
 pub struct Crud {
     cols: Vec<Collection>,
     ids: Arc<Ids>,
-    base: RwLock<Arc<Vec<Base>>>,
+    /// Each collection's recordings.
+    raw: RwLock<Arc<Vec<Vec<Recording>>>>,
+    /// Each collection's recorded state, read from its recordings when first needed.
+    built: Mutex<HashMap<usize, Arc<Base>>>,
     live: Mutex<HashMap<usize, Live>>,
     /// Whether any collection changed in this run (read without the lock on the hit path).
     dirty: AtomicBool,
@@ -94,7 +108,8 @@ impl Crud {
         let c = Crud {
             cols,
             ids,
-            base: RwLock::new(Arc::new(Vec::new())),
+            raw: RwLock::new(Arc::new(Vec::new())),
+            built: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             dirty: AtomicBool::new(false),
         };
@@ -102,54 +117,81 @@ impl Crud {
         c
     }
 
-    /// Learns the collections from a cassette again (a cassette switch), and resets.
+    /// Learns the collections from a cassette again (a cassette switch), and resets. Only the
+    /// recordings of each collection are kept (bodies shared, not copied); what they hold is read
+    /// the first time a run changes that collection.
     pub fn learn(&self, exchanges: &[Exchange]) {
-        let mut bases: Vec<Base> = vec![Base::default(); self.cols.len()];
+        let mut raw: Vec<Vec<Recording>> = vec![Vec::new(); self.cols.len()];
         let mut sorted: Vec<&Exchange> = exchanges.iter().collect();
         sorted.sort_by_key(|e| e.seq);
         for e in sorted {
             let host = e.request.host.split(':').next().unwrap_or("");
             let Some((i, place)) = self.place(host, &e.request.path) else { continue };
-            let status = e.response.status;
-            if !(200..300).contains(&status) {
+            if !(200..300).contains(&e.response.status) || place == Place::Deeper {
                 continue;
             }
-            let col = &self.cols[i];
-            let b = &mut bases[i];
-            let body: Option<Value> = serde_json::from_slice(&e.response.body.bytes).ok();
-            let method = e.request.method.as_str();
-            if method != "GET" && place != Place::Deeper {
-                b.statuses.entry(method.to_string()).or_insert(status);
+            raw[i].push(Recording {
+                method: e.request.method.clone(),
+                item: matches!(place, Place::Item(_)),
+                query: e.request.query.clone(),
+                status: e.response.status,
+                body: e.response.body.bytes.clone(),
+            });
+        }
+        *self.raw.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(raw);
+        self.built.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.reset_live();
+    }
+
+    /// What the cassette shows of collection `i` (read from its recordings on first use).
+    fn base(&self, i: usize) -> Arc<Base> {
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = built.get(&i) {
+            return b.clone();
+        }
+        let raw = self.raw.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let col = &self.cols[i];
+        let mut b = Base::default();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for r in raw.get(i).into_iter().flatten() {
+            if r.method != "GET" {
+                b.statuses.entry(r.method.clone()).or_insert(r.status);
             }
-            let add = |b: &mut Base, item: &Value| {
+            let Ok(body) = serde_json::from_slice::<Value>(&r.body) else { continue };
+            let mut add = |b: &mut Base, item: &Value, full: bool| {
                 let Some(id) = item.get(&col.id_field).and_then(id_text) else { return };
                 if let Some(o) = item.as_object() {
                     for (k, v) in o {
-                        if !v.is_null() {
-                            b.fields.entry(k.clone()).or_insert(v.clone());
+                        if !v.is_null() && !b.fields.contains_key(k) {
+                            b.fields.insert(k.clone(), v.clone());
                         }
                     }
                 }
-                match b.items.iter_mut().find(|(i, _)| *i == id) {
+                match at.get(&id) {
                     // A full item answer replaces a list entry (often a summary).
-                    Some((_, v)) if method == "GET" && place != Place::Root => *v = item.clone(),
+                    Some(&pos) if full => b.items[pos].1 = item.clone(),
                     Some(_) => {}
-                    None => b.items.push((id, item.clone())),
+                    None => {
+                        at.insert(id.clone(), b.items.len());
+                        b.items.push((id, item.clone()));
+                    }
                 }
             };
-            match (method, place, body) {
-                ("GET", Place::Root, Some(v)) => {
-                    for item in list_of(&v, &col.list_field).into_iter().flatten() {
-                        add(b, item);
+            match (r.method.as_str(), r.item) {
+                ("GET", false) => {
+                    for item in list_of(&body, &col.list_field).into_iter().flatten() {
+                        add(&mut b, item, false);
                     }
-                    b.lists.push((e.request.query.clone(), v));
+                    b.lists.push((r.query.clone(), body));
                 }
-                ("GET" | "PUT" | "PATCH", Place::Item(_), Some(v)) if v.is_object() => add(b, &v),
+                ("GET", true) => add(&mut b, &body, true),
+                ("PUT" | "PATCH", true) if body.is_object() => add(&mut b, &body, false),
                 _ => {}
             }
         }
-        *self.base.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(bases);
-        self.reset_live();
+        let b = Arc::new(b);
+        built.insert(i, b.clone());
+        b
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Live>> {
@@ -160,10 +202,6 @@ impl Crud {
         let mut live = self.live();
         live.clear();
         self.dirty.store(false, Ordering::Release);
-    }
-
-    fn bases(&self) -> Arc<Vec<Base>> {
-        self.base.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Which collection `path` on `host` falls in, and where.
@@ -186,7 +224,7 @@ impl Crud {
     fn live_of<'a>(&self, live: &'a mut HashMap<usize, Live>, i: usize) -> &'a mut Live {
         self.dirty.store(true, Ordering::Release);
         live.entry(i).or_insert_with(|| Live {
-            items: self.bases()[i].items.clone(),
+            items: self.base(i).items.clone(),
             created: BTreeSet::new(),
             deleted: BTreeSet::new(),
         })
@@ -232,14 +270,14 @@ impl Crud {
     /// Creates an item from a request body; `recorded` is the platform's answer when there is one.
     fn create(&self, i: usize, body: &Value, recorded: Option<&Value>) -> Value {
         let col = &self.cols[i];
-        let bases = self.bases();
+        let base = self.base(i);
         let mut live = self.live();
         let l = self.live_of(&mut live, i);
         let item = match recorded.filter(|r| r.get(&col.id_field).and_then(id_text).is_some()) {
             Some(r) => r.clone(),
             None => {
                 let mut item: Map<String, Value> =
-                    bases[i].fields.iter().map(|(k, v)| (k.clone(), default_of(v))).collect();
+                    base.fields.iter().map(|(k, v)| (k.clone(), default_of(v))).collect();
                 if let Some(o) = body.as_object() {
                     for (k, v) in o {
                         item.insert(k.clone(), v.clone());
@@ -304,8 +342,7 @@ impl Crud {
     /// The recorded list answer for `query` (else the first one) with the run's changes applied.
     fn list(&self, i: usize, query: Option<&str>) -> Value {
         let col = &self.cols[i];
-        let bases = self.bases();
-        let base = &bases[i];
+        let base = self.base(i);
         let mut live = self.live();
         let l = self.live_of(&mut live, i).clone();
         let recorded = base
@@ -352,7 +389,7 @@ impl Crud {
     }
 
     fn status(&self, i: usize, method: &str, default: u16) -> u16 {
-        self.bases()[i].statuses.get(method).copied().unwrap_or(default)
+        self.base(i).statuses.get(method).copied().unwrap_or(default)
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Learned {
     pub instances: usize,
     /// How often each move was seen.
     pub seen: BTreeMap<(String, String), usize>,
+    /// One recorded path of the resource.
+    pub sample: String,
 }
 
 /// What the cassette tells the overlay.
@@ -112,6 +114,7 @@ pub struct State {
     ids: Arc<Ids>,
     book: RwLock<Arc<Book>>,
     inner: Mutex<Inner>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// A refusal for the admin API: status, error code, message.
@@ -204,7 +207,13 @@ fn participant_state(p: &Value) -> Option<(&str, &str, &str)> {
 impl State {
     /// An overlay with `cfg`, learning from `exchanges`.
     pub fn new(cfg: StateConfig, ids: Arc<Ids>, exchanges: &[Exchange]) -> State {
-        let s = State { cfg, ids, book: RwLock::new(Arc::new(Book::default())), inner: Mutex::new(Inner::default()) };
+        let s = State {
+            cfg,
+            ids,
+            book: RwLock::new(Arc::new(Book::default())),
+            inner: Mutex::new(Inner::default()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        };
         s.learn(exchanges);
         s
     }
@@ -222,9 +231,19 @@ impl State {
         let learned = if self.cfg.learn { learn(exchanges) } else { Vec::new() };
         let mut book = Book::default();
         for e in exchanges {
+            let status = e.response.status;
+            // Only what the overlay uses is read: call and contact answers, and refused changes.
+            let wanted = if e.request.method == "GET" {
+                (200..300).contains(&status)
+                    && (genesys_path(&e.request.path).is_some() || nice_poll(&e.request.path).is_some())
+            } else {
+                status >= 400 && is_change(&e.request.method) && mentions(&e.request.body.bytes, b"\"state\"")
+            };
+            if !wanted {
+                continue;
+            }
             let host = bare(&e.request.host).to_string();
             let Ok(body) = serde_json::from_slice::<Value>(&e.response.body.bytes) else { continue };
-            let status = e.response.status;
             if e.request.method == "GET" && (200..300).contains(&status) {
                 if let Some((cid, None, _)) = genesys_path(&e.request.path) {
                     if body.get("participants").is_some() {
@@ -272,38 +291,46 @@ impl State {
                     || b.triggers.iter().any(|t| t.path.matches(path).is_some())
             })
         };
-        let mut samples: HashMap<(String, String), String> = HashMap::new();
-        for e in exchanges {
-            let (tpl, _) = template(&e.request.path);
-            samples.entry((bare(&e.request.host).to_string(), tpl)).or_insert_with(|| e.request.path.clone());
-        }
-        for l in learned.into_iter().filter(|l| !l.field.contains('[')) {
-            let key = (l.host.clone(), l.template.clone());
-            if samples.get(&key).is_some_and(|p| declared(&l.host, p)) {
+        // A learned machine with no move seen would refuse every move: only those with moves apply.
+        for l in learned.into_iter().filter(|l| !l.field.contains('[') && !l.seen.is_empty()) {
+            if declared(&l.host, &l.sample) {
                 continue;
             }
-            book.learned.insert(key, l);
+            book.learned.insert((l.host.clone(), l.template.clone()), l);
         }
         // First states of learned resources, by id.
-        for e in exchanges {
-            let host = bare(&e.request.host);
-            let (tpl, _) = template(&e.request.path);
-            let Some(l) = book.learned.get(&(host.to_string(), tpl.clone())) else { continue };
-            if e.request.method != "GET" || !(200..300).contains(&e.response.status) {
-                continue;
-            }
-            let Ok(body) = serde_json::from_slice::<Value>(&e.response.body.bytes) else { continue };
-            if let (Some(id), Some(st)) =
-                (ids_in(&e.request.path, &tpl).pop(), body.get(&l.field).and_then(Value::as_str))
-            {
-                book.learned_ids.entry(id).or_insert((host.to_string(), tpl.clone(), st.to_string()));
+        if !book.learned.is_empty() {
+            for e in exchanges {
+                if e.request.method != "GET" || !(200..300).contains(&e.response.status) {
+                    continue;
+                }
+                let host = bare(&e.request.host);
+                let (tpl, _) = template(&e.request.path);
+                let Some(l) = book.learned.get(&(host.to_string(), tpl.clone())) else { continue };
+                let Ok(body) = serde_json::from_slice::<Value>(&e.response.body.bytes) else { continue };
+                if let (Some(id), Some(st)) =
+                    (ids_in(&e.request.path, &tpl).pop(), body.get(&l.field).and_then(Value::as_str))
+                {
+                    book.learned_ids.entry(id).or_insert((host.to_string(), tpl.clone(), st.to_string()));
+                }
             }
         }
         *self.book.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(book);
         self.reset_sessions();
     }
 
+    /// Notes that a session appeared or moved (its deadline may have changed).
+    fn bump(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A number that changes whenever a session appears or moves: the state clock looks again then.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn reset_sessions(&self) {
+        self.bump();
         *self.inner() = Inner::default();
     }
 
@@ -340,6 +367,7 @@ impl State {
             let mut s = Session::empty(id, self.machine("genesys-call"));
             seed_parties(&mut s, body, now);
             inner.sessions.insert(id.to_string(), Tracked { session: s, kind: Kind::Genesys });
+            self.bump();
             inner.snapshots.insert(id.to_string(), body.clone());
             return true;
         }
@@ -349,6 +377,7 @@ impl State {
             let i = s.add_party(id, "contact", &st, now);
             s.parties[i].last_recorded = Some(s.parties[i].state.clone());
             inner.sessions.insert(id.to_string(), Tracked { session: s, kind: Kind::Nice });
+            self.bump();
             return true;
         }
         if let Some((host, tpl, st)) = book.learned_ids.get(id) {
@@ -402,6 +431,7 @@ impl State {
 
     /// Records the events of `steps` (and flag changes, with empty steps) of session `id`.
     fn emit(&self, inner: &mut Inner, id: &str, steps: &[Step], now: i64) {
+        self.bump();
         let Some(t) = inner.sessions.get(id) else { return };
         for s in steps {
             tracing::info!(session = id, party = %s.party, from = %s.from, to = %s.to, by = s.by, at = %rfc3339_ms(s.at_ms), "state moved");
@@ -638,6 +668,7 @@ impl State {
             let mut s = Session::empty(&a.session, self.machine("nice-contact"));
             s.add_party(&a.session, "contact", to, now);
             inner.sessions.insert(a.session.clone(), Tracked { session: s, kind: Kind::Nice });
+            self.bump();
             self.emit(&mut inner, &a.session.clone(), &[], now);
             return;
         }
@@ -665,6 +696,7 @@ impl State {
                     Ok(Moved::Now(s)) => steps.push(s),
                     Ok(Moved::Held(to)) => tracing::info!(session = %a.session, to = %to, "move held until released"),
                     Ok(Moved::Delayed(to, at)) => {
+                        self.bump();
                         tracing::info!(session = %a.session, to = %to, at = %rfc3339_ms(at), "move delayed (carrier)")
                     }
                     Ok(Moved::Same) | Err(_) => {}
@@ -690,6 +722,7 @@ impl State {
             let mut s = Session::empty(cid, self.machine("genesys-call"));
             seed_parties(&mut s, &v, now);
             inner.sessions.insert(cid.to_string(), Tracked { session: s, kind: Kind::Genesys });
+            self.bump();
         }
         self.advance(&mut inner, cid, now);
         let t = inner.sessions.get_mut(cid)?;
@@ -802,6 +835,7 @@ impl State {
             let m = self.machine(&self.cfg.default_machine);
             tracing::info!(session = id, machine = %m.name, "session made by the admin API");
             inner.sessions.insert(id.to_string(), Tracked { session: Session::new(id, m, now), kind: Kind::Admin });
+            self.bump();
         }
         self.advance(&mut inner, id, now);
         let t = inner.sessions.get_mut(id).expect("just made");
@@ -830,7 +864,10 @@ impl State {
                 self.emit(&mut inner, id, &[step], now);
             }
             Moved::Held(to) => out["held"] = Value::String(to),
-            Moved::Delayed(to, at) => out["pending"] = json!({"to": to, "at": rfc3339_ms(at)}),
+            Moved::Delayed(to, at) => {
+                self.bump();
+                out["pending"] = json!({"to": to, "at": rfc3339_ms(at)});
+            }
             Moved::Same => {}
         }
         Ok(out)
@@ -867,6 +904,11 @@ struct Asked {
     to: Option<String>,
     flags: Vec<(String, bool)>,
     kind: Kind,
+}
+
+/// Whether `hay` contains `needle` (a cheap look before parsing a body).
+fn mentions(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn value_text(v: &Value) -> Option<String> {
@@ -1035,6 +1077,7 @@ pub fn learn(exchanges: &[Exchange]) -> Vec<Learned> {
     #[derive(Default)]
     struct Acc {
         order: Vec<String>,
+        sample: String,
         last: HashMap<String, String>,
         firsts: BTreeMap<String, usize>,
         seen: BTreeMap<(String, String), usize>,
@@ -1066,10 +1109,17 @@ pub fn learn(exchanges: &[Exchange]) -> Vec<Learned> {
         }
         let genesys_calls = genesys_path(&e.request.path).is_some() && Platform::of_host(&host) == Platform::Genesys;
         if e.request.method == "GET" {
+            if !mentions(&e.response.body.bytes, b"\"state\"") {
+                continue;
+            }
             let Ok(body) = serde_json::from_slice::<Value>(&e.response.body.bytes) else { continue };
             if !genesys_calls {
                 if let Some(st) = body.get("state").and_then(Value::as_str) {
-                    accs.entry((host.clone(), tpl.clone(), "state".into())).or_default().observe(&id, st);
+                    let acc = accs.entry((host.clone(), tpl.clone(), "state".into())).or_default();
+                    if acc.sample.is_empty() {
+                        acc.sample = e.request.path.clone();
+                    }
+                    acc.observe(&id, st);
                 }
             }
             for p in body.get("participants").and_then(Value::as_array).into_iter().flatten() {
@@ -1129,7 +1179,15 @@ pub fn learn(exchanges: &[Exchange]) -> Vec<Learned> {
                 flags: Vec::new(),
                 refusal,
             };
-            Learned { host, template: tpl, field, machine: Arc::new(machine), instances: a.last.len(), seen: a.seen }
+            Learned {
+                host,
+                template: tpl,
+                field,
+                machine: Arc::new(machine),
+                instances: a.last.len(),
+                seen: a.seen,
+                sample: a.sample,
+            }
         })
         .collect()
 }
@@ -1232,6 +1290,7 @@ impl Overlay for State {
             if !self.materialize(&mut inner, cid, now) {
                 let s = Session::empty(cid, self.machine("genesys-call"));
                 inner.sessions.insert(cid.to_string(), Tracked { session: s, kind: Kind::Genesys });
+                self.bump();
             }
             return None;
         }

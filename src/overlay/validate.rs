@@ -94,7 +94,7 @@ impl Validate {
     /// Infers the request schemas again (a cassette switch).
     pub fn learn(&self, exchanges: &[Exchange]) {
         let mut m = Model::default();
-        m.add(exchanges);
+        m.add_request_bodies(exchanges);
         let rules = m
             .ops
             .into_iter()
