@@ -44,13 +44,34 @@ fn nearest_version<'a>(by_sdk: &'a HashMap<String, Slot>, live: &str) -> Option<
     below.or(above).map(|(_, s)| *s)
 }
 
-/// Recorded exchanges, indexed for replay.
+/// A fingerprint reduced to 128 bits: what the index keeps in memory per recording. Two SipHash
+/// passes with different prefixes; a collision among a million recordings is about 1 in 10^26.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key(u64, u64);
+
+impl Key {
+    fn of(fp: &Fingerprint) -> Key {
+        use std::hash::{Hash, Hasher};
+        let pass = |salt: u8| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            salt.hash(&mut h);
+            fp.hash(&mut h);
+            h.finish()
+        };
+        Key(pass(0x5a), pass(0xa5))
+    }
+}
+
+/// Recorded exchanges, indexed for replay. Per recording it keeps the exchange, a 128-bit key and
+/// a served flag; the response's wire form is built on its first hit.
 pub struct Index {
     exchanges: Vec<Exchange>,
-    prepared: Vec<Prepared>,
-    keys: Vec<Fingerprint>,
-    slots: HashMap<Fingerprint, Slot>,
+    prepared: Vec<std::sync::OnceLock<Prepared>>,
+    slots: HashMap<Key, Slot>,
     served: Vec<AtomicBool>,
+    matcher: Matcher,
+    /// One exchange per distinct fingerprint, for explaining misses.
+    reps: Vec<usize>,
 }
 
 impl std::fmt::Debug for Index {
@@ -109,10 +130,15 @@ impl Index {
     /// Indexes `exchanges` (in recorded order) under `matcher`.
     pub fn new(mut exchanges: Vec<Exchange>, matcher: &Matcher) -> Index {
         exchanges.sort_by_key(|e| e.seq);
-        let keys: Vec<Fingerprint> = exchanges.iter().map(|e| matcher.fingerprint(&e.request)).collect();
-        let mut slots: HashMap<Fingerprint, Slot> = HashMap::new();
-        for (i, k) in keys.iter().enumerate() {
-            slots.entry(k.clone()).or_insert_with(Slot::new).items.push(i);
+        let keys = super::par_map(&exchanges, |e| Key::of(&matcher.fingerprint(&e.request)));
+        let mut slots: HashMap<Key, Slot> = HashMap::with_capacity(exchanges.len());
+        let mut reps = Vec::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let slot = slots.entry(key).or_insert_with(Slot::new);
+            if slot.items.is_empty() {
+                reps.push(i);
+            }
+            slot.items.push(i);
         }
         for slot in slots.values_mut() {
             let mut versions: HashMap<String, Slot> = HashMap::new();
@@ -126,8 +152,8 @@ impl Index {
             }
         }
         let served = exchanges.iter().map(|_| AtomicBool::new(false)).collect();
-        let prepared = exchanges.iter().map(|e| prepare(&e.response)).collect();
-        Index { exchanges, prepared, keys, slots, served }
+        let prepared = exchanges.iter().map(|_| std::sync::OnceLock::new()).collect();
+        Index { exchanges, prepared, slots, served, matcher: matcher.clone(), reps }
     }
 
     /// How many exchanges are indexed.
@@ -149,7 +175,7 @@ impl Index {
     /// this fingerprint from several SDK versions, those from `sdk` (the version the live request
     /// announced) are preferred, each version with its own FIFO.
     pub fn next_prepared(&self, fp: &Fingerprint, sdk: Option<&str>) -> Option<(&Exchange, &Prepared)> {
-        let slot = self.slots.get(fp)?;
+        let slot = self.slots.get(&Key::of(fp))?;
         let i = match sdk.filter(|_| !slot.by_sdk.is_empty()) {
             Some(v) => match slot.by_sdk.get(v).or_else(|| nearest_version(&slot.by_sdk, v)) {
                 Some(version) => version.take(),
@@ -160,7 +186,8 @@ impl Index {
         if !self.served[i].load(Ordering::Relaxed) {
             self.served[i].store(true, Ordering::Relaxed);
         }
-        Some((&self.exchanges[i], &self.prepared[i]))
+        let e = &self.exchanges[i];
+        Some((e, self.prepared[i].get_or_init(|| prepare(&e.response))))
     }
 
     /// Whether the exchange with sequence number `seq` has been served since the start (or the last
@@ -187,18 +214,26 @@ impl Index {
         self.exchanges.iter().zip(&self.served).filter(|(_, s)| !s.load(Ordering::Relaxed)).map(|(e, _)| e).collect()
     }
 
-    /// The `n` closest recorded requests to `fp`, one per distinct fingerprint. Off the hit path.
+    /// The `n` closest recorded requests to `fp`, one per distinct fingerprint. Off the hit path;
+    /// on a large cassette a cheap look at method, host and path picks the candidates that are
+    /// compared in full.
     pub fn near_misses(&self, fp: &Fingerprint, n: usize) -> Vec<NearMiss> {
-        let mut seen = std::collections::HashSet::new();
-        let mut out: Vec<NearMiss> = Vec::new();
-        for (i, k) in self.keys.iter().enumerate() {
-            if !seen.insert(k) {
-                continue;
-            }
-            let d = differences(fp, k);
-            out.push(NearMiss { recorded: describe(&self.exchanges[i].request), score: d.score, differences: d.parts });
+        const CANDIDATES: usize = 64;
+        let mut cand: Vec<(u32, usize)> =
+            self.reps.iter().map(|&i| (rough_distance(fp, &self.exchanges[i].request), i)).collect();
+        if cand.len() > CANDIDATES {
+            cand.select_nth_unstable(CANDIDATES);
+            cand.truncate(CANDIDATES);
         }
-        out.sort_by_key(|m| m.score);
+        let mut out: Vec<NearMiss> = cand
+            .into_iter()
+            .map(|(_, i)| {
+                let e = &self.exchanges[i];
+                let d = differences(fp, &self.matcher.fingerprint(&e.request));
+                NearMiss { recorded: describe(&e.request), score: d.score, differences: d.parts }
+            })
+            .collect();
+        out.sort_by(|a, b| a.score.cmp(&b.score).then_with(|| a.recorded.cmp(&b.recorded)));
         out.truncate(n);
         out
     }
@@ -207,6 +242,21 @@ impl Index {
     pub fn exchanges(&self) -> &[Exchange] {
         &self.exchanges
     }
+}
+
+/// A cheap distance from a live request's fingerprint to a recorded request, from their raw parts.
+fn rough_distance(fp: &Fingerprint, r: &RecordedRequest) -> u32 {
+    let mut d = 0;
+    if !fp.method.eq_ignore_ascii_case(&r.method) {
+        d += 4;
+    }
+    if !fp.host.eq_ignore_ascii_case(&r.host) {
+        d += 8;
+    }
+    let (a, b): (Vec<&str>, Vec<&str>) = (fp.path.split('/').collect(), r.path.split('/').collect());
+    d += a.iter().zip(&b).filter(|(x, y)| x != y).count() as u32 * 2;
+    d += a.len().abs_diff(b.len()) as u32 * 2;
+    d
 }
 
 /// `METHOD host/path?query`.

@@ -133,6 +133,29 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the whole content with `c` (an import): written as one batch per tree, flushed once.
+    pub fn replace_all(&self, c: &Cassette) -> Result<(), CassetteError> {
+        self.clear()?;
+        let mut batch = sled::Batch::default();
+        for ex in &c.exchanges {
+            batch.insert(&ex.seq.to_be_bytes(), serde_json::to_vec(ex).map_err(|e| self.io(e))?);
+        }
+        self.exchanges.apply_batch(batch).map_err(|e| self.io(e))?;
+        let mut batch = sled::Batch::default();
+        for f in &c.frames {
+            let mut key = [0u8; 12];
+            key[..8].copy_from_slice(&f.session.to_be_bytes());
+            key[8..].copy_from_slice(&f.n.to_be_bytes());
+            batch.insert(&key, serde_json::to_vec(f).map_err(|e| self.io(e))?);
+        }
+        self.frames.apply_batch(batch).map_err(|e| self.io(e))?;
+        if let Some(max) = c.exchanges.iter().map(|e| e.seq).max() {
+            self.next_seq.fetch_max(max + 1, Ordering::SeqCst);
+        }
+        self.db.flush().map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
     /// Writes one WebSocket frame and flushes it to disk before returning.
     pub fn append_frame(&self, f: &Frame) -> Result<(), CassetteError> {
         let v = serde_json::to_vec(f).map_err(|e| self.io(e))?;
@@ -172,18 +195,19 @@ impl Store {
         self.exchanges.is_empty()
     }
 
-    /// Every stored exchange, in sequence order.
+    /// Every stored exchange, in sequence order (parsed on every core: a large cassette loads faster).
     pub fn load_all(&self) -> Result<Vec<Exchange>, CassetteError> {
-        let mut out = Vec::with_capacity(self.exchanges.len());
+        let mut raw = Vec::with_capacity(self.exchanges.len());
         for item in self.exchanges.iter() {
-            let (k, v) = item.map_err(|e| CassetteError::Corrupt { path: self.path.clone(), detail: e.to_string() })?;
-            let ex: Exchange = serde_json::from_slice(&v).map_err(|e| CassetteError::Corrupt {
-                path: self.path.clone(),
-                detail: format!("exchange {} does not parse: {e}", seq_of(&k)),
-            })?;
-            out.push(ex);
+            raw.push(item.map_err(|e| CassetteError::Corrupt { path: self.path.clone(), detail: e.to_string() })?);
         }
-        Ok(out)
+        let parsed = super::par_map(&raw, |(k, v)| {
+            serde_json::from_slice::<Exchange>(v).map_err(|e| CassetteError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("exchange {} does not parse: {e}", seq_of(k)),
+            })
+        });
+        parsed.into_iter().collect()
     }
 
     /// Flushes everything to disk.

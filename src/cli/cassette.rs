@@ -109,14 +109,7 @@ fn load_any(name: &str, dir: &Path, redactor: &Redactor) -> Result<Cassette, Str
 }
 
 fn store_all(store: &Store, c: &Cassette) -> Result<(), String> {
-    store.clear().map_err(|e| e.to_string())?;
-    for e in &c.exchanges {
-        store.append(e).map_err(|e| e.to_string())?;
-    }
-    for f in &c.frames {
-        store.append_frame(f).map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    store.replace_all(c).map_err(|e| e.to_string())
 }
 
 fn size_of(path: &Path) -> u64 {
