@@ -689,6 +689,26 @@ impl H1 {
         let resp = self.sender.send_request(req).await.unwrap();
         read(resp).await
     }
+
+    /// Like `send`, but a connection that fails (the server was killed) is an error, not a panic.
+    pub async fn try_send(
+        &mut self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Resp, hyper::Error> {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Resp { status: parts.status.as_u16(), headers: parts.headers, body, version: parts.version })
+    }
 }
 
 pub async fn read(resp: Response<Incoming>) -> Resp {
