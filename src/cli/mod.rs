@@ -215,6 +215,15 @@ pub fn main() -> i32 {
     };
     JSON_LOGS.store(cli.log_format == "json", Ordering::Relaxed);
     init_logging(cli.log_format == "json");
+    // Each client connection is a descriptor (two while recording); the soft limit is often 1024,
+    // so take what the hard limit allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < 4096 => {
+            tracing::warn!("open-file limit is {n}: callvcr serves at most about that many connections")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!("could not raise the open-file limit: {e}"),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
