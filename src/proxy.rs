@@ -1246,7 +1246,7 @@ impl Proxy {
         let seq = ex.seq;
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(io) => hub.serve(io, seq, url, index, genesys).await,
+                Ok(io) => hub.serve(hyper_util::rt::TokioIo::new(io), seq, url, index, genesys).await,
                 Err(e) => {
                     hub.release();
                     tracing::warn!("WebSocket upgrade did not complete: {e}");

@@ -601,15 +601,11 @@ impl Hub {
         n
     }
 
-    /// Plays one replay session on an upgraded connection until it closes.
-    pub async fn serve(
-        self: Arc<Self>,
-        io: hyper::upgrade::Upgraded,
-        handshake_seq: u64,
-        url: String,
-        index: Arc<Index>,
-        genesys: bool,
-    ) {
+    /// Plays one replay session on an upgraded connection (any byte stream) until it closes.
+    pub async fn serve<IO>(self: Arc<Self>, io: IO, handshake_seq: u64, url: String, index: Arc<Index>, genesys: bool)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("ws-{n}");
         let channel = url.split("/channels/").nth(1).map(|c| c.split(['/', '?']).next().unwrap_or("").to_string());
@@ -622,7 +618,7 @@ impl Hub {
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), session.clone());
         tracing::info!(session = %id, %url, "WebSocket session opened (replay)");
-        let ws = wrap(io, Role::Server, self.cfg.max_message_bytes).await;
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config(self.cfg.max_message_bytes))).await;
         let (mut sink, mut stream) = ws.split();
         let recorded: Vec<Frame> =
             self.frames.read().unwrap_or_else(|e| e.into_inner()).get(&handshake_seq).cloned().unwrap_or_default();

@@ -2,7 +2,7 @@
 //! keyed by sequence number and flushed to disk before a write returns. Also reads and writes the
 //! JSON Lines form. Knows nothing about sockets.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -289,13 +289,18 @@ pub fn read_jsonl(path: &Path) -> Result<Cassette, CassetteError> {
         std::io::ErrorKind::NotFound => CassetteError::Missing(path.to_path_buf()),
         _ => CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() },
     })?;
+    parse_jsonl(std::io::BufReader::new(f), path)
+}
+
+/// Parses a JSON Lines cassette from `input`; `path` names it in errors.
+pub fn parse_jsonl(input: impl std::io::BufRead, path: &Path) -> Result<Cassette, CassetteError> {
     let corrupt = |line: usize, detail: String| CassetteError::Corrupt {
         path: path.to_path_buf(),
         detail: format!("line {line}: {detail}"),
     };
     let mut out = Cassette::default();
     let mut saw_header = false;
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+    for (i, line) in input.lines().enumerate() {
         let line = line.map_err(|e| corrupt(i + 1, e.to_string()))?;
         if line.trim().is_empty() {
             continue;
