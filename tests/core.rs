@@ -93,7 +93,8 @@ async fn journey(cv: &Callvcr, bearer: &str, client_secret: &str) -> Vec<(u16, S
 async fn record_then_replay_gives_identical_answers_without_the_upstream() {
     let dir = tempdir("journey");
     let si = start_stand_in(&dir).await;
-    let cv = Callvcr::start(&dir, &s(&record_args(&si, "onboarding")));
+    // At debug level, so the log check below covers everything callvcr can say.
+    let cv = Callvcr::start_env(&dir, &s(&record_args(&si, "onboarding")), &[("CALLVCR_LOG", "debug")]);
     let recorded = journey(&cv, "SECRET-BEARER-111", "SECRET-CLIENT-SECRET-000").await;
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
@@ -122,7 +123,16 @@ async fn record_then_replay_gives_identical_answers_without_the_upstream() {
     assert!(contains(&bytes, b"Agent Smith"), "positive control: the store holds the recorded bodies");
     for secret in SECRETS {
         assert!(!contains(&bytes, secret.as_bytes()), "secret {secret} found in the sled files");
+        assert!(!log.contains(secret), "secret {secret} found in the log");
     }
+    // Nor in the log at debug level: the CA's key never, the request secrets never.
+    let key = std::fs::read_to_string(dir.join("certs/ca-key.pem")).unwrap();
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(key_body.len() > 40);
+    assert!(!log.contains("PRIVATE KEY") && !log.contains(&key_body[..40]), "the CA key reached the log");
+    // And the cassette audit agrees: nothing that looks like a secret.
+    let (code, out, _) = run(&dir, &["cassette", "audit", "onboarding"]);
+    assert_eq!(code, 0, "audit after a full record session: {out}");
 
     // Replay with the upstream gone: a different bearer and client secret still match.
     si.stop();

@@ -484,7 +484,16 @@ impl Callvcr {
 
     /// Like [`Callvcr::start`], with `/etc/hosts` replaced by `hosts` for this process only
     /// (a private mount namespace; needs root and `unshare`).
+    /// Starts callvcr with extra environment variables (e.g. `CALLVCR_LOG=debug`).
+    pub fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Callvcr {
+        Self::launch(dir, args, None, env)
+    }
+
     pub fn start_in(dir: &Path, args: &[&str], hosts: Option<&Path>) -> Callvcr {
+        Self::launch(dir, args, hosts, &[])
+    }
+
+    fn launch(dir: &Path, args: &[&str], hosts: Option<&Path>, env: &[(&str, &str)]) -> Callvcr {
         let ready = dir.join(format!("ready-{}.json", rand_suffix()));
         let stderr_path = dir.join(format!("stderr-{}.log", rand_suffix()));
         let _ = std::fs::remove_file(&ready);
@@ -500,6 +509,7 @@ impl Callvcr {
             }
         };
         cmd.args(args);
+        cmd.envs(env.iter().copied());
         // Free loopback ports, unless the test names an address itself.
         for flag in ["--listen", "--proxy-listen", "--admin"] {
             if !args.contains(&flag) {

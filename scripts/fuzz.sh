@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for a bounded time (default 60 s each), keeping the corpus in
+# fuzz/corpus/<target> and any crash in fuzz/artifacts/<target>. cargo-fuzz needs a nightly
+# compiler's flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-60}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(client_hello fingerprint proxy_yaml cassette_import ws_frames)
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+export RUSTC_BOOTSTRAP=1
+status=0
+for t in "${targets[@]}"; do
+  mkdir -p "fuzz/corpus/$t"
+  # Seeds: files of the project that are valid inputs for the target.
+  case "$t" in
+    proxy_yaml) cp proxy.yaml "fuzz/corpus/$t/seed-proxy.yaml" ;;
+    cassette_import)
+      { printf '\0'; cat examples/genesys-call.jsonl; } > "fuzz/corpus/$t/seed-jsonl"
+      { printf '\1'; cat tests/fixtures/devtools-shape.har; } > "fuzz/corpus/$t/seed-har" ;;
+  esac
+  log="target/fuzz-$t.log"
+  mkdir -p target
+  if cargo fuzz run -O "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
+    result="no findings"
+  else
+    result="FINDING (see $log and fuzz/artifacts/$t)"
+    status=1
+  fi
+  execs=$(grep -Eo 'stat::number_of_executed_units: [0-9]+' "$log" | grep -Eo '[0-9]+' || true)
+  [ -n "$execs" ] || execs=$(grep -Eo '#[0-9]+' "$log" | tail -1 | tr -d '#')
+  corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
+  echo "fuzz $t: ${secs}s, ${execs:-?} executions, corpus $corpus inputs: $result"
+done
+exit $status
