@@ -115,8 +115,13 @@ async fn a_recorded_call_is_answered_held_and_disconnected_and_refused_as_the_pl
     assert_eq!(b["message"], "The participant cannot move from connected to alerting.");
     assert_eq!(b["contextId"].as_str().unwrap().len(), 36);
     assert!(r.headers.contains_key("inin-correlation-id"));
-    // Holding a disconnected participant is refused too.
+    // Holding a disconnected participant is refused too, and so is disconnecting it again.
     assert_eq!(send(&cv, "PATCH", &customer, r#"{"held":true}"#).await.status, 400);
+    let r = send(&cv, "PATCH", &customer, r#"{"state":"disconnected"}"#).await;
+    assert_eq!(
+        (r.status, r.json()["message"].clone()),
+        (400, json!("The participant cannot move from disconnected to disconnected."))
+    );
 
     // Nothing changed; the admin API shows the same.
     let s = admin(&cv, "GET", &format!("/mock/admin/session/{CID}"), "").await.json();
@@ -131,7 +136,7 @@ async fn a_recorded_call_is_answered_held_and_disconnected_and_refused_as_the_pl
         .collect();
     assert_eq!(moves, [("alerting".to_string(), "connected".to_string()), ("connected".into(), "disconnected".into())]);
     let by = answered_by(&admin(&cv, "GET", "/mock/admin/journal", "").await.json());
-    assert_eq!(&by[7..], ["overlay:state", "overlay:state", "overlay:state"], "{by:?}");
+    assert_eq!(&by[7..], ["overlay:state"; 4], "{by:?}");
 
     // Admin transitions on a Genesys conversation move the customer unless told otherwise, and
     // refuse (422) what the machine does not allow.

@@ -431,6 +431,11 @@ impl Session {
             return Err(Refused::Busy(pending.to.clone()));
         }
         if p.state == to {
+            // Ending what has ended (disconnecting a disconnected participant) is refused; any other
+            // move to where the party already is changes nothing.
+            if m.is_terminal(&to) {
+                return Err(Refused::NotAllowed { from: p.state.clone(), to });
+            }
             return Ok(Moved::Same);
         }
         if !m.allows(&p.state, &to) {
@@ -625,7 +630,11 @@ mod tests {
         // Disconnecting the customer releases its hold.
         assert!(matches!(s.request(1, Ask::to("disconnected", "sdk"), 50_000), Ok(Moved::Now(_))));
         assert_eq!(s.parties[1].flags["held"], Flag { on: false, since_ms: 50_000 });
-        // And a disconnected participant cannot be reconnected.
+        // Nor disconnected again, nor reconnected.
+        assert_eq!(
+            s.request(1, Ask::to("disconnected", "sdk"), 50_500),
+            Err(Refused::NotAllowed { from: "disconnected".into(), to: "disconnected".into() })
+        );
         assert_eq!(
             s.request(1, Ask::to("connected", "sdk"), 51_000),
             Err(Refused::NotAllowed { from: "disconnected".into(), to: "connected".into() })

@@ -635,7 +635,8 @@ impl State {
                 if a.all && m.is_terminal(&p.state) {
                     continue;
                 }
-                if p.state != to && p.pending.is_none() && !m.allows(&p.state, to) {
+                let ends_again = p.state == to && m.is_terminal(to);
+                if (ends_again || p.state != to) && p.pending.is_none() && !m.allows(&p.state, to) {
                     return Some(match t.kind {
                         Kind::Genesys => self.genesys_refusal(call.host, call.path, &p.state, to, what),
                         _ => self.refusal(m, call, &p.state, to, what),
