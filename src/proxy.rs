@@ -67,7 +67,7 @@ impl Target {
 }
 
 /// How one request was answered, as the journal reports it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct JournalEntry {
     /// Order of arrival.
     pub seq: u64,
@@ -165,18 +165,24 @@ impl Journal {
     pub fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let mut j = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if j.len() >= JOURNAL_CAP {
-            j.pop_front();
+        // Once full, the oldest entry's strings are reused: a long replay journals without allocating.
+        let mut e = if j.len() >= JOURNAL_CAP { j.pop_front().unwrap_or_default() } else { JournalEntry::default() };
+        let set = |s: &mut String, v: &str| {
+            s.clear();
+            s.push_str(v);
+        };
+        e.seq = seq;
+        set(&mut e.method, method);
+        set(&mut e.host, host);
+        set(&mut e.path, path);
+        e.status = status;
+        set(&mut e.answered_by, answered_by);
+        match (detail, &mut e.detail) {
+            (Some(d), Some(x)) => set(x, d),
+            (Some(d), x) => *x = Some(d.to_string()),
+            (None, x) => *x = None,
         }
-        j.push_back(JournalEntry {
-            seq,
-            method: method.to_string(),
-            host: host.to_string(),
-            path: path.to_string(),
-            status,
-            answered_by: answered_by.to_string(),
-            detail: detail.map(String::from),
-        });
+        j.push_back(e);
     }
 
     /// A copy of the entries.
@@ -702,7 +708,7 @@ impl Proxy {
         let mut fp = None;
         if self.mode != Mode::Record && configured {
             let headers = &parts.headers;
-            let f = self.matcher.fingerprint_parts(
+            let key = self.matcher.key_parts(
                 method,
                 host,
                 path,
@@ -715,7 +721,7 @@ impl Proxy {
                 .get("purecloud-sdk")
                 .or_else(|| headers.get(http::header::USER_AGENT))
                 .and_then(|v| v.to_str().ok());
-            if let Some((ex, prepared)) = index.next_prepared(&f, sdk) {
+            if let Some((ex, prepared)) = index.next_by_key(key, sdk) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 let (answered, detail) = by("hit");
                 if self.ws.active() || self.poll_waiters.load(Ordering::Relaxed) > 0 {
@@ -755,7 +761,7 @@ impl Proxy {
                 add_headers(r.headers_mut(), &ctx.response_headers);
                 return r;
             }
-            fp = Some((f, index));
+            fp = Some(index);
         }
 
         let mut live_headers = parts.headers.clone();
@@ -772,8 +778,18 @@ impl Proxy {
             }
         }
         if self.mode == Mode::Replay {
-            if let Some((f, index)) = &fp {
-                let mut r = self.miss(&live, f, index, mark);
+            if let Some(index) = &fp {
+                // Off the hit path: the whole fingerprint, to explain the miss.
+                let headers = &parts.headers;
+                let f = self.matcher.fingerprint_parts(
+                    method,
+                    host,
+                    path,
+                    query,
+                    |h| headers.get(h).and_then(|v| v.to_str().ok()),
+                    &bytes,
+                );
+                let mut r = self.miss(&live, &f, index, mark);
                 add_headers(r.headers_mut(), &ctx.response_headers);
                 return r;
             }

@@ -26,6 +26,51 @@ pub struct Fingerprint {
     pub body: BodyKey,
 }
 
+/// A fingerprint reduced to 128 bits: what the replay index keeps per recording. Two SipHash
+/// passes with different salts over the fingerprint's parts, written out field by field so a key
+/// can be made from a request's parts as well as from a [`Fingerprint`]; a collision among a
+/// million recordings is about 1 in 10^26.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key(u64, u64);
+
+impl Key {
+    /// The key of a fingerprint.
+    pub fn of(fp: &Fingerprint) -> Key {
+        Key::from_parts(fp.method.as_bytes(), fp.host.as_bytes(), fp.path.as_bytes(), &fp.query, &fp.headers, &fp.body)
+    }
+
+    fn from_parts(
+        method: &[u8],
+        host: &[u8],
+        path: &[u8],
+        query: &[(String, String)],
+        headers: &[(String, String)],
+        body: &BodyKey,
+    ) -> Key {
+        use std::hash::{Hash, Hasher};
+        let pass = |salt: u8| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            h.write_u8(salt);
+            for field in [method, host, path] {
+                h.write_usize(field.len());
+                h.write(field);
+            }
+            for pairs in [query, headers] {
+                h.write_usize(pairs.len());
+                for (k, v) in pairs {
+                    h.write_usize(k.len());
+                    h.write(k.as_bytes());
+                    h.write_usize(v.len());
+                    h.write(v.as_bytes());
+                }
+            }
+            body.hash(&mut h);
+            h.finish()
+        };
+        Key(pass(0x5a), pass(0xa5))
+    }
+}
+
 /// A body reduced to what decides a match.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BodyKey {
@@ -78,6 +123,32 @@ impl Matcher {
             |h| req.header(h),
             &req.body.bytes,
         )
+    }
+
+    /// The index key of a request from its parts: the hit path. A request with no query, no body
+    /// and no matching headers configured (most reads) is hashed straight from its parts, with no
+    /// allocation; any other goes through [`Matcher::fingerprint_parts`]. Both give the same key.
+    pub fn key_parts<'h>(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        header: impl Fn(&str) -> Option<&'h str>,
+        body: &[u8],
+    ) -> Key {
+        let plain = matches!(query, None | Some("")) && body.is_empty() && self.cfg.headers.is_empty();
+        let (mut m, mut h) = ([0u8; 16], [0u8; 256]);
+        if plain && method.len() <= m.len() && host.len() <= h.len() {
+            let m = &mut m[..method.len()];
+            m.copy_from_slice(method.as_bytes());
+            m.make_ascii_uppercase();
+            let h = &mut h[..host.len()];
+            h.copy_from_slice(host.as_bytes());
+            h.make_ascii_lowercase();
+            return Key::from_parts(m, h, path.as_bytes(), &[], &[], &BodyKey::Empty);
+        }
+        Key::of(&self.fingerprint_parts(method, host, path, query, header, body))
     }
 
     /// The fingerprint from a request's parts, without building a [`RecordedRequest`] (the hit path).
@@ -307,6 +378,32 @@ mod tests {
     use super::*;
     use crate::cassette::model::Body;
     use crate::config::RedactConfig;
+
+    #[test]
+    fn the_hit_path_key_equals_the_fingerprint_key() {
+        let m = Matcher::new(&MatchConfig::default(), Redactor::new(&RedactConfig::default()));
+        let cases: [(&str, &str, &str, Option<&str>, &str); 5] = [
+            ("get", "API.MyPureCloud.com", "/api/v2/users/me", None, ""),
+            ("GET", "api.mypurecloud.com:8443", "/api/v2/users/me", Some(""), ""),
+            ("GET", "api.mypurecloud.com", "/api/v2/users", Some("pageSize=25&b=1"), ""),
+            ("POST", "api.mypurecloud.com", "/api/v2/echo", None, r#"{"b":1,"a":2}"#),
+            ("PATCH", "api.mypurecloud.com", "/x", None, "a=1"),
+        ];
+        for (method, host, path, query, body) in cases {
+            let ct = |h: &str| (h == "content-type").then_some("application/json");
+            let fast = m.key_parts(method, host, path, query, ct, body.as_bytes());
+            let full = Key::of(&m.fingerprint_parts(method, host, path, query, ct, body.as_bytes()));
+            assert_eq!(fast, full, "{method} {host}{path}");
+        }
+        let k = |p: &str| m.key_parts("GET", "h", p, None, |_| None, b"");
+        assert_ne!(k("/a"), k("/b"));
+        assert_ne!(m.key_parts("GET", "h", "/a", Some("x=1"), |_| None, b""), k("/a"));
+        // Field boundaries are part of the key: "ab"+"c" is not "a"+"bc".
+        assert_ne!(
+            m.key_parts("GET", "ab", "c", None, |_| None, b""),
+            m.key_parts("GET", "a", "bc", None, |_| None, b"")
+        );
+    }
 
     fn req(method: &str, path: &str, query: Option<&str>, ct: Option<&str>, body: &str) -> RecordedRequest {
         let mut headers = vec![("authorization".to_string(), "Bearer live-token".to_string())];

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::fingerprint::{differences, Fingerprint, Matcher};
+use super::fingerprint::{differences, Fingerprint, Key, Matcher};
 use super::model::{Exchange, RecordedRequest};
 use crate::route::Version;
 
@@ -42,24 +42,6 @@ fn nearest_version<'a>(by_sdk: &'a HashMap<String, Slot>, live: &str) -> Option<
     let below = versions.iter().filter(|(v, _)| *v <= live).max_by(|a, b| a.0.cmp(&b.0));
     let above = versions.iter().filter(|(v, _)| *v > live).min_by(|a, b| a.0.cmp(&b.0));
     below.or(above).map(|(_, s)| *s)
-}
-
-/// A fingerprint reduced to 128 bits: what the index keeps in memory per recording. Two SipHash
-/// passes with different prefixes; a collision among a million recordings is about 1 in 10^26.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key(u64, u64);
-
-impl Key {
-    fn of(fp: &Fingerprint) -> Key {
-        use std::hash::{Hash, Hasher};
-        let pass = |salt: u8| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            salt.hash(&mut h);
-            fp.hash(&mut h);
-            h.finish()
-        };
-        Key(pass(0x5a), pass(0xa5))
-    }
 }
 
 /// Recorded exchanges, indexed for replay. Per recording it keeps the exchange, a 128-bit key and
@@ -175,7 +157,12 @@ impl Index {
     /// this fingerprint from several SDK versions, those from `sdk` (the version the live request
     /// announced) are preferred, each version with its own FIFO.
     pub fn next_prepared(&self, fp: &Fingerprint, sdk: Option<&str>) -> Option<(&Exchange, &Prepared)> {
-        let slot = self.slots.get(&Key::of(fp))?;
+        self.next_by_key(Key::of(fp), sdk)
+    }
+
+    /// Like [`Index::next_prepared`], by key (see [`Matcher::key_parts`]).
+    pub fn next_by_key(&self, key: Key, sdk: Option<&str>) -> Option<(&Exchange, &Prepared)> {
+        let slot = self.slots.get(&key)?;
         let i = match sdk.filter(|_| !slot.by_sdk.is_empty()) {
             Some(v) => match slot.by_sdk.get(v).or_else(|| nearest_version(&slot.by_sdk, v)) {
                 Some(version) => version.take(),
