@@ -530,9 +530,6 @@ impl Proxy {
         target: Target,
         switch: Option<Arc<CutSwitch>>,
     ) -> Response<ProxyBody> {
-        let method = req.method().to_string();
-        let path = req.uri().path().to_string();
-        let query = req.uri().query().map(String::from);
         let host = target.authority();
         let configured = self.config.is_configured_host(&target.host);
 
@@ -543,6 +540,8 @@ impl Proxy {
         }
 
         let (parts, body) = req.into_parts();
+        // Borrowed from the request head: no copies on the hit path.
+        let (method, path, query) = (parts.method.as_str(), parts.uri.path(), parts.uri.query());
         let limit = self.config.limits.max_body_bytes;
         let read_ms = self.config.limits.read_timeout_ms;
         let collected =
@@ -551,7 +550,7 @@ impl Proxy {
             // A client trickling its body (slowloris) gives up its connection slot.
             let msg = format!("the request body did not arrive within {read_ms} ms (limits.read_timeout_ms)");
             tracing::warn!(%method, %host, %path, "{msg}");
-            self.note(&method, &host, &path, 408, "callvcr", Some("request-timeout"));
+            self.note(method, &host, path, 408, "callvcr", Some("request-timeout"));
             let mut r = json_response(
                 StatusCode::REQUEST_TIMEOUT,
                 ("x-callvcr-error", "request"),
@@ -575,9 +574,9 @@ impl Proxy {
                 };
                 tracing::warn!(%method, %host, %path, "{msg}");
                 self.note(
-                    &method,
+                    method,
                     &host,
-                    &path,
+                    path,
                     status.as_u16(),
                     "callvcr",
                     Some(if too_large { "request-too-large" } else { "bad-request" }),
@@ -600,7 +599,7 @@ impl Proxy {
                 Some(v) => match v.to_str().ok().and_then(parse_rfc3339) {
                     Some(t) => Some(t),
                     None => {
-                        self.note(&method, &host, &path, 400, "callvcr", Some("bad-clock-header"));
+                        self.note(method, &host, path, 400, "callvcr", Some("bad-clock-header"));
                         return json_response(
                             StatusCode::BAD_REQUEST,
                             ("x-callvcr-error", "request"),
@@ -613,8 +612,8 @@ impl Proxy {
             let call = Call {
                 method: parts.method.as_str(),
                 host: &target.host,
-                path: &path,
-                query: query.as_deref(),
+                path,
+                query,
                 headers: &parts.headers,
                 body: &bytes,
             };
@@ -633,7 +632,7 @@ impl Proxy {
                         } else {
                             tracing::info!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "overlay answered");
                         }
-                        self.note(&method, &host, &path, a.status, &by, Some(&a.detail));
+                        self.note(method, &host, path, a.status, &by, Some(&a.detail));
                         return overlay_response(a, &ctx.response_headers);
                     }
                     Decision::RetryAt(t) => {
@@ -651,7 +650,7 @@ impl Proxy {
                     }
                     Decision::Hang(detail) => {
                         tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: holding the request until the client gives up");
-                        self.note(&method, &host, &path, 0, "fault:hang", Some(&detail));
+                        self.note(method, &host, path, 0, "fault:hang", Some(&detail));
                         std::future::pending::<()>().await;
                     }
                     Decision::Cut(cut, detail) => {
@@ -667,7 +666,7 @@ impl Proxy {
                             continue;
                         }
                         tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: {} the connection", cut.as_str());
-                        self.note(&method, &host, &path, 0, &format!("fault:{}", cut.as_str()), Some(&detail));
+                        self.note(method, &host, path, 0, &format!("fault:{}", cut.as_str()), Some(&detail));
                         switch.arm(if cut == Cut::Close { CutPlan::Close } else { CutPlan::Malformed });
                         return Response::new(Full::new(Bytes::new()));
                     }
@@ -676,14 +675,14 @@ impl Proxy {
             }
         }
         if let Some((switch, detail)) = reset {
-            let seen = Seen { method: &method, path: &path, query: query.as_deref(), host: &host, configured };
+            let seen = Seen { method, path, query, host: &host, configured };
             let r = self.answer_from_cassette(&parts, bytes, &target, &seen, &ctx, None).await;
             tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: reset mid-response");
-            self.note(&method, &host, &path, r.status().as_u16(), "fault:reset", Some(&detail));
+            self.note(method, &host, path, r.status().as_u16(), "fault:reset", Some(&detail));
             switch.arm(CutPlan::After(wire_size(&r) / 2));
             return r;
         }
-        let seen = Seen { method: &method, path: &path, query: query.as_deref(), host: &host, configured };
+        let seen = Seen { method, path, query, host: &host, configured };
         self.answer_from_cassette(&parts, bytes, &target, &seen, &ctx, fault_mark.as_deref()).await
     }
 

@@ -749,8 +749,13 @@ impl Config {
 
     /// Whether callvcr intercepts `host` (any case, no port).
     pub fn is_configured_host(&self, host: &str) -> bool {
-        let h = host.trim_end_matches('.').to_ascii_lowercase();
-        self.hosts.iter().any(|p| p.matches(&h))
+        let h = host.trim_end_matches('.');
+        // Every request asks: copy only when the name is not already lower case.
+        if h.bytes().any(|b| b.is_ascii_uppercase()) {
+            let lower = h.to_ascii_lowercase();
+            return self.hosts.iter().any(|p| p.matches(&lower));
+        }
+        self.hosts.iter().any(|p| p.matches(h))
     }
 
     /// The domains the CA's name constraints permit: one per pattern, with names already
