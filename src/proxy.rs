@@ -1259,11 +1259,12 @@ impl Proxy {
         let genesys = crate::overlay::Platform::of_host(&target.host) == crate::overlay::Platform::Genesys;
         let hub = self.ws.clone();
         let seq = ex.seq;
+        let session = hub.open(&url);
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(io) => hub.serve(hyper_util::rt::TokioIo::new(io), seq, url, index, genesys).await,
+                Ok(io) => hub.serve(session, hyper_util::rt::TokioIo::new(io), seq, index, genesys).await,
                 Err(e) => {
-                    hub.release();
+                    hub.abandon(&session);
                     tracing::warn!("WebSocket upgrade did not complete: {e}");
                 }
             }

@@ -601,23 +601,46 @@ impl Hub {
         n
     }
 
-    /// Plays one replay session on an upgraded connection (any byte stream) until it closes.
-    pub async fn serve<IO>(self: Arc<Self>, io: IO, handshake_seq: u64, url: String, index: Arc<Index>, genesys: bool)
-    where
-        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
+    /// Opens a replay session for `url` as its handshake is answered, so that once a client has
+    /// its 101 the admin API lists the session and events pushed to it are queued for it.
+    pub fn open(&self, url: &str) -> Arc<Session> {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("ws-{n}");
         let channel = url.split("/channels/").nth(1).map(|c| c.split(['/', '?']).next().unwrap_or("").to_string());
         let session = Arc::new(Session {
             id: id.clone(),
-            url: url.clone(),
+            url: url.to_string(),
             topics: Mutex::new(Vec::new()),
             outbox: Outbox::new(self.cfg.queue, self.cfg.on_full),
             channel,
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), session.clone());
         tracing::info!(session = %id, %url, "WebSocket session opened (replay)");
+        session
+    }
+
+    /// Forgets a session whose upgrade never completed.
+    pub fn abandon(&self, session: &Session) {
+        session.outbox.close();
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session.id);
+        self.release();
+    }
+
+    /// Plays one replay session (from [`Hub::open`]) on its upgraded connection (any byte stream)
+    /// until it closes.
+    pub async fn serve<IO>(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        io: IO,
+        handshake_seq: u64,
+        index: Arc<Index>,
+        genesys: bool,
+    ) where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let id = session.id.clone();
+        let n: u64 = id.trim_start_matches("ws-").parse().unwrap_or(0);
+        let url = session.url.clone();
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config(self.cfg.max_message_bytes))).await;
         let (mut sink, mut stream) = ws.split();
         let recorded: Vec<Frame> =

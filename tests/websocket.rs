@@ -700,3 +700,28 @@ async fn pushed_event_jitter_is_bounded_and_repeats_with_the_seed() {
     assert_eq!(a, b, "the same seed, the same delay");
     assert!(a >= 1, "the event waited for the clock");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_listed_and_takes_pushes_as_soon_as_its_handshake_is_answered() {
+    // Test code drives the admin API right after its WebSocket client connects: the session must
+    // already be there (it once was registered only after the upgrade completed, a race).
+    let dir = tempdir("ws-registered");
+    let cv = start_fixture(&dir, "ws:\n  heartbeat_s: 0\n");
+    for i in 0..20 {
+        let mut ws = ws_connect(&cv, "streaming.mypurecloud.com", "/channels/streaming-0-aaaaaaaa11").await.unwrap();
+        let ev = json!({"event": {"n": i}});
+        assert_eq!(admin(&cv, "POST", "/mock/admin/ws/events", &ev.to_string()).await.json(), json!({"queued": 1}));
+        assert_eq!(next_text(&mut ws, LONG).await.unwrap()["n"], i);
+        ws.close(None).await.unwrap();
+        while next_text(&mut ws, SHORT).await.is_some() {}
+        drop(ws);
+        // Freed before the next round: one session at a time.
+        for _ in 0..100 {
+            if admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json().as_array().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert_eq!(cv.stop().0, 0);
+}

@@ -34,7 +34,8 @@ fuzz_target!(|data: &[u8]| {
         );
         let index = Arc::new(Index::new(Vec::new(), &matcher));
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let session = tokio::spawn(hub.clone().serve(server, 0, "/channels/fuzz".into(), index, true));
+        let opened = hub.open("wss://streaming.mypurecloud.com/channels/fuzz");
+        let session = tokio::spawn(hub.clone().serve(opened, server, 0, index, true));
         let _ = client.write_all(data).await;
         let _ = client.shutdown().await;
         let mut sink = Vec::new();
