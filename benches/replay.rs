@@ -12,6 +12,8 @@
 //! `CALLVCR_BENCH_BIN` runs another callvcr binary, e.g. an older commit's, for an A/B comparison).
 
 use std::net::SocketAddr;
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -20,8 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 
 const HOST: &str = "api.mypurecloud.com";
@@ -89,7 +90,7 @@ fn main() {
     };
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let cfg = client_config(&dir.join("certs/ca.pem"));
+    let cfg = common::client_config(&dir.join("certs/ca.pem"));
     // Log in once through the auth overlay; every request then carries the token it issued.
     let token = rt.block_on(login(callvcr_addr, cfg.clone()));
     BEARER.set(format!("Bearer {token}")).unwrap();
@@ -197,20 +198,6 @@ struct Outcome {
     rps: f64,
     p50: u128,
     p99: u128,
-}
-
-fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&std::fs::read(ca).unwrap()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(cfg)
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;

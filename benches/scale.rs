@@ -6,7 +6,8 @@
 //! `cargo bench --bench scale` (env: `SCALE_SIZES`, default 1000,100000,1000000; `SCALE_HITS`,
 //! default 5000). Under `cargo test` it runs once, at 1000 exchanges, as a smoke test.
 
-use std::path::Path;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 const HOST: &str = "api.mypurecloud.com";
@@ -107,7 +107,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(5));
         };
         let startup_s = t.elapsed().as_secs_f64();
-        let cfg = client_config(&dir.join("certs/ca.pem"));
+        let cfg = common::client_config(&dir.join("certs/ca.pem"));
         let (p50, p99) = rt.block_on(hit_latency(addr, cfg, n, hits));
         let (rss, peak) = memory(child.id());
         println!(
@@ -135,20 +135,6 @@ fn memory(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&std::fs::read(ca).unwrap()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(cfg)
 }
 
 /// p50 and p99 (µs) of `hits` GETs over one keep-alive connection, spread over all `n` recordings.

@@ -706,15 +706,8 @@ impl Proxy {
         // The hit path: fingerprint straight from the parts, serve the prepared response.
         let mut fp = None;
         if self.mode != Mode::Record && configured {
+            let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
             let headers = &parts.headers;
-            let key = self.matcher.key_parts(
-                method,
-                host,
-                path,
-                query,
-                |h| headers.get(h).and_then(|v| v.to_str().ok()),
-                &bytes,
-            );
             let index = self.index();
             let sdk = headers
                 .get("purecloud-sdk")
@@ -779,15 +772,8 @@ impl Proxy {
         if self.mode == Mode::Replay {
             if let Some(index) = &fp {
                 // Off the hit path: the whole fingerprint, to explain the miss.
-                let headers = &parts.headers;
-                let f = self.matcher.fingerprint_parts(
-                    method,
-                    host,
-                    path,
-                    query,
-                    |h| headers.get(h).and_then(|v| v.to_str().ok()),
-                    &bytes,
-                );
+                let f =
+                    self.matcher.fingerprint_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
                 let mut r = self.miss(&live, &f, index, mark);
                 add_headers(r.headers_mut(), &ctx.response_headers);
                 return r;
@@ -1412,6 +1398,11 @@ fn recorded_errors(index: &Index) -> Recorded {
             .iter()
             .map(|e| (e.response.status, e.response.headers.as_slice(), &e.response.body.bytes[..])),
     )
+}
+
+/// A request header's value as text.
+fn header_of<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Sets `extra` headers on a response, replacing any of the same name.

@@ -247,6 +247,41 @@ pub struct Cassette {
     pub frames: Vec<Frame>,
 }
 
+/// A recorded exchange for unit tests: `method` `api.mypurecloud.com` `path` (`?query`) with
+/// `request` as body, answered `status` with a JSON `response` body.
+#[cfg(test)]
+pub(crate) fn test_exchange(
+    seq: u64,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    request: &str,
+    status: u16,
+    response: &str,
+) -> Exchange {
+    Exchange {
+        seq,
+        recorded_at: "2026-01-05T09:00:00.000Z".into(),
+        duration_ms: 1,
+        sdk: None,
+        request: RecordedRequest {
+            method: method.into(),
+            scheme: "https".into(),
+            host: "api.mypurecloud.com".into(),
+            path: path.into(),
+            query: query.map(String::from),
+            headers: vec![],
+            body: Body { bytes: Bytes::from(request.to_string()), encoding: None },
+        },
+        response: RecordedResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Body { bytes: Bytes::from(response.to_string()), encoding: None },
+        },
+        after: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

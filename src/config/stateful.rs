@@ -209,19 +209,7 @@ pub fn state<E>(raw: &RawState, at: &dyn Fn(Location, String) -> E) -> Result<St
                         PRESETS.join(", ")
                     )));
                 };
-                Machine {
-                    name: name.clone(),
-                    initial: states[0].clone(),
-                    states,
-                    allowed: BTreeMap::new(),
-                    terminal: Default::default(),
-                    timeout_state: None,
-                    timeouts_ms: BTreeMap::new(),
-                    delays: Vec::new(),
-                    holds: Vec::new(),
-                    flags: Vec::new(),
-                    refusal: Refusal::Unprocessable,
-                }
+                Machine::plain(name.clone(), states.clone(), states[0].clone(), BTreeMap::new(), Refusal::Unprocessable)
             }
         };
         if let Some(i) = &rm.initial {

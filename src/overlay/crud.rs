@@ -514,31 +514,10 @@ impl Overlay for Crud {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cassette::model::{Body, RecordedRequest, RecordedResponse};
     use serde_json::json;
 
     fn ex(seq: u64, method: &str, path: &str, query: Option<&str>, status: u16, resp: &Value) -> Exchange {
-        Exchange {
-            seq,
-            recorded_at: "2026-01-05T09:00:00.000Z".into(),
-            duration_ms: 1,
-            sdk: None,
-            request: RecordedRequest {
-                method: method.into(),
-                scheme: "https".into(),
-                host: "api.mypurecloud.com".into(),
-                path: path.into(),
-                query: query.map(String::from),
-                headers: vec![],
-                body: Body::default(),
-            },
-            response: RecordedResponse {
-                status,
-                headers: vec![],
-                body: Body { bytes: Bytes::from(resp.to_string()), encoding: None },
-            },
-            after: None,
-        }
+        crate::cassette::model::test_exchange(seq, method, path, query, "", status, &resp.to_string())
     }
 
     fn crud(items: Value) -> Crud {

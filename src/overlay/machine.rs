@@ -145,6 +145,29 @@ impl Machine {
         }
     }
 
+    /// A machine with these states and moves, and no terminal states, timing rules or flags.
+    pub fn plain(
+        name: String,
+        states: Vec<String>,
+        initial: String,
+        allowed: BTreeMap<String, BTreeSet<String>>,
+        refusal: Refusal,
+    ) -> Machine {
+        Machine {
+            name,
+            states,
+            initial,
+            allowed,
+            terminal: BTreeSet::new(),
+            timeout_state: None,
+            timeouts_ms: BTreeMap::new(),
+            delays: Vec::new(),
+            holds: Vec::new(),
+            flags: Vec::new(),
+            refusal,
+        }
+    }
+
     /// The machine's spelling of `state` (states match without regard to case), if it has it.
     pub fn canonical(&self, state: &str) -> Option<&str> {
         self.states.iter().find(|s| s.eq_ignore_ascii_case(state)).map(String::as_str)

@@ -1,6 +1,6 @@
 //! Which platform a host belongs to, and the shape of each platform's error answers.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{Answer, Ids};
 
@@ -60,6 +60,11 @@ impl Platform {
 /// A Genesys Cloud API error: `{message, code, status, contextId, details, errors}`, with the
 /// correlation header the platform sends beside it.
 pub fn genesys_error(ids: &Ids, status: u16, code: &str, message: &str, detail: &str) -> Answer {
+    genesys_error_with(ids, status, code, message, detail, json!([]))
+}
+
+/// A Genesys Cloud API error whose `details` name what was wrong (e.g. `[{errorCode, fieldName}]`).
+pub fn genesys_error_with(ids: &Ids, status: u16, code: &str, message: &str, detail: &str, details: Value) -> Answer {
     let context = ids.uuid();
     Answer::json(
         status,
@@ -68,7 +73,7 @@ pub fn genesys_error(ids: &Ids, status: u16, code: &str, message: &str, detail: 
             "code": code,
             "status": status,
             "contextId": context,
-            "details": [],
+            "details": details,
             "errors": [],
         }),
         detail,

@@ -1167,19 +1167,9 @@ pub fn learn(exchanges: &[Exchange]) -> Vec<Learned> {
                 Platform::Nice => Refusal::Nice,
                 Platform::Other => Refusal::Unprocessable,
             };
-            let machine = Machine {
-                name: format!("learned {host}{tpl} {field}"),
-                initial: initial.unwrap_or_else(|| a.order[0].clone()),
-                states: a.order.clone(),
-                allowed,
-                terminal: Default::default(),
-                timeout_state: None,
-                timeouts_ms: BTreeMap::new(),
-                delays: Vec::new(),
-                holds: Vec::new(),
-                flags: Vec::new(),
-                refusal,
-            };
+            let initial = initial.unwrap_or_else(|| a.order[0].clone());
+            let machine =
+                Machine::plain(format!("learned {host}{tpl} {field}"), a.order.clone(), initial, allowed, refusal);
             Learned {
                 host,
                 template: tpl,
@@ -1348,30 +1338,8 @@ impl Overlay for State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cassette::model::{Body, RecordedRequest, RecordedResponse};
-
     fn ex(seq: u64, method: &str, path: &str, req: &str, status: u16, resp: &str) -> Exchange {
-        Exchange {
-            seq,
-            recorded_at: "2026-01-05T09:00:00.000Z".into(),
-            duration_ms: 1,
-            sdk: None,
-            request: RecordedRequest {
-                method: method.into(),
-                scheme: "https".into(),
-                host: "api.mypurecloud.com".into(),
-                path: path.into(),
-                query: None,
-                headers: vec![],
-                body: Body { bytes: Bytes::from(req.to_string()), encoding: None },
-            },
-            response: RecordedResponse {
-                status,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: Body { bytes: Bytes::from(resp.to_string()), encoding: None },
-            },
-            after: None,
-        }
+        crate::cassette::model::test_exchange(seq, method, path, None, req, status, resp)
     }
 
     const W: &str = "/api/v2/widgets/0b7c9a52-1111-4c47-9d0e-1f2a3b4c5d6e";

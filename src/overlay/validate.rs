@@ -113,22 +113,14 @@ impl Validate {
         let detail = format!("{code}: {message}");
         match call.platform() {
             Platform::Nice => Answer::json(status, &json!({"error": code, "error_description": message}), detail),
-            _ => {
-                let context = self.ids.uuid();
-                Answer::json(
-                    status,
-                    &json!({
-                        "message": message,
-                        "code": code,
-                        "status": status,
-                        "contextId": context,
-                        "details": [{"errorCode": rule, "fieldName": field}],
-                        "errors": [],
-                    }),
-                    detail,
-                )
-                .with_header("inin-correlation-id", context)
-            }
+            _ => super::platform::genesys_error_with(
+                &self.ids,
+                status,
+                code,
+                &message,
+                &detail,
+                json!([{"errorCode": rule, "fieldName": field}]),
+            ),
         }
     }
 }
