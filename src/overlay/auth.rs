@@ -6,7 +6,7 @@
 //! matching discovery document and key set (the NICE SDK verifies `id_token` against them).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -100,7 +100,7 @@ pub struct Auth {
     hs: Signer,
     nice_source: KeySource,
     nice: std::sync::OnceLock<Result<Signer, String>>,
-    state: Mutex<State>,
+    state: std::sync::RwLock<State>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -168,12 +168,17 @@ impl Auth {
             hs: Signer::hs256(&secret),
             nice_source: nice,
             nice: std::sync::OnceLock::new(),
-            state: Mutex::new(State::default()),
+            state: std::sync::RwLock::new(State::default()),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The hot path's view: many requests check bearers at once without waiting on each other.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether `id` (with `secret`, when given) is a client this overlay accepts.
@@ -382,7 +387,7 @@ impl Auth {
         };
         // The hot path: one lookup, no copies but a reference count.
         let found = self
-            .state()
+            .read()
             .tokens
             .get(token)
             .filter(|t| t.kind == Kind::Access)

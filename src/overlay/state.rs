@@ -115,6 +115,8 @@ pub struct State {
     book: RwLock<Arc<Book>>,
     inner: Mutex<Inner>,
     generation: std::sync::atomic::AtomicU64,
+    /// Events wait in `inner.emitted`.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 /// A refusal for the admin API: status, error code, message.
@@ -213,6 +215,7 @@ impl State {
             book: RwLock::new(Arc::new(Book::default())),
             inner: Mutex::new(Inner::default()),
             generation: std::sync::atomic::AtomicU64::new(0),
+            pending: std::sync::atomic::AtomicBool::new(false),
         };
         s.learn(exchanges);
         s
@@ -409,14 +412,16 @@ impl State {
         self.inner().sessions.values().filter_map(|t| t.session.next_deadline()).min()
     }
 
-    /// Whether moves made events not yet taken.
+    /// Whether moves made events not yet taken (read without the lock: asked after every request).
     pub fn has_events(&self) -> bool {
-        !self.inner().emitted.is_empty()
+        self.pending.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Takes the events moves have made since the last call.
     pub fn take_events(&self) -> Vec<Emitted> {
-        std::mem::take(&mut self.inner().emitted)
+        let mut inner = self.inner();
+        self.pending.store(false, std::sync::atomic::Ordering::Release);
+        std::mem::take(&mut inner.emitted)
     }
 
     fn advance(&self, inner: &mut Inner, id: &str, now: i64) {
@@ -442,6 +447,7 @@ impl State {
                 let mut body = base;
                 apply_genesys(&mut body, &t.session, now);
                 inner.emitted.push(Emitted { conversation: id.to_string(), topic: None, body });
+                self.pending.store(true, std::sync::atomic::Ordering::Release);
             }
             Kind::Nice => {
                 let book = self.book();
@@ -465,6 +471,7 @@ impl State {
                         topic: Some(topic.replace("{id}", id)),
                         body: json!({"id": id, b.state_field.as_str(): s.to, "previous": s.from, "at": rfc3339_ms(s.at_ms)}),
                     });
+                    self.pending.store(true, std::sync::atomic::Ordering::Release);
                 }
             }
             _ => {}
