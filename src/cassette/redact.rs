@@ -14,6 +14,7 @@ use crate::config::RedactConfig;
 pub struct Redactor {
     headers: HashSet<String>,
     fields: HashSet<String>,
+    query_fields: HashSet<String>,
     pii: Option<(regex::Regex, regex::Regex)>,
     replacement: String,
 }
@@ -30,6 +31,7 @@ impl Redactor {
         Redactor {
             headers: cfg.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
             fields: cfg.fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
+            query_fields: cfg.query_fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
             pii,
             replacement: cfg.replacement.clone(),
         }
@@ -44,13 +46,50 @@ impl Redactor {
         self.fields.contains(&name.to_ascii_lowercase())
     }
 
-    /// The value to store for header `name`.
+    /// A secret name in a query string, form body or redirect URL.
+    fn is_query_field(&self, name: &str) -> bool {
+        let n = name.to_ascii_lowercase();
+        self.fields.contains(&n) || self.query_fields.contains(&n)
+    }
+
+    /// The value to store for header `name`. A redirect (`Location`) keeps its URL with the secrets
+    /// in its query and fragment replaced: an OAuth redirect carries a code, or a token.
     pub fn header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
-        if self.headers.contains(&name.to_ascii_lowercase()) {
-            Cow::Owned(self.replacement.clone())
-        } else {
-            Cow::Borrowed(value)
+        let name = name.to_ascii_lowercase();
+        if self.headers.contains(&name) {
+            return Cow::Owned(self.replacement.clone());
         }
+        if name == "location" || name == "content-location" {
+            return self.url(value);
+        }
+        Cow::Borrowed(value)
+    }
+
+    /// A URL with the secrets in its query and fragment replaced.
+    pub fn url<'a>(&self, url: &'a str) -> Cow<'a, str> {
+        let (before_fragment, fragment) = match url.split_once('#') {
+            Some((a, f)) => (a, Some(f)),
+            None => (url, None),
+        };
+        let (base, query) = match before_fragment.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (before_fragment, None),
+        };
+        let q = query.map(|q| self.urlencoded(q));
+        let f = fragment.map(|f| self.urlencoded(f));
+        if !matches!(q, Some(Cow::Owned(_))) && !matches!(f, Some(Cow::Owned(_))) {
+            return Cow::Borrowed(url);
+        }
+        let mut out = base.to_string();
+        if let Some(q) = q {
+            out.push('?');
+            out.push_str(&q);
+        }
+        if let Some(f) = f {
+            out.push('#');
+            out.push_str(&f);
+        }
+        Cow::Owned(out)
     }
 
     /// Redacts a list of headers in place.
@@ -70,7 +109,7 @@ impl Redactor {
             .split('&')
             .map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                if self.is_field(&percent_decode(k)) && v != percent_encode(&self.replacement) {
+                if self.is_query_field(&percent_decode(k)) && v != percent_encode(&self.replacement) {
                     changed = true;
                     return format!("{k}={}", percent_encode(&self.replacement));
                 }
@@ -296,6 +335,24 @@ mod tests {
         assert!(s.find("\"a\"").unwrap() < s.find("\"keep\"").unwrap(), "order kept: {s}");
         let untouched = br#"{"b": 1}"#;
         assert!(matches!(r.body(Some("application/json"), untouched), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn oauth_codes_and_tokens_in_forms_and_redirects_are_replaced_but_json_error_codes_are_not() {
+        let r = r();
+        let form = r.body(Some("application/x-www-form-urlencoded"), b"grant_type=authorization_code&code=c0de-123");
+        assert_eq!(std::str::from_utf8(&form).unwrap(), "grant_type=authorization_code&code=%5BREDACTED%5D");
+        let err = br#"{"message":"x","code":"bad.request","status":400}"#;
+        assert!(matches!(r.body(Some("application/json"), err), Cow::Borrowed(_)), "a JSON code is an error code");
+        assert_eq!(
+            r.header("Location", "http://localhost/cb?code=c0de-123&state=s-1"),
+            "http://localhost/cb?code=%5BREDACTED%5D&state=s-1"
+        );
+        assert_eq!(
+            r.header("location", "http://localhost/cb#access_token=eyJhbGci.x.y&expires_in=3600"),
+            "http://localhost/cb#access_token=%5BREDACTED%5D&expires_in=3600"
+        );
+        assert!(matches!(r.header("Location", "https://apps.mypurecloud.com/a?b=1"), Cow::Borrowed(_)));
     }
 
     #[test]

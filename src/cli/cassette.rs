@@ -278,6 +278,7 @@ pub(super) fn run(c: CassetteCmd) -> i32 {
             let keep_all = Redactor::new(&crate::config::RedactConfig {
                 headers: vec![],
                 fields: vec![],
+                query_fields: vec![],
                 pii: false,
                 replacement: cfg.redact.replacement.clone(),
             });

@@ -490,6 +490,9 @@ pub struct RedactConfig {
     pub headers: Vec<String>,
     /// Field names replaced in query strings, form bodies and JSON bodies (any depth).
     pub fields: Vec<String>,
+    /// Field names replaced in query strings, form bodies and redirect URLs only: an OAuth `code`
+    /// is a secret there, while a JSON `code` is an error code.
+    pub query_fields: Vec<String>,
     /// Also replace phone numbers and e-mail addresses in bodies.
     pub pii: bool,
     /// The text that replaces a secret.
@@ -511,6 +514,7 @@ impl Default for RedactConfig {
             ]
             .map(String::from)
             .to_vec(),
+            query_fields: vec!["code".into()],
             pii: false,
             replacement: "[REDACTED]".into(),
         }
