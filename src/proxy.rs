@@ -536,7 +536,8 @@ impl Proxy {
         if is_upgrade(req.headers()) {
             let on_upgrade = hyper::upgrade::on(&mut req);
             let (parts, _) = req.into_parts();
-            return self.handle_upgrade(parts, on_upgrade, target).await;
+            // Cold paths are boxed, so the hot request future stays small (it is moved per request).
+            return Box::pin(self.handle_upgrade(parts, on_upgrade, target)).await;
         }
 
         let (parts, body) = req.into_parts();
@@ -676,7 +677,7 @@ impl Proxy {
         }
         if let Some((switch, detail)) = reset {
             let seen = Seen { method, path, query, host: &host, configured };
-            let r = self.answer_from_cassette(&parts, bytes, &target, &seen, &ctx, None).await;
+            let r = Box::pin(self.answer_from_cassette(&parts, bytes, &target, &seen, &ctx, None)).await;
             tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: reset mid-response");
             self.note(method, &host, path, r.status().as_u16(), "fault:reset", Some(&detail));
             switch.arm(CutPlan::After(wire_size(&r) / 2));
@@ -729,11 +730,11 @@ impl Proxy {
                         .unwrap_or(ex.duration_ms / 1000);
                     if ex.response.status == 304 {
                         // A long poll that found nothing answers once its timeout has passed (virtual time).
-                        self.timer.sleep_ms(secs.saturating_mul(1000)).await;
+                        Box::pin(self.timer.sleep_ms(secs.saturating_mul(1000))).await;
                     } else if let Some(cause) = ex.after {
                         // Its events were caused by another request: answer once that was replayed
                         // (or, should it never come, when the poll's timeout runs out).
-                        self.await_served(&index, cause, secs.saturating_mul(1000)).await;
+                        Box::pin(self.await_served(&index, cause, secs.saturating_mul(1000))).await;
                     }
                 }
                 self.note(method, host, path, ex.response.status, &answered, detail.as_deref());
@@ -788,7 +789,7 @@ impl Proxy {
                 json!({"message": format!("callvcr is replaying and does not reach {host}: it is not a configured host"), "code": "callvcr.host.not_configured", "status": 403}),
             );
         }
-        self.forward(parts.method.clone(), live_headers, live, bytes, target.clone(), configured).await
+        Box::pin(self.forward(parts.method.clone(), live_headers, live, bytes, target.clone(), configured)).await
     }
 
     fn miss(
