@@ -443,15 +443,18 @@ async fn switch_cassette(proxy: &Arc<Proxy>, name: String) -> Result<Answer, Ans
             format!("`{name}` is not a cassette name (a name has no `/` and does not start with `.`; a file ends in .jsonl)"),
         ));
     }
-    let loaded = tokio::task::spawn_blocking(move || crate::cassette::store::load(&name, &dir)).await;
-    let (name, cassette) = match loaded {
+    let matcher = proxy.matcher.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        crate::cassette::store::open_for_replay(&name, &dir, &matcher, &crate::overlay::analyses)
+    })
+    .await;
+    let (name, index, frames) = match loaded {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return Err(error(StatusCode::NOT_FOUND, "cassette", e.to_string())),
         Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
     };
-    let index = crate::cassette::Index::new(cassette.exchanges, &proxy.matcher);
     let n = index.len();
-    proxy.set_index(index, cassette.frames, name.clone());
+    proxy.set_index(Arc::new(index), frames, name.clone());
     tracing::info!(cassette = %name, exchanges = n, "switched cassette (and reset)");
     Ok(reply(StatusCode::OK, json!({"cassette": name, "exchanges": n})))
 }

@@ -283,7 +283,7 @@ impl Proxy {
     pub fn new(
         mode: Mode,
         config: Arc<Config>,
-        index: Index,
+        index: Arc<Index>,
         store: Option<Arc<Store>>,
         upstream: Option<Upstream>,
         clock: Arc<Clock>,
@@ -310,7 +310,7 @@ impl Proxy {
             channel_owner: Mutex::new(HashMap::new()),
             poll_waiters: std::sync::atomic::AtomicUsize::new(0),
             matcher,
-            index: RwLock::new(Arc::new(index)),
+            index: RwLock::new(index),
             store,
             upstream,
             timer,
@@ -358,34 +358,35 @@ impl Proxy {
     }
 
     /// Replaces the replay index (a cassette switch) and resets everything.
-    pub fn set_index(&self, index: Index, frames: Vec<crate::cassette::Frame>, name: String) {
+    pub fn set_index(&self, index: Arc<Index>, frames: Vec<crate::cassette::Frame>, name: String) {
         self.ws.set_frames(frames);
         if let Some(v) = &self.overlays.validate {
-            v.learn(index.exchanges());
+            v.learn(&index);
         }
         if let Some(s) = &self.overlays.state {
-            s.learn(index.exchanges());
+            s.learn(&index);
         }
         if let Some(c) = &self.overlays.crud {
-            c.learn(index.exchanges());
+            c.learn(&index);
         }
         let recorded = recorded_errors(&index);
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         *self.recorded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(recorded);
         *self.cassette_name.write().unwrap_or_else(|e| e.into_inner()) = name;
         self.reset();
     }
 
-    /// Recorded exchanges never replayed, leaving out those an overlay answers in their place.
-    pub fn unused(&self) -> Vec<Exchange> {
+    /// Recorded exchanges never replayed (`METHOD host/path?query`), leaving out those an overlay
+    /// answers in their place.
+    pub fn unused(&self) -> Vec<String> {
         let idx = self.index();
         idx.unused()
             .into_iter()
-            .filter(|e| {
-                let host = e.request.host.split(':').next().unwrap_or("").to_ascii_lowercase();
-                !self.overlays.pipeline.owns(&host, &e.request.path)
+            .filter(|h| {
+                let host = h.host.split(':').next().unwrap_or("").to_ascii_lowercase();
+                !self.overlays.pipeline.owns(&host, h.path)
             })
-            .cloned()
+            .map(|h| h.describe())
             .collect()
     }
 
@@ -714,7 +715,11 @@ impl Proxy {
                 .get("purecloud-sdk")
                 .or_else(|| headers.get(http::header::USER_AGENT))
                 .and_then(|v| v.to_str().ok());
-            if let Some((ex, prepared)) = index.next_by_key(key, sdk) {
+            if let Some(found) = index.next_by_key(key, sdk) {
+                let (ex, prepared) = match found {
+                    Ok(l) => (&*l.exchange, &l.prepared),
+                    Err(e) => return self.unreadable(method, host, path, &e),
+                };
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 let (answered, detail) = by("hit");
                 if self.ws.active() || self.poll_waiters.load(Ordering::Relaxed) > 0 {
@@ -790,6 +795,23 @@ impl Proxy {
             );
         }
         Box::pin(self.forward(parts.method.clone(), live_headers, live, bytes, target.clone(), configured)).await
+    }
+
+    /// The answer when the cassette cannot give a recording its index names (a damaged replay file).
+    fn unreadable(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        e: &crate::cassette::CassetteError,
+    ) -> Response<ProxyBody> {
+        tracing::error!(%method, %host, %path, "{e}");
+        self.note(method, host, path, 500, "callvcr", Some("cassette-unreadable"));
+        json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ("x-callvcr-error", "cassette"),
+            json!({"message": format!("callvcr cannot read the recording for {method} {host}{path}: {e}"), "code": "callvcr.cassette.unreadable", "status": 500}),
+        )
     }
 
     fn miss(
@@ -1040,14 +1062,16 @@ impl Proxy {
             let index = self.index();
             // The recording of this channel: the same URL, else the same URL template (a channel id
             // issued by a replayed request may differ from a recorded one).
-            let found = index.next(&fp).cloned().or_else(|| {
+            let found = index.next(&fp).map(|r| r.map(|l| (*l.exchange).clone())).or_else(|| {
                 let want = url_template(&live.host, &live.path);
-                index
-                    .exchanges()
-                    .iter()
-                    .find(|e| e.response.status == 101 && url_template(&e.request.host, &e.request.path) == want)
-                    .cloned()
+                let h = index.heads().find(|h| h.status == 101 && url_template(h.host, h.path) == want)?;
+                Some(index.exchange(h.pos).map(|e| (*e).clone()))
             });
+            let found = match found {
+                Some(Err(e)) => return self.unreadable(&method, &host, &path, &e),
+                Some(Ok(ex)) => Some(ex),
+                None => None,
+            };
             if let Some(ex) = found {
                 if ex.response.status != 101 {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -1393,11 +1417,9 @@ pub const CLOCK_HEADER: &str = "x-callvcr-clock";
 
 /// Error answers recorded in the cassette, for overlays to answer with the platform's own bytes.
 fn recorded_errors(index: &Index) -> Recorded {
+    let errors = index.select(|h| h.status >= 400);
     Recorded::from_responses(
-        index
-            .exchanges()
-            .iter()
-            .map(|e| (e.response.status, e.response.headers.as_slice(), &e.response.body.bytes[..])),
+        errors.iter().map(|e| (e.response.status, e.response.headers.as_slice(), &e.response.body.bytes[..])),
     )
 }
 

@@ -34,6 +34,16 @@ pub struct Fingerprint {
 pub struct Key(u64, u64);
 
 impl Key {
+    /// The key as one number (how the replay file stores and orders keys).
+    pub fn to_u128(self) -> u128 {
+        (u128::from(self.0) << 64) | u128::from(self.1)
+    }
+
+    /// The key [`Key::to_u128`] gave.
+    pub fn from_u128(v: u128) -> Key {
+        Key((v >> 64) as u64, v as u64)
+    }
+
     /// The key of a fingerprint.
     pub fn of(fp: &Fingerprint) -> Key {
         Key::from_parts(fp.method.as_bytes(), fp.host.as_bytes(), fp.path.as_bytes(), &fp.query, &fp.headers, &fp.body)
@@ -106,6 +116,31 @@ impl Matcher {
             .map(|p| p.trim_start_matches("$.").split('.').map(String::from).collect())
             .collect();
         Matcher { cfg: cfg.clone(), ignore_paths, redactor }
+    }
+
+    /// A number that changes whenever keys made by this matcher could: the callvcr version, the
+    /// matching and redaction settings, and the key of a fixed sample request (so a change in how
+    /// this build hashes shows too). Keys stored under another identity are not used.
+    pub fn identity(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let sample = RecordedRequest {
+            method: "POST".into(),
+            scheme: "https".into(),
+            host: "api.mypurecloud.com".into(),
+            path: "/api/v2/sample".into(),
+            query: Some("b=2&a=1".into()),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: crate::cassette::Body {
+                bytes: bytes::Bytes::from_static(br#"{"z":1,"a":[true,null]}"#),
+                encoding: None,
+            },
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        env!("CARGO_PKG_VERSION").hash(&mut h);
+        format!("{:?}", self.cfg).hash(&mut h);
+        self.redactor.policy().hash(&mut h);
+        Key::of(&self.fingerprint(&sample)).to_u128().hash(&mut h);
+        h.finish()
     }
 
     /// The redactor used before fingerprinting.

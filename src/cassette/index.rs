@@ -1,35 +1,292 @@
-//! The in-memory replay index: fingerprint → recorded exchanges, served FIFO per fingerprint
-//! (the last repeats once exhausted), and the explanation of a miss.
+//! The replay index: fingerprint key → recorded exchanges, served FIFO per key (the last repeats
+//! once exhausted), and the explanation of a miss. Per exchange it keeps a fixed-size head (key,
+//! sequence number, method, host, path, query, status, SDK version, a few flags) and reads the
+//! whole exchange from its source on first use: memory (a JSON Lines or HAR file, a test), or the
+//! cassette's replay file on disk, so a cassette of a million exchanges starts in well under a
+//! second and holds only what is served. It does not read or write the store.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::fingerprint::{differences, Fingerprint, Key, Matcher};
 use super::model::{Exchange, RecordedRequest};
+use super::store::CassetteError;
 use crate::route::Version;
 
+/// Bytes per head in [`Heads`].
+pub(crate) const HEAD_BYTES: usize = 80;
+
+/// Head flag: the request has a body.
+pub const REQ_BODY: u16 = 1;
+/// Head flag: the request body mentions `"state"`.
+pub const REQ_STATE: u16 = 2;
+/// Head flag: the response body mentions `"state"`.
+pub const RESP_STATE: u16 = 4;
+const HAS_QUERY: u16 = 8;
+const HAS_SDK: u16 = 16;
+
+/// What the index knows of one exchange without reading it.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    /// Position in recorded order.
+    pub pos: usize,
+    /// Fingerprint key under the index's matcher.
+    pub key: Key,
+    /// Sequence number.
+    pub seq: u64,
+    /// Status of the response.
+    pub status: u16,
+    /// [`REQ_BODY`], [`REQ_STATE`], [`RESP_STATE`].
+    pub flags: u16,
+    /// Request method.
+    pub method: &'a str,
+    /// Request host (with `:port` when not the default).
+    pub host: &'a str,
+    /// Request path.
+    pub path: &'a str,
+    /// Request query, without `?`.
+    pub query: Option<&'a str>,
+    /// The SDK version the request announced.
+    pub sdk: Option<&'a str>,
+    off: u64,
+    len: u32,
+}
+
+impl Head<'_> {
+    /// `METHOD host/path?query`.
+    pub fn describe(&self) -> String {
+        match self.query {
+            Some(q) => format!("{} {}{}?{}", self.method, self.host, self.path, q),
+            None => format!("{} {}{}", self.method, self.host, self.path),
+        }
+    }
+}
+
+/// Heads of every exchange in recorded order, as fixed-size little-endian records plus one string
+/// table: the same bytes in memory as in a replay file.
+#[derive(Debug, Default)]
+pub(crate) struct Heads {
+    pub(crate) recs: Vec<u8>,
+    pub(crate) strings: Vec<u8>,
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+impl Heads {
+    pub(crate) fn len(&self) -> usize {
+        self.recs.len() / HEAD_BYTES
+    }
+
+    fn key(&self, pos: usize) -> u128 {
+        let at = pos * HEAD_BYTES;
+        (u128::from(u64_at(&self.recs, at)) << 64) | u128::from(u64_at(&self.recs, at + 8))
+    }
+
+    fn seq(&self, pos: usize) -> u64 {
+        u64_at(&self.recs, pos * HEAD_BYTES + 16)
+    }
+
+    fn text(&self, rec: &[u8], at: usize) -> &str {
+        let (off, len) = (u32_at(rec, at) as usize, u32_at(rec, at + 4) as usize);
+        self.strings.get(off..off + len).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+    }
+
+    fn get(&self, pos: usize) -> Head<'_> {
+        let rec = &self.recs[pos * HEAD_BYTES..(pos + 1) * HEAD_BYTES];
+        let flags = u16_at(rec, 38);
+        Head {
+            pos,
+            key: Key::from_u128(self.key(pos)),
+            seq: u64_at(rec, 16),
+            off: u64_at(rec, 24),
+            len: u32_at(rec, 32),
+            status: u16_at(rec, 36),
+            flags,
+            method: self.text(rec, 40),
+            host: self.text(rec, 48),
+            path: self.text(rec, 56),
+            query: (flags & HAS_QUERY != 0).then(|| self.text(rec, 64)),
+            sdk: (flags & HAS_SDK != 0).then(|| self.text(rec, 72)),
+        }
+    }
+
+    /// Whether `order` is sorted by key.
+    pub(crate) fn sorted(&self, order: &[u32]) -> bool {
+        order.windows(2).all(|w| self.key(w[0] as usize) <= self.key(w[1] as usize))
+    }
+
+    /// Checks what a replay file gave: every string inside the table and UTF-8, every exchange
+    /// inside the data section (which ends at `data_end`), sequence numbers in order.
+    pub(crate) fn check(&self, data_end: u64) -> Result<(), String> {
+        if self.recs.len() % HEAD_BYTES != 0 {
+            return Err("the head table is cut short".into());
+        }
+        let mut last = None;
+        for pos in 0..self.len() {
+            let rec = &self.recs[pos * HEAD_BYTES..(pos + 1) * HEAD_BYTES];
+            for at in [40, 48, 56, 64, 72] {
+                let (off, len) = (u32_at(rec, at) as usize, u32_at(rec, at + 4) as usize);
+                match self.strings.get(off..off + len) {
+                    Some(b) if std::str::from_utf8(b).is_ok() => {}
+                    _ => return Err(format!("head {pos} names text outside the string table")),
+                }
+            }
+            if u64_at(rec, 24).checked_add(u64::from(u32_at(rec, 32))).is_none_or(|e| e > data_end) {
+                return Err(format!("head {pos} names bytes outside the data section"));
+            }
+            let seq = u64_at(rec, 16);
+            if last.is_some_and(|l| l > seq) {
+                return Err(format!("head {pos}: sequence numbers out of order"));
+            }
+            last = Some(seq);
+        }
+        Ok(())
+    }
+}
+
+/// Builds [`Heads`], sharing repeated methods, hosts and SDK versions in the string table.
+#[derive(Default)]
+pub(crate) struct HeadsBuilder {
+    heads: Heads,
+    shared: HashMap<String, (u32, u32)>,
+}
+
+/// Which flags an exchange gets.
+pub(crate) fn flags_of(e: &Exchange) -> u16 {
+    let has = |b: &[u8]| b.windows(7).any(|w| w == b"\"state\"");
+    let mut f = 0;
+    if !e.request.body.bytes.is_empty() {
+        f |= REQ_BODY;
+    }
+    if has(&e.request.body.bytes) {
+        f |= REQ_STATE;
+    }
+    if has(&e.response.body.bytes) {
+        f |= RESP_STATE;
+    }
+    if e.request.query.is_some() {
+        f |= HAS_QUERY;
+    }
+    if e.sdk.is_some() {
+        f |= HAS_SDK;
+    }
+    f
+}
+
+impl HeadsBuilder {
+    fn text(&mut self, s: &str, share: bool) -> Result<(u32, u32), String> {
+        if share {
+            if let Some(r) = self.shared.get(s) {
+                return Ok(*r);
+            }
+        }
+        let off = u32::try_from(self.heads.strings.len()).map_err(|_| "more than 4 GiB of paths".to_string())?;
+        let len = u32::try_from(s.len()).map_err(|_| "a path longer than 4 GiB".to_string())?;
+        self.heads.strings.extend_from_slice(s.as_bytes());
+        if share {
+            self.shared.insert(s.to_string(), (off, len));
+        }
+        Ok((off, len))
+    }
+
+    /// Adds the head of `e`, whose bytes lie at `off`, `len` in the data section (0, 0 in memory).
+    pub(crate) fn push(&mut self, e: &Exchange, key: Key, off: u64, len: u32) -> Result<(), String> {
+        let refs = [
+            self.text(&e.request.method, true)?,
+            self.text(&e.request.host, true)?,
+            self.text(&e.request.path, false)?,
+            self.text(e.request.query.as_deref().unwrap_or(""), false)?,
+            self.text(e.sdk.as_deref().unwrap_or(""), true)?,
+        ];
+        let r = &mut self.heads.recs;
+        let k = key.to_u128();
+        r.extend_from_slice(&((k >> 64) as u64).to_le_bytes());
+        r.extend_from_slice(&(k as u64).to_le_bytes());
+        r.extend_from_slice(&e.seq.to_le_bytes());
+        r.extend_from_slice(&off.to_le_bytes());
+        r.extend_from_slice(&len.to_le_bytes());
+        r.extend_from_slice(&e.response.status.to_le_bytes());
+        r.extend_from_slice(&flags_of(e).to_le_bytes());
+        for (o, l) in refs {
+            r.extend_from_slice(&o.to_le_bytes());
+            r.extend_from_slice(&l.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Heads {
+        self.heads
+    }
+}
+
+/// Positions sorted by key, then recorded order: the runs of one key are its FIFO.
+pub(crate) fn key_order(heads: &Heads) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..heads.len() as u32).collect();
+    order.sort_by_key(|&p| heads.key(p as usize));
+    order
+}
+
+/// Where the full exchanges are.
+pub(crate) enum Source {
+    /// In memory, in recorded order.
+    Memory(Vec<Arc<Exchange>>),
+    /// In a replay file's data section.
+    File {
+        /// The open file.
+        file: std::fs::File,
+        /// Its path, for errors.
+        path: PathBuf,
+    },
+}
+
+impl Source {
+    fn read(&self, head: &Head<'_>) -> Result<Arc<Exchange>, CassetteError> {
+        match self {
+            Source::Memory(v) => Ok(v[head.pos].clone()),
+            Source::File { file, path } => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; head.len as usize];
+                let corrupt = |detail: String| CassetteError::Corrupt { path: path.clone(), detail };
+                file.read_exact_at(&mut buf, head.off)
+                    .map_err(|e| corrupt(format!("exchange {} cannot be read: {e}", head.seq)))?;
+                let e: Exchange = serde_json::from_slice(&buf)
+                    .map_err(|e| corrupt(format!("exchange {} does not parse: {e}", head.seq)))?;
+                if e.seq != head.seq {
+                    return Err(corrupt(format!("exchange {} is stored where {} should be", e.seq, head.seq)));
+                }
+                Ok(Arc::new(e))
+            }
+        }
+    }
+}
+
 struct Slot {
-    /// Indexes into `exchanges`, in recorded order.
-    items: Vec<usize>,
+    /// Positions, in recorded order.
+    items: Vec<u32>,
     /// Next position to serve.
     next: AtomicUsize,
-    /// When recordings of this fingerprint came from more than one SDK version: one FIFO per version.
-    by_sdk: HashMap<String, Slot>,
 }
 
 impl Slot {
-    fn new() -> Slot {
-        Slot { items: Vec::new(), next: AtomicUsize::new(0), by_sdk: HashMap::new() }
-    }
-
     fn take(&self) -> usize {
         let pos = self.next.fetch_add(1, Ordering::Relaxed).min(self.items.len() - 1);
-        self.items[pos]
-    }
-
-    fn rewind(&self) {
-        self.next.store(0, Ordering::Relaxed);
-        self.by_sdk.values().for_each(Slot::rewind);
+        self.items[pos] as usize
     }
 }
 
@@ -44,25 +301,39 @@ fn nearest_version<'a>(by_sdk: &'a HashMap<String, Slot>, live: &str) -> Option<
     below.or(above).map(|(_, s)| *s)
 }
 
-/// Recorded exchanges, indexed for replay. Per recording it keeps the exchange, a 128-bit key and
-/// a served flag; the response's wire form is built on its first hit.
+/// A recorded exchange read in full, with its response ready to serve.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The exchange.
+    pub exchange: Arc<Exchange>,
+    /// Its response, ready to serve.
+    pub prepared: Prepared,
+}
+
+/// Recorded exchanges, indexed for replay.
 pub struct Index {
-    exchanges: Vec<Exchange>,
-    prepared: Vec<std::sync::OnceLock<Prepared>>,
-    slots: HashMap<Key, Slot>,
+    heads: Heads,
+    /// Positions sorted by (key, recorded order).
+    order: Vec<u32>,
+    /// Per run of one key (at the run's first place in `order`): how many were served.
+    next: Vec<AtomicU32>,
+    /// Runs holding recordings from more than one SDK version: one FIFO per version.
+    by_sdk: HashMap<u32, HashMap<String, Slot>>,
     served: Vec<AtomicBool>,
+    loaded: Vec<OnceLock<Box<Loaded>>>,
+    source: Source,
     matcher: Matcher,
-    /// One exchange per distinct fingerprint, for explaining misses.
-    reps: Vec<usize>,
+    /// What was worked out from the whole cassette when its replay file was written, by name.
+    analyses: BTreeMap<String, serde_json::Value>,
 }
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index").field("exchanges", &self.exchanges.len()).finish()
+        f.debug_struct("Index").field("exchanges", &self.len()).finish()
     }
 }
 
-/// A recorded response made ready to serve: headers parsed and the body encoded once, at load.
+/// A recorded response made ready to serve: headers parsed and the body encoded once.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// Status.
@@ -109,135 +380,248 @@ pub struct NearMiss {
 }
 
 impl Index {
-    /// Indexes `exchanges` (in recorded order) under `matcher`.
+    /// Indexes `exchanges` (in memory) under `matcher`.
     pub fn new(mut exchanges: Vec<Exchange>, matcher: &Matcher) -> Index {
         exchanges.sort_by_key(|e| e.seq);
         let keys = super::par_map(&exchanges, |e| Key::of(&matcher.fingerprint(&e.request)));
-        let mut slots: HashMap<Key, Slot> = HashMap::with_capacity(exchanges.len());
-        let mut reps = Vec::new();
-        for (i, key) in keys.into_iter().enumerate() {
-            let slot = slots.entry(key).or_insert_with(Slot::new);
-            if slot.items.is_empty() {
-                reps.push(i);
+        let mut b = HeadsBuilder::default();
+        let mut kept = Vec::with_capacity(exchanges.len());
+        for (e, key) in exchanges.into_iter().zip(keys) {
+            // Only a string table past 4 GiB fails, and memory gives out long before.
+            if b.push(&e, key, 0, 0).is_ok() {
+                kept.push(Arc::new(e));
             }
-            slot.items.push(i);
         }
-        for slot in slots.values_mut() {
-            let mut versions: HashMap<String, Slot> = HashMap::new();
-            for &i in &slot.items {
-                if let Some(v) = &exchanges[i].sdk {
-                    versions.entry(v.clone()).or_insert_with(Slot::new).items.push(i);
+        let heads = b.finish();
+        let order = key_order(&heads);
+        Index::from_parts(heads, order, Source::Memory(kept), matcher, BTreeMap::new())
+    }
+
+    /// An index over heads and key order already made (a replay file's).
+    pub(crate) fn from_parts(
+        heads: Heads,
+        order: Vec<u32>,
+        source: Source,
+        matcher: &Matcher,
+        analyses: BTreeMap<String, serde_json::Value>,
+    ) -> Index {
+        let n = heads.len();
+        let mut by_sdk = HashMap::new();
+        let mut lo = 0;
+        while lo < n {
+            let key = heads.key(order[lo] as usize);
+            let mut hi = lo + 1;
+            while hi < n && heads.key(order[hi] as usize) == key {
+                hi += 1;
+            }
+            if hi - lo > 1 {
+                let mut versions: HashMap<String, Slot> = HashMap::new();
+                for &p in &order[lo..hi] {
+                    if let Some(v) = heads.get(p as usize).sdk {
+                        versions
+                            .entry(v.to_string())
+                            .or_insert_with(|| Slot { items: Vec::new(), next: AtomicUsize::new(0) })
+                            .items
+                            .push(p);
+                    }
+                }
+                if versions.len() > 1 {
+                    by_sdk.insert(lo as u32, versions);
                 }
             }
-            if versions.len() > 1 {
-                slot.by_sdk = versions;
-            }
+            lo = hi;
         }
-        let served = exchanges.iter().map(|_| AtomicBool::new(false)).collect();
-        let prepared = exchanges.iter().map(|_| std::sync::OnceLock::new()).collect();
-        Index { exchanges, prepared, slots, served, matcher: matcher.clone(), reps }
+        Index {
+            next: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            served: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            loaded: (0..n).map(|_| OnceLock::new()).collect(),
+            heads,
+            order,
+            by_sdk,
+            source,
+            matcher: matcher.clone(),
+            analyses,
+        }
     }
 
     /// How many exchanges are indexed.
     pub fn len(&self) -> usize {
-        self.exchanges.len()
+        self.heads.len()
     }
 
     /// Whether the index is empty.
     pub fn is_empty(&self) -> bool {
-        self.exchanges.is_empty()
+        self.heads.len() == 0
+    }
+
+    /// The head of the exchange at `pos` (recorded order).
+    pub fn head(&self, pos: usize) -> Head<'_> {
+        self.heads.get(pos)
+    }
+
+    /// Every head, in recorded order.
+    pub fn heads(&self) -> impl Iterator<Item = Head<'_>> {
+        (0..self.len()).map(|p| self.heads.get(p))
+    }
+
+    /// A result worked out from the whole cassette when its replay file was written.
+    pub fn analysis(&self, name: &str) -> Option<&serde_json::Value> {
+        self.analyses.get(name)
+    }
+
+    /// The run of `key` in the key order: its first and one-past-last place.
+    fn run(&self, key: Key) -> Option<(usize, usize)> {
+        let k = key.to_u128();
+        let lo = self.order.partition_point(|&p| self.heads.key(p as usize) < k);
+        if lo == self.order.len() || self.heads.key(self.order[lo] as usize) != k {
+            return None;
+        }
+        let hi = lo + self.order[lo..].partition_point(|&p| self.heads.key(p as usize) == k);
+        Some((lo, hi))
     }
 
     /// The next recorded exchange for `fp`: FIFO, the last repeating once all were served.
-    pub fn next(&self, fp: &Fingerprint) -> Option<&Exchange> {
-        self.next_prepared(fp, None).map(|(e, _)| e)
+    pub fn next(&self, fp: &Fingerprint) -> Option<Result<&Loaded, CassetteError>> {
+        self.next_by_key(Key::of(fp), None)
     }
 
-    /// Like [`Index::next`], with the response ready to serve. When the cassette holds recordings of
-    /// this fingerprint from several SDK versions, those from `sdk` (the version the live request
-    /// announced) are preferred, each version with its own FIFO.
-    pub fn next_prepared(&self, fp: &Fingerprint, sdk: Option<&str>) -> Option<(&Exchange, &Prepared)> {
-        self.next_by_key(Key::of(fp), sdk)
-    }
-
-    /// Like [`Index::next_prepared`], by key (see [`Matcher::key_parts`]).
-    pub fn next_by_key(&self, key: Key, sdk: Option<&str>) -> Option<(&Exchange, &Prepared)> {
-        let slot = self.slots.get(&key)?;
-        let i = match sdk.filter(|_| !slot.by_sdk.is_empty()) {
-            Some(v) => match slot.by_sdk.get(v).or_else(|| nearest_version(&slot.by_sdk, v)) {
-                Some(version) => version.take(),
-                None => slot.take(),
-            },
-            None => slot.take(),
+    /// The next recorded exchange for `key` (see [`Matcher::key_parts`]), read and made ready to
+    /// serve on its first use. When the cassette holds recordings of this key from several SDK
+    /// versions, those from `sdk` (the version the live request announced) are preferred, each
+    /// version with its own FIFO. An error when the replay file cannot give the exchange.
+    pub fn next_by_key(&self, key: Key, sdk: Option<&str>) -> Option<Result<&Loaded, CassetteError>> {
+        let (lo, hi) = self.run(key)?;
+        let versions = sdk.and_then(|v| self.by_sdk.get(&(lo as u32)).map(|m| (m, v)));
+        let pos = match versions.and_then(|(m, v)| m.get(v).or_else(|| nearest_version(m, v))) {
+            Some(slot) => slot.take(),
+            None => {
+                // Only a run with more to serve moves on: single recordings are never written to.
+                let last = (hi - lo - 1) as u32;
+                let n = match self.next[lo]
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < last).then_some(n + 1))
+                {
+                    Ok(n) | Err(n) => n,
+                };
+                self.order[lo + n.min(last) as usize] as usize
+            }
         };
-        if !self.served[i].load(Ordering::Relaxed) {
-            self.served[i].store(true, Ordering::Relaxed);
+        if !self.served[pos].load(Ordering::Relaxed) {
+            self.served[pos].store(true, Ordering::Relaxed);
         }
-        let e = &self.exchanges[i];
-        Some((e, self.prepared[i].get_or_init(|| prepare(&e.response))))
+        Some(self.load(pos))
+    }
+
+    /// The exchange at `pos`, read and made ready to serve once.
+    fn load(&self, pos: usize) -> Result<&Loaded, CassetteError> {
+        if let Some(l) = self.loaded[pos].get() {
+            return Ok(l);
+        }
+        let exchange = self.source.read(&self.heads.get(pos))?;
+        let prepared = prepare(&exchange.response);
+        let _ = self.loaded[pos].set(Box::new(Loaded { exchange, prepared }));
+        self.loaded[pos]
+            .get()
+            .map(|b| &**b)
+            .ok_or_else(|| CassetteError::Io { path: PathBuf::new(), detail: "a loaded exchange vanished".into() })
+    }
+
+    /// The exchange at `pos`, read in full (not kept: learning reads many once).
+    pub fn exchange(&self, pos: usize) -> Result<Arc<Exchange>, CassetteError> {
+        match self.loaded[pos].get() {
+            Some(l) => Ok(l.exchange.clone()),
+            None => self.source.read(&self.heads.get(pos)),
+        }
+    }
+
+    /// The exchanges whose heads pass `keep`, read in full, in recorded order. One that cannot be
+    /// read is left out and logged.
+    pub fn select(&self, keep: impl Fn(&Head<'_>) -> bool) -> Vec<Arc<Exchange>> {
+        let picked: Vec<usize> = self.heads().filter(|h| keep(h)).map(|h| h.pos).collect();
+        super::par_map(&picked, |&p| self.exchange(p))
+            .into_iter()
+            .filter_map(|r| r.map_err(|e| tracing::error!("{e}; left out")).ok())
+            .collect()
     }
 
     /// Whether the exchange with sequence number `seq` has been served since the start (or the last
     /// rewind); `true` for a number the cassette does not hold, so nothing waits on it forever.
     pub fn seq_served(&self, seq: u64) -> bool {
-        match self.exchanges.binary_search_by_key(&seq, |e| e.seq) {
-            Ok(i) => self.served[i].load(Ordering::Relaxed),
-            Err(_) => true,
+        let n = self.len();
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.heads.seq(mid) < seq {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo < n && self.heads.seq(lo) == seq {
+            self.served[lo].load(Ordering::Relaxed)
+        } else {
+            true
         }
     }
 
     /// Rewinds every FIFO position to the start.
     pub fn rewind(&self) {
-        for s in self.slots.values() {
-            s.rewind();
+        for n in &self.next {
+            if n.load(Ordering::Relaxed) != 0 {
+                n.store(0, Ordering::Relaxed);
+            }
+        }
+        for s in self.by_sdk.values().flat_map(HashMap::values) {
+            s.next.store(0, Ordering::Relaxed);
         }
         for s in &self.served {
             s.store(false, Ordering::Relaxed);
         }
     }
 
-    /// Exchanges never served since start (or the last rewind).
-    pub fn unused(&self) -> Vec<&Exchange> {
-        self.exchanges.iter().zip(&self.served).filter(|(_, s)| !s.load(Ordering::Relaxed)).map(|(e, _)| e).collect()
+    /// Heads of the exchanges never served since start (or the last rewind).
+    pub fn unused(&self) -> Vec<Head<'_>> {
+        self.heads().filter(|h| !self.served[h.pos].load(Ordering::Relaxed)).collect()
     }
 
-    /// The `n` closest recorded requests to `fp`, one per distinct fingerprint. Off the hit path;
-    /// on a large cassette a cheap look at method, host and path picks the candidates that are
-    /// compared in full.
+    /// The `n` closest recorded requests to `fp`, one per distinct key. Off the hit path: a cheap
+    /// look at method, host and path picks the candidates that are read and compared in full.
     pub fn near_misses(&self, fp: &Fingerprint, n: usize) -> Vec<NearMiss> {
         const CANDIDATES: usize = 64;
-        let mut cand: Vec<(u32, usize)> =
-            self.reps.iter().map(|&i| (rough_distance(fp, &self.exchanges[i].request), i)).collect();
+        let mut cand: Vec<(u32, usize)> = Vec::new();
+        let mut prev = None;
+        for &p in &self.order {
+            let h = self.heads.get(p as usize);
+            if prev == Some(h.key) {
+                continue;
+            }
+            prev = Some(h.key);
+            cand.push((rough_distance(fp, &h), h.pos));
+        }
         if cand.len() > CANDIDATES {
             cand.select_nth_unstable(CANDIDATES);
             cand.truncate(CANDIDATES);
         }
         let mut out: Vec<NearMiss> = cand
             .into_iter()
-            .map(|(_, i)| {
-                let e = &self.exchanges[i];
+            .filter_map(|(_, p)| {
+                let e = self.exchange(p).map_err(|e| tracing::error!("{e}")).ok()?;
                 let d = differences(fp, &self.matcher.fingerprint(&e.request));
-                NearMiss { recorded: describe(&e.request), score: d.score, differences: d.parts }
+                Some(NearMiss { recorded: describe(&e.request), score: d.score, differences: d.parts })
             })
             .collect();
         out.sort_by(|a, b| a.score.cmp(&b.score).then_with(|| a.recorded.cmp(&b.recorded)));
         out.truncate(n);
         out
     }
-
-    /// All exchanges, in recorded order.
-    pub fn exchanges(&self) -> &[Exchange] {
-        &self.exchanges
-    }
 }
 
-/// A cheap distance from a live request's fingerprint to a recorded request, from their raw parts.
-fn rough_distance(fp: &Fingerprint, r: &RecordedRequest) -> u32 {
+/// A cheap distance from a live request's fingerprint to a recorded request's head.
+fn rough_distance(fp: &Fingerprint, r: &Head<'_>) -> u32 {
     let mut d = 0;
-    if !fp.method.eq_ignore_ascii_case(&r.method) {
+    if !fp.method.eq_ignore_ascii_case(r.method) {
         d += 4;
     }
-    if !fp.host.eq_ignore_ascii_case(&r.host) {
+    if !fp.host.eq_ignore_ascii_case(r.host) {
         d += 8;
     }
     let (a, b): (Vec<&str>, Vec<&str>) = (fp.path.split('/').collect(), r.path.split('/').collect());
@@ -291,7 +675,9 @@ mod tests {
         let idx = Index::new(vec![ex(1, "/a", "a1"), ex(2, "/b", "b1"), ex(3, "/a", "a2"), ex(4, "/b", "b2")], &m);
         let ka = m.fingerprint(&ex(0, "/a", "").request);
         let kb = m.fingerprint(&ex(0, "/b", "").request);
-        let body = |e: Option<&Exchange>| String::from_utf8(e.unwrap().response.body.bytes.to_vec()).unwrap();
+        let body = |e: Option<Result<&Loaded, CassetteError>>| {
+            String::from_utf8(e.unwrap().unwrap().exchange.response.body.bytes.to_vec()).unwrap()
+        };
         assert_eq!(body(idx.next(&kb)), "b1");
         assert_eq!(body(idx.next(&ka)), "a1");
         assert_eq!(body(idx.next(&ka)), "a2");
@@ -304,6 +690,10 @@ mod tests {
         assert!(idx.next(&miss).is_none());
         let near = idx.near_misses(&miss, 3);
         assert_eq!(near.len(), 2);
+        assert!(idx.seq_served(1) && idx.seq_served(99) && !idx.seq_served(4));
+        let h = idx.head(2);
+        assert_eq!((h.seq, h.method, h.path, h.query, h.status), (3, "GET", "/a", None, 200));
+        assert_eq!(h.describe(), "GET api.mypurecloud.com/a");
     }
 
     #[test]
@@ -315,16 +705,18 @@ mod tests {
         b.sdk = Some("purecloud-sdk/2.0".into());
         let idx = Index::new(vec![a, b], &m);
         let k = m.fingerprint(&ex(0, "/me", "").request);
-        let body =
-            |e: Option<(&Exchange, &Prepared)>| String::from_utf8(e.unwrap().0.response.body.bytes.to_vec()).unwrap();
-        assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/2.0"))), "from-v2");
-        assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/2.0"))), "from-v2", "its own FIFO repeats its last");
-        assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/1.0"))), "from-v1");
+        let body = |e: Option<Result<&Loaded, CassetteError>>| {
+            String::from_utf8(e.unwrap().unwrap().prepared.body.to_vec()).unwrap()
+        };
+        let k = Key::of(&k);
+        assert_eq!(body(idx.next_by_key(k, Some("purecloud-sdk/2.0"))), "from-v2");
+        assert_eq!(body(idx.next_by_key(k, Some("purecloud-sdk/2.0"))), "from-v2", "its own FIFO repeats its last");
+        assert_eq!(body(idx.next_by_key(k, Some("purecloud-sdk/1.0"))), "from-v1");
         // A version not recorded: the newest recorded at or below it, else the oldest above it.
-        assert_eq!(body(idx.next_prepared(&k, Some("purecloud-sdk/1.5.3"))), "from-v1");
-        assert_eq!(body(idx.next_prepared(&k, Some("9.0.0"))), "from-v2");
-        assert_eq!(body(idx.next_prepared(&k, Some("0.9"))), "from-v1");
-        assert_eq!(body(idx.next_prepared(&k, Some("PureCloud SDK/python"))), "from-v1", "no version: recorded order");
-        assert_eq!(body(idx.next_prepared(&k, None)), "from-v2");
+        assert_eq!(body(idx.next_by_key(k, Some("purecloud-sdk/1.5.3"))), "from-v1");
+        assert_eq!(body(idx.next_by_key(k, Some("9.0.0"))), "from-v2");
+        assert_eq!(body(idx.next_by_key(k, Some("0.9"))), "from-v1");
+        assert_eq!(body(idx.next_by_key(k, Some("PureCloud SDK/python"))), "from-v1", "no version: recorded order");
+        assert_eq!(body(idx.next_by_key(k, None)), "from-v2");
     }
 }

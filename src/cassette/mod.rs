@@ -5,6 +5,7 @@ pub mod fingerprint;
 pub mod index;
 pub mod model;
 pub mod redact;
+pub mod replayfile;
 pub mod schema;
 pub mod store;
 pub mod tools;

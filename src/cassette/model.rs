@@ -282,6 +282,14 @@ pub(crate) fn test_exchange(
     }
 }
 
+/// `exchanges` indexed in memory under the default matching, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_index(exchanges: &[Exchange]) -> std::sync::Arc<super::Index> {
+    let cfg = crate::config::Config::default();
+    let m = super::Matcher::new(&cfg.matching, super::Redactor::new(&cfg.redact));
+    std::sync::Arc::new(super::Index::new(exchanges.to_vec(), &m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,23 @@ impl Redactor {
         }
     }
 
+    /// The policy as text, the same for the same settings (sets sorted).
+    pub fn policy(&self) -> String {
+        let sorted = |s: &HashSet<String>| {
+            let mut v: Vec<&str> = s.iter().map(String::as_str).collect();
+            v.sort_unstable();
+            v.join(",")
+        };
+        format!(
+            "headers={};fields={};query={};pii={};with={}",
+            sorted(&self.headers),
+            sorted(&self.fields),
+            sorted(&self.query_fields),
+            self.pii.is_some(),
+            self.replacement
+        )
+    }
+
     /// The text that replaces a secret.
     pub fn replacement(&self) -> &str {
         &self.replacement

@@ -270,11 +270,11 @@ impl Model {
 
     /// Folds in only the requests that carry a body (what request validation needs), leaving
     /// responses out: cheap on a large cassette of reads.
-    pub fn add_request_bodies(&mut self, exchanges: &[Exchange]) {
+    pub fn add_request_bodies<'a>(&mut self, exchanges: impl IntoIterator<Item = &'a Exchange>) {
         self.fold(exchanges, false)
     }
 
-    fn fold(&mut self, exchanges: &[Exchange], responses: bool) {
+    fn fold<'a>(&mut self, exchanges: impl IntoIterator<Item = &'a Exchange>, responses: bool) {
         for e in exchanges {
             if e.response.status == 101 || (!responses && e.request.body.bytes.is_empty()) {
                 continue;

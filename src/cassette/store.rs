@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::model::{Cassette, Exchange, Frame};
 
@@ -64,6 +64,8 @@ pub struct Store {
     exchanges: sled::Tree,
     frames: sled::Tree,
     next_seq: AtomicU64,
+    /// Whether the replay file was removed since it was last written (see [`Store::before_change`]).
+    replay_file_gone: AtomicBool,
 }
 
 impl Store {
@@ -99,7 +101,14 @@ impl Store {
         }
         let next = exchanges.last().map_err(io)?.map(|(k, _)| seq_of(&k) + 1).unwrap_or(1);
         let _ = std::fs::write(path.join(OWNER_FILE), std::process::id().to_string());
-        Ok(Store { path: path.to_path_buf(), db, exchanges, frames, next_seq: AtomicU64::new(next) })
+        Ok(Store {
+            path: path.to_path_buf(),
+            db,
+            exchanges,
+            frames,
+            next_seq: AtomicU64::new(next),
+            replay_file_gone: AtomicBool::new(false),
+        })
     }
 
     /// Where the store lives.
@@ -111,8 +120,42 @@ impl Store {
         CassetteError::Io { path: self.path.clone(), detail: e.to_string() }
     }
 
+    /// Before the first change: removes the replay file, so no replay reads one that no longer
+    /// matches the store (a missing file is made again from the store).
+    fn before_change(&self) -> Result<(), CassetteError> {
+        if self.replay_file_gone.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match std::fs::remove_file(self.path.join(super::replayfile::FILE_NAME)) {
+            Ok(()) => {
+                if let Ok(d) = std::fs::File::open(&self.path) {
+                    let _ = d.sync_all();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io(format!("cannot remove the old replay file: {e}"))),
+        }
+        self.replay_file_gone.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes the replay file from what the store holds (keys made by `matcher`).
+    pub fn write_replay_file(
+        &self,
+        matcher: &super::Matcher,
+        analyses: Vec<Box<dyn super::replayfile::Analysis>>,
+    ) -> Result<(), CassetteError> {
+        let frames = self.load_frames()?;
+        let corrupt = |e: sled::Error| CassetteError::Corrupt { path: self.path.clone(), detail: e.to_string() };
+        let records = self.exchanges.iter().map(|r| r.map(|(k, v)| (seq_of(&k), v)).map_err(corrupt));
+        super::replayfile::write(&self.path, records, &frames, matcher, analyses)?;
+        self.replay_file_gone.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Removes every exchange (a fresh recording replaces the old one).
     pub fn clear(&self) -> Result<(), CassetteError> {
+        self.before_change()?;
         self.exchanges.clear().map_err(|e| self.io(e))?;
         self.frames.clear().map_err(|e| self.io(e))?;
         self.db.flush().map_err(|e| self.io(e))?;
@@ -127,6 +170,7 @@ impl Store {
 
     /// Writes `ex` and flushes it to disk before returning.
     pub fn append(&self, ex: &Exchange) -> Result<(), CassetteError> {
+        self.before_change()?;
         let v = serde_json::to_vec(ex).map_err(|e| self.io(e))?;
         self.exchanges.insert(ex.seq.to_be_bytes(), v).map_err(|e| self.io(e))?;
         self.db.flush().map_err(|e| self.io(e))?;
@@ -158,6 +202,7 @@ impl Store {
 
     /// Writes one WebSocket frame and flushes it to disk before returning.
     pub fn append_frame(&self, f: &Frame) -> Result<(), CassetteError> {
+        self.before_change()?;
         let v = serde_json::to_vec(f).map_err(|e| self.io(e))?;
         let mut key = [0u8; 12];
         key[..8].copy_from_slice(&f.session.to_be_bytes());
@@ -343,6 +388,46 @@ pub fn source(arg: &str) -> (String, Option<PathBuf>) {
         (name, Some(p.to_path_buf()))
     } else {
         (arg.to_string(), None)
+    }
+}
+
+/// A cassette given by name (under `dir`) or by file path, indexed for replay under `matcher`,
+/// with its WebSocket frames. A stored cassette is read through its replay file, which is written
+/// from the store (seen by `analyses`) when it is missing or out of date; should that fail, the
+/// store is read into memory instead.
+pub fn open_for_replay(
+    arg: &str,
+    dir: &Path,
+    matcher: &super::Matcher,
+    analyses: &dyn Fn() -> Vec<Box<dyn super::replayfile::Analysis>>,
+) -> Result<(String, super::Index, Vec<Frame>), CassetteError> {
+    use super::replayfile::{self, Unusable};
+    let (name, file) = source(arg);
+    if file.is_some() {
+        let (name, c) = load(arg, dir)?;
+        return Ok((name, super::Index::new(c.exchanges, matcher), c.frames));
+    }
+    let path = dir.join(&name);
+    match replayfile::open(&path, matcher) {
+        Ok((index, frames)) => return Ok((name, index, frames)),
+        Err(Unusable::Missing) => {}
+        Err(Unusable::Stale(why)) => {
+            tracing::info!(cassette = %name, "the replay file is not used ({why}); writing it again from the store")
+        }
+    }
+    let store = Store::open(&path, false)?;
+    match store.write_replay_file(matcher, analyses()).map_err(|e| e.to_string()).and_then(|()| {
+        replayfile::open(&path, matcher).map_err(|u| match u {
+            Unusable::Missing => "it vanished after writing".to_string(),
+            Unusable::Stale(w) => w,
+        })
+    }) {
+        Ok((index, frames)) => Ok((name, index, frames)),
+        Err(why) => {
+            tracing::warn!(cassette = %name, "no replay file ({why}); replaying from memory");
+            let c = store.load_cassette()?;
+            Ok((name, super::Index::new(c.exchanges, matcher), c.frames))
+        }
     }
 }
 

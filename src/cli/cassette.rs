@@ -260,12 +260,14 @@ pub(super) fn run(c: CassetteCmd) -> i32 {
             if let Err(e) = store_all(&store, &all) {
                 return fail(e);
             }
-            println!(
-                "imported {} exchanges and {} WebSocket frames into {}",
-                all.exchanges.len(),
-                all.frames.len(),
-                store.path().display()
-            );
+            let (exchanges, frames) = (all.exchanges.len(), all.frames.len());
+            drop(all);
+            // Replay starts from the replay file; one written now spares the first replay the work.
+            let matcher = crate::cassette::Matcher::new(&cfg.matching, red);
+            if let Err(e) = store.write_replay_file(&matcher, crate::overlay::analyses()) {
+                tracing::warn!("no replay file written ({e}); the first replay writes it");
+            }
+            println!("imported {exchanges} exchanges and {frames} WebSocket frames into {}", store.path().display());
             EXIT_OK
         }
         CassetteCmd::Audit { name, config, cassettes } => {

@@ -485,7 +485,8 @@ async fn run_record_until(a: RecordArgs, until: Until) -> i32 {
         (Mode::Record, Index::new(vec![], &matcher))
     };
     tracing::info!(cassette = %name, path = %store.path().display(), "recording");
-    let proxy = Arc::new(Proxy::new(mode, cfg, index, Some(store.clone()), Some(upstream), clock, name.clone()));
+    let proxy =
+        Arc::new(Proxy::new(mode, cfg, Arc::new(index), Some(store.clone()), Some(upstream), clock, name.clone()));
     let proxy = match serve(proxy, ca, &a.common, until).await {
         Ok(p) => p,
         Err(code) => return code,
@@ -557,18 +558,19 @@ async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
         (false, Some(t)) => Clock::starting_at(t),
         (false, None) => Clock::system(),
     });
-    let (name, cassette) = match crate::cassette::store::load(&a.cassette, &a.common.cassettes) {
+    let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
+    let opened =
+        crate::cassette::store::open_for_replay(&a.cassette, &a.common.cassettes, &matcher, &crate::overlay::analyses);
+    let (name, index, frames) = match opened {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
+    let index = Arc::new(index);
     let ca = match load_ca(&a.common.certs, &cfg, &clock) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
     let cfg = Arc::new(cfg);
-    let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
-    let frames = cassette.frames;
-    let index = Index::new(cassette.exchanges, &matcher);
     tracing::info!(cassette = %name, exchanges = index.len(), "replaying (no network)");
     let certs = a.common.certs.clone();
     let nice_key: crate::overlay::auth::KeySource = Box::new(move || {
@@ -576,8 +578,7 @@ async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
         crate::overlay::jwt::Signer::rs256(&der).map_err(|e| e.to_string())
     });
     let ids = Arc::new(crate::overlay::Ids::new(cfg.seed));
-    let overlays =
-        crate::overlay::Overlays::from_config(&cfg, ids.clone(), nice_key, clock.now_ms(), index.exchanges());
+    let overlays = crate::overlay::Overlays::from_config(&cfg, ids.clone(), nice_key, clock.now_ms(), &index);
     tracing::info!(overlays = ?overlays.pipeline.names(), frozen = clock.is_frozen(), now = %rfc3339_ms(clock.now_ms()), "overlays and virtual clock");
     let proxy = Arc::new(
         Proxy::new(Mode::Replay, cfg, index, None, None, clock, name.clone())
@@ -604,7 +605,7 @@ async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
     }
     if a.fail_on_unused {
         for u in &unused {
-            eprintln!("  unused: {}", crate::cassette::index::describe(&u.request));
+            eprintln!("  unused: {u}");
         }
     }
     if (a.strict || a.fail_on_unused) && misses > 0 {

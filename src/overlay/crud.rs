@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::platform::genesys_error;
 use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
-use crate::cassette::Exchange;
+use crate::cassette::Index;
 use crate::config::Collection;
 
 /// Where a request falls in a collection.
@@ -69,8 +69,8 @@ struct Live {
 pub struct Crud {
     cols: Vec<Collection>,
     ids: Arc<Ids>,
-    /// Each collection's recordings.
-    raw: RwLock<Arc<Vec<Vec<Recording>>>>,
+    /// The cassette, and where each collection's recordings lie in it.
+    raw: RwLock<Arc<(Arc<Index>, Vec<Vec<u32>>)>>,
     /// Each collection's recorded state, read from its recordings when first needed.
     built: Mutex<HashMap<usize, Arc<Base>>>,
     live: Mutex<HashMap<usize, Live>>,
@@ -104,41 +104,32 @@ fn json_answer(status: u16, body: &Value, detail: &str) -> Answer {
 
 impl Crud {
     /// An overlay over `cols`, learning items from `exchanges`.
-    pub fn new(cols: Vec<Collection>, ids: Arc<Ids>, exchanges: &[Exchange]) -> Crud {
+    pub fn new(cols: Vec<Collection>, ids: Arc<Ids>, index: &Arc<Index>) -> Crud {
         let c = Crud {
             cols,
             ids,
-            raw: RwLock::new(Arc::new(Vec::new())),
+            raw: RwLock::new(Arc::new((index.clone(), Vec::new()))),
             built: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             dirty: AtomicBool::new(false),
         };
-        c.learn(exchanges);
+        c.learn(index);
         c
     }
 
-    /// Learns the collections from a cassette again (a cassette switch), and resets. Only the
-    /// recordings of each collection are kept (bodies shared, not copied); what they hold is read
-    /// the first time a run changes that collection.
-    pub fn learn(&self, exchanges: &[Exchange]) {
-        let mut raw: Vec<Vec<Recording>> = vec![Vec::new(); self.cols.len()];
-        let mut sorted: Vec<&Exchange> = exchanges.iter().collect();
-        sorted.sort_by_key(|e| e.seq);
-        for e in sorted {
-            let host = e.request.host.split(':').next().unwrap_or("");
-            let Some((i, place)) = self.place(host, &e.request.path) else { continue };
-            if !(200..300).contains(&e.response.status) || place == Place::Deeper {
-                continue;
+    /// Learns the collections from a cassette again (a cassette switch), and resets. Only where
+    /// each collection's recordings lie is kept; they are read the first time a run changes that
+    /// collection.
+    pub fn learn(&self, index: &Arc<Index>) {
+        let mut picks: Vec<Vec<u32>> = vec![Vec::new(); self.cols.len()];
+        for h in index.heads() {
+            let host = h.host.split(':').next().unwrap_or("");
+            let Some((i, place)) = self.place(host, h.path) else { continue };
+            if (200..300).contains(&h.status) && place != Place::Deeper {
+                picks[i].push(h.pos as u32);
             }
-            raw[i].push(Recording {
-                method: e.request.method.clone(),
-                item: matches!(place, Place::Item(_)),
-                query: e.request.query.clone(),
-                status: e.response.status,
-                body: e.response.body.bytes.clone(),
-            });
         }
-        *self.raw.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(raw);
+        *self.raw.write().unwrap_or_else(|e| e.into_inner()) = Arc::new((index.clone(), picks));
         self.built.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.reset_live();
     }
@@ -150,10 +141,23 @@ impl Crud {
             return b.clone();
         }
         let raw = self.raw.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let (index, picks) = &*raw;
         let col = &self.cols[i];
         let mut b = Base::default();
         let mut at: HashMap<String, usize> = HashMap::new();
-        for r in raw.get(i).into_iter().flatten() {
+        let recordings = picks.get(i).into_iter().flatten().filter_map(|&p| {
+            let e = index.exchange(p as usize).map_err(|e| tracing::error!("{e}")).ok()?;
+            let host = e.request.host.split(':').next().unwrap_or("");
+            let item = matches!(self.place(host, &e.request.path), Some((_, Place::Item(_))));
+            Some(Recording {
+                method: e.request.method.clone(),
+                item,
+                query: e.request.query.clone(),
+                status: e.response.status,
+                body: e.response.body.bytes.clone(),
+            })
+        });
+        for r in recordings {
             if r.method != "GET" {
                 b.statuses.entry(r.method.clone()).or_insert(r.status);
             }
@@ -514,6 +518,7 @@ impl Overlay for Crud {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cassette::Exchange;
     use serde_json::json;
 
     fn ex(seq: u64, method: &str, path: &str, query: Option<&str>, status: u16, resp: &Value) -> Exchange {
@@ -523,7 +528,8 @@ mod tests {
     fn crud(items: Value) -> Crud {
         let cols = crate::config::stateful::crud(&Default::default(), &|_, m: String| m).unwrap();
         let list = json!({"entities": items, "pageSize": 25, "pageNumber": 1, "total": 2, "pageCount": 1});
-        Crud::new(cols, Arc::new(Ids::new(3)), &[ex(1, "GET", "/api/v2/routing/queues", None, 200, &list)])
+        let index = crate::cassette::model::test_index(&[ex(1, "GET", "/api/v2/routing/queues", None, 200, &list)]);
+        Crud::new(cols, Arc::new(Ids::new(3)), &index)
     }
 
     #[test]

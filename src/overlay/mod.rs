@@ -151,6 +151,11 @@ pub struct Recorded {
     by_code: HashMap<(u16, String), Answer>,
 }
 
+/// The analyses a cassette's replay file keeps for the overlays (learned state machines).
+pub fn analyses() -> Vec<Box<dyn crate::cassette::replayfile::Analysis>> {
+    vec![Box::new(state::Learner::default())]
+}
+
 impl Recorded {
     /// Collects error answers from recorded responses: (status, headers, body).
     pub fn from_responses<'a>(responses: impl Iterator<Item = (u16, &'a [(String, String)], &'a [u8])>) -> Recorded {
@@ -266,13 +271,14 @@ impl Overlays {
     }
 
     /// The overlays `config` switches on, sharing `ids`; `nice_key` gives the key for NICE tokens;
-    /// fault windows start at `now_ms`; request schemas are inferred from `exchanges`.
+    /// fault windows start at `now_ms`; request schemas, recorded calls and collections are learned
+    /// from the cassette `index` holds.
     pub fn from_config(
         config: &crate::config::Config,
         ids: std::sync::Arc<Ids>,
         nice_key: auth::KeySource,
         now_ms: i64,
-        exchanges: &[crate::cassette::Exchange],
+        index: &std::sync::Arc<crate::cassette::Index>,
     ) -> Overlays {
         let mut list: Vec<Box<dyn Overlay>> = Vec::new();
         let mut auth_handle = None;
@@ -302,19 +308,19 @@ impl Overlays {
         }
         let mut validate_handle = None;
         if config.overlay_on("validate") {
-            let v = std::sync::Arc::new(validate::Validate::new(config.validate.clone(), ids.clone(), exchanges));
+            let v = std::sync::Arc::new(validate::Validate::new(config.validate.clone(), ids.clone(), index));
             validate_handle = Some(v.clone());
             list.push(Box::new(v));
         }
         let mut state_handle = None;
         if config.overlay_on("state") {
-            let s = std::sync::Arc::new(state::State::new(config.state.clone(), ids.clone(), exchanges));
+            let s = std::sync::Arc::new(state::State::new(config.state.clone(), ids.clone(), index));
             state_handle = Some(s.clone());
             list.push(Box::new(s));
         }
         let mut crud_handle = None;
         if config.overlay_on("crud") && !config.crud.is_empty() {
-            let c = std::sync::Arc::new(crud::Crud::new(config.crud.clone(), ids, exchanges));
+            let c = std::sync::Arc::new(crud::Crud::new(config.crud.clone(), ids, index));
             crud_handle = Some(c.clone());
             list.push(Box::new(c));
         }

@@ -16,8 +16,9 @@ use serde_json::{json, Map, Value};
 use super::machine::{Ask, Machine, Moved, Refusal, Refused, Session, Step};
 use super::platform::{genesys_error, nice_error};
 use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use crate::cassette::index::REQ_STATE;
 use crate::cassette::schema::template;
-use crate::cassette::Exchange;
+use crate::cassette::{Exchange, Index};
 use crate::clock::rfc3339_ms;
 use crate::config::StateConfig;
 
@@ -207,8 +208,8 @@ fn participant_state(p: &Value) -> Option<(&str, &str, &str)> {
 }
 
 impl State {
-    /// An overlay with `cfg`, learning from `exchanges`.
-    pub fn new(cfg: StateConfig, ids: Arc<Ids>, exchanges: &[Exchange]) -> State {
+    /// An overlay with `cfg`, learning from the cassette `index` holds.
+    pub fn new(cfg: StateConfig, ids: Arc<Ids>, index: &Index) -> State {
         let s = State {
             cfg,
             ids,
@@ -217,7 +218,7 @@ impl State {
             generation: std::sync::atomic::AtomicU64::new(0),
             pending: std::sync::atomic::AtomicBool::new(false),
         };
-        s.learn(exchanges);
+        s.learn(index);
         s
     }
 
@@ -230,21 +231,20 @@ impl State {
     }
 
     /// Learns again from a cassette (a cassette switch), and resets.
-    pub fn learn(&self, exchanges: &[Exchange]) {
-        let learned = if self.cfg.learn { learn(exchanges) } else { Vec::new() };
+    pub fn learn(&self, index: &Index) {
+        let learned = if self.cfg.learn { learned_of(index) } else { Vec::new() };
         let mut book = Book::default();
-        for e in exchanges {
-            let status = e.response.status;
-            // Only what the overlay uses is read: call and contact answers, and refused changes.
-            let wanted = if e.request.method == "GET" {
-                (200..300).contains(&status)
-                    && (genesys_path(&e.request.path).is_some() || nice_poll(&e.request.path).is_some())
+        // Only what the overlay uses is read: call and contact answers, and refused changes.
+        let wanted = |method: &str, path: &str, status: u16, state: bool| {
+            if method == "GET" {
+                (200..300).contains(&status) && (genesys_path(path).is_some() || nice_poll(path).is_some())
             } else {
-                status >= 400 && is_change(&e.request.method) && mentions(&e.request.body.bytes, b"\"state\"")
-            };
-            if !wanted {
-                continue;
+                status >= 400 && is_change(method) && state
             }
+        };
+        let picked = index.select(|h| wanted(h.method, h.path, h.status, h.flags & REQ_STATE != 0));
+        for e in &picked {
+            let status = e.response.status;
             let host = bare(&e.request.host).to_string();
             let Ok(body) = serde_json::from_slice::<Value>(&e.response.body.bytes) else { continue };
             if e.request.method == "GET" && (200..300).contains(&status) {
@@ -303,7 +303,13 @@ impl State {
         }
         // First states of learned resources, by id.
         if !book.learned.is_empty() {
-            for e in exchanges {
+            let picked = index.select(|h| {
+                h.method == "GET"
+                    && (200..300).contains(&h.status)
+                    && h.flags & crate::cassette::index::RESP_STATE != 0
+                    && book.learned.contains_key(&(bare(h.host).to_string(), template(h.path).0))
+            });
+            for e in &picked {
                 if e.request.method != "GET" || !(200..300).contains(&e.response.status) {
                     continue;
                 }
@@ -1077,50 +1083,71 @@ fn apply_genesys(v: &mut Value, s: &Session, _now: i64) {
     }
 }
 
-/// Machines learned from a cassette: for each resource (host, path template with an id) whose
-/// answers carry a string `state`, the states seen and the moves seen between consecutive answers
-/// (and accepted requests that set `state`) of the same instance; nested parties (`participants`
-/// with `id` and `state`) are learned as `participants[].state`.
-pub fn learn(exchanges: &[Exchange]) -> Vec<Learned> {
-    #[derive(Default)]
-    struct Acc {
-        order: Vec<String>,
-        sample: String,
-        last: HashMap<String, String>,
-        firsts: BTreeMap<String, usize>,
-        seen: BTreeMap<(String, String), usize>,
-    }
-    impl Acc {
-        fn observe(&mut self, id: &str, state: &str) {
-            if !self.order.iter().any(|s| s == state) {
-                self.order.push(state.to_string());
-            }
-            match self.last.insert(id.to_string(), state.to_string()) {
-                None => *self.firsts.entry(state.to_string()).or_default() += 1,
-                Some(prev) if prev != state => *self.seen.entry((prev, state.to_string())).or_default() += 1,
-                Some(_) => {}
-            }
+#[derive(Default)]
+struct Acc {
+    order: Vec<String>,
+    sample: String,
+    last: HashMap<String, String>,
+    firsts: BTreeMap<String, usize>,
+    seen: BTreeMap<(String, String), usize>,
+}
+
+impl Acc {
+    fn observe(&mut self, id: &str, state: &str) {
+        if !self.order.iter().any(|s| s == state) {
+            self.order.push(state.to_string());
+        }
+        match self.last.insert(id.to_string(), state.to_string()) {
+            None => *self.firsts.entry(state.to_string()).or_default() += 1,
+            Some(prev) if prev != state => *self.seen.entry((prev, state.to_string())).or_default() += 1,
+            Some(_) => {}
         }
     }
-    let mut accs: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
-    let mut sorted: Vec<&Exchange> = exchanges.iter().collect();
-    sorted.sort_by_key(|e| e.seq);
-    for e in sorted {
+}
+
+/// What learning found for one resource field, in a form a replay file keeps.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Part {
+    host: String,
+    template: String,
+    field: String,
+    order: Vec<String>,
+    sample: String,
+    instances: usize,
+    firsts: Vec<(String, usize)>,
+    seen: Vec<(String, String, usize)>,
+}
+
+/// Learns machines from exchanges seen one by one in recorded order (see [`learn`]); as an
+/// [`Analysis`](crate::cassette::replayfile::Analysis) its result is kept in a cassette's replay
+/// file, so replay need not read every exchange again.
+#[derive(Default)]
+pub struct Learner {
+    accs: BTreeMap<(String, String, String), Acc>,
+}
+
+/// The name a [`Learner`]'s result is kept under.
+pub const LEARNED: &str = "state.learned";
+
+impl Learner {
+    /// Sees one exchange (they must come in recorded order).
+    pub fn observe(&mut self, e: &Exchange) {
+        let accs = &mut self.accs;
         if !(200..300).contains(&e.response.status) {
-            continue;
+            return;
         }
         let host = bare(&e.request.host).to_string();
         let (tpl, params) = template(&e.request.path);
-        let Some(id) = ids_in(&e.request.path, &tpl).pop() else { continue };
+        let Some(id) = ids_in(&e.request.path, &tpl).pop() else { return };
         if params.is_empty() {
-            continue;
+            return;
         }
         let genesys_calls = genesys_path(&e.request.path).is_some() && Platform::of_host(&host) == Platform::Genesys;
         if e.request.method == "GET" {
             if !mentions(&e.response.body.bytes, b"\"state\"") {
-                continue;
+                return;
             }
-            let Ok(body) = serde_json::from_slice::<Value>(&e.response.body.bytes) else { continue };
+            let Ok(body) = serde_json::from_slice::<Value>(&e.response.body.bytes) else { return };
             if !genesys_calls {
                 if let Some(st) = body.get("state").and_then(Value::as_str) {
                     let acc = accs.entry((host.clone(), tpl.clone(), "state".into())).or_default();
@@ -1138,8 +1165,8 @@ pub fn learn(exchanges: &[Exchange]) -> Vec<Learned> {
                 }
             }
         } else if is_change(&e.request.method) {
-            let Ok(req) = serde_json::from_slice::<Value>(&e.request.body.bytes) else { continue };
-            let Some(st) = req.get("state").and_then(Value::as_str) else { continue };
+            let Ok(req) = serde_json::from_slice::<Value>(&e.request.body.bytes) else { return };
+            let Some(st) = req.get("state").and_then(Value::as_str) else { return };
             if !genesys_calls {
                 if let Some(acc) = accs.get_mut(&(host.clone(), tpl.clone(), "state".into())) {
                     acc.observe(&id, st);
@@ -1157,9 +1184,82 @@ pub fn learn(exchanges: &[Exchange]) -> Vec<Learned> {
             }
         }
     }
-    accs.into_iter()
-        .filter(|(_, a)| !a.order.is_empty())
-        .map(|((host, tpl, field), a)| {
+
+    fn parts(self) -> Vec<Part> {
+        self.accs
+            .into_iter()
+            .filter(|(_, a)| !a.order.is_empty())
+            .map(|((host, template, field), a)| Part {
+                host,
+                template,
+                field,
+                order: a.order,
+                sample: a.sample,
+                instances: a.last.len(),
+                firsts: a.firsts.into_iter().collect(),
+                seen: a.seen.into_iter().map(|((f, t), n)| (f, t, n)).collect(),
+            })
+            .collect()
+    }
+}
+
+impl crate::cassette::replayfile::Analysis for Learner {
+    fn name(&self) -> &'static str {
+        LEARNED
+    }
+
+    fn observe(&mut self, e: &Exchange) {
+        Learner::observe(self, e)
+    }
+
+    fn finish(self: Box<Self>) -> Value {
+        serde_json::to_value(self.parts()).unwrap_or(Value::Null)
+    }
+}
+
+/// Machines learned from a cassette: for each resource (host, path template with an id) whose
+/// answers carry a string `state`, the states seen and the moves seen between consecutive answers
+/// (and accepted requests that set `state`) of the same instance; nested parties (`participants`
+/// with `id` and `state`) are learned as `participants[].state`.
+pub fn learn<'a>(exchanges: impl IntoIterator<Item = &'a Exchange>) -> Vec<Learned> {
+    let mut sorted: Vec<&Exchange> = exchanges.into_iter().collect();
+    sorted.sort_by_key(|e| e.seq);
+    let mut l = Learner::default();
+    for e in sorted {
+        l.observe(e);
+    }
+    machines(l.parts())
+}
+
+/// The machines learned for an indexed cassette: its replay file's result when it has one, else
+/// learned from the exchanges that can teach anything (2xx answers mentioning `state`).
+pub fn learned_of(index: &crate::cassette::Index) -> Vec<Learned> {
+    use crate::cassette::index::{REQ_STATE, RESP_STATE};
+    use serde::Deserialize as _;
+    if let Some(v) = index.analysis(LEARNED) {
+        match Vec::<Part>::deserialize(v) {
+            Ok(parts) => return machines(parts),
+            Err(e) => tracing::warn!("the replay file's learned machines do not read ({e}); learning again"),
+        }
+    }
+    let picked = index.select(|h| (200..300).contains(&h.status) && h.flags & (REQ_STATE | RESP_STATE) != 0);
+    learn(picked.iter().map(|e| &**e))
+}
+
+fn machines(parts: Vec<Part>) -> Vec<Learned> {
+    parts
+        .into_iter()
+        .map(|p| {
+            let a = Acc {
+                order: p.order,
+                sample: p.sample,
+                last: HashMap::new(),
+                firsts: p.firsts.into_iter().collect(),
+                seen: p.seen.into_iter().map(|(f, t, n)| ((f, t), n)).collect(),
+            };
+            ((p.host, p.template, p.field), a, p.instances)
+        })
+        .map(|((host, tpl, field), a, instances)| {
             let initial = a
                 .firsts
                 .iter()
@@ -1182,7 +1282,7 @@ pub fn learn(exchanges: &[Exchange]) -> Vec<Learned> {
                 template: tpl,
                 field,
                 machine: Arc::new(machine),
-                instances: a.last.len(),
+                instances,
                 seen: a.seen,
                 sample: a.sample,
             }
@@ -1375,7 +1475,7 @@ mod tests {
     }
 
     fn overlay(exchanges: &[Exchange]) -> State {
-        State::new(StateConfig::default(), Arc::new(Ids::new(1)), exchanges)
+        State::new(StateConfig::default(), Arc::new(Ids::new(1)), &crate::cassette::model::test_index(exchanges))
     }
 
     const CALL: &str = "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e";

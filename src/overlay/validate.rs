@@ -9,8 +9,9 @@ use std::sync::{Arc, RwLock};
 use serde_json::{json, Value};
 
 use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use crate::cassette::index::REQ_BODY;
 use crate::cassette::schema::{template, Model};
-use crate::cassette::Exchange;
+use crate::cassette::Index;
 use crate::config::{ValidateConfig, ValidateMode};
 
 /// What a route's requests must look like.
@@ -85,16 +86,18 @@ pub fn violation(schema: &Value, v: &Value, at: &str) -> Option<(String, String)
 
 impl Validate {
     /// An overlay checking requests against what `exchanges` show.
-    pub fn new(cfg: ValidateConfig, ids: Arc<Ids>, exchanges: &[Exchange]) -> Validate {
+    pub fn new(cfg: ValidateConfig, ids: Arc<Ids>, index: &Index) -> Validate {
         let v = Validate { cfg, ids, rules: RwLock::new(Arc::new(HashMap::new())) };
-        v.learn(exchanges);
+        v.learn(index);
         v
     }
 
     /// Infers the request schemas again (a cassette switch).
-    pub fn learn(&self, exchanges: &[Exchange]) {
+    pub fn learn(&self, index: &Index) {
         let mut m = Model::default();
-        m.add_request_bodies(exchanges);
+        // Only requests with a body teach anything: a cassette of reads is not read at all.
+        let picked = index.select(|h| h.flags & REQ_BODY != 0 && h.status != 101);
+        m.add_request_bodies(picked.iter().map(|e| &**e));
         let rules = m
             .ops
             .into_iter()

@@ -1,0 +1,222 @@
+//! The replay file: a cassette laid out for replay, written beside its sled store (`replay.bin`)
+//! when the cassette is imported or first replayed, and removed by the store before the store
+//! changes. It holds the exchanges as the store keeps them (JSON, one after another), the WebSocket
+//! frames, the index's head table and key order, and the results of analyses that need the whole
+//! cassette. Replay reads the heads and reads an exchange on its first hit, so start-up and memory
+//! do not grow with the bodies. It knows nothing of sled or sockets.
+//!
+//! Layout: data | frames (JSON) | analyses (JSON) | heads | strings | key order (u32 LE) | trailer.
+//! The trailer (fixed size, at the end) gives the sections' places, the matcher identity the keys
+//! were made under, and a CRC-32 of everything after the data (each exchange is checked as it is
+//! read: it must parse and carry the sequence number its head names).
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::fingerprint::{Key, Matcher};
+use super::index::{key_order, Heads, HeadsBuilder, Index, Source, HEAD_BYTES};
+use super::model::{Exchange, Frame};
+use super::store::CassetteError;
+
+/// The replay file's name inside a cassette's directory.
+pub const FILE_NAME: &str = "replay.bin";
+const MAGIC: &[u8; 8] = b"CVRPLAY1";
+const VERSION: u32 = 1;
+const TRAILER: usize = 8 + 4 + 4 + 8 * 10 + 4 + 4;
+/// Exchanges parsed at once while writing (bounds the writer's memory).
+const CHUNK: usize = 8192;
+
+/// Work that needs every exchange of a cassette once, in recorded order (learning state machines,
+/// for one); its result is kept in the replay file so replay need not read every exchange.
+pub trait Analysis: Send {
+    /// The name its result is kept under.
+    fn name(&self) -> &'static str;
+    /// Sees one exchange (in recorded order).
+    fn observe(&mut self, e: &Exchange);
+    /// The result.
+    fn finish(self: Box<Self>) -> serde_json::Value;
+}
+
+/// Why a replay file was not used.
+#[derive(Debug)]
+pub enum Unusable {
+    /// There is none.
+    Missing,
+    /// It was made under other settings, by another version, or is damaged; the text says which.
+    Stale(String),
+}
+
+/// Writes the replay file into `dir` from `records` (sequence number and stored JSON, in recorded
+/// order) and `frames`, keys made by `matcher`; `analyses` see every exchange. Written to a
+/// temporary file, synced, then renamed into place.
+pub fn write<B: AsRef<[u8]> + Send + Sync>(
+    dir: &Path,
+    records: impl Iterator<Item = Result<(u64, B), CassetteError>>,
+    frames: &[Frame],
+    matcher: &Matcher,
+    mut analyses: Vec<Box<dyn Analysis>>,
+) -> Result<(), CassetteError> {
+    let path = dir.join(FILE_NAME);
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    let io = |e: std::io::Error| CassetteError::Io { path: path.clone(), detail: e.to_string() };
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io)?);
+    let mut heads = HeadsBuilder::default();
+    let mut off = 0u64;
+    let mut chunk: Vec<(u64, B)> = Vec::with_capacity(CHUNK);
+    let mut records = records.peekable();
+    while records.peek().is_some() {
+        chunk.clear();
+        while chunk.len() < CHUNK {
+            match records.next() {
+                Some(r) => chunk.push(r?),
+                None => break,
+            }
+        }
+        let parsed = super::par_map(&chunk, |(seq, raw)| {
+            let e: Exchange = serde_json::from_slice(raw.as_ref()).map_err(|e| CassetteError::Corrupt {
+                path: dir.to_path_buf(),
+                detail: format!("exchange {seq} does not parse: {e}"),
+            })?;
+            let key = Key::of(&matcher.fingerprint(&e.request));
+            Ok::<_, CassetteError>((e, key))
+        });
+        for ((_, raw), parsed) in chunk.iter().zip(parsed) {
+            let (e, key) = parsed?;
+            for a in analyses.iter_mut() {
+                a.observe(&e);
+            }
+            let raw = raw.as_ref();
+            let len = u32::try_from(raw.len()).map_err(|_| CassetteError::Io {
+                path: path.clone(),
+                detail: format!("exchange {} is larger than 4 GiB", e.seq),
+            })?;
+            heads.push(&e, key, off, len).map_err(|detail| CassetteError::Io { path: path.clone(), detail })?;
+            out.write_all(raw).map_err(io)?;
+            off += u64::from(len);
+        }
+    }
+    let heads = heads.finish();
+    let order = key_order(&heads);
+    let results: BTreeMap<&str, serde_json::Value> = analyses.into_iter().map(|a| (a.name(), a.finish())).collect();
+    let json = |e: serde_json::Error| CassetteError::Io { path: path.clone(), detail: e.to_string() };
+    let sections: [Vec<u8>; 5] = [
+        serde_json::to_vec(frames).map_err(json)?,
+        serde_json::to_vec(&results).map_err(json)?,
+        heads.recs,
+        heads.strings,
+        order.iter().flat_map(|p| p.to_le_bytes()).collect(),
+    ];
+    let mut crc = crc32fast::Hasher::new();
+    let mut places = Vec::new();
+    let mut at = off;
+    for s in &sections {
+        places.push((at, s.len() as u64));
+        crc.update(s);
+        out.write_all(s).map_err(io)?;
+        at += s.len() as u64;
+    }
+    let mut t = Vec::with_capacity(TRAILER);
+    t.extend_from_slice(MAGIC);
+    t.extend_from_slice(&VERSION.to_le_bytes());
+    t.extend_from_slice(&0u32.to_le_bytes());
+    t.extend_from_slice(&matcher.identity().to_le_bytes());
+    t.extend_from_slice(&(heads_len(&places) as u64).to_le_bytes());
+    for (o, l) in &places[..4] {
+        t.extend_from_slice(&o.to_le_bytes());
+        t.extend_from_slice(&l.to_le_bytes());
+    }
+    t.extend_from_slice(&places[4].0.to_le_bytes());
+    t.extend_from_slice(&crc.finalize().to_le_bytes());
+    t.extend_from_slice(&0u32.to_le_bytes());
+    out.write_all(&t).map_err(io)?;
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn heads_len(places: &[(u64, u64)]) -> usize {
+    places[2].1 as usize / HEAD_BYTES
+}
+
+/// Opens the replay file in `dir` as an index under `matcher`, with the cassette's frames.
+pub fn open(dir: &Path, matcher: &Matcher) -> Result<(Index, Vec<Frame>), Unusable> {
+    use std::os::unix::fs::FileExt;
+    let path: PathBuf = dir.join(FILE_NAME);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
+        Err(e) => return Err(Unusable::Stale(format!("cannot open it: {e}"))),
+    };
+    let stale = |s: &str| Unusable::Stale(s.to_string());
+    let size = file.metadata().map_err(|e| Unusable::Stale(e.to_string()))?.len();
+    if size < TRAILER as u64 {
+        return Err(stale("it is cut short"));
+    }
+    let mut t = [0u8; TRAILER];
+    file.read_exact_at(&mut t, size - TRAILER as u64).map_err(|e| Unusable::Stale(e.to_string()))?;
+    let word = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&t[16 + 8 * i..24 + 8 * i]);
+        u64::from_le_bytes(a)
+    };
+    if &t[..8] != MAGIC {
+        return Err(stale("it is not a callvcr replay file"));
+    }
+    if u32::from_le_bytes([t[8], t[9], t[10], t[11]]) != VERSION {
+        return Err(stale("another callvcr version wrote it"));
+    }
+    if word(0) != matcher.identity() {
+        return Err(stale("it was made under other matching or redaction settings, or by another callvcr build"));
+    }
+    let n = word(1);
+    let crc_at = 16 + 8 * 10;
+    let crc = u32::from_le_bytes([t[crc_at], t[crc_at + 1], t[crc_at + 2], t[crc_at + 3]]);
+    // Sections: frames, analyses, heads, strings (offset, length), then the order (offset).
+    let mut places: Vec<(u64, u64)> = (0..4).map(|i| (word(2 + 2 * i), word(3 + 2 * i))).collect();
+    places.push((word(10), n.checked_mul(4).ok_or_else(|| stale("its sizes do not add up"))?));
+    let end = size - TRAILER as u64;
+    let data_end = places[0].0;
+    let mut at = data_end;
+    for (o, l) in &places {
+        if *o != at || o.checked_add(*l).is_none_or(|e| e > end) {
+            return Err(stale("its sections do not add up"));
+        }
+        at = o + l;
+    }
+    if at != end || places[2].1 != n.saturating_mul(HEAD_BYTES as u64) {
+        return Err(stale("its sections do not add up"));
+    }
+    let mut crc_check = crc32fast::Hasher::new();
+    let mut read = |(o, l): (u64, u64)| -> Result<Vec<u8>, Unusable> {
+        let mut v = vec![0u8; l as usize];
+        file.read_exact_at(&mut v, o).map_err(|e| Unusable::Stale(e.to_string()))?;
+        crc_check.update(&v);
+        Ok(v)
+    };
+    let frames = read(places[0])?;
+    let analyses = read(places[1])?;
+    let recs = read(places[2])?;
+    let strings = read(places[3])?;
+    let order = read(places[4])?;
+    if crc_check.finalize() != crc {
+        return Err(stale("it is damaged (checksum)"));
+    }
+    let frames: Vec<Frame> =
+        serde_json::from_slice(&frames).map_err(|e| Unusable::Stale(format!("its frames do not parse: {e}")))?;
+    let analyses: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&analyses).map_err(|e| Unusable::Stale(format!("its analyses do not parse: {e}")))?;
+    let heads = Heads { recs, strings };
+    heads.check(data_end).map_err(Unusable::Stale)?;
+    let order: Vec<u32> = order.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    if order.iter().any(|&p| u64::from(p) >= n) || !heads.sorted(&order) {
+        return Err(stale("its key order is wrong"));
+    }
+    let source = Source::File { file, path };
+    Ok((Index::from_parts(heads, order, source, matcher, analyses), frames))
+}
