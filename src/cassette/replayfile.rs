@@ -23,7 +23,7 @@ use super::store::CassetteError;
 pub const FILE_NAME: &str = "replay.bin";
 const MAGIC: &[u8; 8] = b"CVRPLAY1";
 const VERSION: u32 = 1;
-const TRAILER: usize = 8 + 4 + 4 + 8 * 10 + 4 + 4;
+const TRAILER: usize = 8 + 4 + 4 + 8 * 11 + 4 + 4;
 /// Exchanges parsed at once while writing (bounds the writer's memory).
 const CHUNK: usize = 8192;
 
@@ -175,7 +175,7 @@ pub fn open(dir: &Path, matcher: &Matcher) -> Result<(Index, Vec<Frame>), Unusab
         return Err(stale("it was made under other matching or redaction settings, or by another callvcr build"));
     }
     let n = word(1);
-    let crc_at = 16 + 8 * 10;
+    let crc_at = 16 + 8 * 11;
     let crc = u32::from_le_bytes([t[crc_at], t[crc_at + 1], t[crc_at + 2], t[crc_at + 3]]);
     // Sections: frames, analyses, heads, strings (offset, length), then the order (offset).
     let mut places: Vec<(u64, u64)> = (0..4).map(|i| (word(2 + 2 * i), word(3 + 2 * i))).collect();
