@@ -482,6 +482,7 @@ async fn re_recording_replaces_and_a_changed_match_config_still_matches_the_stor
     let dir = tempdir("rerecord");
     let si = start_stand_in(&dir).await;
     let h = [("host", "api.mypurecloud.com")];
+    let replay_file = dir.join("cassettes/re/replay.bin");
     // First run: three exchanges.
     let cv = Callvcr::start(&dir, &s(&record_args(&si, "re")));
     let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
@@ -489,12 +490,26 @@ async fn re_recording_replaces_and_a_changed_match_config_still_matches_the_stor
         assert_eq!(api.send("GET", path, &h, "").await.status, 200);
     }
     assert_eq!(cv.stop().0, 0);
+    assert!(!replay_file.exists(), "recording leaves no replay file");
+    // The first replay writes the replay file, and answers from it.
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "re", "--no-overlay", "auth"]);
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    assert_eq!(api.send("GET", "/api/v2/other", &h, "").await.status, 200);
+    assert_eq!(cv.stop().0, 0);
+    assert!(replay_file.exists(), "the first replay writes the replay file");
     // Second run over the same name: one exchange, and only it remains (nothing appended).
     let cv = Callvcr::start(&dir, &s(&record_args(&si, "re")));
     let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    assert!(!replay_file.exists(), "a recording removes the replay file before it changes the store");
     assert_eq!(api.send("GET", "/api/v2/counter?cacheBuster=1", &h, "").await.text(), r#"{"n":2}"#);
     assert_eq!(cv.stop().0, 0);
     si.stop();
+    // Replay sees the new recording, not the old replay file: the old exchange is gone.
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "re", "--no-overlay", "auth"]);
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    assert_eq!(api.send("GET", "/api/v2/other", &h, "").await.status, 404);
+    assert_eq!(api.send("GET", "/api/v2/counter?cacheBuster=1", &h, "").await.text(), r#"{"n":2}"#);
+    assert_eq!(cv.stop().0, 0);
     let (code, out, _) = run(&dir, &["cassette", "show", "re"]);
     assert_eq!(code, 0);
     assert_eq!(out.lines().filter(|l| l.contains("→ 200")).count(), 1, "{out}");

@@ -168,7 +168,7 @@ pub fn open(dir: &Path, matcher: &Matcher) -> Result<(Index, Vec<Frame>), Unusab
     if &t[..8] != MAGIC {
         return Err(stale("it is not a callvcr replay file"));
     }
-    if u32::from_le_bytes([t[8], t[9], t[10], t[11]]) != VERSION {
+    if u32::from_le_bytes([t[8], t[9], t[10], t[11]]) != VERSION || t[12..16] != [0; 4] || t[TRAILER - 4..] != [0; 4] {
         return Err(stale("another callvcr version wrote it"));
     }
     if word(0) != matcher.identity() {
@@ -219,4 +219,133 @@ pub fn open(dir: &Path, matcher: &Matcher) -> Result<(Index, Vec<Frame>), Unusab
     }
     let source = Source::File { file, path };
     Ok((Index::from_parts(heads, order, source, matcher, analyses), frames))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cassette::model::test_exchange;
+    use crate::cassette::{Anchor, Body, Dir, FrameKind, Redactor};
+    use crate::config::{MatchConfig, RedactConfig};
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("callvcr-replayfile-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn matcher(cfg: MatchConfig) -> Matcher {
+        Matcher::new(&cfg, Redactor::new(&RedactConfig::default()))
+    }
+
+    fn cassette() -> (Vec<Exchange>, Vec<Frame>) {
+        let mut ex = vec![
+            test_exchange(1, "GET", "/api/v2/users/me", None, "", 200, r#"{"id":"u1"}"#),
+            test_exchange(2, "POST", "/api/v2/queues", Some("a=1&b=2"), r#"{"name":"q"}"#, 201, r#"{"id":"q1"}"#),
+            test_exchange(4, "GET", "/api/v2/users/me", None, "", 200, r#"{"id":"u2"}"#),
+            test_exchange(7, "GET", "/api/v2/users/me", None, "", 200, r#"{"id":"u3"}"#),
+        ];
+        ex[2].sdk = Some("purecloud-sdk/1.0".into());
+        ex[3].sdk = Some("purecloud-sdk/2.0".into());
+        let frame = Frame {
+            session: 2,
+            n: 0,
+            dir: Dir::Server,
+            at_ms: 5,
+            kind: FrameKind::Text,
+            data: Body { bytes: bytes::Bytes::from_static(b"{\"topicName\":\"x\"}"), encoding: None },
+            close_code: None,
+            close_reason: None,
+            after: Some(Anchor::Rest(1)),
+        };
+        (ex, vec![frame])
+    }
+
+    fn write_from(dir: &Path, ex: &[Exchange], frames: &[Frame], m: &Matcher) {
+        let records = ex.iter().map(|e| Ok((e.seq, serde_json::to_vec(e).unwrap())));
+        write(dir, records, frames, m, Vec::new()).unwrap();
+    }
+
+    fn body(r: Option<Result<&super::super::index::Loaded, CassetteError>>) -> String {
+        String::from_utf8(r.unwrap().unwrap().prepared.body.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_replay_file_answers_as_the_cassette_in_memory_does() {
+        let dir = scratch("same");
+        let m = matcher(MatchConfig::default());
+        let (ex, frames) = cassette();
+        write_from(&dir, &ex, &frames, &m);
+        let (file, got_frames) = open(&dir, &m).unwrap();
+        let memory = Index::new(ex.clone(), &m);
+        assert_eq!(got_frames, frames);
+        assert_eq!(file.len(), 4);
+        for (a, b) in file.heads().zip(memory.heads()) {
+            assert_eq!(
+                (a.key, a.seq, a.status, a.flags, a.method, a.host, a.path, a.query, a.sdk),
+                (b.key, b.seq, b.status, b.flags, b.method, b.host, b.path, b.query, b.sdk)
+            );
+        }
+        let me = m.fingerprint(&ex[0].request);
+        // FIFO per key, the last repeating; the SDK version picks its own recording.
+        for idx in [&file, &memory] {
+            assert_eq!(body(idx.next(&me)), r#"{"id":"u1"}"#);
+            assert_eq!(body(idx.next_by_key(Key::of(&me), Some("purecloud-sdk/2.0"))), r#"{"id":"u3"}"#);
+            assert_eq!(body(idx.next(&me)), r#"{"id":"u2"}"#);
+            assert_eq!(body(idx.next(&me)), r#"{"id":"u3"}"#);
+            assert_eq!(body(idx.next(&me)), r#"{"id":"u3"}"#);
+            let post = m.fingerprint(&ex[1].request);
+            assert_eq!(idx.next(&post).unwrap().unwrap().exchange.as_ref(), &ex[1]);
+            assert!(idx.seq_served(2) && idx.seq_served(3) && idx.unused().is_empty());
+            let near = idx
+                .near_misses(&m.fingerprint(&test_exchange(0, "GET", "/api/v2/users/you", None, "", 0, "").request), 1);
+            assert_eq!(near[0].recorded, "GET api.mypurecloud.com/api/v2/users/me");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_replay_file_is_not_used_and_a_damaged_exchange_is_an_error() {
+        let dir = scratch("damaged");
+        let m = matcher(MatchConfig::default());
+        let (ex, frames) = cassette();
+        assert!(matches!(open(&dir, &m), Err(Unusable::Missing)));
+        write_from(&dir, &ex, &frames, &m);
+        let path = dir.join(FILE_NAME);
+        let good = std::fs::read(&path).unwrap();
+        let stale = |why: &str| match open(&dir, &m) {
+            Err(Unusable::Stale(w)) => assert!(w.contains(why), "{w}"),
+            Err(Unusable::Missing) => panic!("missing"),
+            Ok(_) => panic!("a bad replay file was used"),
+        };
+        // Other matching settings: keys made under them would not match.
+        let other = matcher(MatchConfig { ignore_query: vec!["a".into()], ..MatchConfig::default() });
+        assert!(matches!(open(&dir, &other), Err(Unusable::Stale(w)) if w.contains("settings")));
+        // Every byte after the data section is checked: flip each in turn.
+        let data_end = ex.iter().map(|e| serde_json::to_vec(e).unwrap().len()).sum::<usize>();
+        for at in data_end..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x41;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(open(&dir, &m).is_err(), "byte {at} of {} flipped and not noticed", good.len());
+        }
+        for cut in [0, 10, good.len() / 2, good.len() - 1] {
+            std::fs::write(&path, &good[..cut]).unwrap();
+            assert!(open(&dir, &m).is_err(), "cut at {cut}");
+        }
+        std::fs::write(&path, [b'x'; 300]).unwrap();
+        stale("not a callvcr replay file");
+        // A damaged exchange in the data section shows when it is read: an error naming it.
+        let mut bad = good.clone();
+        bad[3] = b'#';
+        std::fs::write(&path, &bad).unwrap();
+        let (idx, _) = open(&dir, &m).unwrap();
+        match idx.next(&m.fingerprint(&ex[0].request)) {
+            Some(Err(e)) => assert!(e.to_string().contains("exchange 1 does not parse"), "{e}"),
+            _ => panic!("a damaged exchange was served"),
+        }
+        assert_eq!(body(idx.next(&m.fingerprint(&ex[1].request))), r#"{"id":"q1"}"#, "the others still serve");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -54,6 +54,9 @@ struct Recording {
     body: Bytes,
 }
 
+/// A cassette and the positions of each collection's recordings in it.
+type Picks = (Arc<Index>, Vec<Vec<u32>>);
+
 /// One collection in memory, once changed.
 #[derive(Debug, Clone)]
 struct Live {
@@ -70,7 +73,7 @@ pub struct Crud {
     cols: Vec<Collection>,
     ids: Arc<Ids>,
     /// The cassette, and where each collection's recordings lie in it.
-    raw: RwLock<Arc<(Arc<Index>, Vec<Vec<u32>>)>>,
+    raw: RwLock<Arc<Picks>>,
     /// Each collection's recorded state, read from its recordings when first needed.
     built: Mutex<HashMap<usize, Arc<Base>>>,
     live: Mutex<HashMap<usize, Live>>,

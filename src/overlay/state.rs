@@ -1454,14 +1454,15 @@ mod tests {
     #[test]
     fn machines_are_learned_from_the_states_a_cassette_shows() {
         let other = "/api/v2/widgets/0b7c9a52-2222-4c47-9d0e-1f2a3b4c5d6e";
-        let list = learn(&[
+        let cassette = [
             ex(1, "GET", W, "", 200, r#"{"state":"new"}"#),
             ex(2, "PATCH", W, r#"{"state":"open"}"#, 200, "{}"),
             ex(3, "GET", W, "", 200, r#"{"state":"open"}"#),
             ex(4, "GET", W, "", 200, r#"{"state":"closed"}"#),
             ex(5, "GET", other, "", 200, r#"{"state":"new"}"#),
             ex(6, "GET", "/api/v2/widgets", "", 200, r#"{"state":"listed"}"#),
-        ]);
+        ];
+        let list = learn(&cassette);
         assert_eq!(list.len(), 1, "{list:?}");
         let l = &list[0];
         assert_eq!((l.template.as_str(), l.field.as_str(), l.instances), ("/api/v2/widgets/{widgetId}", "state", 2));
@@ -1472,6 +1473,21 @@ mod tests {
         assert_eq!(m.refusal, Refusal::Genesys);
         let y = learned_yaml(&list);
         assert!(y.contains("resource: \"/api/v2/widgets/{widgetId}\"") && y.contains("new: [open]"), "{y}");
+
+        // Learned once when a replay file is written, kept in it: the same machines as learning again.
+        let dir = std::env::temp_dir().join(format!("callvcr-learned-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = crate::config::Config::default();
+        let m = crate::cassette::Matcher::new(&cfg.matching, crate::cassette::Redactor::new(&cfg.redact));
+        let records = cassette.iter().map(|e| Ok((e.seq, serde_json::to_vec(e).unwrap())));
+        crate::cassette::replayfile::write(&dir, records, &[], &m, crate::overlay::analyses()).unwrap();
+        let (file, _) = crate::cassette::replayfile::open(&dir, &m).unwrap();
+        assert!(file.analysis(LEARNED).is_some());
+        let kept = learned_of(&file);
+        assert_eq!(learned_yaml(&kept), y);
+        assert_eq!((kept[0].instances, &kept[0].seen, &kept[0].machine.states), (2, &l.seen, &l.machine.states));
+        assert_eq!(learned_yaml(&learned_of(&crate::cassette::model::test_index(&cassette))), y);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn overlay(exchanges: &[Exchange]) -> State {
