@@ -350,6 +350,32 @@ async fn websocket_sessions_relay_while_recording_without_the_compression_offer(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_started_together_share_a_fresh_recording() {
+    let dir = tempdir("together");
+    let si = start_stand_in(&dir).await;
+    let h = [("host", "api.mypurecloud.com")];
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "t")));
+    let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+    assert_eq!(api.send("GET", "/api/v2/users/me", &h, "").await.status, 200);
+    assert_eq!(cv.stop().0, 0);
+    si.stop();
+    // Three replays at once: one writes the replay file while holding the store, the others wait
+    // for it instead of failing on the held store.
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let d = dir.clone();
+            std::thread::spawn(move || Callvcr::start(&d, &["replay", "--cassette", "t", "--no-overlay", "auth"]))
+        })
+        .collect();
+    let running: Vec<Callvcr> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+    for cv in running {
+        let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
+        assert_eq!(api.send("GET", "/api/v2/users/me", &h, "").await.status, 200);
+        assert_eq!(cv.stop().0, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cassette_held_by_a_recording_is_named_with_its_pid() {
     let dir = tempdir("held");
     let si = start_stand_in(&dir).await;

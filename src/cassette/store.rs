@@ -15,6 +15,8 @@ const EXCHANGES_TREE: &str = "exchanges";
 const FRAMES_TREE: &str = "frames";
 const VERSION_KEY: &str = "format_version";
 const OWNER_FILE: &str = "callvcr.pid";
+/// Added to the owner file while a replay writes the replay file (others wait for it).
+const WRITING: &str = "writing-replay-file";
 
 /// Errors opening or using a cassette.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,11 @@ pub struct Store {
 impl Store {
     /// Opens the store at `path`; creates it when `create` is set, else it must exist.
     pub fn open(path: &Path, create: bool) -> Result<Store, CassetteError> {
+        Store::open_noting(path, create, "")
+    }
+
+    /// Like [`Store::open`]; `note` follows the process id in the owner file (what it holds the store for).
+    fn open_noting(path: &Path, create: bool, note: &str) -> Result<Store, CassetteError> {
         if !create && !path.join("db").exists() && !path.join("conf").exists() {
             return Err(CassetteError::Missing(path.to_path_buf()));
         }
@@ -100,7 +107,7 @@ impl Store {
             }
         }
         let next = exchanges.last().map_err(io)?.map(|(k, _)| seq_of(&k) + 1).unwrap_or(1);
-        let _ = std::fs::write(path.join(OWNER_FILE), std::process::id().to_string());
+        let _ = std::fs::write(path.join(OWNER_FILE), format!("{} {note}", std::process::id()).trim_end());
         Ok(Store {
             path: path.to_path_buf(),
             db,
@@ -279,7 +286,9 @@ fn open_error(path: &Path, e: sled::Error) -> CassetteError {
     let text = e.to_string();
     match e {
         sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || text.contains("lock") => {
-            let pid = std::fs::read_to_string(path.join(OWNER_FILE)).ok().and_then(|s| s.trim().parse().ok());
+            let pid = std::fs::read_to_string(path.join(OWNER_FILE))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()));
             CassetteError::InUse { path: path.to_path_buf(), pid }
         }
         sled::Error::Corruption { .. } => CassetteError::Corrupt { path: path.to_path_buf(), detail: text },
@@ -415,7 +424,25 @@ pub fn open_for_replay(
             tracing::info!(cassette = %name, "the replay file is not used ({why}); writing it again from the store")
         }
     }
-    let store = Store::open(&path, false)?;
+    // Another replay may be writing the replay file right now (it holds the store meanwhile):
+    // wait a little for it rather than fail; a recording holding the store stays an error.
+    let mut waited = std::time::Duration::ZERO;
+    let store = loop {
+        match Store::open(&path, false) {
+            // The owner file is written just after the store is taken: none yet means wait and see.
+            Err(CassetteError::InUse { .. })
+                if waited < std::time::Duration::from_secs(10)
+                    && std::fs::read_to_string(path.join(OWNER_FILE)).map_or(true, |s| s.contains(WRITING)) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                waited += std::time::Duration::from_millis(50);
+                if let Ok((index, frames)) = replayfile::open(&path, matcher) {
+                    return Ok((name, index, frames));
+                }
+            }
+            r => break r?,
+        }
+    };
     match store.write_replay_file(matcher, analyses()).map_err(|e| e.to_string()).and_then(|()| {
         replayfile::open(&path, matcher).map_err(|u| match u {
             Unusable::Missing => "it vanished after writing".to_string(),
