@@ -95,7 +95,7 @@ fn main() {
     let token = rt.block_on(login(callvcr_addr, cfg.clone()));
     BEARER.set(format!("Bearer {token}")).unwrap();
     println!("replay benchmark: {secs} s per scenario, GET {PATH} ({} byte body)", body().len());
-    println!("{:<34} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50 µs", "p99 µs");
+    println!("{:<34} {:>10} {:>10} {:>10} {:>12}", "scenario", "req/s", "p50 µs", "p99 µs", "CPU µs/req");
     let mut ratios = Vec::new();
     const ROUNDS: usize = 3;
     // Keep-alive at 1, 16 and 64 connections (BENCH_CONCS overrides), then a new TLS connection per
@@ -114,19 +114,41 @@ fn main() {
         // the reported ratio is the median of the per-round ratios.
         let span = Duration::from_secs_f64(secs / ROUNDS as f64);
         let mut per_round = Vec::new();
+        let mut cpu = Vec::new();
         for round in 0..ROUNDS {
+            let t0 = cpu_us(bare.id());
             let b = rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, span));
+            let b_cpu = (cpu_us(bare.id()) - t0) as f64 / b.n.max(1) as f64;
+            let t0 = cpu_us(callvcr.id());
             let c = rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, span));
-            println!("{:<34} {:>10.0} {:>10} {:>10}", format!("bare, {label} #{}", round + 1), b.rps, b.p50, b.p99);
-            println!("{:<34} {:>10.0} {:>10} {:>10}", format!("callvcr, {label} #{}", round + 1), c.rps, c.p50, c.p99);
+            let c_cpu = (cpu_us(callvcr.id()) - t0) as f64 / c.n.max(1) as f64;
+            println!(
+                "{:<34} {:>10.0} {:>10} {:>10} {:>12.1}",
+                format!("bare, {label} #{}", round + 1),
+                b.rps,
+                b.p50,
+                b.p99,
+                b_cpu
+            );
+            println!(
+                "{:<34} {:>10.0} {:>10} {:>10} {:>12.1}",
+                format!("callvcr, {label} #{}", round + 1),
+                c.rps,
+                c.p50,
+                c.p99,
+                c_cpu
+            );
             per_round.push((c.rps / b.rps, c.p50 as f64 / b.p50.max(1) as f64, c.p99 as f64 / b.p99.max(1) as f64));
+            cpu.push((b_cpu, c_cpu));
         }
+        cpu.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
+        let (b_cpu, c_cpu) = cpu[cpu.len() / 2];
         let median = |f: fn(&(f64, f64, f64)) -> f64| {
             let mut v: Vec<f64> = per_round.iter().map(f).collect();
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
         };
-        ratios.push((label.clone(), median(|r| r.0), median(|r| r.1), median(|r| r.2)));
+        ratios.push((label.clone(), median(|r| r.0), median(|r| r.1), median(|r| r.2), b_cpu, c_cpu));
     }
     // Record mode: every exchange is written to sled and flushed to disk before the client gets
     // its response. Same client load, through callvcr to the bare server, against the bare server direct.
@@ -172,8 +194,8 @@ fn main() {
         mint_p99 as f64 / 1000.0,
         (cold.0 as f64 - warm_hs.0 as f64) / 1000.0
     );
-    for (label, r, p50, p99) in &ratios {
-        println!("median ratio callvcr/bare over {ROUNDS} rounds, {label}: throughput {r:.2}x, p50 latency {p50:.2}x, p99 latency {p99:.2}x");
+    for (label, r, p50, p99, b_cpu, c_cpu) in &ratios {
+        println!("median ratio callvcr/bare over {ROUNDS} rounds, {label}: throughput {r:.2}x, p50 latency {p50:.2}x, p99 latency {p99:.2}x; server CPU per request {c_cpu:.1} µs vs {b_cpu:.1} µs bare");
     }
     let _ = Command::new("kill").arg("-INT").arg(callvcr.id().to_string()).status();
     let _ = callvcr.wait();
@@ -198,6 +220,16 @@ struct Outcome {
     rps: f64,
     p50: u128,
     p99: u128,
+    n: usize,
+}
+
+/// CPU time (user + system, all threads) `pid` has used, in µs (Linux; clock ticks of 10 ms).
+fn cpu_us(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 10_000
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -282,7 +314,7 @@ async fn load(
     let elapsed = start.elapsed().as_secs_f64();
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Outcome { rps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99) }
+    Outcome { rps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99), n: all.len() }
 }
 
 /// p50 and p99 (µs) of minting `n` leaves for names never seen, with callvcr's own leaf cache.

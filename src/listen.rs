@@ -178,7 +178,7 @@ where
             return;
         }
     };
-    let target = Target { scheme: "https", host, port };
+    let target = Arc::new(Target::new("https", host, port));
     serve_http(tls, target, shared).await;
 }
 
@@ -194,7 +194,7 @@ fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves intercepted HTTP (1.1 or 2) for one target on an established stream.
-async fn serve_http<IO>(io: IO, target: Target, shared: Shared)
+async fn serve_http<IO>(io: IO, target: Arc<Target>, shared: Shared)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -268,7 +268,7 @@ async fn proxy_request(
         let Some((host, port)) = split_authority(auth.as_str(), if https { 443 } else { 80 }) else {
             return plain(StatusCode::BAD_REQUEST, "request", format!("no host in `{uri}`"));
         };
-        let target = Target { scheme: if https { "https" } else { "http" }, host, port };
+        let target = Arc::new(Target::new(if https { "https" } else { "http" }, host, port));
         return shared.proxy.clone().handle(req, target, Some(switch)).await;
     }
     // Origin-form: the Host header names the target.
@@ -284,7 +284,7 @@ async fn proxy_request(
         );
     }
     let port = if port == 80 { 443 } else { port };
-    shared.proxy.clone().handle(req, Target { scheme: "https", host, port }, Some(switch)).await
+    shared.proxy.clone().handle(req, Arc::new(Target::new("https", host, port)), Some(switch)).await
 }
 
 async fn connect(mut req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Response<Full<Bytes>> {

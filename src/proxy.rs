@@ -52,17 +52,21 @@ pub struct Target {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// `host`, or `host:port` when the port is not the scheme's default.
+    authority: String,
 }
 
 impl Target {
+    /// The target `host` (lower-case, without port) on `port`, reached over `scheme`.
+    pub fn new(scheme: &'static str, host: String, port: u16) -> Target {
+        let default = if scheme == "https" { 443 } else { 80 };
+        let authority = if port == default { host.clone() } else { format!("{host}:{port}") };
+        Target { scheme, host, port, authority }
+    }
+
     /// `host` or `host:port` when the port is not the scheme's default.
-    pub fn authority(&self) -> String {
-        let default = if self.scheme == "https" { 443 } else { 80 };
-        if self.port == default {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 }
 
@@ -156,38 +160,61 @@ pub struct Proxy {
 /// The journal: the most recent answers, shared by the HTTP and WebSocket sides.
 #[derive(Debug, Default)]
 pub struct Journal {
-    entries: Mutex<std::collections::VecDeque<JournalEntry>>,
+    entries: Mutex<std::collections::VecDeque<Noted>>,
     seq: AtomicU64,
+}
+
+/// One journal entry as kept: its texts one after another in one buffer (reused once the journal
+/// is full), so noting an answer touches one allocation, not five.
+#[derive(Debug, Default)]
+struct Noted {
+    seq: u64,
+    status: u16,
+    /// Method, host, path, answered-by and detail, one after another.
+    text: String,
+    /// Where method, host, path and answered-by end in `text`.
+    ends: [usize; 4],
+    detail: bool,
+}
+
+impl Noted {
+    fn entry(&self) -> JournalEntry {
+        let [a, b, c, d] = self.ends;
+        let t = &self.text;
+        JournalEntry {
+            seq: self.seq,
+            method: t[..a].to_string(),
+            host: t[a..b].to_string(),
+            path: t[b..c].to_string(),
+            status: self.status,
+            answered_by: t[c..d].to_string(),
+            detail: self.detail.then(|| t[d..].to_string()),
+        }
+    }
 }
 
 impl Journal {
     /// Notes one answer.
     pub fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let mut j = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        // Once full, the oldest entry's strings are reused: a long replay journals without allocating.
-        let mut e = if j.len() >= JOURNAL_CAP { j.pop_front().unwrap_or_default() } else { JournalEntry::default() };
-        let set = |s: &mut String, v: &str| {
-            s.clear();
-            s.push_str(v);
-        };
+        // Once full, the oldest entry's buffer is reused: a long replay journals without allocating.
+        let mut e = if j.len() >= JOURNAL_CAP { j.pop_front().unwrap_or_default() } else { Noted::default() };
         e.seq = seq;
-        set(&mut e.method, method);
-        set(&mut e.host, host);
-        set(&mut e.path, path);
         e.status = status;
-        set(&mut e.answered_by, answered_by);
-        match (detail, &mut e.detail) {
-            (Some(d), Some(x)) => set(x, d),
-            (Some(d), x) => *x = Some(d.to_string()),
-            (None, x) => *x = None,
+        e.text.clear();
+        for (i, part) in [method, host, path, answered_by].into_iter().enumerate() {
+            e.text.push_str(part);
+            e.ends[i] = e.text.len();
         }
+        e.detail = detail.is_some();
+        e.text.push_str(detail.unwrap_or(""));
         j.push_back(e);
     }
 
     /// A copy of the entries.
     pub fn entries(&self) -> Vec<JournalEntry> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).iter().map(Noted::entry).collect()
     }
 
     /// Empties it.
@@ -237,7 +264,7 @@ fn live_request(
     RecordedRequest {
         method: method.to_string(),
         scheme: target.scheme.to_string(),
-        host: target.authority(),
+        host: target.authority().to_string(),
         path: uri.path().to_string(),
         query: uri.query().map(String::from),
         headers: header_pairs(headers),
@@ -445,15 +472,13 @@ impl Proxy {
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        target: Target,
+        target: Arc<Target>,
         switch: Option<Arc<CutSwitch>>,
     ) -> Response<ProxyBody> {
-        if self.overlays.state.is_none() {
-            return self.handle_request(req, target, switch).await;
+        let r = self.handle_request(req, &target, switch).await;
+        if self.overlays.state.is_some() {
+            self.state_moved().await;
         }
-        let me = self.clone();
-        let r = self.handle_request(req, target, switch).await;
-        me.state_moved().await;
         r
     }
 
@@ -466,7 +491,8 @@ impl Proxy {
         }
         // Wake the state clock only when a session appeared or moved, not on every request.
         let g = state.generation();
-        if self.state_seen.swap(g, Ordering::AcqRel) != g {
+        // Read first: most requests move nothing, and a write would bounce the line between cores.
+        if self.state_seen.load(Ordering::Acquire) != g && self.state_seen.swap(g, Ordering::AcqRel) != g {
             self.state_changed.notify_waiters();
         }
     }
@@ -526,9 +552,9 @@ impl Proxy {
     }
 
     async fn handle_request(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         mut req: Request<Incoming>,
-        target: Target,
+        target: &Target,
         switch: Option<Arc<CutSwitch>>,
     ) -> Response<ProxyBody> {
         let host = target.authority();
@@ -538,56 +564,19 @@ impl Proxy {
             let on_upgrade = hyper::upgrade::on(&mut req);
             let (parts, _) = req.into_parts();
             // Cold paths are boxed, so the hot request future stays small (it is moved per request).
-            return Box::pin(self.handle_upgrade(parts, on_upgrade, target)).await;
+            return Box::pin(self.clone().handle_upgrade(parts, on_upgrade, target.clone())).await;
         }
 
         let (parts, body) = req.into_parts();
         // Borrowed from the request head: no copies on the hit path.
         let (method, path, query) = (parts.method.as_str(), parts.uri.path(), parts.uri.query());
-        let limit = self.config.limits.max_body_bytes;
-        let read_ms = self.config.limits.read_timeout_ms;
-        let collected =
-            tokio::time::timeout(std::time::Duration::from_millis(read_ms), Limited::new(body, limit).collect());
-        let Ok(collected) = collected.await else {
-            // A client trickling its body (slowloris) gives up its connection slot.
-            let msg = format!("the request body did not arrive within {read_ms} ms (limits.read_timeout_ms)");
-            tracing::warn!(%method, %host, %path, "{msg}");
-            self.note(method, &host, path, 408, "callvcr", Some("request-timeout"));
-            let mut r = json_response(
-                StatusCode::REQUEST_TIMEOUT,
-                ("x-callvcr-error", "request"),
-                json!({"message": msg, "code": "callvcr.request.timeout", "status": 408}),
-            );
-            r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            return r;
-        };
-        let bytes = match collected {
-            Ok(c) => c.to_bytes(),
-            Err(e) => {
-                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
-                let (status, code, msg) = if too_large {
-                    (
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "callvcr.request.too_large",
-                        format!("request body over the {limit}-byte limit (limits.max_body_bytes)"),
-                    )
-                } else {
-                    (StatusCode::BAD_REQUEST, "callvcr.request.body", format!("could not read the request body: {e}"))
-                };
-                tracing::warn!(%method, %host, %path, "{msg}");
-                self.note(
-                    method,
-                    &host,
-                    path,
-                    status.as_u16(),
-                    "callvcr",
-                    Some(if too_large { "request-too-large" } else { "bad-request" }),
-                );
-                return json_response(
-                    status,
-                    ("x-callvcr-error", "request"),
-                    json!({"message": msg, "code": code, "status": status.as_u16()}),
-                );
+        // A request without a body (most reads) needs no read timer.
+        let bytes = if hyper::body::Body::is_end_stream(&body) {
+            Bytes::new()
+        } else {
+            match self.read_body(body, method, &host, path).await {
+                Ok(b) => b,
+                Err(r) => return r,
             }
         };
 
@@ -686,6 +675,63 @@ impl Proxy {
         }
         let seen = Seen { method, path, query, host: &host, configured };
         self.answer_from_cassette(&parts, bytes, &target, &seen, &ctx, fault_mark.as_deref()).await
+    }
+
+    /// Reads a request body within the size limit and the read timeout; the answer to send when
+    /// it cannot (413, 400, or 408 closing the connection).
+    async fn read_body(
+        &self,
+        body: Incoming,
+        method: &str,
+        host: &str,
+        path: &str,
+    ) -> Result<Bytes, Response<ProxyBody>> {
+        let limit = self.config.limits.max_body_bytes;
+        let read_ms = self.config.limits.read_timeout_ms;
+        let collected =
+            tokio::time::timeout(std::time::Duration::from_millis(read_ms), Limited::new(body, limit).collect());
+        let Ok(collected) = collected.await else {
+            // A client trickling its body (slowloris) gives up its connection slot.
+            let msg = format!("the request body did not arrive within {read_ms} ms (limits.read_timeout_ms)");
+            tracing::warn!(%method, %host, %path, "{msg}");
+            self.note(method, host, path, 408, "callvcr", Some("request-timeout"));
+            let mut r = json_response(
+                StatusCode::REQUEST_TIMEOUT,
+                ("x-callvcr-error", "request"),
+                json!({"message": msg, "code": "callvcr.request.timeout", "status": 408}),
+            );
+            r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return Err(r);
+        };
+        match collected {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) => {
+                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let (status, code, msg) = if too_large {
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "callvcr.request.too_large",
+                        format!("request body over the {limit}-byte limit (limits.max_body_bytes)"),
+                    )
+                } else {
+                    (StatusCode::BAD_REQUEST, "callvcr.request.body", format!("could not read the request body: {e}"))
+                };
+                tracing::warn!(%method, %host, %path, "{msg}");
+                self.note(
+                    method,
+                    host,
+                    path,
+                    status.as_u16(),
+                    "callvcr",
+                    Some(if too_large { "request-too-large" } else { "bad-request" }),
+                );
+                Err(json_response(
+                    status,
+                    ("x-callvcr-error", "request"),
+                    json!({"message": msg, "code": code, "status": status.as_u16()}),
+                ))
+            }
+        }
     }
 
     /// The cassette's answer (or, off replay, the upstream's); `mark` notes an injected fault that
@@ -1052,7 +1098,7 @@ impl Proxy {
         target: Target,
     ) -> Response<ProxyBody> {
         let method = parts.method.to_string();
-        let host = target.authority();
+        let host = target.authority().to_string();
         let path = parts.uri.path().to_string();
         let query = parts.uri.query().map(String::from);
         let configured = self.config.is_configured_host(&target.host);
