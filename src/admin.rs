@@ -470,7 +470,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, drain: Drain, stop:
                 async move { Ok::<_, Infallible>(handle(req, peer, p).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-            let _ = w.watch(conn).await;
+            let _ = w.watch(conn, crate::listen::ConnWatch::new(false)).await;
         }
     })
     .await

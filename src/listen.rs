@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,42 +50,202 @@ pub async fn bind(addr: &str, what: &'static str, flag: &str) -> Result<TcpListe
     })
 }
 
-/// Tells open connections to finish gracefully, and waits until they have.
+/// Tells every open connection to finish and close, then waits for them.
 #[derive(Debug)]
 pub struct DrainSignal {
-    tx: watch::Sender<bool>,
+    inner: Arc<DrainInner>,
 }
 
-/// Held by every open connection; when signalled the connection finishes its in-flight requests and closes.
-#[derive(Debug, Clone)]
+/// Held by every open connection (and each task that may open one); when signalled the connection
+/// finishes its in-flight requests and closes. Checking for the signal costs a connection an
+/// atomic load per poll and touches nothing other connections share (a shared channel polled by
+/// every connection took a lock on each poll).
+#[derive(Debug)]
 pub struct Drain {
-    rx: watch::Receiver<bool>,
+    inner: Arc<DrainInner>,
+}
+
+#[derive(Debug, Default)]
+struct DrainInner {
+    draining: std::sync::atomic::AtomicBool,
+    /// Live handles: the signal waits until none is left.
+    handles: std::sync::atomic::AtomicUsize,
+    /// Each watched connection, to wake it when draining starts or it is too slow.
+    conns: std::sync::Mutex<std::collections::HashMap<u64, Arc<ConnWatch>>>,
+    next: std::sync::atomic::AtomicU64,
+    all_gone: tokio::sync::Notify,
+}
+
+/// Monotonic milliseconds, as of the reaper's last tick: what connections read per request
+/// instead of the clock.
+static COARSE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(crate::clock::Clock::instant);
+    crate::clock::Clock::instant().duration_since(start).as_millis() as u64 + 1
+}
+
+/// One connection as the drain and the slow-client reaper see it: its waker, and since when it
+/// has been waiting for a request head. A client that takes longer than `limits.read_timeout_ms`
+/// to send a complete head, or leaves a connection idle that long between requests, has its
+/// connection closed; that costs a request two stores to this connection's own state, not a timer.
+#[derive(Debug, Default)]
+pub struct ConnWatch {
+    waker: futures_util::task::AtomicWaker,
+    /// When it began waiting for a request head (coarse ms); 0 while a request is answered.
+    waiting_since: std::sync::atomic::AtomicU64,
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Whether the reaper may close it (HTTP/1 listeners; not HTTP/2 or the admin API).
+    reapable: std::sync::atomic::AtomicBool,
+    expired: std::sync::atomic::AtomicBool,
+}
+
+impl ConnWatch {
+    /// A watch for a new connection; `reapable` when slow clients are cut off on it.
+    pub fn new(reapable: bool) -> Arc<ConnWatch> {
+        let w = ConnWatch::default();
+        w.reapable.store(reapable, Ordering::Relaxed);
+        w.waiting_since.store(COARSE_MS.load(Ordering::Relaxed), Ordering::Relaxed);
+        Arc::new(w)
+    }
+
+    /// A request head arrived (`h2`: over HTTP/2, where heads are not timed). Until the guard is
+    /// dropped the connection is busy, not waiting.
+    pub fn request(self: &Arc<Self>, h2: bool) -> RequestGuard {
+        if h2 && self.reapable.load(Ordering::Relaxed) {
+            self.reapable.store(false, Ordering::Relaxed);
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.waiting_since.store(0, Ordering::Relaxed);
+        RequestGuard(self.clone())
+    }
+
+    /// Bytes went out: an answer is still being written, so the wait for the next head starts later.
+    fn wrote(&self) {
+        if self.waiting_since.load(Ordering::Relaxed) != 0 {
+            self.waiting_since.store(COARSE_MS.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Marks one request in progress on a [`ConnWatch`].
+#[derive(Debug)]
+pub struct RequestGuard(Arc<ConnWatch>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.waiting_since.store(COARSE_MS.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
 }
 
 impl DrainSignal {
-    /// A signal and the first handle to give out.
-    pub fn new() -> (DrainSignal, Drain) {
-        let (tx, rx) = watch::channel(false);
-        (DrainSignal { tx }, Drain { rx })
+    /// A signal and the first handle to give out. With `read_timeout`, a reaper closes connections
+    /// that wait longer than it for a complete request head (checked several times per timeout).
+    pub fn new(read_timeout: Option<Duration>) -> (DrainSignal, Drain) {
+        let inner = Arc::new(DrainInner::default());
+        inner.handles.store(1, Ordering::SeqCst);
+        COARSE_MS.store(monotonic_ms(), Ordering::Relaxed);
+        if let Some(limit) = read_timeout {
+            let weak = Arc::downgrade(&inner);
+            let limit_ms = limit.as_millis() as u64;
+            let every = Duration::from_millis((limit_ms / 8).clamp(5, 500));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let now = monotonic_ms();
+                    COARSE_MS.store(now, Ordering::Relaxed);
+                    let conns = inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+                    for w in conns.values() {
+                        let since = w.waiting_since.load(Ordering::Relaxed);
+                        if w.reapable.load(Ordering::Relaxed)
+                            && since != 0
+                            && w.in_flight.load(Ordering::Relaxed) == 0
+                            && now.saturating_sub(since) > limit_ms
+                            && !w.expired.swap(true, Ordering::Relaxed)
+                        {
+                            w.waker.wake();
+                        }
+                    }
+                }
+            });
+        }
+        (DrainSignal { inner: inner.clone() }, Drain { inner })
     }
 
     /// Signals every connection, then waits up to `limit` for all to close. Returns whether they all did.
     pub async fn drain(self, limit: Duration) -> bool {
-        let _ = self.tx.send(true);
-        tokio::time::timeout(limit, self.tx.closed()).await.is_ok()
+        let inner = &self.inner;
+        inner.draining.store(true, Ordering::SeqCst);
+        let conns: Vec<_> = inner.conns.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for w in conns {
+            w.waker.wake();
+        }
+        let all_gone = async {
+            loop {
+                let gone = inner.all_gone.notified();
+                tokio::pin!(gone);
+                gone.as_mut().enable();
+                if inner.handles.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                gone.await;
+            }
+        };
+        tokio::time::timeout(limit, all_gone).await.is_ok()
+    }
+}
+
+impl Clone for Drain {
+    fn clone(&self) -> Drain {
+        self.inner.handles.fetch_add(1, Ordering::SeqCst);
+        Drain { inner: self.inner.clone() }
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.inner.all_gone.notify_waiters();
+        }
     }
 }
 
 impl Drain {
-    /// Runs `conn` to completion, shutting it down gracefully once drain is signalled.
-    pub async fn watch<C: GracefulConnection>(mut self, conn: C) -> Result<(), C::Error> {
+    /// Runs `conn` to completion, shutting it down gracefully once drain is signalled, or closing
+    /// it when the reaper finds it waited too long for a request head.
+    pub async fn watch<C: GracefulConnection>(self, conn: C, watch: Arc<ConnWatch>) -> Result<(), C::Error> {
+        let inner = self.inner.clone();
+        let id = inner.next.fetch_add(1, Ordering::Relaxed);
+        inner.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(id, watch.clone());
         let mut conn = std::pin::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => return r,
-            _ = self.rx.wait_for(|v| *v) => {}
-        }
-        conn.as_mut().graceful_shutdown();
-        conn.await
+        let mut asked = false;
+        let r = std::future::poll_fn(|cx| {
+            if !asked {
+                // Registered before the flags are read: a drain or reap in between wakes this poll.
+                watch.waker.register(cx.waker());
+                if watch.expired.load(Ordering::Relaxed) {
+                    tracing::debug!(
+                        "closed a connection that sent no complete request head within limits.read_timeout_ms"
+                    );
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                if inner.draining.load(Ordering::SeqCst) {
+                    conn.as_mut().graceful_shutdown();
+                    asked = true;
+                }
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await;
+        inner.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        drop(self);
+        r
     }
 }
 
@@ -185,10 +346,9 @@ where
 fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     let max = shared.proxy.config.limits.max_header_bytes.max(8192);
-    // A client that trickles its request head (slowloris) is closed after the read timeout, so it
-    // holds a connection slot no longer than that.
-    let head = Duration::from_millis(shared.proxy.config.limits.read_timeout_ms);
-    b.http1().max_buf_size(max).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(head);
+    // A client that trickles its request head (slowloris) is closed by the drain's reaper after
+    // the read timeout (see `ConnWatch`), so it holds a connection slot no longer than that.
+    b.http1().max_buf_size(max);
     b.http2().max_header_list_size(max as u32);
     b
 }
@@ -200,16 +360,23 @@ where
 {
     let proxy = shared.proxy.clone();
     let switch = Arc::new(CutSwitch::default());
-    let io = TokioIo::new(FaultIo::new(io, switch.clone()));
+    let watch = ConnWatch::new(true);
+    let io = TokioIo::new(FaultIo::new(io, switch.clone(), Some(watch.clone())));
+    let w = watch.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let p = proxy.clone();
         let t = target.clone();
         let sw = switch.clone();
-        async move { Ok::<_, Infallible>(p.handle(req, t, Some(sw)).await) }
+        let busy = w.request(req.version() == http::Version::HTTP_2);
+        async move {
+            let r = p.handle(req, t, Some(sw)).await;
+            drop(busy);
+            Ok::<_, Infallible>(r)
+        }
     });
     let b = builder(&shared);
     let conn = b.serve_connection_with_upgrades(io, svc);
-    if let Err(e) = shared.drain.clone().watch(conn.into_owned()).await {
+    if let Err(e) = shared.drain.clone().watch(conn.into_owned(), watch).await {
         tracing::debug!("connection ended: {e}");
     }
 }
@@ -222,15 +389,22 @@ pub async fn serve_proxy(listener: TcpListener, shared: Shared, stop: watch::Rec
 async fn proxy_conn(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     let s2 = shared.clone();
     let switch = Arc::new(CutSwitch::default());
-    let io = TokioIo::new(FaultIo::new(stream, switch.clone()));
+    let watch = ConnWatch::new(true);
+    let io = TokioIo::new(FaultIo::new(stream, switch.clone(), Some(watch.clone())));
+    let w = watch.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let s = s2.clone();
         let sw = switch.clone();
-        async move { Ok::<_, Infallible>(proxy_request(req, peer, s, sw).await) }
+        let busy = w.request(false);
+        async move {
+            let r = proxy_request(req, peer, s, sw).await;
+            drop(busy);
+            Ok::<_, Infallible>(r)
+        }
     });
     let b = builder(&shared).http1_only();
     let conn = b.serve_connection_with_upgrades(io, svc);
-    if let Err(e) = shared.drain.clone().watch(conn).await {
+    if let Err(e) = shared.drain.clone().watch(conn, watch).await {
         tracing::debug!(%peer, "proxy connection ended: {e}");
     }
 }
@@ -354,11 +528,13 @@ struct FaultIo<T> {
     inner: T,
     switch: Arc<CutSwitch>,
     cutting: Option<Cutting>,
+    /// Told when an answer is being written.
+    watch: Option<Arc<ConnWatch>>,
 }
 
 impl<T> FaultIo<T> {
-    fn new(inner: T, switch: Arc<CutSwitch>) -> FaultIo<T> {
-        FaultIo { inner, switch, cutting: None }
+    fn new(inner: T, switch: Arc<CutSwitch>, watch: Option<Arc<ConnWatch>>) -> FaultIo<T> {
+        FaultIo { inner, switch, cutting: None, watch }
     }
 }
 
@@ -384,6 +560,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FaultIo<T> {
     ) -> std::task::Poll<std::io::Result<usize>> {
         use std::task::Poll;
         let this = &mut *self;
+        if let Some(w) = &this.watch {
+            w.wrote();
+        }
         if this.cutting.is_none() {
             this.cutting = this.switch.take().map(|p| match p {
                 CutPlan::Close => Cutting::Closed,
@@ -432,6 +611,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FaultIo<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
         if self.cutting.is_none() && !self.switch.is_armed() {
+            if let Some(w) = &self.watch {
+                w.wrote();
+            }
             return std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         }
         let first = bufs.iter().find(|b| !b.is_empty()).map(|b| &**b).unwrap_or(&[]);

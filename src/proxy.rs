@@ -574,7 +574,7 @@ impl Proxy {
         let bytes = if hyper::body::Body::is_end_stream(&body) {
             Bytes::new()
         } else {
-            match self.read_body(body, method, &host, path).await {
+            match self.read_body(body, method, host, path).await {
                 Ok(b) => b,
                 Err(r) => return r,
             }
@@ -590,7 +590,7 @@ impl Proxy {
                 Some(v) => match v.to_str().ok().and_then(parse_rfc3339) {
                     Some(t) => Some(t),
                     None => {
-                        self.note(method, &host, path, 400, "callvcr", Some("bad-clock-header"));
+                        self.note(method, host, path, 400, "callvcr", Some("bad-clock-header"));
                         return json_response(
                             StatusCode::BAD_REQUEST,
                             ("x-callvcr-error", "request"),
@@ -623,7 +623,7 @@ impl Proxy {
                         } else {
                             tracing::info!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "overlay answered");
                         }
-                        self.note(method, &host, path, a.status, &by, Some(&a.detail));
+                        self.note(method, host, path, a.status, &by, Some(&a.detail));
                         return overlay_response(a, &ctx.response_headers);
                     }
                     Decision::RetryAt(t) => {
@@ -641,7 +641,7 @@ impl Proxy {
                     }
                     Decision::Hang(detail) => {
                         tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: holding the request until the client gives up");
-                        self.note(method, &host, path, 0, "fault:hang", Some(&detail));
+                        self.note(method, host, path, 0, "fault:hang", Some(&detail));
                         std::future::pending::<()>().await;
                     }
                     Decision::Cut(cut, detail) => {
@@ -657,7 +657,7 @@ impl Proxy {
                             continue;
                         }
                         tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: {} the connection", cut.as_str());
-                        self.note(method, &host, path, 0, &format!("fault:{}", cut.as_str()), Some(&detail));
+                        self.note(method, host, path, 0, &format!("fault:{}", cut.as_str()), Some(&detail));
                         switch.arm(if cut == Cut::Close { CutPlan::Close } else { CutPlan::Malformed });
                         return Response::new(Full::new(Bytes::new()));
                     }
@@ -666,15 +666,15 @@ impl Proxy {
             }
         }
         if let Some((switch, detail)) = reset {
-            let seen = Seen { method, path, query, host: &host, configured };
-            let r = Box::pin(self.answer_from_cassette(&parts, bytes, &target, &seen, &ctx, None)).await;
+            let seen = Seen { method, path, query, host, configured };
+            let r = Box::pin(self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, None)).await;
             tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: reset mid-response");
-            self.note(method, &host, path, r.status().as_u16(), "fault:reset", Some(&detail));
+            self.note(method, host, path, r.status().as_u16(), "fault:reset", Some(&detail));
             switch.arm(CutPlan::After(wire_size(&r) / 2));
             return r;
         }
-        let seen = Seen { method, path, query, host: &host, configured };
-        self.answer_from_cassette(&parts, bytes, &target, &seen, &ctx, fault_mark.as_deref()).await
+        let seen = Seen { method, path, query, host, configured };
+        self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, fault_mark.as_deref()).await
     }
 
     /// Reads a request body within the size limit and the read timeout; the answer to send when
@@ -1289,7 +1289,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let (method, host, path) = (parts.method.as_str(), target.authority(), parts.uri.path());
         let Some(key) = parts.headers.get("sec-websocket-key").and_then(|v| v.to_str().ok()) else {
-            self.note(method, &host, path, 400, "callvcr", Some("websocket-no-key"));
+            self.note(method, host, path, 400, "callvcr", Some("websocket-no-key"));
             return json_response(
                 StatusCode::BAD_REQUEST,
                 ("x-callvcr-error", "request"),
@@ -1299,7 +1299,7 @@ impl Proxy {
         if !self.ws.admit() {
             let limit = self.config.ws.max_sessions;
             tracing::warn!(%host, %path, "WebSocket session refused: {limit} sessions are open (ws.max_sessions)");
-            self.note(method, &host, path, 503, "callvcr", Some("websocket-session-limit"));
+            self.note(method, host, path, 503, "callvcr", Some("websocket-session-limit"));
             let a = crate::overlay::platform::genesys_error(
                 &self.ids,
                 503,
@@ -1311,7 +1311,7 @@ impl Proxy {
         }
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
-        self.note(method, &host, path, 101, "hit", Some("websocket"));
+        self.note(method, host, path, 101, "hit", Some("websocket"));
         let url = format!("wss://{host}{path}{}", parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default());
         let genesys = crate::overlay::Platform::of_host(&target.host) == crate::overlay::Platform::Genesys;
         let hub = self.ws.clone();

@@ -342,6 +342,24 @@ async fn slow_clients_are_cut_off_without_starving_the_others() {
         let held = s.await.unwrap();
         assert!(held < Duration::from_secs(5), "a slow client held its connection for {held:?}");
     }
+    // A keep-alive connection left idle after its answer is closed once the read timeout passes.
+    let tcp = TcpStream::connect(cv.tls).await.unwrap();
+    let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg.clone()).await.unwrap();
+    tls.write_all(b"GET /api/v2/users/me HTTP/1.1\r\nHost: api.mypurecloud.com\r\n\r\n").await.unwrap();
+    let t = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the connection ends (cut without a TLS close_notify, as for a slow head).
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(n @ 1..) = tls.read(&mut buf).await {
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "an idle connection was still open after 5 s");
+    let out = String::from_utf8_lossy(&got);
+    assert!(out.starts_with("HTTP/1.1 200") && out.contains(r#"{"id":"u-1"}"#), "{out}");
+    assert!(t.elapsed() >= Duration::from_millis(700), "closed after {:?}, before the read timeout", t.elapsed());
     // A body that stops arriving: 408 once the read timeout passes.
     let tcp = TcpStream::connect(cv.tls).await.unwrap();
     let mut tls = tls_over(tcp, "api.mypurecloud.com", cfg.clone()).await.unwrap();

@@ -326,7 +326,8 @@ async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common, until: Until) -> Resu
     let admin_l = listen::bind(&cfg.listen.admin, "admin API", "--admin").await.map_err(fail)?;
     let addrs =
         (tls_l.local_addr().map_err(fail)?, proxy_l.local_addr().map_err(fail)?, admin_l.local_addr().map_err(fail)?);
-    let (drain_signal, drain) = listen::DrainSignal::new();
+    let read_timeout = Duration::from_millis(proxy.config.limits.read_timeout_ms);
+    let (drain_signal, drain) = listen::DrainSignal::new(Some(read_timeout));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shared = Shared { proxy: proxy.clone(), leaves, drain: drain.clone() };
     let tasks = vec![
