@@ -135,7 +135,7 @@ pub struct Proxy {
     pub overlays: Overlays,
     /// Where named cassettes live, for switching cassettes through the admin API.
     pub cassettes_dir: Option<std::path::PathBuf>,
-    recorded: RwLock<Arc<Recorded>>,
+    recorded: Recorded,
     /// WebSocket replay: recorded frames, live sessions, pushed events.
     pub ws: Arc<crate::ws::Hub>,
     /// Record mode: per client (bearer), the last REST exchange started: (sequence, monotonic ms).
@@ -160,35 +160,91 @@ pub struct Proxy {
 /// The journal: the most recent answers, shared by the HTTP and WebSocket sides.
 #[derive(Debug, Default)]
 pub struct Journal {
-    entries: Mutex<std::collections::VecDeque<Noted>>,
+    ring: Mutex<Ring>,
     seq: AtomicU64,
 }
 
-/// One journal entry as kept: its texts one after another in one buffer (reused once the journal
-/// is full), so noting an answer touches one allocation, not five.
-#[derive(Debug, Default)]
-struct Noted {
+/// Bytes of an entry's texts kept in its slot; longer entries keep them on the heap.
+const INLINE: usize = 176;
+
+/// One journal entry as kept: method, host, path, answered-by and detail one after another in the
+/// slot itself. Noting an answer only writes its slot (no read of what the slot held before, no
+/// allocation), so a busy replay does not wait on memory the journal last touched long ago.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
     seq: u64,
     status: u16,
-    /// Method, host, path, answered-by and detail, one after another.
-    text: String,
-    /// Where method, host, path and answered-by end in `text`.
-    ends: [usize; 4],
+    /// Where method, host, path and answered-by end in the text.
+    ends: [u16; 4],
+    /// Length of the whole text; `u16::MAX` when it lives on the heap.
+    len: u16,
     detail: bool,
+    inline: [u8; INLINE],
 }
 
-impl Noted {
-    fn entry(&self) -> JournalEntry {
-        let [a, b, c, d] = self.ends;
-        let t = &self.text;
+/// The most recent [`JOURNAL_CAP`] slots, oldest overwritten first.
+#[derive(Debug, Default)]
+struct Ring {
+    slots: Vec<Slot>,
+    /// Texts too long for their slot, by slot.
+    long: std::collections::HashMap<usize, (String, [usize; 4])>,
+    /// The slot written next.
+    next: usize,
+}
+
+impl Ring {
+    fn push(&mut self, seq: u64, status: u16, parts: [&str; 4], detail: Option<&str>) {
+        let total: usize = parts.iter().map(|p| p.len()).sum::<usize>() + detail.map_or(0, str::len);
+        let mut slot = Slot { seq, status, ends: [0; 4], len: 0, detail: detail.is_some(), inline: [0; INLINE] };
+        let at = self.next;
+        if total <= INLINE {
+            let mut n = 0;
+            for (i, p) in parts.iter().enumerate() {
+                slot.inline[n..n + p.len()].copy_from_slice(p.as_bytes());
+                n += p.len();
+                slot.ends[i] = n as u16;
+            }
+            let d = detail.unwrap_or("");
+            slot.inline[n..n + d.len()].copy_from_slice(d.as_bytes());
+            slot.len = (n + d.len()) as u16;
+            if !self.long.is_empty() {
+                self.long.remove(&at);
+            }
+        } else {
+            let mut text = String::with_capacity(total);
+            let mut ends = [0; 4];
+            for (i, p) in parts.iter().enumerate() {
+                text.push_str(p);
+                ends[i] = text.len();
+            }
+            text.push_str(detail.unwrap_or(""));
+            slot.len = u16::MAX;
+            self.long.insert(at, (text, ends));
+        }
+        if at == self.slots.len() {
+            self.slots.push(slot);
+        } else {
+            self.slots[at] = slot;
+        }
+        self.next = (at + 1) % JOURNAL_CAP;
+    }
+
+    fn entry(&self, at: usize) -> JournalEntry {
+        let s = &self.slots[at];
+        let (text, ends): (&str, [usize; 4]) = match self.long.get(&at) {
+            Some((t, e)) if s.len == u16::MAX => (t.as_str(), *e),
+            _ => (std::str::from_utf8(&s.inline[..s.len as usize]).unwrap_or(""), s.ends.map(usize::from)),
+        };
+        let [a, b, c, d] = ends;
+        let part = |from: usize, to: usize| text.get(from..to).unwrap_or("").to_string();
         JournalEntry {
-            seq: self.seq,
-            method: t[..a].to_string(),
-            host: t[a..b].to_string(),
-            path: t[b..c].to_string(),
-            status: self.status,
-            answered_by: t[c..d].to_string(),
-            detail: self.detail.then(|| t[d..].to_string()),
+            seq: s.seq,
+            method: part(0, a),
+            host: part(a, b),
+            path: part(b, c),
+            status: s.status,
+            answered_by: part(c, d),
+            detail: s.detail.then(|| part(d, text.len())),
         }
     }
 }
@@ -197,29 +253,24 @@ impl Journal {
     /// Notes one answer.
     pub fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut j = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        // Once full, the oldest entry's buffer is reused: a long replay journals without allocating.
-        let mut e = if j.len() >= JOURNAL_CAP { j.pop_front().unwrap_or_default() } else { Noted::default() };
-        e.seq = seq;
-        e.status = status;
-        e.text.clear();
-        for (i, part) in [method, host, path, answered_by].into_iter().enumerate() {
-            e.text.push_str(part);
-            e.ends[i] = e.text.len();
-        }
-        e.detail = detail.is_some();
-        e.text.push_str(detail.unwrap_or(""));
-        j.push_back(e);
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.push(seq, status, [method, host, path, answered_by], detail);
     }
 
-    /// A copy of the entries.
+    /// A copy of the entries, oldest first.
     pub fn entries(&self) -> Vec<JournalEntry> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).iter().map(Noted::entry).collect()
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let n = ring.slots.len();
+        let first = if n < JOURNAL_CAP { 0 } else { ring.next };
+        let mut out: Vec<JournalEntry> = (0..n).map(|k| ring.entry((first + k) % n.max(1))).collect();
+        // Two threads may take sequence numbers in one order and the lock in the other.
+        out.sort_by_key(|e| e.seq);
+        out
     }
 
     /// Empties it.
     pub fn clear(&self) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.ring.lock().unwrap_or_else(|e| e.into_inner()) = Ring::default();
         self.seq.store(0, Ordering::SeqCst);
     }
 }
@@ -344,7 +395,7 @@ impl Proxy {
             ids,
             overlays: Overlays::none(),
             cassettes_dir: None,
-            recorded: RwLock::new(Arc::new(recorded)),
+            recorded,
             config,
             clock,
             stats: Stats::default(),
@@ -398,7 +449,7 @@ impl Proxy {
         }
         let recorded = recorded_errors(&index);
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
-        *self.recorded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(recorded);
+        self.recorded.replace(recorded);
         *self.cassette_name.write().unwrap_or_else(|e| e.into_inner()) = name;
         self.reset();
     }
@@ -608,7 +659,7 @@ impl Proxy {
                 headers: &parts.headers,
                 body: &bytes,
             };
-            let recorded = self.recorded.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let recorded = &self.recorded;
             let mut from = 0;
             while let Some((pos, name, decision)) = self.overlays.pipeline.on_request(from, &call, &mut ctx, &recorded)
             {
@@ -1530,6 +1581,31 @@ fn serve_prepared(p: &Prepared) -> Response<ProxyBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_journal_keeps_the_last_entries_short_and_long() {
+        let j = Journal::default();
+        let long = format!("/api/v2/{}", "x".repeat(300));
+        for i in 0..JOURNAL_CAP + 5 {
+            let path = if i % 1000 == 7 { long.clone() } else { format!("/api/v2/users/{i}") };
+            let detail = (i % 2 == 0).then(|| format!("d{i}"));
+            j.note("GET", "api.mypurecloud.com", &path, 200, "hit", detail.as_deref());
+        }
+        let e = j.entries();
+        assert_eq!(e.len(), JOURNAL_CAP);
+        assert_eq!((e[0].seq, e[JOURNAL_CAP - 1].seq), (6, JOURNAL_CAP as u64 + 5));
+        assert_eq!((e[0].path.as_str(), e[0].detail.as_deref()), ("/api/v2/users/5", None));
+        let last = &e[JOURNAL_CAP - 1];
+        assert_eq!((last.method.as_str(), last.host.as_str()), ("GET", "api.mypurecloud.com"));
+        assert_eq!((last.path.as_str(), last.answered_by.as_str()), ("/api/v2/users/10004", "hit"));
+        assert_eq!(last.detail.as_deref(), Some("d10004"));
+        let l = e.iter().find(|x| x.seq == 1008).unwrap();
+        assert_eq!((l.path.as_str(), l.detail.as_deref()), (long.as_str(), None));
+        j.clear();
+        j.note("POST", "h", "/p", 500, "miss", Some("why"));
+        let e = j.entries();
+        assert_eq!((e.len(), e[0].seq, e[0].detail.as_deref()), (1, 1, Some("why")));
+    }
 
     #[test]
     fn gzip_round_trips_through_storage() {

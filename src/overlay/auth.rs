@@ -354,7 +354,7 @@ impl Auth {
             .and_then(|v| v.get("code").or_else(|| v.get("error")).and_then(Value::as_str).map(String::from))
             .unwrap_or_default();
         match recorded.get(ours.status, &code) {
-            Some(r) => Answer { detail: ours.detail, ..r.clone() },
+            Some(r) => Answer { detail: ours.detail, ..r },
             None => ours,
         }
     }

@@ -146,9 +146,11 @@ pub enum Decision {
 
 /// Platform error answers found in the cassette, keyed by status and error code, so an overlay can
 /// answer with the platform's own bytes where the recording holds them.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Recorded {
-    by_code: HashMap<(u16, String), Answer>,
+    /// Behind a lock only taken when an overlay looks an answer up (a refusal) or the cassette
+    /// changes: requests pass a reference to it, nothing per request.
+    by_code: std::sync::RwLock<std::sync::Arc<HashMap<(u16, String), Answer>>>,
 }
 
 /// The analyses a cassette's replay file keeps for the overlays (learned state machines).
@@ -180,12 +182,19 @@ impl Recorded {
                 });
             }
         }
-        Recorded { by_code }
+        Recorded { by_code: std::sync::RwLock::new(std::sync::Arc::new(by_code)) }
     }
 
     /// The platform's own answer for `status` and `code`, when the cassette holds one.
-    pub fn get(&self, status: u16, code: &str) -> Option<&Answer> {
-        self.by_code.get(&(status, code.to_string()))
+    pub fn get(&self, status: u16, code: &str) -> Option<Answer> {
+        let map = self.by_code.read().unwrap_or_else(|e| e.into_inner()).clone();
+        map.get(&(status, code.to_string())).cloned()
+    }
+
+    /// Takes what `other` holds (a cassette switch).
+    pub fn replace(&self, other: Recorded) {
+        let new = other.by_code.into_inner().unwrap_or_else(|e| e.into_inner());
+        *self.by_code.write().unwrap_or_else(|e| e.into_inner()) = new;
     }
 }
 

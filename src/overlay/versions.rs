@@ -95,7 +95,7 @@ impl Overlay for Versions {
             };
             let detail = format!("deprecated:{}", r.sdk.as_str());
             if let Some(a) = recorded.get(410, "gone") {
-                return Decision::Answer(a.clone());
+                return Decision::Answer(a);
             }
             let mut a = match call.platform() {
                 Platform::Nice => nice_error(410, "Gone", &message, &detail),
