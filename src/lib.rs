@@ -11,6 +11,7 @@ pub mod overlay;
 pub mod proxy;
 pub mod route;
 pub mod run;
+pub mod sharded;
 pub mod timer;
 pub mod tls;
 pub mod upstream;

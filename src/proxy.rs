@@ -94,8 +94,8 @@ pub struct JournalEntry {
 /// Counters for the summary and the status line.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Replay hits.
-    pub hits: AtomicU64,
+    /// Replay hits (counted per thread: every hit adds one).
+    pub hits: crate::sharded::Counter,
     /// Replay misses.
     pub misses: AtomicU64,
     /// Exchanges stored.
@@ -120,7 +120,7 @@ pub struct Proxy {
     /// Fingerprinting (with redaction).
     pub matcher: Matcher,
     /// Replay index (empty in plain record mode).
-    pub index: RwLock<Arc<Index>>,
+    pub index: crate::sharded::ReadMostly<Arc<Index>>,
     /// Where recordings go.
     pub store: Option<Arc<Store>>,
     /// The upstream client (record modes only).
@@ -161,7 +161,6 @@ pub struct Proxy {
 #[derive(Debug, Default)]
 pub struct Journal {
     ring: Mutex<Ring>,
-    seq: AtomicU64,
 }
 
 /// Bytes of an entry's texts kept in its slot; longer entries keep them on the heap.
@@ -190,6 +189,8 @@ struct Ring {
     long: std::collections::HashMap<usize, (String, [usize; 4])>,
     /// The slot written next.
     next: usize,
+    /// The last sequence number given.
+    seq: u64,
 }
 
 impl Ring {
@@ -252,8 +253,9 @@ impl Ring {
 impl Journal {
     /// Notes one answer.
     pub fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.seq += 1;
+        let seq = ring.seq;
         ring.push(seq, status, [method, host, path, answered_by], detail);
     }
 
@@ -262,16 +264,12 @@ impl Journal {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let n = ring.slots.len();
         let first = if n < JOURNAL_CAP { 0 } else { ring.next };
-        let mut out: Vec<JournalEntry> = (0..n).map(|k| ring.entry((first + k) % n.max(1))).collect();
-        // Two threads may take sequence numbers in one order and the lock in the other.
-        out.sort_by_key(|e| e.seq);
-        out
+        (0..n).map(|k| ring.entry((first + k) % n.max(1))).collect()
     }
 
     /// Empties it.
     pub fn clear(&self) {
         *self.ring.lock().unwrap_or_else(|e| e.into_inner()) = Ring::default();
-        self.seq.store(0, Ordering::SeqCst);
     }
 }
 
@@ -388,7 +386,7 @@ impl Proxy {
             channel_owner: Mutex::new(HashMap::new()),
             poll_waiters: std::sync::atomic::AtomicUsize::new(0),
             matcher,
-            index: RwLock::new(index),
+            index: crate::sharded::ReadMostly::new(index),
             store,
             upstream,
             timer,
@@ -448,7 +446,7 @@ impl Proxy {
             c.learn(&index);
         }
         let recorded = recorded_errors(&index);
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        self.index.set(index);
         self.recorded.replace(recorded);
         *self.cassette_name.write().unwrap_or_else(|e| e.into_inner()) = name;
         self.reset();
@@ -470,7 +468,7 @@ impl Proxy {
 
     /// The current replay index.
     pub fn index(&self) -> Arc<Index> {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.index.read().clone()
     }
 
     /// A copy of the journal.
@@ -496,7 +494,8 @@ impl Proxy {
         self.journal.clear();
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.state_changed.notify_waiters();
-        for c in [&self.stats.hits, &self.stats.misses, &self.stats.passthrough, &self.stats.upstream_errors] {
+        self.stats.hits.reset();
+        for c in [&self.stats.misses, &self.stats.passthrough, &self.stats.upstream_errors] {
             c.store(0, Ordering::SeqCst);
         }
     }
@@ -661,8 +660,7 @@ impl Proxy {
             };
             let recorded = &self.recorded;
             let mut from = 0;
-            while let Some((pos, name, decision)) = self.overlays.pipeline.on_request(from, &call, &mut ctx, &recorded)
-            {
+            while let Some((pos, name, decision)) = self.overlays.pipeline.on_request(from, &call, &mut ctx, recorded) {
                 match decision {
                     Decision::Answer(a) => {
                         if let Some(t) = a.not_before_ms {
@@ -797,66 +795,49 @@ impl Proxy {
         mark: Option<&str>,
     ) -> Response<ProxyBody> {
         let Seen { method, path, query, host, configured } = *seen;
-        let by = |base: &'static str| match mark {
-            Some(m) => (format!("fault:{}", m.split(':').next().unwrap_or("latency")), Some(format!("{base}; {m}"))),
-            None => (base.to_string(), None),
-        };
 
         // The hit path: fingerprint straight from the parts, serve the prepared response.
         let mut fp = None;
         if self.mode != Mode::Record && configured {
             let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
             let headers = &parts.headers;
-            let index = self.index();
             let sdk = headers
                 .get("purecloud-sdk")
                 .or_else(|| headers.get(http::header::USER_AGENT))
                 .and_then(|v| v.to_str().ok());
-            if let Some(found) = index.next_by_key(key, sdk) {
-                let (ex, prepared) = match found {
-                    Ok(l) => (&*l.exchange, &l.prepared),
-                    Err(e) => return self.unreadable(method, host, path, &e),
-                };
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                let (answered, detail) = by("hit");
-                if self.ws.active() || self.poll_waiters.load(Ordering::Relaxed) > 0 {
-                    self.ws.served();
-                    self.track_subscription(method, path, &bytes);
-                }
-                if crate::cassette::model::is_long_poll(path) {
-                    let secs = query
-                        .and_then(|q| {
-                            crate::cassette::fingerprint::decode_pairs(q).into_iter().find(|(k, _)| k == "timeout")
-                        })
-                        .and_then(|(_, v)| v.parse::<u64>().ok())
-                        .unwrap_or(ex.duration_ms / 1000);
-                    if ex.response.status == 304 {
-                        // A long poll that found nothing answers once its timeout has passed (virtual time).
-                        Box::pin(self.timer.sleep_ms(secs.saturating_mul(1000))).await;
-                    } else if let Some(cause) = ex.after {
-                        // Its events were caused by another request: answer once that was replayed
-                        // (or, should it never come, when the poll's timeout runs out).
-                        Box::pin(self.await_served(&index, cause, secs.saturating_mul(1000))).await;
+            let call = Call { method, host: &target.host, path, query, headers, body: &bytes };
+            // Answered under this thread's read lock on the index: no reference count is touched.
+            // A long poll waits, so it takes its recording out of the lock first.
+            let poll = {
+                let index = self.index.read();
+                match index.next_by_key(key, sdk) {
+                    None => None,
+                    Some(Err(e)) => return self.unreadable(method, host, path, &e),
+                    Some(Ok(l)) if crate::cassette::model::is_long_poll(path) => {
+                        Some((l.exchange.clone(), l.prepared.clone()))
                     }
+                    Some(Ok(l)) => return self.answer_hit(&call, host, &l.exchange, &l.prepared, ctx, mark),
                 }
-                self.note(method, host, path, ex.response.status, &answered, detail.as_deref());
-                let mut r = serve_prepared(prepared);
-                if self.mode == Mode::Replay && !self.overlays.pipeline.is_empty() {
-                    let call = Call { method, host: &target.host, path, query, headers, body: &bytes };
-                    let status = ex.response.status;
-                    if let Some(b) = self.overlays.pipeline.on_answer(&call, ctx, status, &ex.response.body.bytes) {
-                        // The resource as it stands now, encoded as the recording was.
-                        let b = match &ex.response.body.encoding {
-                            Some(e) => Bytes::from(crate::cassette::model::encode(e, &b)),
-                            None => b,
-                        };
-                        *r.body_mut() = Full::new(b);
-                    }
+            };
+            if let Some((ex, prepared)) = poll {
+                let secs = query
+                    .and_then(|q| {
+                        crate::cassette::fingerprint::decode_pairs(q).into_iter().find(|(k, _)| k == "timeout")
+                    })
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+                    .unwrap_or(ex.duration_ms / 1000);
+                if ex.response.status == 304 {
+                    // A long poll that found nothing answers once its timeout has passed (virtual time).
+                    Box::pin(self.timer.sleep_ms(secs.saturating_mul(1000))).await;
+                } else if let Some(cause) = ex.after {
+                    // Its events were caused by another request: answer once that was replayed
+                    // (or, should it never come, when the poll's timeout runs out).
+                    let index = self.index();
+                    Box::pin(self.await_served(&index, cause, secs.saturating_mul(1000))).await;
                 }
-                add_headers(r.headers_mut(), &ctx.response_headers);
-                return r;
+                return self.answer_hit(&call, host, &ex, &prepared, ctx, mark);
             }
-            fp = Some(index);
+            fp = Some(self.index());
         }
 
         let mut live_headers = parts.headers.clone();
@@ -892,6 +873,45 @@ impl Proxy {
             );
         }
         Box::pin(self.forward(parts.method.clone(), live_headers, live, bytes, target.clone(), configured)).await
+    }
+
+    /// A cassette hit: counted, journaled, and served as recorded, or as the overlays have the
+    /// resource now. Synchronous, so the hit path can run under the index's read lock.
+    fn answer_hit(
+        &self,
+        call: &Call<'_>,
+        authority: &str,
+        ex: &Exchange,
+        prepared: &Prepared,
+        ctx: &Ctx,
+        mark: Option<&str>,
+    ) -> Response<ProxyBody> {
+        self.stats.hits.incr();
+        if self.ws.active() || self.poll_waiters.load(Ordering::Relaxed) > 0 {
+            self.ws.served();
+            self.track_subscription(call.method, call.path, call.body);
+        }
+        let status = ex.response.status;
+        match mark {
+            None => self.note(call.method, authority, call.path, status, "hit", None),
+            Some(m) => {
+                let by = format!("fault:{}", m.split(':').next().unwrap_or("latency"));
+                self.note(call.method, authority, call.path, status, &by, Some(&format!("hit; {m}")));
+            }
+        }
+        let mut r = serve_prepared(prepared);
+        if self.mode == Mode::Replay && !self.overlays.pipeline.is_empty() {
+            if let Some(b) = self.overlays.pipeline.on_answer(call, ctx, ex.response.status, &ex.response.body.bytes) {
+                // The resource as it stands now, encoded as the recording was.
+                let b = match &ex.response.body.encoding {
+                    Some(e) => Bytes::from(crate::cassette::model::encode(e, &b)),
+                    None => b,
+                };
+                *r.body_mut() = Full::new(b);
+            }
+        }
+        add_headers(r.headers_mut(), &ctx.response_headers);
+        r
     }
 
     /// The answer when the cassette cannot give a recording its index names (a damaged replay file).
@@ -1171,7 +1191,7 @@ impl Proxy {
             };
             if let Some(ex) = found {
                 if ex.response.status != 101 {
-                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    self.stats.hits.incr();
                     self.note(&method, &host, &path, ex.response.status, "hit", None);
                     return replay_response(&ex.response);
                 }
@@ -1361,7 +1381,7 @@ impl Proxy {
             return overlay_response(a, &[]);
         }
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        self.stats.hits.incr();
         self.note(method, host, path, 101, "hit", Some("websocket"));
         let url = format!("wss://{host}{path}{}", parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default());
         let genesys = crate::overlay::Platform::of_host(&target.host) == crate::overlay::Platform::Genesys;

@@ -388,7 +388,7 @@ async fn status_line(proxy: Arc<Proxy>) {
         let line = format!(
             "[callvcr {}] hits {} · misses {} · recorded {} · upstream errors {}",
             proxy.mode.as_str(),
-            s.hits.load(Ordering::Relaxed),
+            s.hits.get(),
             s.misses.load(Ordering::Relaxed),
             s.recorded.load(Ordering::Relaxed),
             s.upstream_errors.load(Ordering::Relaxed),
@@ -501,7 +501,7 @@ async fn run_record_until(a: RecordArgs, until: Until) -> i32 {
         "callvcr: record summary for `{name}`: {} exchanges and {} WebSocket frames stored, {} replayed, {} passed through unrecorded, {} upstream failures",
         s.recorded.load(Ordering::Relaxed),
         s.frames.load(Ordering::Relaxed),
-        s.hits.load(Ordering::Relaxed),
+        s.hits.get(),
         s.passthrough.load(Ordering::Relaxed),
         s.upstream_errors.load(Ordering::Relaxed),
     );
@@ -592,7 +592,7 @@ async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let hits = p.stats.hits.load(Ordering::Relaxed);
+    let hits = p.stats.hits.get();
     let misses = p.stats.misses.load(Ordering::Relaxed);
     let idx = p.index();
     let unused = p.unused();
