@@ -358,7 +358,9 @@ async fn serve_http<IO>(io: IO, target: Arc<Target>, shared: Shared)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let proxy = shared.proxy.clone();
+    // This connection's own handle on the proxy: a request clones it, not the proxy's shared
+    // count, which every connection on every core would otherwise write to per request.
+    let proxy = Arc::new(shared.proxy.clone());
     let switch = Arc::new(CutSwitch::default());
     let watch = ConnWatch::new(true);
     let io = TokioIo::new(FaultIo::new(io, switch.clone(), Some(watch.clone())));
@@ -443,7 +445,7 @@ async fn proxy_request(
             return plain(StatusCode::BAD_REQUEST, "request", format!("no host in `{uri}`"));
         };
         let target = Arc::new(Target::new(if https { "https" } else { "http" }, host, port));
-        return shared.proxy.clone().handle(req, target, Some(switch)).await;
+        return shared.proxy.handle(req, target, Some(switch)).await;
     }
     // Origin-form: the Host header names the target.
     let host_header = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).map(String::from);
@@ -458,7 +460,7 @@ async fn proxy_request(
         );
     }
     let port = if port == 80 { 443 } else { port };
-    shared.proxy.clone().handle(req, Arc::new(Target::new("https", host, port)), Some(switch)).await
+    shared.proxy.handle(req, Arc::new(Target::new("https", host, port)), Some(switch)).await
 }
 
 async fn connect(mut req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Response<Full<Bytes>> {

@@ -520,7 +520,7 @@ impl Proxy {
     /// Answers one request bound for `target`.
     /// `switch` lets an injected fault cut the connection the request came on.
     pub async fn handle(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         req: Request<Incoming>,
         target: Arc<Target>,
         switch: Option<Arc<CutSwitch>>,

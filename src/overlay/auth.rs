@@ -101,7 +101,27 @@ pub struct Auth {
     nice_source: KeySource,
     nice: std::sync::OnceLock<Result<Signer, String>>,
     state: std::sync::RwLock<State>,
+    /// Moves on with every change to `state`: per-thread copies of a checked token are good
+    /// while it stands still.
+    generation: std::sync::atomic::AtomicU64,
+    /// Tells this overlay's per-thread copies from another's (never reused in a process).
+    instance: u64,
 }
+
+/// The last access token a thread checked, with what the check found: the next request with the
+/// same bearer (the common case) needs neither the token table's lock nor a shared count.
+struct Checked {
+    auth: u64,
+    generation: u64,
+    token: String,
+    /// This thread's own copy, so handing it out does not touch a count other threads share.
+    client_id: Arc<str>,
+    user: bool,
+    expires_ms: i64,
+    revoked: bool,
+}
+
+thread_local!(static CHECKED: std::cell::RefCell<Option<Checked>> = const { std::cell::RefCell::new(None) });
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -169,11 +189,19 @@ impl Auth {
             nice_source: nice,
             nice: std::sync::OnceLock::new(),
             state: std::sync::RwLock::new(State::default()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            instance: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
     }
 
     fn state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|e| e.into_inner())
+        let g = self.state.write().unwrap_or_else(|e| e.into_inner());
+        // Moved on while the lock is held: a reader that sees the new number reads the new state.
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        g
     }
 
     /// The hot path's view: many requests check bearers at once without waiting on each other.
@@ -385,13 +413,34 @@ impl Auth {
                 ),
             ));
         };
-        // The hot path: one lookup, no copies but a reference count.
-        let found = self
-            .read()
-            .tokens
-            .get(token)
-            .filter(|t| t.kind == Kind::Access)
-            .map(|t| (t.client_id.clone(), t.user, t.revoked || t.expires_ms <= ctx.now_ms));
+        // The hot path: this thread checked the same token last time and nothing changed since.
+        let me = self.instance;
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let cached = CHECKED.with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|c| c.auth == me && c.generation == generation && c.token == token)
+                .map(|c| (c.client_id.clone(), c.user, c.revoked || c.expires_ms <= ctx.now_ms))
+        });
+        let found = cached.or_else(|| {
+            let state = self.read();
+            let t = state.tokens.get(token).filter(|t| t.kind == Kind::Access)?;
+            let client_id: Arc<str> = Arc::from(&*t.client_id);
+            let (user, expires_ms, revoked) = (t.user, t.expires_ms, t.revoked);
+            drop(state);
+            CHECKED.with(|c| {
+                *c.borrow_mut() = Some(Checked {
+                    auth: me,
+                    generation,
+                    token: token.to_string(),
+                    client_id: client_id.clone(),
+                    user,
+                    expires_ms,
+                    revoked,
+                })
+            });
+            Some((client_id, user, revoked || expires_ms <= ctx.now_ms))
+        });
         match found {
             None => Decision::Answer(self.refusal(
                 recorded,

@@ -118,6 +118,8 @@ pub struct State {
     generation: std::sync::atomic::AtomicU64,
     /// Events wait in `inner.emitted`.
     pending: std::sync::atomic::AtomicBool,
+    /// Whether the book holds learned machines (read per answer without the book's lock).
+    learned_any: std::sync::atomic::AtomicBool,
 }
 
 /// A refusal for the admin API: status, error code, message.
@@ -217,6 +219,7 @@ impl State {
             inner: Mutex::new(Inner::default()),
             generation: std::sync::atomic::AtomicU64::new(0),
             pending: std::sync::atomic::AtomicBool::new(false),
+            learned_any: std::sync::atomic::AtomicBool::new(false),
         };
         s.learn(index);
         s
@@ -324,6 +327,7 @@ impl State {
                 }
             }
         }
+        self.learned_any.store(!book.learned.is_empty(), std::sync::atomic::Ordering::Release);
         *self.book.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(book);
         self.reset_sessions();
     }
@@ -1370,8 +1374,8 @@ impl Overlay for State {
                     return self.serve_resource(id, &b.state_field, Kind::Declared(i), body, now);
                 }
             }
-            let book = self.book();
-            if !book.learned.is_empty() {
+            if self.learned_any.load(std::sync::atomic::Ordering::Acquire) {
+                let book = self.book();
                 let (tpl, _) = template(call.path);
                 if let Some(l) = book.learned.get(&(call.host.to_string(), tpl.clone())) {
                     let id = ids_in(call.path, &tpl).pop()?;
