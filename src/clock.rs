@@ -1,15 +1,21 @@
 //! The one clock everything reads: wall time plus an offset, optionally frozen.
 //! It does not schedule anything; callers ask it for "now" and for elapsed spans.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Virtual time shared by the proxy: real time plus an offset by default, or frozen at an instant.
 #[derive(Debug)]
 pub struct Clock {
+    /// Changes are made under this lock, then published to the two numbers below.
     inner: Mutex<ClockState>,
     /// The state `reset` returns to.
     start: ClockState,
+    /// What readers read, without the lock (every request reads the clock): the offset, and the
+    /// frozen instant (`i64::MIN` when not frozen).
+    offset_ms: AtomicI64,
+    frozen_at_ms: AtomicI64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,12 +49,25 @@ impl Clock {
     }
 
     fn with_state(s: ClockState) -> Self {
-        Clock { inner: Mutex::new(s), start: s }
+        let c = Clock {
+            inner: Mutex::new(s),
+            start: s,
+            offset_ms: AtomicI64::new(0),
+            frozen_at_ms: AtomicI64::new(i64::MIN),
+        };
+        c.publish(&s);
+        c
+    }
+
+    /// Makes a change visible to readers (called with the lock held).
+    fn publish(&self, s: &ClockState) {
+        self.offset_ms.store(s.offset_ms, Ordering::Relaxed);
+        self.frozen_at_ms.store(s.frozen_at_ms.unwrap_or(i64::MIN), Ordering::Release);
     }
 
     /// Whether time moves only when advanced.
     pub fn is_frozen(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).frozen_at_ms.is_some()
+        self.frozen_at_ms.load(Ordering::Acquire) != i64::MIN
     }
 
     /// Sets virtual time to `epoch_ms` (it keeps ticking from there unless frozen).
@@ -58,11 +77,14 @@ impl Clock {
             Some(t) => *t = epoch_ms,
             None => s.offset_ms = epoch_ms - Self::wall_ms(),
         }
+        self.publish(&s);
     }
 
     /// Back to the state the clock was made in (the same offset, or the same frozen instant).
     pub fn reset(&self) {
-        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = self.start;
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *s = self.start;
+        self.publish(&s);
     }
 
     #[allow(clippy::disallowed_methods)] // the one place that reads the wall clock
@@ -72,10 +94,9 @@ impl Clock {
 
     /// Virtual time, in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
-        let s = *self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        match s.frozen_at_ms {
-            Some(t) => t,
-            None => Self::wall_ms() + s.offset_ms,
+        match self.frozen_at_ms.load(Ordering::Acquire) {
+            i64::MIN => Self::wall_ms() + self.offset_ms.load(Ordering::Relaxed),
+            t => t,
         }
     }
 
@@ -96,6 +117,7 @@ impl Clock {
             Some(t) => *t += ms,
             None => s.offset_ms += ms,
         }
+        self.publish(&s);
     }
 
     /// A monotonic instant for measuring how long real work took (timings, not virtual time).
