@@ -541,8 +541,9 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Largest request or response body, in bytes; more → 413 (request) or 502 (response).
     pub max_body_bytes: usize,
-    /// How long a client may take to send a request head, in ms (then the connection is closed), and
-    /// to send a request body once its head arrived (then 408). Real time: slow clients, not overlays.
+    /// How long a client may take to send a request head, or leave an HTTP/1 connection idle between
+    /// requests, in ms (then the connection is closed), and to send a request body once its head
+    /// arrived (then 408). Real time: slow clients, not overlays.
     pub read_timeout_ms: u64,
 }
 
