@@ -6,7 +6,8 @@
 //! the bare server (same certificate chain, same key type, same response bytes). Each scenario runs the bare server and callvcr back to back
 //! in the same run and reports the ratio, since absolute numbers on a shared machine are noise.
 //!
-//! `cargo bench --bench replay` (env: `BENCH_SECS` per scenario, default 4; `BENCH_CONCS`, the
+//! `cargo bench --bench replay` (env: `BENCH_SECS` per scenario, default 4, split over
+//! `BENCH_ROUNDS` interleaved rounds, default 5; `BENCH_CONCS`, the
 //! keep-alive connection counts, default 1,16,64; `BENCH_CONC`, clients for the new-connection and
 //! record scenarios, default 4;
 //! `CALLVCR_BENCH_BIN` runs another callvcr binary, e.g. an older commit's, for an A/B comparison).
@@ -97,7 +98,8 @@ fn main() {
     println!("replay benchmark: {secs} s per scenario, GET {PATH} ({} byte body)", body().len());
     println!("{:<34} {:>10} {:>10} {:>10} {:>12}", "scenario", "req/s", "p50 µs", "p99 µs", "CPU µs/req");
     let mut ratios = Vec::new();
-    const ROUNDS: usize = 3;
+    // Interleaved rounds per scenario (BENCH_ROUNDS): more rounds, a steadier median on a shared machine.
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
     // Keep-alive at 1, 16 and 64 connections (BENCH_CONCS overrides), then a new TLS connection per
     // request at BENCH_CONC.
     let concs: Vec<usize> = std::env::var("BENCH_CONCS")
@@ -112,10 +114,10 @@ fn main() {
         rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, warm));
         // Interleaved rounds (bare, callvcr, bare, callvcr, ...) so drift on a shared machine hits both;
         // the reported ratio is the median of the per-round ratios.
-        let span = Duration::from_secs_f64(secs / ROUNDS as f64);
+        let span = Duration::from_secs_f64(secs / rounds as f64);
         let mut per_round = Vec::new();
         let mut cpu = Vec::new();
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             let t0 = cpu_us(bare.id());
             let b = rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, span));
             let b_cpu = (cpu_us(bare.id()) - t0) as f64 / b.n.max(1) as f64;
@@ -195,7 +197,7 @@ fn main() {
         (cold.0 as f64 - warm_hs.0 as f64) / 1000.0
     );
     for (label, r, p50, p99, b_cpu, c_cpu) in &ratios {
-        println!("median ratio callvcr/bare over {ROUNDS} rounds, {label}: throughput {r:.2}x, p50 latency {p50:.2}x, p99 latency {p99:.2}x; server CPU per request {c_cpu:.1} µs vs {b_cpu:.1} µs bare");
+        println!("median ratio callvcr/bare over {rounds} rounds, {label}: throughput {r:.2}x, p50 latency {p50:.2}x, p99 latency {p99:.2}x; server CPU per request {c_cpu:.1} µs vs {b_cpu:.1} µs bare");
     }
     let _ = Command::new("kill").arg("-INT").arg(callvcr.id().to_string()).status();
     let _ = callvcr.wait();

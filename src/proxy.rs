@@ -160,7 +160,10 @@ pub struct Proxy {
 /// The journal: the most recent answers, shared by the HTTP and WebSocket sides.
 #[derive(Debug, Default)]
 pub struct Journal {
-    ring: Mutex<Ring>,
+    /// One ring per thread shard (see `crate::sharded`): threads noting answers at once do not
+    /// wait on one lock; the entries are merged by sequence number when read.
+    rings: crate::sharded::PerThread<Mutex<Ring>>,
+    seq: AtomicU64,
 }
 
 /// Bytes of an entry's texts kept in its slot; longer entries keep them on the heap.
@@ -189,8 +192,6 @@ struct Ring {
     long: std::collections::HashMap<usize, (String, [usize; 4])>,
     /// The slot written next.
     next: usize,
-    /// The last sequence number given.
-    seq: u64,
 }
 
 impl Ring {
@@ -253,23 +254,32 @@ impl Ring {
 impl Journal {
     /// Notes one answer.
     pub fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        ring.seq += 1;
-        let seq = ring.seq;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut ring = self.rings.mine().lock().unwrap_or_else(|e| e.into_inner());
         ring.push(seq, status, [method, host, path, answered_by], detail);
     }
 
-    /// A copy of the entries, oldest first.
+    /// A copy of the last [`JOURNAL_CAP`] entries, oldest first.
     pub fn entries(&self) -> Vec<JournalEntry> {
-        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let n = ring.slots.len();
-        let first = if n < JOURNAL_CAP { 0 } else { ring.next };
-        (0..n).map(|k| ring.entry((first + k) % n.max(1))).collect()
+        let mut out = Vec::new();
+        for r in self.rings.all() {
+            let ring = r.lock().unwrap_or_else(|e| e.into_inner());
+            let n = ring.slots.len();
+            let first = if n < JOURNAL_CAP { 0 } else { ring.next };
+            out.extend((0..n).map(|k| ring.entry((first + k) % n.max(1))));
+        }
+        out.sort_by_key(|e| e.seq);
+        let extra = out.len().saturating_sub(JOURNAL_CAP);
+        out.drain(..extra);
+        out
     }
 
     /// Empties it.
     pub fn clear(&self) {
-        *self.ring.lock().unwrap_or_else(|e| e.into_inner()) = Ring::default();
+        for r in self.rings.all() {
+            *r.lock().unwrap_or_else(|e| e.into_inner()) = Ring::default();
+        }
+        self.seq.store(0, Ordering::SeqCst);
     }
 }
 
@@ -537,7 +547,8 @@ impl Proxy {
     pub async fn state_moved(&self) {
         let Some(state) = &self.overlays.state else { return };
         if state.has_events() {
-            self.deliver_state_events().await;
+            // Boxed: rare, and its future would otherwise sit in every request's.
+            Box::pin(self.deliver_state_events()).await;
         }
         // Wake the state clock only when a session appeared or moved, not on every request.
         let g = state.generation();
@@ -624,7 +635,8 @@ impl Proxy {
         let bytes = if hyper::body::Body::is_end_stream(&body) {
             Bytes::new()
         } else {
-            match self.read_body(body, method, host, path).await {
+            // Boxed: a body's read state would otherwise sit in every request's future.
+            match Box::pin(self.read_body(body, method, host, path)).await {
                 Ok(b) => b,
                 Err(r) => return r,
             }
@@ -664,7 +676,7 @@ impl Proxy {
                 match decision {
                     Decision::Answer(a) => {
                         if let Some(t) = a.not_before_ms {
-                            self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64).await;
+                            Box::pin(self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64)).await;
                         }
                         let by = answered_by(name, &a.detail);
                         if name == "faults" {
@@ -677,13 +689,13 @@ impl Proxy {
                     }
                     Decision::RetryAt(t) => {
                         // A queued request: wait (on virtual time) and ask the same overlay again.
-                        self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64).await;
+                        Box::pin(self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64)).await;
                         ctx.now_ms = if pinned.is_some() { t } else { self.timer.now_ms().max(t) };
                         from = pos;
                     }
                     Decision::Delay(t, detail) => {
                         tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: latency of {} ms (virtual)", t - ctx.now_ms);
-                        self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64).await;
+                        Box::pin(self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64)).await;
                         ctx.now_ms = if pinned.is_some() { t } else { self.timer.now_ms().max(t) };
                         fault_mark = Some(detail);
                         from = pos + 1;
@@ -716,14 +728,20 @@ impl Proxy {
         }
         if let Some((switch, detail)) = reset {
             let seen = Seen { method, path, query, host, configured };
-            let r = Box::pin(self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, None)).await;
+            let looked = self.look_up(&parts, &bytes, target, &seen, &ctx, None);
+            let r = Box::pin(self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, None, looked)).await;
             tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: reset mid-response");
             self.note(method, host, path, r.status().as_u16(), "fault:reset", Some(&detail));
             switch.arm(CutPlan::After(wire_size(&r) / 2));
             return r;
         }
         let seen = Seen { method, path, query, host, configured };
-        self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, fault_mark.as_deref()).await
+        let mark = fault_mark.as_deref();
+        match self.look_up(&parts, &bytes, target, &seen, &ctx, mark) {
+            Lookup::Answered(r) => r,
+            // Boxed: the slower paths' state stays out of every request's future.
+            looked => Box::pin(self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, mark, looked)).await,
+        }
     }
 
     /// Reads a request body within the size limit and the read timeout; the answer to send when
@@ -783,8 +801,44 @@ impl Proxy {
         }
     }
 
-    /// The cassette's answer (or, off replay, the upstream's); `mark` notes an injected fault that
-    /// shaped it (latency) in the journal.
+    /// The index's answer to a request, found without waiting: the hot path, kept synchronous (and
+    /// out of the request's future) so nothing large is carried from await to await.
+    fn look_up(
+        &self,
+        parts: &http::request::Parts,
+        bytes: &Bytes,
+        target: &Target,
+        seen: &Seen<'_>,
+        ctx: &Ctx,
+        mark: Option<&str>,
+    ) -> Lookup {
+        let Seen { method, path, query, host, configured } = *seen;
+        if self.mode == Mode::Record || !configured {
+            return Lookup::Miss;
+        }
+        let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), bytes);
+        let headers = &parts.headers;
+        const PURECLOUD_SDK: http::HeaderName = http::HeaderName::from_static("purecloud-sdk");
+        let sdk =
+            headers.get(PURECLOUD_SDK).or_else(|| headers.get(http::header::USER_AGENT)).and_then(|v| v.to_str().ok());
+        let call = Call { method, host: &target.host, path, query, headers, body: bytes };
+        // Answered under this thread's read lock on the index: no reference count is touched.
+        // A long poll waits, so it takes its recording out of the lock.
+        let index = self.index.read();
+        match index.next_by_key(key, sdk) {
+            None => Lookup::Miss,
+            Some(Err(e)) => Lookup::Answered(self.unreadable(method, host, path, &e)),
+            Some(Ok(l)) if crate::cassette::model::is_long_poll(path) => {
+                Lookup::Poll(l.exchange.clone(), Box::new(l.prepared.clone()))
+            }
+            Some(Ok(l)) => Lookup::Answered(self.answer_hit(&call, host, &l.exchange, &l.prepared, ctx, mark)),
+        }
+    }
+
+    /// The cassette's answer (or, off replay, the upstream's) after [`Proxy::look_up`]: a long
+    /// poll's wait, an overlay's answer for a miss, the miss explained, or the upstream's answer;
+    /// `mark` notes an injected fault that shaped it (latency) in the journal.
+    #[allow(clippy::too_many_arguments)] // the request's parts, as `look_up` takes them, and what it found
     async fn answer_from_cassette(
         &self,
         parts: &http::request::Parts,
@@ -793,33 +847,13 @@ impl Proxy {
         seen: &Seen<'_>,
         ctx: &Ctx,
         mark: Option<&str>,
+        looked: Lookup,
     ) -> Response<ProxyBody> {
         let Seen { method, path, query, host, configured } = *seen;
-
-        // The hit path: fingerprint straight from the parts, serve the prepared response.
         let mut fp = None;
-        if self.mode != Mode::Record && configured {
-            let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
-            let headers = &parts.headers;
-            let sdk = headers
-                .get("purecloud-sdk")
-                .or_else(|| headers.get(http::header::USER_AGENT))
-                .and_then(|v| v.to_str().ok());
-            let call = Call { method, host: &target.host, path, query, headers, body: &bytes };
-            // Answered under this thread's read lock on the index: no reference count is touched.
-            // A long poll waits, so it takes its recording out of the lock first.
-            let poll = {
-                let index = self.index.read();
-                match index.next_by_key(key, sdk) {
-                    None => None,
-                    Some(Err(e)) => return self.unreadable(method, host, path, &e),
-                    Some(Ok(l)) if crate::cassette::model::is_long_poll(path) => {
-                        Some((l.exchange.clone(), l.prepared.clone()))
-                    }
-                    Some(Ok(l)) => return self.answer_hit(&call, host, &l.exchange, &l.prepared, ctx, mark),
-                }
-            };
-            if let Some((ex, prepared)) = poll {
+        match looked {
+            Lookup::Answered(r) => return r,
+            Lookup::Poll(ex, prepared) => {
                 let secs = query
                     .and_then(|q| {
                         crate::cassette::fingerprint::decode_pairs(q).into_iter().find(|(k, _)| k == "timeout")
@@ -835,9 +869,11 @@ impl Proxy {
                     let index = self.index();
                     Box::pin(self.await_served(&index, cause, secs.saturating_mul(1000))).await;
                 }
+                let call = Call { method, host: &target.host, path, query, headers: &parts.headers, body: &bytes };
                 return self.answer_hit(&call, host, &ex, &prepared, ctx, mark);
             }
-            fp = Some(self.index());
+            Lookup::Miss if self.mode != Mode::Record && configured => fp = Some(self.index()),
+            Lookup::Miss => {}
         }
 
         let mut live_headers = parts.headers.clone();
@@ -1469,6 +1505,16 @@ fn url_template(host: &str, path: &str) -> String {
         })
         .collect();
     format!("{}{}", host.to_ascii_lowercase(), segs.join("/"))
+}
+
+/// What the index gave for a request, before anything waits.
+enum Lookup {
+    /// Answered already (a hit, or an unreadable recording).
+    Answered(Response<ProxyBody>),
+    /// A long poll's recording, answered once what it waits for has happened.
+    Poll(Arc<Exchange>, Box<Prepared>),
+    /// No recording (or none looked for, in record mode or for a host not configured).
+    Miss,
 }
 
 /// What `handle` already worked out about a request, passed on rather than worked out again.

@@ -60,7 +60,7 @@ impl Call<'_> {
 
     /// The bearer token in `Authorization`, when there is one.
     pub fn bearer(&self) -> Option<&str> {
-        let v = self.header("authorization")?.trim();
+        let v = self.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
         let (scheme, rest) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim()).filter(|t| !t.is_empty())
     }
