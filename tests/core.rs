@@ -236,8 +236,13 @@ async fn http2_by_alpn_and_record_missing() {
     assert_eq!(si.seen.lock().unwrap().len(), 2, "the upstream saw only the first recording and the miss");
     si.stop();
 
-    // HTTP/2 negotiated by ALPN on the TLS listener, in replay.
-    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "h2", "--strict"]);
+    // HTTP/2 negotiated by ALPN on the TLS listener, in replay. A short read timeout: an idle
+    // HTTP/2 connection is not cut by it (it times request heads on HTTP/1 only).
+    std::fs::write(dir.join("h2.yaml"), "limits:\n  read_timeout_ms: 200\n").unwrap();
+    let cv = Callvcr::start(
+        &dir,
+        &["replay", "--no-overlay", "auth", "--cassette", "h2", "--strict", "--config", "h2.yaml"],
+    );
     let tcp = TcpStream::connect(cv.tls).await.unwrap();
     let tls = tls_over(tcp, "api.mypurecloud.com", client_config(&cv.ca_path(), &[b"h2"])).await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -255,6 +260,14 @@ async fn http2_by_alpn_and_record_missing() {
         assert_eq!(r.version, http::Version::HTTP_2);
         assert_eq!(r.status, 200, "{}", r.text());
     }
+    // Idle for several read timeouts (real time: the timeout guards against real slow clients).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let req = http::Request::builder()
+        .uri("https://api.mypurecloud.com/api/v2/users/me")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = read(sender.send_request(req).await.expect("the idle HTTP/2 connection is still open")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
 }
