@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(client_hello fingerprint proxy_yaml cassette_import ws_frames)
+[ ${#targets[@]} -gt 0 ] || targets=(client_hello fingerprint proxy_yaml cassette_import ws_frames replay_file)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 status=0
@@ -20,6 +20,13 @@ for t in "${targets[@]}"; do
     cassette_import)
       { printf '\0'; cat examples/genesys-call.jsonl; } > "fuzz/corpus/$t/seed-jsonl"
       { printf '\1'; cat tests/fixtures/devtools-shape.har; } > "fuzz/corpus/$t/seed-har" ;;
+    replay_file)
+      # A real replay file, written by `cassette import` of the example cassette.
+      cargo build --release --quiet
+      scratch="$(mktemp -d)"
+      (cd "$scratch" && "$OLDPWD/target/release/callvcr" cassette import "$OLDPWD/examples/genesys-call.jsonl" --name seed >/dev/null)
+      { printf '\1'; cat "$scratch/cassettes/seed/replay.bin"; } > "fuzz/corpus/$t/seed-replay"
+      rm -rf "$scratch" ;;
   esac
   log="target/fuzz-$t.log"
   mkdir -p target
