@@ -36,6 +36,27 @@ pub const SECRETS: &[&str] = &[
 /// A fresh, empty directory for one test.
 pub fn tempdir(tag: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    // Directories of earlier test processes that have ended are removed once per process, so
+    // runs do not pile up in the temp directory (a running test process keeps its own).
+    SWEEP.call_once(|| {
+        // Whether a process still runs is read from /proc: where there is none, nothing is swept.
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("callvcr-it-") else { continue };
+            let mut parts = rest.rsplitn(3, '-');
+            let (_, pid) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok()));
+            if let Some(pid) = pid {
+                if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    });
     let d = std::env::temp_dir().join(format!(
         "callvcr-it-{tag}-{}-{}",
         std::process::id(),
