@@ -57,10 +57,7 @@ pub struct Head<'a> {
 impl Head<'_> {
     /// `METHOD host/path?query`.
     pub fn describe(&self) -> String {
-        match self.query {
-            Some(q) => format!("{} {}{}?{}", self.method, self.host, self.path, q),
-            None => format!("{} {}{}", self.method, self.host, self.path),
-        }
+        describe_parts(self.method, self.host, self.path, self.query)
     }
 }
 
@@ -632,9 +629,13 @@ fn rough_distance(fp: &Fingerprint, r: &Head<'_>) -> u32 {
 
 /// `METHOD host/path?query`.
 pub fn describe(r: &RecordedRequest) -> String {
-    match &r.query {
-        Some(q) => format!("{} {}{}?{}", r.method, r.host, r.path, q),
-        None => format!("{} {}{}", r.method, r.host, r.path),
+    describe_parts(&r.method, &r.host, &r.path, r.query.as_deref())
+}
+
+fn describe_parts(method: &str, host: &str, path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) => format!("{method} {host}{path}?{q}"),
+        None => format!("{method} {host}{path}"),
     }
 }
 
