@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod listen;
+pub mod lockfile;
 pub mod overlay;
 pub mod proxy;
 pub mod route;

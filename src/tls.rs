@@ -152,6 +152,11 @@ pub fn token_signing_key(dir: &Path) -> Result<Vec<u8>, TlsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(&path)(e)),
     }
+    // Made once however many processes ask at once: the others wait, then read it.
+    let _lock = lock_dir(dir)?;
+    if let Ok(der) = fs::read(&path) {
+        return Ok(der);
+    }
     use rsa::pkcs8::EncodePrivateKey;
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
         .map_err(|e| cert_err(format!("cannot make the token-signing key: {e}")))?;
@@ -163,6 +168,21 @@ pub fn token_signing_key(dir: &Path) -> Result<Vec<u8>, TlsError> {
     fs::rename(&tmp, &path).map_err(io_err(&path))?;
     tracing::info!(path = %path.display(), "made the token-signing key (RSA 2048) for platform JWTs");
     Ok(der.as_bytes().to_vec())
+}
+
+/// The lock on `dir` (the CA directory) while something in it is made.
+fn lock_dir(dir: &Path) -> Result<crate::lockfile::LockFile, TlsError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = dir.join(".lock");
+    match crate::lockfile::take_within(&path, 60_000) {
+        Ok(Ok(l)) => Ok(l),
+        Ok(Err(pid)) => Err(cert_err(format!(
+            "{}: another callvcr{} has been making keys there for 60 s",
+            dir.display(),
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ))),
+        Err(e) => Err(cert_err(e.to_string())),
+    }
 }
 
 /// Reads facts about the CA certificate at `cert_path`.
@@ -202,7 +222,13 @@ impl Ca {
     }
 
     /// Loads the CA from `dir`, creating it first when there is none. Returns whether it was created.
+    /// Processes started together make it once: the first under the directory's lock, the others
+    /// wait for it and load it.
     pub fn load_or_init(dir: &Path, domains: &[String], clock: &Clock) -> Result<(Ca, bool), TlsError> {
+        if dir.join(CA_CERT_FILE).exists() && dir.join(CA_KEY_FILE).exists() {
+            return Ok((Ca::load(dir)?, false));
+        }
+        let _lock = lock_dir(dir)?;
         if dir.join(CA_CERT_FILE).exists() && dir.join(CA_KEY_FILE).exists() {
             return Ok((Ca::load(dir)?, false));
         }

@@ -372,9 +372,9 @@ async fn replays_started_together_share_a_fresh_recording() {
     assert_eq!(api.send("GET", "/api/v2/users/me", &h, "").await.status, 200);
     assert_eq!(cv.stop().0, 0);
     si.stop();
-    // Three replays at once: one writes the replay file while holding the store, the others wait
-    // for it instead of failing on the held store.
-    let starts: Vec<_> = (0..3)
+    // Eight replays at once: one writes the replay file under the lock, the others wait for it
+    // instead of failing on the held store.
+    let starts: Vec<_> = (0..8)
         .map(|_| {
             let d = dir.clone();
             std::thread::spawn(move || Callvcr::start(&d, &["replay", "--cassette", "t", "--no-overlay", "auth"]))
@@ -408,7 +408,10 @@ async fn a_cassette_held_by_a_recording_is_named_with_its_pid() {
         ],
     );
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("cassette `cassettes/held` is in use") && err.contains("(pid "), "{err}");
+    assert!(
+        err.contains("cassette `cassettes/held` is in use") && err.contains(&format!("(pid {})", cv.pid())),
+        "{err}"
+    );
     assert_eq!(cv.stop().0, 0);
     // Released on exit: now it opens.
     let (code, out, err) = run(&dir, &["cassette", "export", "held"]);

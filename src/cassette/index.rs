@@ -131,7 +131,7 @@ impl Heads {
     /// Checks what a replay file gave: every string inside the table and UTF-8, every exchange
     /// inside the data section (which ends at `data_end`), sequence numbers in order.
     pub(crate) fn check(&self, data_end: u64) -> Result<(), String> {
-        if self.recs.len() % HEAD_BYTES != 0 {
+        if !self.recs.len().is_multiple_of(HEAD_BYTES) {
             return Err("the head table is cut short".into());
         }
         let mut last = None;

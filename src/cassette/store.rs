@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::model::{Cassette, Exchange, Frame};
+use crate::lockfile::LockFile;
 
 /// The cassette format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -15,8 +16,14 @@ const EXCHANGES_TREE: &str = "exchanges";
 const FRAMES_TREE: &str = "frames";
 const VERSION_KEY: &str = "format_version";
 const OWNER_FILE: &str = "callvcr.pid";
-/// Added to the owner file while a replay writes the replay file (others wait for it).
-const WRITING: &str = "writing-replay-file";
+/// Locked (exclusively) by a process that writes the store: a recording, an import. A replay
+/// writing the replay file holds it shared, so no writer starts meanwhile.
+const WRITER_LOCK: &str = "writer.lock";
+/// Locked (exclusively) by the one replay writing the replay file; the others wait on it.
+const BUILD_LOCK: &str = "replay-file.lock";
+/// How long a replay waits for another to finish writing the replay file, unless
+/// `CALLVCR_LOCK_WAIT_MS` says otherwise.
+const BUILD_WAIT_MS: u64 = 120_000;
 
 /// Errors opening or using a cassette.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +39,16 @@ pub enum CassetteError {
         /// The holder's process id, when it wrote one.
         pid: Option<u32>,
     },
+    /// Another replay kept writing the replay file for longer than this one would wait.
+    #[error("cassette `{path}`: another callvcr replay{pid} has been writing its replay file for {waited_s} s and has not finished; is that process stuck? (the wait is set by CALLVCR_LOCK_WAIT_MS)", pid = .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Waited {
+        /// The store.
+        path: PathBuf,
+        /// The process writing the file, as it noted itself.
+        pid: Option<u32>,
+        /// How long this one waited.
+        waited_s: u64,
+    },
     /// Written by a newer callvcr.
     #[error("cassette `{path}` has format version {found}, newer than this callvcr reads ({FORMAT_VERSION}); upgrade callvcr")]
     Newer {
@@ -40,6 +57,9 @@ pub enum CassetteError {
         /// Its version.
         found: u32,
     },
+    /// A lock file beside the store could not be used.
+    #[error("cassette lock: {0}")]
+    Lock(#[from] crate::lockfile::LockError),
     /// Unreadable contents.
     #[error("cassette `{path}` is corrupt: {detail}")]
     Corrupt {
@@ -68,17 +88,49 @@ pub struct Store {
     next_seq: AtomicU64,
     /// Whether the replay file was removed since it was last written (see [`Store::before_change`]).
     replay_file_gone: AtomicBool,
+    /// The writer lock, for a store opened to be written ([`Store::open_writer`]).
+    _writer: Option<LockFile>,
+}
+
+/// The error for a store another process writes: a recording or import (named by its pid), or a
+/// replay writing its replay file.
+fn writer_busy(path: &Path) -> CassetteError {
+    let build = path.join(BUILD_LOCK);
+    if let Ok(l) = LockFile::open(&build) {
+        if let Ok(false) = l.try_take(true, &build) {
+            return CassetteError::InUse { path: path.to_path_buf(), pid: LockFile::holder(&build) };
+        }
+    }
+    CassetteError::InUse { path: path.to_path_buf(), pid: LockFile::holder(&path.join(WRITER_LOCK)) }
 }
 
 impl Store {
     /// Opens the store at `path`; creates it when `create` is set, else it must exist.
+    /// (Commands that only read it; sled's own lock refuses a second opener.)
     pub fn open(path: &Path, create: bool) -> Result<Store, CassetteError> {
-        Store::open_noting(path, create, "")
+        Store::open_locked(path, create, None)
     }
 
-    /// Like [`Store::open`]; `note` follows the process id in the owner file (what it holds the store for).
-    fn open_noting(path: &Path, create: bool, note: &str) -> Result<Store, CassetteError> {
-        if !create && !path.join("db").exists() && !path.join("conf").exists() {
+    /// Opens the store to write it (a recording, an import): holds the writer lock until dropped,
+    /// and is refused at once, naming the holder, while another process records, imports or
+    /// writes the replay file.
+    pub fn open_writer(path: &Path, create: bool) -> Result<Store, CassetteError> {
+        if !create && !exists(path) {
+            return Err(CassetteError::Missing(path.to_path_buf()));
+        }
+        std::fs::create_dir_all(path)
+            .map_err(|e| CassetteError::Io { path: path.to_path_buf(), detail: e.to_string() })?;
+        let lock_path = path.join(WRITER_LOCK);
+        let lock = LockFile::open(&lock_path)?;
+        if !lock.try_take(true, &lock_path)? {
+            return Err(writer_busy(path));
+        }
+        lock.note_holder();
+        Store::open_locked(path, create, Some(lock))
+    }
+
+    fn open_locked(path: &Path, create: bool, writer: Option<LockFile>) -> Result<Store, CassetteError> {
+        if !create && !exists(path) {
             return Err(CassetteError::Missing(path.to_path_buf()));
         }
         let db = sled::Config::new().path(path).open().map_err(|e| open_error(path, e))?;
@@ -107,7 +159,7 @@ impl Store {
             }
         }
         let next = exchanges.last().map_err(io)?.map(|(k, _)| seq_of(&k) + 1).unwrap_or(1);
-        let _ = std::fs::write(path.join(OWNER_FILE), format!("{} {note}", std::process::id()).trim_end());
+        let _ = std::fs::write(path.join(OWNER_FILE), std::process::id().to_string());
         Ok(Store {
             path: path.to_path_buf(),
             db,
@@ -115,6 +167,7 @@ impl Store {
             frames,
             next_seq: AtomicU64::new(next),
             replay_file_gone: AtomicBool::new(false),
+            _writer: writer,
         })
     }
 
@@ -275,6 +328,11 @@ impl Drop for Store {
     }
 }
 
+/// Whether a sled store exists at `path`.
+fn exists(path: &Path) -> bool {
+    path.join("db").exists() || path.join("conf").exists()
+}
+
 fn seq_of(k: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = k.len().min(8);
@@ -424,25 +482,28 @@ pub fn open_for_replay(
             tracing::info!(cassette = %name, "the replay file is not used ({why}); writing it again from the store")
         }
     }
-    // Another replay may be writing the replay file right now (it holds the store meanwhile):
-    // wait a little for it rather than fail; a recording holding the store stays an error.
-    let mut waited = std::time::Duration::ZERO;
-    let store = loop {
-        match Store::open(&path, false) {
-            // The owner file is written just after the store is taken: none yet means wait and see.
-            Err(CassetteError::InUse { .. })
-                if waited < std::time::Duration::from_secs(10)
-                    && std::fs::read_to_string(path.join(OWNER_FILE)).map_or(true, |s| s.contains(WRITING)) =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                waited += std::time::Duration::from_millis(50);
-                if let Ok((index, frames)) = replayfile::open(&path, matcher) {
-                    return Ok((name, index, frames));
-                }
-            }
-            r => break r?,
-        }
-    };
+    if !exists(&path) {
+        return Err(CassetteError::Missing(path));
+    }
+    // One replay writes the replay file; the others wait for it and then read it. Shared on the
+    // writer lock: no recording starts meanwhile, and one that holds the store is named at once.
+    let writer_path = path.join(WRITER_LOCK);
+    let writer = LockFile::open(&writer_path)?;
+    if !writer.try_take(false, &writer_path)? {
+        return Err(writer_busy(&path));
+    }
+    let build_path = path.join(BUILD_LOCK);
+    let wait_ms = std::env::var("CALLVCR_LOCK_WAIT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(BUILD_WAIT_MS);
+    let _build = crate::lockfile::take_within(&build_path, wait_ms)?.map_err(|pid| CassetteError::Waited {
+        path: path.clone(),
+        pid,
+        waited_s: wait_ms / 1000,
+    })?;
+    // The one that held it before may have finished the file: then it is used as it is.
+    if let Ok((index, frames)) = replayfile::open(&path, matcher) {
+        return Ok((name, index, frames));
+    }
+    let store = Store::open(&path, false)?;
     match store.write_replay_file(matcher, analyses()).map_err(|e| e.to_string()).and_then(|()| {
         replayfile::open(&path, matcher).map_err(|u| match u {
             Unusable::Missing => "it vanished after writing".to_string(),

@@ -188,7 +188,7 @@ pub(super) fn run(c: CassetteCmd) -> i32 {
             }
             let path = cassettes.join(&name);
             // Opening it proves it is a cassette and that no recording holds it.
-            match Store::open(&path, false) {
+            match Store::open_writer(&path, false) {
                 Ok(s) => drop(s),
                 Err(e) => return fail(e),
             }
@@ -253,7 +253,7 @@ pub(super) fn run(c: CassetteCmd) -> i32 {
                     Err(e) => return fail(e),
                 }
             };
-            let store = match Store::open(&cassettes.join(&name), true) {
+            let store = match Store::open_writer(&cassettes.join(&name), true) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
@@ -309,7 +309,7 @@ pub(super) fn run(c: CassetteCmd) -> i32 {
                 Err(e) => return fail(e),
             };
             let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
-            let store = match Store::open(&cassettes.join(&name), false) {
+            let store = match Store::open_writer(&cassettes.join(&name), false) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };

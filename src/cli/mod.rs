@@ -468,7 +468,7 @@ async fn run_record_until(a: RecordArgs, until: Until) -> i32 {
     if file.is_some() {
         return fail("record writes a named cassette under --cassettes; export it to JSON Lines afterwards with `callvcr cassette export`");
     }
-    let store = match Store::open(&a.common.cassettes.join(&name), true) {
+    let store = match Store::open_writer(&a.common.cassettes.join(&name), true) {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(e),
     };
