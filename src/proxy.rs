@@ -1185,6 +1185,7 @@ impl Proxy {
             seq,
             after,
             recorded_at: rfc3339_ms(self.clock.now_ms()),
+            credentials: Vec::new(),
             duration_ms,
             sdk,
             request: req,

@@ -285,6 +285,20 @@ impl Slot {
         let pos = self.next.fetch_add(1, Ordering::Relaxed).min(self.items.len() - 1);
         self.items[pos] as usize
     }
+
+    fn peek(&self) -> usize {
+        self.items[self.next.load(Ordering::Relaxed).min(self.items.len() - 1)] as usize
+    }
+}
+
+/// The recording the next request with some key would get, seen without taking its place.
+#[derive(Debug, Clone)]
+pub struct Peeked {
+    /// The exchange.
+    pub exchange: Arc<Exchange>,
+    /// Whether it has not been served yet in this run: the run is where the recording was. `false`
+    /// once the recordings of this key ran out and the last one repeats.
+    pub fresh: bool,
 }
 
 /// The recordings of the SDK version closest to `live`: the newest recorded at or below it, else the
@@ -508,6 +522,23 @@ impl Index {
         Some(self.load(pos))
     }
 
+    /// What [`Index::next_by_key`] would give for `key` now, without moving any FIFO position;
+    /// `None` when nothing is recorded for it or the recording cannot be read.
+    pub fn peek_by_key(&self, key: Key, sdk: Option<&str>) -> Option<Peeked> {
+        let (lo, hi) = self.run(key)?;
+        let versions = sdk.and_then(|v| self.by_sdk.get(&(lo as u32)).map(|m| (m, v)));
+        let pos = match versions.and_then(|(m, v)| m.get(v).or_else(|| nearest_version(m, v))) {
+            Some(slot) => slot.peek(),
+            None => {
+                let last = (hi - lo - 1) as u32;
+                self.order[lo + self.next[lo].load(Ordering::Relaxed).min(last) as usize] as usize
+            }
+        };
+        let fresh = !self.served[pos].load(Ordering::Relaxed);
+        let exchange = self.load(pos).map_err(|e| tracing::error!("{e}")).ok()?.exchange.clone();
+        Some(Peeked { exchange, fresh })
+    }
+
     /// The exchange at `pos`, read and made ready to serve once.
     fn load(&self, pos: usize) -> Result<&Loaded, CassetteError> {
         if let Some(l) = self.loaded[pos].get() {
@@ -653,6 +684,7 @@ mod tests {
             duration_ms: 0,
             sdk: None,
             after: None,
+            credentials: Vec::new(),
             request: RecordedRequest {
                 method: "GET".into(),
                 scheme: "https".into(),

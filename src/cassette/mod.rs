@@ -9,6 +9,7 @@ pub mod replayfile;
 pub mod schema;
 pub mod store;
 pub mod tools;
+pub mod verifier;
 
 pub use fingerprint::{Fingerprint, Matcher};
 pub use index::Index;

@@ -131,6 +131,24 @@ pub struct Exchange {
     /// request by the same client that started after the poll was sent and before it was answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
+    /// For a token request: who it presented itself as (see [`Credential`]), so replay answers a
+    /// wrong secret as the platform did without the cassette holding any secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<Credential>,
+}
+
+/// One identity a token request presented: its identifier, which is no secret (an OAuth client id,
+/// a NICE access key id, a user name), and a verifier of its secret that cannot give the secret
+/// back (PBKDF2-HMAC-SHA256, salted, many iterations; see `cassette::verifier`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Credential {
+    /// `client` (OAuth client), `access-key` (NICE access key) or `user` (a password grant's user).
+    pub role: String,
+    /// The client id, access key id or user name.
+    pub id: String,
+    /// The secret's verifier, when the request carried a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<String>,
 }
 
 /// Whether a request is a long poll (NICE agent events): its answer waits for something to happen.
@@ -279,6 +297,7 @@ pub(crate) fn test_exchange(
             body: Body { bytes: Bytes::from(response.to_string()), encoding: None },
         },
         after: None,
+        credentials: Vec::new(),
     }
 }
 

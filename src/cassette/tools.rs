@@ -315,6 +315,7 @@ pub fn from_har(text: &str, redactor: &Redactor) -> Result<Vec<Exchange>, HarErr
         out.push(Exchange {
             seq: e["_callvcr"]["seq"].as_u64().unwrap_or(i as u64 + 1),
             after: None,
+            credentials: Vec::new(),
             recorded_at: e["startedDateTime"].as_str().unwrap_or("").to_string(),
             duration_ms: e["time"].as_f64().map(|t| t.max(0.0) as u64).unwrap_or(0),
             sdk,
