@@ -17,7 +17,7 @@ use crate::cassette::{Body, Exchange, Index, Matcher, RecordedRequest, RecordedR
 use crate::clock::{parse_rfc3339, rfc3339_ms, Clock};
 use crate::config::Config;
 use crate::overlay::faults::Cut;
-use crate::overlay::{Answer, Call, Ctx, Decision, Ids, Overlays, Recorded};
+use crate::overlay::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlays, Recorded};
 use crate::timer::Timer;
 use crate::upstream::{FailureKind, Upstream, UpstreamError};
 
@@ -670,9 +670,19 @@ impl Proxy {
                 headers: &parts.headers,
                 body: &bytes,
             };
-            let recorded = &self.recorded;
+            // The recorded answer this request would get, looked at only when an overlay asks.
+            let peek = || {
+                let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
+                self.index.read().peek_by_key(key, sdk_of(&parts.headers))
+            };
             let mut from = 0;
-            while let Some((pos, name, decision)) = self.overlays.pipeline.on_request(from, &call, &mut ctx, recorded) {
+            // (The evidence is made per round: it is not kept across a wait.)
+            loop {
+                let next = {
+                    let ev = Evidence::new(&self.recorded, &peek);
+                    self.overlays.pipeline.on_request(from, &call, &mut ctx, &ev)
+                };
+                let Some((pos, name, decision)) = next else { break };
                 match decision {
                     Decision::Answer(a) => {
                         if let Some(t) = a.not_before_ms {
@@ -685,6 +695,12 @@ impl Proxy {
                             tracing::info!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "overlay answered");
                         }
                         self.note(method, host, path, a.status, &by, Some(&a.detail));
+                        if ctx.took_recording {
+                            // Answered in the place of the recording: the next request gets the one after it.
+                            let key =
+                                self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
+                            let _ = self.index.read().next_by_key(key, sdk_of(&parts.headers));
+                        }
                         return overlay_response(a, &ctx.response_headers);
                     }
                     Decision::RetryAt(t) => {
@@ -818,9 +834,7 @@ impl Proxy {
         }
         let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), bytes);
         let headers = &parts.headers;
-        const PURECLOUD_SDK: http::HeaderName = http::HeaderName::from_static("purecloud-sdk");
-        let sdk =
-            headers.get(PURECLOUD_SDK).or_else(|| headers.get(http::header::USER_AGENT)).and_then(|v| v.to_str().ok());
+        let sdk = sdk_of(headers);
         let call = Call { method, host: &target.host, path, query, headers, body: bytes };
         // Answered under this thread's read lock on the index: no reference count is touched.
         // A long poll waits, so it takes its recording out of the lock.
@@ -1154,6 +1168,14 @@ impl Proxy {
         let Some(store) = self.store.clone() else { return Ok(()) };
         let red = self.matcher.redactor();
         let live_headers_for_anchor = live.headers.clone();
+        // A token request keeps who it presented itself as, the secrets only as verifiers.
+        let presented = crate::overlay::auth::presented(
+            &live.host,
+            &live.method,
+            &live.path,
+            live.header("authorization"),
+            &live.body.bytes,
+        );
         let mut req = live;
         let sdk = req.header("purecloud-sdk").or_else(|| req.header("user-agent")).map(String::from);
         red.headers(&mut req.headers);
@@ -1191,7 +1213,20 @@ impl Proxy {
             request: req,
             response: RecordedResponse { status, headers: rheaders, body: rbody },
         };
-        tokio::task::spawn_blocking(move || store.append(&ex))
+        tokio::task::spawn_blocking(move || {
+            let mut ex = ex;
+            ex.credentials = presented
+                .into_iter()
+                .map(|p| crate::cassette::model::Credential {
+                    role: p.role.to_string(),
+                    id: p.id,
+                    verifier: p
+                        .secret
+                        .map(|s| crate::cassette::verifier::make(&s, crate::cassette::verifier::run_salt())),
+                })
+                .collect();
+            store.append(&ex)
+        })
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
@@ -1582,9 +1617,32 @@ pub const CLOCK_HEADER: &str = "x-callvcr-clock";
 /// Error answers recorded in the cassette, for overlays to answer with the platform's own bytes.
 fn recorded_errors(index: &Index) -> Recorded {
     let errors = index.select(|h| h.status >= 400);
-    Recorded::from_responses(
+    let by_code = Recorded::from_responses(
         errors.iter().map(|e| (e.response.status, e.response.headers.as_slice(), &e.response.body.bytes[..])),
-    )
+    );
+    let tokens = index
+        .select(|h| crate::overlay::auth::is_token_request(h.host, h.method, h.path))
+        .iter()
+        .map(|e| crate::overlay::RecordedToken {
+            seq: e.seq,
+            host: e.request.host.split(':').next().unwrap_or(&e.request.host).to_ascii_lowercase(),
+            credentials: e.credentials.clone(),
+            answer: crate::overlay::recorded_answer(
+                e.response.status,
+                &e.response.headers,
+                &e.response.body.bytes,
+                format!("recorded:#{}", e.seq),
+            ),
+        })
+        .collect();
+    by_code.with_tokens(tokens)
+}
+
+/// The SDK a request announces (Genesys SDKs name themselves in `purecloud-sdk`), for the index's
+/// per-version recordings.
+fn sdk_of(headers: &HeaderMap) -> Option<&str> {
+    const PURECLOUD_SDK: http::HeaderName = http::HeaderName::from_static("purecloud-sdk");
+    headers.get(PURECLOUD_SDK).or_else(|| headers.get(http::header::USER_AGENT)).and_then(|v| v.to_str().ok())
 }
 
 /// A request header's value as text.

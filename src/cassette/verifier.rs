@@ -27,6 +27,13 @@ pub fn salt() -> [u8; 16] {
     s
 }
 
+/// This process's salt: every verifier one recording run writes shares it, so a secret sent many
+/// times is derived once.
+pub fn run_salt() -> &'static [u8; 16] {
+    static SALT: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    SALT.get_or_init(salt)
+}
+
 /// The verifier of `secret` under `salt`: `pbkdf2-sha256$<iterations>$<salt>$<hash>` (base64).
 pub fn make(secret: &str, salt: &[u8]) -> String {
     let hash = derive(secret, salt, ITERATIONS);

@@ -302,20 +302,16 @@ pub struct AuthClient {
     pub secret: Option<String>,
 }
 
-/// Token lifetimes per platform, in seconds.
-#[derive(Debug, Clone, Deserialize)]
+/// Token lifetimes per platform, in seconds. Unset, a token lives as long as the recording shows
+/// the platform's living (`expires_in` of a recorded token answer), else 86,400 s (Genesys) and
+/// 3,600 s (NICE).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TokenTtl {
     /// Genesys Cloud access tokens.
-    pub genesys: u64,
+    pub genesys: Option<u64>,
     /// NICE CXone access tokens.
-    pub nice: u64,
-}
-
-impl Default for TokenTtl {
-    fn default() -> Self {
-        TokenTtl { genesys: 86_400, nice: 3_600 }
-    }
+    pub nice: Option<u64>,
 }
 
 /// The auth overlay as written.
@@ -385,8 +381,8 @@ pub struct RawRateLimit {
     pub preset: Option<Spanned<String>>,
     /// Rules, first match applies.
     pub rules: Option<Vec<RawRateRule>>,
-    /// Send `inin-ratelimit-count`, `-allowed` and `-reset` on Genesys answers (default true). Genesys
-    /// stopped sending them in 2021; switch them off to match today's platform byte for byte.
+    /// Send `inin-ratelimit-count`, `-allowed` and `-reset` on Genesys answers: `true` always,
+    /// `false` never; unset, where the recording's answers from that host carry them.
     pub headers: Option<bool>,
 }
 
@@ -672,8 +668,8 @@ pub struct Config {
     pub auth: RawAuth,
     /// Rate-limit rules, first match applies.
     pub rate_rules: Vec<RateRule>,
-    /// Whether Genesys answers carry the `inin-ratelimit-*` headers.
-    pub rate_headers: bool,
+    /// Whether Genesys answers carry the `inin-ratelimit-*` headers (`None`: as the recording shows).
+    pub rate_headers: Option<bool>,
     /// The faults overlay's settings.
     pub faults: FaultsConfig,
     /// WebSocket replay settings.
@@ -929,7 +925,7 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
             return Err(err(format!("auth.clients: `{}` is listed twice", c.id)));
         }
     }
-    if raw.auth.ttl_s.genesys == 0 || raw.auth.ttl_s.nice == 0 || raw.auth.refresh_ttl_s == 0 {
+    if raw.auth.ttl_s.genesys == Some(0) || raw.auth.ttl_s.nice == Some(0) || raw.auth.refresh_ttl_s == 0 {
         return Err(err(
             "auth: token lifetimes (ttl_s.genesys, ttl_s.nice, refresh_ttl_s) must be at least 1 second".into()
         ));
@@ -1038,7 +1034,7 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         overlays_disabled,
         auth: raw.auth,
         rate_rules,
-        rate_headers: raw.rate_limit.headers.unwrap_or(true),
+        rate_headers: raw.rate_limit.headers,
         faults,
         ws: raw.ws,
         ws_speed,

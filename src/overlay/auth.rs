@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::jwt::Signer;
 use super::platform::{genesys_error, oauth_error};
-use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Principal, Recorded};
+use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform, Principal, Recorded, RecordedToken};
 use crate::cassette::redact::percent_decode;
 use crate::config::{ConcurrentRefresh, RawAuth};
 
@@ -134,16 +134,139 @@ pub fn form(s: &str) -> HashMap<String, String> {
     crate::cassette::fingerprint::decode_pairs(s).into_iter().collect()
 }
 
-/// The client id and secret in an HTTP Basic `Authorization` header.
-fn basic(call: &Call<'_>) -> Option<(String, String)> {
-    let v = call.header("authorization")?.trim();
-    let (scheme, rest) = v.split_once(' ')?;
+/// The client id and secret in an HTTP Basic `Authorization` value.
+fn basic_pair(authorization: Option<&str>) -> Option<(String, String)> {
+    let (scheme, rest) = authorization?.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
     let raw = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
     let (id, secret) = raw.split_once(':')?;
     Some((percent_decode(id), percent_decode(secret)))
+}
+
+/// A token request's parameters: `grant_type` and the rest in a form body (also when the NICE SDK
+/// labels it `application/json`), a JSON object body, or the NICE access-key endpoint's JSON
+/// (`accessKeyId`, `accessKeySecret`, read as a password grant).
+fn token_params(body: &[u8], access_key: bool) -> HashMap<String, String> {
+    let text = String::from_utf8_lossy(body);
+    let mut params: HashMap<String, String> = if text.trim_start().starts_with('{') {
+        serde_json::from_str::<serde_json::Map<String, Value>>(&text)
+            .map(|m| m.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string()))).collect())
+            .unwrap_or_default()
+    } else {
+        form(&text)
+    };
+    if access_key {
+        params.insert("grant_type".into(), "password".into());
+        params.insert("username".into(), params.get("accessKeyId").cloned().unwrap_or_default());
+        params.insert("password".into(), params.get("accessKeySecret").cloned().unwrap_or_default());
+    }
+    params
+}
+
+/// One identity a token request presents, with its secret (live only: a cassette keeps the id and
+/// a verifier).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// `client`, `access-key` or `user`.
+    pub role: &'static str,
+    /// The client id, access key id or user name.
+    pub id: String,
+    /// The secret, when sent.
+    pub secret: Option<String>,
+}
+
+fn presented_by(platform: Platform, params: &HashMap<String, String>, basic: Option<&(String, String)>) -> Vec<Presented> {
+    let mut out = Vec::new();
+    let (client_id, client_secret) = match basic {
+        Some((id, s)) => (id.clone(), Some(s.clone())),
+        None => (params.get("client_id").cloned().unwrap_or_default(), params.get("client_secret").cloned()),
+    };
+    if !client_id.is_empty() {
+        out.push(Presented { role: "client", id: client_id, secret: client_secret.filter(|s| !s.is_empty()) });
+    }
+    if params.get("grant_type").map(String::as_str) == Some("password") {
+        let id = params.get("username").cloned().unwrap_or_default();
+        if !id.is_empty() {
+            let role = if platform == Platform::Nice { "access-key" } else { "user" };
+            out.push(Presented { role, id, secret: params.get("password").cloned().filter(|s| !s.is_empty()) });
+        }
+    }
+    out
+}
+
+/// The identities a request presents when it is a token request (empty otherwise): what a
+/// recording keeps, as ids and verifiers, for replay to answer a wrong secret as the platform did.
+pub fn presented(host: &str, method: &str, path: &str, authorization: Option<&str>, body: &[u8]) -> Vec<Presented> {
+    let host = host.split(':').next().unwrap_or(host);
+    let access_key = match route(host, method, path) {
+        Some(Route::Token) => false,
+        Some(Route::AccessKey) => true,
+        _ => return Vec::new(),
+    };
+    let params = token_params(body, access_key);
+    presented_by(Platform::of_host(host), &params, basic_pair(authorization).as_ref())
+}
+
+/// Whether a request is a token request (either platform).
+pub fn is_token_request(host: &str, method: &str, path: &str) -> bool {
+    let host = host.split(':').next().unwrap_or(host);
+    matches!(route(host, method, path), Some(Route::Token | Route::AccessKey))
+}
+
+/// What a cassette says about a token request's credentials.
+enum Verdict {
+    /// Refused, with this answer.
+    Refuse(Answer),
+    /// Refused by the platform at this point of the recording, with nothing to tell secrets
+    /// apart by: the cassette answers.
+    FollowCassette,
+    /// Accepted; the recorded answer gives the shape.
+    Accept(Answer),
+    /// The cassette does not say.
+    Unknown,
+}
+
+/// A recorded exchange's answer.
+fn answer_of(e: &crate::cassette::model::Exchange) -> Answer {
+    super::recorded_answer(e.response.status, &e.response.headers, &e.response.body.bytes, format!("recorded:#{}", e.seq))
+}
+
+/// The `expires_in` of a recorded token answer.
+fn recorded_ttl_s(a: &Answer) -> Option<i64> {
+    serde_json::from_slice::<Value>(&a.body).ok()?.get("expires_in")?.as_i64()
+}
+
+/// A minted token answer in the shape of the recorded one: the recorded fields, headers and order,
+/// with the minted tokens and lifetime in place of the recorded (redacted) ones. Fields the
+/// recording lacks are left out, fields only it has are kept as recorded.
+fn reshape(minted: Answer, recorded: &Answer) -> Answer {
+    let (Ok(Value::Object(ours)), Ok(Value::Object(theirs))) =
+        (serde_json::from_slice::<Value>(&minted.body), serde_json::from_slice::<Value>(&recorded.body))
+    else {
+        return minted;
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in theirs {
+        let mine = ours.get(&k).filter(|_| matches!(k.as_str(), "access_token" | "refresh_token" | "id_token" | "expires_in"));
+        out.insert(k, mine.cloned().unwrap_or(v));
+    }
+    let correlation = minted.headers.iter().find(|(k, _)| k == "inin-correlation-id").map(|(_, v)| v.clone());
+    let headers = recorded
+        .headers
+        .iter()
+        .map(|(k, v)| match (&correlation, k.eq_ignore_ascii_case("inin-correlation-id")) {
+            (Some(c), true) => (k.clone(), c.clone()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    Answer {
+        status: recorded.status,
+        headers,
+        body: bytes::Bytes::from(serde_json::to_vec(&Value::Object(out)).unwrap_or_default()),
+        ..minted
+    }
 }
 
 fn s256(verifier: &str) -> String {
@@ -227,11 +350,15 @@ impl Auth {
         }
     }
 
-    fn ttl_ms(&self, p: Platform) -> i64 {
-        1000 * match p {
+    /// An access token's lifetime: as configured, else as the recording shows, else the
+    /// platform's usual (a day for Genesys, an hour for NICE).
+    fn ttl_ms(&self, p: Platform, recorded_s: Option<i64>) -> i64 {
+        let configured = match p {
             Platform::Nice => self.cfg.ttl_s.nice,
             _ => self.cfg.ttl_s.genesys,
-        } as i64
+        };
+        let default = if p == Platform::Nice { 3_600 } else { 86_400 };
+        1000 * configured.map(|s| s as i64).or(recorded_s.filter(|s| *s > 0)).unwrap_or(default)
     }
 
     fn remember(&self, st: &mut State, token: &str, issued: Issued, now_ms: i64) {
@@ -265,8 +392,9 @@ impl Auth {
         grant: &str,
         with_refresh: bool,
         now_ms: i64,
+        recorded_ttl_s: Option<i64>,
     ) -> Result<Issue, Answer> {
-        let ttl = self.ttl_ms(platform);
+        let ttl = self.ttl_ms(platform, recorded_ttl_s);
         let refresh_ttl = 1000 * self.cfg.refresh_ttl_s as i64;
         let (iat, exp) = (secs(now_ms), secs(now_ms + ttl));
         let shared: Arc<str> = Arc::from(client_id);
@@ -382,7 +510,7 @@ impl Auth {
             .and_then(|v| v.get("code").or_else(|| v.get("error")).and_then(Value::as_str).map(String::from))
             .unwrap_or_default();
         match recorded.get(ours.status, &code) {
-            Some(r) => Answer { detail: ours.detail, ..r },
+            Some(r) => Answer { detail: ours.detail, basis: ours.basis, ..r },
             None => ours,
         }
     }
@@ -411,7 +539,8 @@ impl Auth {
                     "No authentication bearer token specified in authorization header.",
                     "missing-token",
                 ),
-            ));
+            )
+            .by_rule());
         };
         // The hot path: this thread checked the same token last time and nothing changed since.
         let me = self.instance;
@@ -445,7 +574,8 @@ impl Auth {
             None => Decision::Answer(self.refusal(
                 recorded,
                 self.unauthorized(p, "bad.credentials", "Invalid login credentials.", "unknown-token"),
-            )),
+            )
+            .by_rule()),
             Some((_, _, true)) => Decision::Answer(self.refusal(
                 recorded,
                 self.unauthorized(
@@ -464,23 +594,127 @@ impl Auth {
 
     /// A token request, either platform: `grant_type` in a form body (also when the NICE SDK labels
     /// that body `application/json`), a JSON object body, or the access-key endpoint's JSON.
-    fn token_request(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded, access_key: bool) -> Decision {
-        let platform = call.platform();
-        let text = String::from_utf8_lossy(call.body);
-        let mut params: HashMap<String, String> = if text.trim_start().starts_with('{') {
-            serde_json::from_str::<serde_json::Map<String, Value>>(&text)
-                .map(|m| m.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string()))).collect())
-                .unwrap_or_default()
-        } else {
-            form(&text)
+    fn token_request(&self, call: &Call<'_>, ctx: &mut Ctx, ev: &Evidence<'_>, access_key: bool) -> Decision {
+        let params = token_params(call.body, access_key);
+        let basic = basic_pair(call.header("authorization"));
+        let fresh = ev.peek().is_some_and(|p| p.fresh);
+        // What the recording shows the platform answering these credentials comes first.
+        let (accepted, shape) = match self.evidence_for(call, &params, basic.as_ref(), ev) {
+            Verdict::Refuse(a) => {
+                ctx.took_recording = fresh;
+                tracing::info!(detail = %a.detail, status = a.status, "token request refused as the recording shows");
+                return Decision::Answer(a);
+            }
+            Verdict::FollowCassette => return Decision::Continue,
+            Verdict::Accept(shape) => (true, Some(shape)),
+            Verdict::Unknown => (
+                false,
+                ev.peek()
+                    .filter(|p| p.fresh && (200..300).contains(&p.exchange.response.status))
+                    .map(|p| answer_of(&p.exchange)),
+            ),
         };
-        if access_key {
-            // The older NICE endpoint: JSON {accessKeyId, accessKeySecret}, the key pair is the client.
-            params.insert("grant_type".into(), "password".into());
-            params.insert("username".into(), params.get("accessKeyId").cloned().unwrap_or_default());
-            params.insert("password".into(), params.get("accessKeySecret").cloned().unwrap_or_default());
+        let ttl = shape.as_ref().and_then(recorded_ttl_s);
+        match self.grant(call, ctx, ev.recorded, &params, basic, accepted, ttl) {
+            Decision::Answer(a) if a.detail == "token-issued" => match &shape {
+                Some(sh) => {
+                    ctx.took_recording = fresh;
+                    Decision::Answer(reshape(a, sh))
+                }
+                None => Decision::Answer(a),
+            },
+            d => d,
         }
-        let basic = basic(call);
+    }
+
+    /// What the cassette says about the credentials a token request presents: a secret it saw
+    /// refused is refused with the platform's recorded answer, one it saw accepted is accepted, a
+    /// secret it never saw for an identity it saw accepted is a wrong one.
+    fn evidence_for(
+        &self,
+        call: &Call<'_>,
+        params: &HashMap<String, String>,
+        basic: Option<&(String, String)>,
+        ev: &Evidence<'_>,
+    ) -> Verdict {
+        let live = presented_by(call.platform(), params, basic);
+        let tokens = ev.recorded.tokens();
+        let mut accepted: Option<Answer> = None;
+        for p in &live {
+            let Some(secret) = &p.secret else { continue };
+            let seen: Vec<(&RecordedToken, &str)> = tokens
+                .iter()
+                .filter(|t| t.host == call.host)
+                .flat_map(|t| {
+                    t.credentials
+                        .iter()
+                        .filter(|c| c.role == p.role && c.id == p.id)
+                        .filter_map(move |c| c.verifier.as_deref().map(|v| (t, v)))
+                })
+                .collect();
+            if seen.is_empty() {
+                continue;
+            }
+            match seen.iter().find(|(_, v)| crate::cassette::verifier::check(v, secret) == Some(true)) {
+                Some((t, _)) if t.answer.status >= 400 => {
+                    let detail = format!("recorded-refusal:{}:#{}", p.role, t.seq);
+                    return Verdict::Refuse(Answer { detail, ..t.answer.clone() });
+                }
+                Some((t, _)) => {
+                    accepted.get_or_insert_with(|| t.answer.clone());
+                }
+                None if seen.iter().any(|(t, _)| t.answer.status < 300) => {
+                    // An identity the recording shows accepted with another secret: this one is wrong.
+                    return Verdict::Refuse(self.wrong_secret(call, p.role, &tokens, ev.recorded));
+                }
+                None => {}
+            }
+        }
+        if let Some(a) = accepted {
+            return Verdict::Accept(a);
+        }
+        match ev.peek().filter(|p| p.fresh) {
+            // Nothing to tell secrets apart by (a cassette recorded before verifiers): the platform's
+            // answer at this point of the recording stands.
+            Some(p) if p.exchange.response.status >= 400 => Verdict::FollowCassette,
+            _ => Verdict::Unknown,
+        }
+    }
+
+    /// The refusal of a wrong secret: the platform's own, when the cassette shows one for this kind
+    /// of credential on this host, else one in its shape.
+    fn wrong_secret(&self, call: &Call<'_>, role: &str, tokens: &[RecordedToken], recorded: &Recorded) -> Answer {
+        let detail = format!("wrong-secret:{role}");
+        if let Some(t) = tokens
+            .iter()
+            .find(|t| t.host == call.host && t.answer.status >= 400 && t.credentials.iter().any(|c| c.role == role))
+        {
+            return Answer { detail, ..t.answer.clone() };
+        }
+        let platform = call.platform();
+        let ours = match role {
+            "access-key" => token_error(platform, 401, "invalid_grant", "invalid access key", &detail),
+            "user" => token_error(platform, 400, "invalid_grant", "invalid username or password", &detail),
+            _ => token_error(platform, 400, "invalid_client", "authentication failed", &detail),
+        };
+        self.refusal(recorded, ours)
+    }
+
+    /// A token request by the rules of the platform (and the configured client list, unless the
+    /// recording showed these credentials `accepted`); tokens live `ttl_s` when the recording
+    /// shows how long.
+    #[allow(clippy::too_many_arguments)]
+    fn grant(
+        &self,
+        call: &Call<'_>,
+        ctx: &mut Ctx,
+        recorded: &Recorded,
+        params: &HashMap<String, String>,
+        basic: Option<(String, String)>,
+        accepted: bool,
+        ttl: Option<i64>,
+    ) -> Decision {
+        let platform = call.platform();
         let (client_id, secret) = match &basic {
             Some((id, s)) => (id.clone(), Some(s.clone())),
             None => (params.get("client_id").cloned().unwrap_or_default(), params.get("client_secret").cloned()),
@@ -488,27 +722,29 @@ impl Auth {
         let err = |status: u16, error: &str, description: &str, detail: &str| {
             Decision::Answer(self.refusal(recorded, token_error(platform, status, error, description, detail)))
         };
+        let answer = |r: Result<Issue, Answer>| match r {
+            Ok(i) => Decision::Answer(i.answer()),
+            Err(a) => Decision::Answer(a),
+        };
+        let client_check =
+            |id: &str, secret: Option<&str>| if accepted { ClientCheck::Ok } else { self.client_check(id, secret) };
         let client_refused = |check: ClientCheck| match check {
             ClientCheck::BadSecret => err(400, "invalid_client", "authentication failed", "invalid-client"),
             _ => err(400, "invalid_client", "client not found", "invalid-client"),
         };
         let grant = params.get("grant_type").cloned().unwrap_or_default();
         let now = ctx.now_ms;
-        let answer = |r: Result<Issue, Answer>| match r {
-            Ok(i) => Decision::Answer(i.answer()),
-            Err(a) => Decision::Answer(a),
-        };
         match grant.as_str() {
             "client_credentials" => {
                 if basic.is_none() && secret.is_none() {
                     return err(400, "invalid_client", "client not found", "invalid-client");
                 }
-                match self.client_check(&client_id, secret.as_deref()) {
+                match client_check(&client_id, secret.as_deref()) {
                     ClientCheck::Ok => {}
                     c => return client_refused(c),
                 }
                 let mut st = self.state();
-                answer(self.issue(&mut st, &client_id, platform, call.host, &grant, platform == Platform::Nice, now))
+                answer(self.issue(&mut st, &client_id, platform, call.host, &grant, platform == Platform::Nice, now, ttl))
             }
             "password" if platform == Platform::Nice => {
                 // NICE access keys: the key id and secret travel as username and password.
@@ -519,23 +755,23 @@ impl Auth {
                 }
                 if basic.is_some() || !client_id.is_empty() {
                     if let c @ (ClientCheck::Unknown | ClientCheck::BadSecret) =
-                        self.client_check(&client_id, secret.as_deref())
+                        client_check(&client_id, secret.as_deref())
                     {
                         return client_refused(c);
                     }
                 }
-                match self.client_check(&key_id, Some(&key_secret)) {
+                match client_check(&key_id, Some(&key_secret)) {
                     ClientCheck::Ok => {}
                     _ => return err(401, "invalid_grant", "invalid access key", "invalid-access-key"),
                 }
                 let mut st = self.state();
-                answer(self.issue(&mut st, &key_id, platform, call.host, &grant, true, now))
+                answer(self.issue(&mut st, &key_id, platform, call.host, &grant, true, now, ttl))
             }
             "authorization_code" => {
-                self.code_grant(call, &params, &client_id, secret.as_deref(), basic.is_some(), ctx, recorded)
+                self.code_grant(call, params, &client_id, secret.as_deref(), basic.is_some(), ctx, recorded, ttl)
             }
             "refresh_token" => {
-                self.refresh(call, &client_id, secret.as_deref(), basic.is_some(), &params, ctx, recorded)
+                self.refresh(call, &client_id, secret.as_deref(), basic.is_some(), params, ctx, recorded, ttl)
             }
             "urn:ietf:params:oauth:grant-type:token-exchange" if platform == Platform::Nice => {
                 let subject = params.get("subject_token").cloned().unwrap_or_default();
@@ -546,7 +782,7 @@ impl Auth {
                     .filter(|t| t.kind == Kind::Access && !t.revoked && t.expires_ms > now)
                     .map(|t| t.client_id.to_string());
                 match owner {
-                    Some(c) => answer(self.issue(&mut st, &c, platform, call.host, &grant, true, now)),
+                    Some(c) => answer(self.issue(&mut st, &c, platform, call.host, &grant, true, now, ttl)),
                     None => err(400, "invalid_grant", "subject_token is invalid or expired", "invalid-grant"),
                 }
             }
@@ -571,6 +807,7 @@ impl Auth {
         confidential: bool,
         ctx: &Ctx,
         recorded: &Recorded,
+        ttl: Option<i64>,
     ) -> Decision {
         let platform = call.platform();
         let err = |status: u16, error: &str, description: &str, detail: &str| {
@@ -632,7 +869,7 @@ impl Auth {
             }
             (None, None) => {}
         }
-        match self.issue(&mut st, client_id, platform, call.host, "authorization_code", true, now) {
+        match self.issue(&mut st, client_id, platform, call.host, "authorization_code", true, now, ttl) {
             Ok(i) => Decision::Answer(i.answer()),
             Err(a) => Decision::Answer(a),
         }
@@ -649,6 +886,7 @@ impl Auth {
         params: &HashMap<String, String>,
         ctx: &mut Ctx,
         recorded: &Recorded,
+        ttl: Option<i64>,
     ) -> Decision {
         let platform = call.platform();
         let err = |status: u16, error: &str, description: &str, detail: &str| {
@@ -693,7 +931,7 @@ impl Auth {
         if let Some(t) = st.tokens.get_mut(presented.as_str()) {
             t.revoked = true;
         }
-        let mut answer = match self.issue(&mut st, &client, platform, call.host, "refresh_token", true, now) {
+        let mut answer = match self.issue(&mut st, &client, platform, call.host, "refresh_token", true, now, ttl) {
             Ok(i) => i.answer(),
             Err(a) => return Decision::Answer(a),
         };
@@ -748,7 +986,7 @@ impl Auth {
             }
             "token" if platform == Platform::Genesys => {
                 let mut st = self.state();
-                let i = match self.issue(&mut st, &client_id, platform, call.host, "implicit", false, ctx.now_ms) {
+                let i = match self.issue(&mut st, &client_id, platform, call.host, "implicit", false, ctx.now_ms, None) {
                     Ok(i) => i,
                     Err(a) => return Decision::Answer(a),
                 };
@@ -766,6 +1004,7 @@ impl Auth {
             body: bytes::Bytes::new(),
             detail: "authorize-redirect".into(),
             not_before_ms: None,
+            basis: super::Basis::Run,
         })
     }
 
@@ -908,10 +1147,11 @@ impl Overlay for Auth {
         "auth"
     }
 
-    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded) -> Decision {
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
+        let recorded = ev.recorded;
         match route(call.host, call.method, call.path) {
-            Some(Route::Token) => return self.token_request(call, ctx, recorded, false),
-            Some(Route::AccessKey) => return self.token_request(call, ctx, recorded, true),
+            Some(Route::Token) => return self.token_request(call, ctx, ev, false),
+            Some(Route::AccessKey) => return self.token_request(call, ctx, ev, true),
             Some(Route::Authorize) => return self.authorize(call, ctx),
             Some(Route::Discovery) => return self.nice_discovery(call),
             Some(Route::Jwks) => return self.nice_jwks(),

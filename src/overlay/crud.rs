@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::platform::genesys_error;
-use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use super::{Answer, Basis, Call, Ctx, Decision, Ids, Overlay, Platform, Evidence, Recorded};
 use crate::cassette::Index;
 use crate::config::Collection;
 
@@ -416,7 +416,8 @@ impl Overlay for Crud {
         "crud"
     }
 
-    fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, recorded: &Recorded) -> Decision {
+    fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
+        let recorded = ev.recorded;
         let Some((i, place)) = self.place(call.host, call.path) else { return Decision::Continue };
         match (call.method, place) {
             ("GET", Place::Root) if self.changed(i) => {
@@ -496,6 +497,7 @@ impl Overlay for Crud {
                     body: Bytes::new(),
                     detail: "crud-deleted".into(),
                     not_before_ms: None,
+                    basis: Basis::Run,
                 }
             } else {
                 self.not_found(call, None, id)
@@ -508,6 +510,7 @@ impl Overlay for Crud {
                 body: Bytes::new(),
                 detail: "crud-nested-noop".into(),
                 not_before_ms: None,
+                basis: Basis::Run,
             }),
             _ => None,
         }

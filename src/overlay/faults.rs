@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::ids::mix;
 use super::platform::genesys_error;
-use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Evidence};
 use crate::config::HostPattern;
 
 /// What a connection-level fault does to the connection a request came on.
@@ -506,7 +506,7 @@ impl Overlay for Faults {
         "faults"
     }
 
-    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _recorded: &Recorded) -> Decision {
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
         if self.query_trigger && call.query.is_some_and(|q| q.contains(QUERY_TRIGGER)) {
             if let Some(f) = query_failure(call.query) {
                 return match f.as_str() {
@@ -631,7 +631,7 @@ mod tests {
             (0..32)
                 .map(|_| {
                     let mut ctx = Ctx::default();
-                    match f.on_request(&call, &mut ctx, &Recorded::default()) {
+                    match f.on_request(&call, &mut ctx, &Evidence::none(&Recorded::default())) {
                         Decision::Delay(t, _) => t,
                         other => panic!("{other:?}"),
                     }

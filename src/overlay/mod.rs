@@ -20,6 +20,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use http::HeaderMap;
 
+use crate::cassette::index::Peeked;
+use crate::cassette::model::Exchange;
+
 pub use ids::Ids;
 pub use platform::Platform;
 
@@ -80,6 +83,10 @@ pub struct Ctx {
     pub principal: Option<Principal>,
     /// Headers overlays want on whatever answer goes out (replacing ones of the same name).
     pub response_headers: Vec<(String, String)>,
+    /// Set by an overlay that answered in the place of the recording the request would get (a
+    /// token minted for a recorded token answer): that recording counts as served, so the next
+    /// request finds the one after it.
+    pub took_recording: bool,
 }
 
 /// Who made a request, once its bearer token is recognised: the OAuth client it was issued to.
@@ -105,6 +112,21 @@ pub struct Answer {
     pub detail: String,
     /// Hold the answer until virtual time reaches this instant (a slow platform operation).
     pub not_before_ms: Option<i64>,
+    /// What the answer rests on: the run (a token the run expired, a call it moved) or a built-in
+    /// rule, which yields to a recorded answer that says otherwise.
+    pub basis: Basis,
+}
+
+/// What an overlay's answer rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Basis {
+    /// Something the run did that the recording did not (an expired token, an advanced clock, a
+    /// call moved another way, an injected fault): stands whatever the recording shows.
+    #[default]
+    Run,
+    /// Built-in or inferred knowledge of the platform: overruled where the run is where the
+    /// recording was and the recording shows the platform accepting this very request.
+    Rule,
 }
 
 impl Answer {
@@ -116,7 +138,14 @@ impl Answer {
             body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
             detail: detail.into(),
             not_before_ms: None,
+            basis: Basis::Run,
         }
+    }
+
+    /// The same answer, resting on a built-in rule (see [`Basis::Rule`]).
+    pub fn by_rule(mut self) -> Answer {
+        self.basis = Basis::Rule;
+        self
     }
 
     /// Adds a header.
@@ -151,6 +180,42 @@ pub struct Recorded {
     /// Behind a lock only taken when an overlay looks an answer up (a refusal) or the cassette
     /// changes: requests pass a reference to it, nothing per request.
     by_code: std::sync::RwLock<std::sync::Arc<HashMap<(u16, String), Answer>>>,
+    /// The recorded token requests: who presented themselves and what the platform answered.
+    tokens: std::sync::RwLock<std::sync::Arc<Vec<RecordedToken>>>,
+}
+
+/// One recorded token request, as the auth overlay learns from it.
+#[derive(Debug, Clone)]
+pub struct RecordedToken {
+    /// Its sequence number in the cassette.
+    pub seq: u64,
+    /// Host, without port.
+    pub host: String,
+    /// Who it presented itself as (identifiers and verifiers, never secrets).
+    pub credentials: Vec<crate::cassette::model::Credential>,
+    /// The platform's answer.
+    pub answer: Answer,
+}
+
+/// A recorded response as an answer (the platform's own bytes; lengths and encodings are the
+/// server's to set again).
+pub fn recorded_answer(status: u16, headers: &[(String, String)], body: &[u8], detail: impl Into<String>) -> Answer {
+    Answer {
+        status,
+        headers: headers
+            .iter()
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case("content-length")
+                    && !k.eq_ignore_ascii_case("content-encoding")
+                    && !k.eq_ignore_ascii_case("transfer-encoding")
+            })
+            .cloned()
+            .collect(),
+        body: Bytes::copy_from_slice(body),
+        detail: detail.into(),
+        not_before_ms: None,
+        basis: Basis::Run,
+    }
 }
 
 /// The analyses a cassette's replay file keeps for the overlays (learned state machines).
@@ -169,20 +234,23 @@ impl Recorded {
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { continue };
             let code = v.get("code").or_else(|| v.get("error")).and_then(|c| c.as_str());
             if let Some(code) = code {
-                by_code.entry((status, code.to_string())).or_insert_with(|| Answer {
-                    status,
-                    headers: headers
-                        .iter()
-                        .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length"))
-                        .cloned()
-                        .collect(),
-                    body: Bytes::copy_from_slice(body),
-                    detail: String::new(),
-                    not_before_ms: None,
-                });
+                by_code
+                    .entry((status, code.to_string()))
+                    .or_insert_with(|| recorded_answer(status, headers, body, String::new()));
             }
         }
-        Recorded { by_code: std::sync::RwLock::new(std::sync::Arc::new(by_code)) }
+        Recorded { by_code: std::sync::RwLock::new(std::sync::Arc::new(by_code)), tokens: Default::default() }
+    }
+
+    /// The same, knowing the cassette's token requests too.
+    pub fn with_tokens(self, tokens: Vec<RecordedToken>) -> Recorded {
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(tokens);
+        self
+    }
+
+    /// The cassette's token requests, in recorded order.
+    pub fn tokens(&self) -> std::sync::Arc<Vec<RecordedToken>> {
+        self.tokens.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The platform's own answer for `status` and `code`, when the cassette holds one.
@@ -195,6 +263,58 @@ impl Recorded {
     pub fn replace(&self, other: Recorded) {
         let new = other.by_code.into_inner().unwrap_or_else(|e| e.into_inner());
         *self.by_code.write().unwrap_or_else(|e| e.into_inner()) = new;
+        let tokens = other.tokens.into_inner().unwrap_or_else(|e| e.into_inner());
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = tokens;
+    }
+}
+
+/// What the cassette shows about one request, for an overlay deciding it: the platform's recorded
+/// errors, and the recorded answer this request would get (looked at only when an overlay asks).
+pub struct Evidence<'a> {
+    /// The platform's error answers found in the cassette.
+    pub recorded: &'a Recorded,
+    peek: &'a (dyn Fn() -> Option<Peeked> + 'a),
+    seen: std::cell::OnceCell<Option<Peeked>>,
+}
+
+impl std::fmt::Debug for Evidence<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evidence").field("peeked", &self.seen.get()).finish()
+    }
+}
+
+fn no_peek() -> Option<Peeked> {
+    None
+}
+
+impl<'a> Evidence<'a> {
+    /// Evidence whose recorded answer `peek` finds, once asked for.
+    pub fn new(recorded: &'a Recorded, peek: &'a (dyn Fn() -> Option<Peeked> + 'a)) -> Evidence<'a> {
+        Evidence { recorded, peek, seen: std::cell::OnceCell::new() }
+    }
+
+    /// Evidence with no recorded answer for the request (a unit test, a miss).
+    pub fn none(recorded: &'a Recorded) -> Evidence<'a> {
+        Evidence::new(recorded, &no_peek)
+    }
+
+    /// The recording the request would be answered with, whether or not it was served already.
+    pub fn peek(&self) -> Option<&Peeked> {
+        self.seen.get_or_init(|| (self.peek)()).as_ref()
+    }
+
+    /// The recorded exchange the request would get, when the run is where the recording was: the
+    /// recording has not been served yet, and the live request carries the recorded body.
+    pub fn following(&self, call: &Call<'_>) -> Option<&Exchange> {
+        let p = self.peek().filter(|p| p.fresh)?;
+        let rec = &p.exchange.request.body.bytes;
+        let same = rec[..] == call.body[..]
+            || (!call.body.is_empty()
+                && matches!(
+                    (serde_json::from_slice::<serde_json::Value>(rec), serde_json::from_slice::<serde_json::Value>(call.body)),
+                    (Ok(a), Ok(b)) if a == b
+                ));
+        same.then_some(&*p.exchange)
     }
 }
 
@@ -204,7 +324,7 @@ pub trait Overlay: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Before the cassette: answer, continue, or ask to be called again later.
-    fn on_request(&self, _call: &Call<'_>, _ctx: &mut Ctx, _recorded: &Recorded) -> Decision {
+    fn on_request(&self, _call: &Call<'_>, _ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
         Decision::Continue
     }
 
@@ -236,8 +356,8 @@ impl<T: Overlay> Overlay for std::sync::Arc<T> {
     fn name(&self) -> &'static str {
         (**self).name()
     }
-    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded) -> Decision {
-        (**self).on_request(call, ctx, recorded)
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
+        (**self).on_request(call, ctx, ev)
     }
     fn on_response(&self, call: &Call<'_>, ctx: &Ctx, headers: &mut HeaderMap) {
         (**self).on_response(call, ctx, headers)
@@ -310,7 +430,11 @@ impl Overlays {
             list.push(Box::new(a));
         }
         if config.overlay_on("rate-limit") && !config.rate_rules.is_empty() {
-            list.push(Box::new(ratelimit::RateLimit::new(config.rate_rules.clone(), config.rate_headers, ids.clone())));
+            list.push(Box::new(ratelimit::RateLimit::new(
+                config.rate_rules.clone(),
+                ratelimit::headers_from(config.rate_headers, index),
+                ids.clone(),
+            )));
         }
         if config.overlay_on("versions") && !config.versions.routes.is_empty() {
             list.push(Box::new(versions::Versions::new(config.versions.clone(), ids.clone())));
@@ -385,11 +509,26 @@ impl Pipeline {
         from: usize,
         call: &Call<'_>,
         ctx: &mut Ctx,
-        recorded: &Recorded,
+        ev: &Evidence<'_>,
     ) -> Option<(usize, &'static str, Decision)> {
         for (i, o) in self.overlays.iter().enumerate().skip(from) {
-            match o.on_request(call, ctx, recorded) {
+            match o.on_request(call, ctx, ev) {
                 Decision::Continue => {}
+                Decision::Answer(a) if a.basis == Basis::Rule && a.status >= 400 => {
+                    // A built-in rule refuses what the recording shows the platform accepting: the
+                    // recording wins (DESIGN's first rule).
+                    match ev.following(call).filter(|ex| ex.response.status < 400) {
+                        Some(ex) => tracing::info!(
+                            overlay = o.name(),
+                            rule = %a.detail,
+                            "not refused with {}: the recording (#{}) shows the platform answering {} to this request",
+                            a.status,
+                            ex.seq,
+                            ex.response.status
+                        ),
+                        None => return Some((i, o.name(), Decision::Answer(a))),
+                    }
+                }
                 d => return Some((i, o.name(), d)),
             }
         }

@@ -1,12 +1,13 @@
 //! The rate-limit overlay: token buckets per access token (or per OAuth client), refilled on the
-//! virtual clock. Over the limit → 429 with `Retry-After` and the platform's body; every counted
-//! answer carries the `inin-ratelimit-*` headers Genesys sends.
+//! virtual clock. Over the limit → 429 with `Retry-After` and the platform's body; counted answers
+//! carry the `inin-ratelimit-*` headers where the recording shows the platform sending them (or
+//! where `rate_limit.headers` says so).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::platform::genesys_error;
-use super::{Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use super::{Call, Ctx, Decision, Ids, Overlay, Platform, Evidence};
 use crate::config::{RateKey, RateRule};
 use std::sync::Arc;
 
@@ -72,15 +73,66 @@ fn take(b: &mut Bucket, limit: u64, window_ms: u64, now_ms: i64) -> Standing {
 #[derive(Debug)]
 pub struct RateLimit {
     rules: Vec<RateRule>,
-    headers: bool,
+    headers: Headers,
     ids: Arc<Ids>,
     buckets: Mutex<HashMap<(usize, String), Bucket>>,
 }
 
+/// Where the `inin-ratelimit-*` headers go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Headers {
+    /// On every counted Genesys answer.
+    Always,
+    /// Never.
+    Never,
+    /// On counted answers from these hosts (the ones whose recorded answers carry them).
+    Hosts(std::collections::HashSet<String>),
+}
+
+impl Headers {
+    fn on(&self, host: &str) -> bool {
+        match self {
+            Headers::Always => true,
+            Headers::Never => false,
+            Headers::Hosts(h) => h.contains(host),
+        }
+    }
+}
+
+/// How many recorded answers per host are looked at for the headers.
+const SAMPLE: usize = 16;
+
+/// The headers as configured (`Some`), else as the cassette in `index` shows: a host gets them
+/// when a sample of its recorded answers carries them.
+pub fn headers_from(configured: Option<bool>, index: &crate::cassette::Index) -> Headers {
+    match configured {
+        Some(true) => return Headers::Always,
+        Some(false) => return Headers::Never,
+        None => {}
+    }
+    let mut per_host: HashMap<&str, Vec<usize>> = HashMap::new();
+    for h in index.heads() {
+        let v = per_host.entry(h.host).or_default();
+        if v.len() < SAMPLE && h.status != 101 {
+            v.push(h.pos);
+        }
+    }
+    let mut hosts = std::collections::HashSet::new();
+    for (host, picks) in per_host {
+        let shows = picks.iter().filter_map(|&p| index.exchange(p).ok()).any(|e| {
+            e.response.headers.iter().any(|(k, _)| k.len() > 15 && k[..15].eq_ignore_ascii_case("inin-ratelimit-"))
+        });
+        if shows {
+            hosts.insert(host.split(':').next().unwrap_or(host).to_ascii_lowercase());
+        }
+    }
+    Headers::Hosts(hosts)
+}
+
 impl RateLimit {
-    /// An overlay enforcing `rules` (the first rule that matches a request applies); `headers` adds
-    /// the `inin-ratelimit-*` headers to Genesys answers.
-    pub fn new(rules: Vec<RateRule>, headers: bool, ids: Arc<Ids>) -> RateLimit {
+    /// An overlay enforcing `rules` (the first rule that matches a request applies); `headers` says
+    /// where Genesys answers get the `inin-ratelimit-*` headers.
+    pub fn new(rules: Vec<RateRule>, headers: Headers, ids: Arc<Ids>) -> RateLimit {
         RateLimit { rules, headers, ids, buckets: Mutex::new(HashMap::new()) }
     }
 
@@ -127,9 +179,9 @@ impl Overlay for RateLimit {
         "rate-limit"
     }
 
-    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _recorded: &Recorded) -> Decision {
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
         let Some((i, s)) = self.check(call, ctx) else { return Decision::Continue };
-        let genesys = self.headers && call.platform() == Platform::Genesys;
+        let genesys = call.platform() == Platform::Genesys && self.headers.on(call.host);
         if genesys {
             ctx.response_headers.extend(headers(&s));
         }
@@ -141,7 +193,9 @@ impl Overlay for RateLimit {
         let detail = format!("rate-limit:{}", rule.describe());
         // Made fresh even when the cassette holds a 429: a recorded message names its own wait, and
         // the number in the message must agree with Retry-After.
-        let mut a = genesys_error(&self.ids, 429, "too.many.requests", &message, &detail);
+        // A model of the platform's limits, not evidence: where the recording shows this very
+        // request answered, the recording wins.
+        let mut a = genesys_error(&self.ids, 429, "too.many.requests", &message, &detail).by_rule();
         a.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("retry-after") && !k.starts_with("inin-ratelimit-"));
         a.headers.push(("retry-after".into(), s.retry_after_s.to_string()));
         if genesys {
@@ -223,9 +277,10 @@ mod tests {
             now_ms: 0,
             principal: Some(super::super::Principal { client_id: client.into(), user: false }),
             response_headers: Vec::new(),
+            took_recording: false,
         };
-        let per_token = RateLimit::new(vec![rule(RateKey::Token)], true, Arc::new(Ids::new(0)));
-        let per_client = RateLimit::new(vec![rule(RateKey::Client)], true, Arc::new(Ids::new(0)));
+        let per_token = RateLimit::new(vec![rule(RateKey::Token)], Headers::Always, Arc::new(Ids::new(0)));
+        let per_client = RateLimit::new(vec![rule(RateKey::Client)], Headers::Always, Arc::new(Ids::new(0)));
         for rl in [&per_token, &per_client] {
             assert!(rl.check(&call_as("t1"), &ctx("c")).unwrap().1.allowed);
             assert!(rl.check(&call_as("t1"), &ctx("c")).unwrap().1.allowed);

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::machine::{Ask, Machine, Moved, Refusal, Refused, Session, Step};
 use super::platform::{genesys_error, nice_error};
-use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use super::{Answer, Basis, Call, Ctx, Decision, Ids, Overlay, Platform, Evidence};
 use crate::cassette::index::REQ_STATE;
 use crate::cassette::schema::template;
 use crate::cassette::{Exchange, Index};
@@ -41,6 +41,10 @@ enum Kind {
 struct Tracked {
     session: Session,
     kind: Kind,
+    /// Whether the run moved it where the recording did not go (an admin move or release, a
+    /// timeout, a move the cassette held no answer for): from then on its refusals stand whatever
+    /// the recording shows.
+    departed: bool,
 }
 
 /// A machine learned from the cassette for one resource.
@@ -284,6 +288,7 @@ impl State {
                             body: e.response.body.bytes.clone(),
                             detail: "recorded-refusal".into(),
                             not_before_ms: None,
+                            basis: Basis::Run,
                         };
                         book.refusals.entry((host.clone(), tpl, to.to_ascii_lowercase())).or_insert(answer);
                     }
@@ -379,7 +384,7 @@ impl State {
         if let Some(body) = book.conversations.get(id) {
             let mut s = Session::empty(id, self.machine("genesys-call"));
             seed_parties(&mut s, body, now);
-            inner.sessions.insert(id.to_string(), Tracked { session: s, kind: Kind::Genesys });
+            inner.sessions.insert(id.to_string(), Tracked { session: s, kind: Kind::Genesys, departed: false });
             self.bump();
             inner.snapshots.insert(id.to_string(), body.clone());
             return true;
@@ -389,7 +394,7 @@ impl State {
             let st = ev.get("Status").and_then(value_text).unwrap_or_else(|| "Incoming".into());
             let i = s.add_party(id, "contact", &st, now);
             s.parties[i].last_recorded = Some(s.parties[i].state.clone());
-            inner.sessions.insert(id.to_string(), Tracked { session: s, kind: Kind::Nice });
+            inner.sessions.insert(id.to_string(), Tracked { session: s, kind: Kind::Nice, departed: false });
             self.bump();
             return true;
         }
@@ -400,7 +405,7 @@ impl State {
                 s.parties[i].last_recorded = Some(st.clone());
                 inner
                     .sessions
-                    .insert(id.to_string(), Tracked { session: s, kind: Kind::Learned(host.clone(), tpl.clone()) });
+                    .insert(id.to_string(), Tracked { session: s, kind: Kind::Learned(host.clone(), tpl.clone()), departed: false });
                 return true;
             }
         }
@@ -447,6 +452,11 @@ impl State {
     /// Records the events of `steps` (and flag changes, with empty steps) of session `id`.
     fn emit(&self, inner: &mut Inner, id: &str, steps: &[Step], now: i64) {
         self.bump();
+        if steps.iter().any(|s| matches!(s.by, "admin" | "timeout" | "release")) {
+            if let Some(t) = inner.sessions.get_mut(id) {
+                t.departed = true;
+            }
+        }
         let Some(t) = inner.sessions.get(id) else { return };
         for s in steps {
             tracing::info!(session = id, party = %s.party, from = %s.from, to = %s.to, by = s.by, at = %rfc3339_ms(s.at_ms), "state moved");
@@ -619,7 +629,7 @@ impl State {
             let m = self.cfg.bindings[i].machine.clone();
             inner
                 .sessions
-                .insert(a.session.clone(), Tracked { session: Session::new(&a.session, m, now), kind: a.kind.clone() });
+                .insert(a.session.clone(), Tracked { session: Session::new(&a.session, m, now), kind: a.kind.clone(), departed: false });
             return true;
         }
         false
@@ -685,7 +695,7 @@ impl State {
             let (Some(to), Kind::Nice) = (&a.to, &a.kind) else { return };
             let mut s = Session::empty(&a.session, self.machine("nice-contact"));
             s.add_party(&a.session, "contact", to, now);
-            inner.sessions.insert(a.session.clone(), Tracked { session: s, kind: Kind::Nice });
+            inner.sessions.insert(a.session.clone(), Tracked { session: s, kind: Kind::Nice, departed: false });
             self.bump();
             self.emit(&mut inner, &a.session.clone(), &[], now);
             return;
@@ -739,7 +749,7 @@ impl State {
         if !inner.sessions.contains_key(cid) {
             let mut s = Session::empty(cid, self.machine("genesys-call"));
             seed_parties(&mut s, &v, now);
-            inner.sessions.insert(cid.to_string(), Tracked { session: s, kind: Kind::Genesys });
+            inner.sessions.insert(cid.to_string(), Tracked { session: s, kind: Kind::Genesys, departed: false });
             self.bump();
         }
         self.advance(&mut inner, cid, now);
@@ -771,7 +781,7 @@ impl State {
             };
             inner
                 .sessions
-                .insert(id.to_string(), Tracked { session: Session::new(id, machine, now), kind: kind.clone() });
+                .insert(id.to_string(), Tracked { session: Session::new(id, machine, now), kind: kind.clone(), departed: false });
         }
         self.advance(&mut inner, id, now);
         let t = inner.sessions.get_mut(id)?;
@@ -788,6 +798,11 @@ impl State {
             o.insert(field.to_string(), Value::String(state));
         }
         serde_json::to_vec(&v).ok().map(Bytes::from)
+    }
+
+    /// Whether session `id` left the recording (see `Tracked::departed`).
+    fn departed(&self, id: &str) -> bool {
+        self.inner().sessions.get(id).is_some_and(|t| t.departed)
     }
 
     /// Genesys: a client-credentials token cannot place a call or answer one; the platform answers
@@ -852,7 +867,7 @@ impl State {
         if !self.materialize(&mut inner, id, now) {
             let m = self.machine(&self.cfg.default_machine);
             tracing::info!(session = id, machine = %m.name, "session made by the admin API");
-            inner.sessions.insert(id.to_string(), Tracked { session: Session::new(id, m, now), kind: Kind::Admin });
+            inner.sessions.insert(id.to_string(), Tracked { session: Session::new(id, m, now), kind: Kind::Admin, departed: false });
             self.bump();
         }
         self.advance(&mut inner, id, now);
@@ -1334,7 +1349,7 @@ impl Overlay for State {
         "state"
     }
 
-    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _recorded: &Recorded) -> Decision {
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
         if call.platform() == Platform::Nice && call.method == "GET" {
             if let Some(sid) = nice_poll(call.path) {
                 let mut inner = self.inner();
@@ -1349,11 +1364,15 @@ impl Overlay for State {
             }
         }
         if let Some(a) = self.needs_user(call, ctx) {
-            return Decision::Answer(a);
+            // Documentation, not evidence: yields to a recorded answer that shows the org allows it.
+            return Decision::Answer(a.by_rule());
         }
         let Some(a) = self.asked(call) else { return Decision::Continue };
         match self.check(call, &a, ctx.now_ms) {
-            Some(refusal) => Decision::Answer(refusal),
+            // While the session is where the recording had it, the model's refusal yields to a
+            // recorded answer accepting the move; once the run moved it elsewhere, it stands.
+            Some(refusal) if self.departed(&a.session) => Decision::Answer(refusal),
+            Some(refusal) => Decision::Answer(refusal.by_rule()),
             None => Decision::Continue,
         }
     }
@@ -1391,7 +1410,7 @@ impl Overlay for State {
             let mut inner = self.inner();
             if !self.materialize(&mut inner, cid, now) {
                 let s = Session::empty(cid, self.machine("genesys-call"));
-                inner.sessions.insert(cid.to_string(), Tracked { session: s, kind: Kind::Genesys });
+                inner.sessions.insert(cid.to_string(), Tracked { session: s, kind: Kind::Genesys, departed: false });
                 self.bump();
             }
             return None;
@@ -1413,7 +1432,10 @@ impl Overlay for State {
             return None;
         }
         self.apply(&a, ctx.now_ms);
-        let inner = self.inner();
+        let mut inner = self.inner();
+        if let Some(t) = inner.sessions.get_mut(&a.session) {
+            t.departed = true;
+        }
         let state = inner.sessions.get(&a.session).and_then(|t| {
             a.party.as_deref().and_then(|p| t.session.party(p)).map(|i| t.session.parties[i].state.clone())
         });
@@ -1425,6 +1447,7 @@ impl Overlay for State {
                 body: Bytes::new(),
                 detail: "move-accepted".into(),
                 not_before_ms: None,
+                basis: Basis::Run,
             },
             Kind::Nice => Answer {
                 status: 202,
@@ -1432,6 +1455,7 @@ impl Overlay for State {
                 body: Bytes::new(),
                 detail: "move-accepted".into(),
                 not_before_ms: None,
+                basis: Basis::Run,
             },
             Kind::Declared(i) => {
                 let field = &self.cfg.bindings[i].state_field;
@@ -1521,7 +1545,7 @@ mod tests {
         let answer = Bytes::from_static(br#"{"state":"connected"}"#);
         let c = req("PATCH", &patch, &h, &answer);
         assert_eq!(
-            s.on_request(&c, &mut Ctx { now_ms: 1_000, ..Default::default() }, &Recorded::default()),
+            s.on_request(&c, &mut Ctx { now_ms: 1_000, ..Default::default() }, &Evidence::none(&Recorded::default())),
             Decision::Continue
         );
         s.on_answer(&c, &ctx, 202, b"");
@@ -1541,7 +1565,7 @@ mod tests {
         let d = s.on_request(
             &req("PATCH", &patch, &h, &answer),
             &mut Ctx { now_ms: 2_000, ..Default::default() },
-            &Recorded::default(),
+            &Evidence::none(&Recorded::default()),
         );
         let Decision::Answer(a) = d else { panic!("refused: {d:?}") };
         assert_eq!(a.status, 400);
@@ -1564,7 +1588,7 @@ mod tests {
         ]);
         let h = http::HeaderMap::new();
         let body = Bytes::from_static(br#"{"state":"connected"}"#);
-        let d = s.on_request(&req("PATCH", &patch, &h, &body), &mut Ctx::default(), &Recorded::default());
+        let d = s.on_request(&req("PATCH", &patch, &h, &body), &mut Ctx::default(), &Evidence::none(&Recorded::default()));
         let Decision::Answer(a) = d else { panic!("{d:?}") };
         assert_eq!((a.status, &a.body[..]), (400, platform.as_bytes()));
     }

@@ -1,14 +1,17 @@
 //! The validation overlay: a request whose JSON body breaks the schema inferred from the cassette
 //! (a missing required field, a wrong type) or whose `Content-Type` is not JSON where the recordings
 //! sent JSON is refused as the platform refuses it (400 or 415), before any cassette lookup. Per
-//! route: off, warn (log only) or enforce; configuration can pin required fields.
+//! route: off, warn (log only) or enforce; configuration can pin required fields. An inferred
+//! schema rests on its samples: one seen in a single recorded request only warns, unless the
+//! recording shows the platform refusing a body there, a route declares `enforce`, or the field is
+//! pinned; and a refusal yields to a recorded answer accepting this very request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use serde_json::{json, Value};
 
-use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Evidence};
 use crate::cassette::index::REQ_BODY;
 use crate::cassette::schema::{template, Model};
 use crate::cassette::Index;
@@ -19,7 +22,16 @@ use crate::config::{ValidateConfig, ValidateMode};
 struct Rule {
     content_type: String,
     schema: Value,
+    /// Recorded requests the schema was inferred from.
+    samples: usize,
+    /// The first of them.
+    first_seq: u64,
+    /// Whether the recording shows the platform refusing a body here (400, 415, 422).
+    refused: bool,
 }
+
+/// Samples an inferred schema needs before it refuses by itself.
+const ENOUGH: usize = 2;
 
 /// Request rules by (host, path template, method).
 type Rules = HashMap<(String, String, String), Rule>;
@@ -98,18 +110,33 @@ impl Validate {
         // Only requests with a body teach anything: a cassette of reads is not read at all.
         let picked = index.select(|h| h.flags & REQ_BODY != 0 && h.status != 101);
         m.add_request_bodies(picked.iter().map(|e| &**e));
+        let mut seen: HashMap<(String, String, String), (u64, bool)> = HashMap::new();
+        for e in &picked {
+            let host = e.request.host.split(':').next().unwrap_or("").to_string();
+            let key = (host, template(&e.request.path).0, e.request.method.to_ascii_lowercase());
+            let s = seen.entry(key).or_insert((e.seq, false));
+            s.1 |= matches!(e.response.status, 400 | 415 | 422);
+        }
         let rules = m
             .ops
             .into_iter()
             .filter_map(|(k, op)| {
-                op.request.map(|(ct, shape)| (k, Rule { content_type: ct, schema: shape.to_schema() }))
+                let (first_seq, refused) = seen.get(&k).copied().unwrap_or((0, false));
+                op.request.map(|(ct, shape)| {
+                    let schema = shape.to_schema();
+                    (k, Rule { content_type: ct, schema, samples: op.samples, first_seq, refused })
+                })
             })
             .collect();
         *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
     }
 
-    fn mode(&self, method: &str, path: &str) -> ValidateMode {
-        self.cfg.routes.iter().find(|r| r.applies(method, path)).map(|r| r.value).unwrap_or(self.cfg.mode)
+    /// The mode for a route, and whether a route rule declares it.
+    fn mode(&self, method: &str, path: &str) -> (ValidateMode, bool) {
+        match self.cfg.routes.iter().find(|r| r.applies(method, path)) {
+            Some(r) => (r.value, true),
+            None => (self.cfg.mode, false),
+        }
     }
 
     fn refuse(&self, call: &Call<'_>, status: u16, code: &str, message: String, field: &str, rule: &str) -> Answer {
@@ -133,12 +160,12 @@ impl Overlay for Validate {
         "validate"
     }
 
-    fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, _recorded: &Recorded) -> Decision {
+    fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
         // The hot path: a request with no body breaks nothing unless a pinned field is required.
         if call.body.is_empty() && self.cfg.required.is_empty() {
             return Decision::Continue;
         }
-        let mode = self.mode(call.method, call.path);
+        let (mode, declared) = self.mode(call.method, call.path);
         if mode == ValidateMode::Off {
             return Decision::Continue;
         }
@@ -194,16 +221,37 @@ impl Overlay for Validate {
             }
         };
         let Some((status, code, message, field, rule_name)) = found else { return Decision::Continue };
-        if mode == ValidateMode::Warn {
+        // What the refusal rests on: a pinned field, or the recorded requests the schema came from.
+        let pinned_hit = rule_name == "required" && pinned.iter().any(|f| **f == field);
+        let (evidence, thin) = match rule {
+            _ if pinned_hit => ("validate.required".to_string(), false),
+            Some(_) if rule_name == "json" => ("the body is not JSON".to_string(), false),
+            Some(r) => (
+                format!(
+                    "schema inferred from {} recorded request{} (first #{}){}",
+                    r.samples,
+                    if r.samples == 1 { "" } else { "s" },
+                    r.first_seq,
+                    if r.refused { ", the recording shows the platform refusing bodies here" } else { "" }
+                ),
+                r.samples < ENOUGH && !r.refused && !declared,
+            ),
+            None => ("validate.required".to_string(), false),
+        };
+        if mode == ValidateMode::Warn || thin {
+            let why = if thin { "thin evidence, warn only" } else { "warn only" };
             tracing::warn!(
                 method = call.method,
                 host = call.host,
                 path = call.path,
-                "validation (warn only): {message}"
+                "validation ({why}): {message}; {evidence}"
             );
             return Decision::Continue;
         }
-        Decision::Answer(self.refuse(call, status, code, message, &field, rule_name))
+        let mut a = self.refuse(call, status, code, message, &field, rule_name).by_rule();
+        a.detail = format!("{}; {evidence}", a.detail);
+        tracing::info!(method = call.method, host = call.host, path = call.path, "validation refused: {}", a.detail);
+        Decision::Answer(a)
     }
 }
 

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::platform::{genesys_error, nice_error};
-use super::{Call, Ctx, Decision, Ids, Overlay, Platform, Recorded};
+use super::{Call, Ctx, Decision, Ids, Overlay, Platform, Evidence};
 use crate::config::VersionsConfig;
 use crate::route::Version;
 
@@ -55,7 +55,8 @@ impl Overlay for Versions {
         "versions"
     }
 
-    fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, recorded: &Recorded) -> Decision {
+    fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
+        let recorded = ev.recorded;
         if self.cfg.routes.is_empty() {
             return Decision::Continue;
         }
