@@ -93,12 +93,12 @@ async fn genesys_login_api_call_expiry_on_the_virtual_clock_and_relogin() {
     assert_eq!(r.headers["content-type"], "application/json");
     let t = r.json();
     assert_eq!(t["token_type"], "bearer");
-    assert_eq!(t["expires_in"], 86_400);
+    assert_eq!(t["expires_in"], 86_399, "as long as the recorded token lived (no ttl configured)");
     assert!(t.get("refresh_token").is_none(), "client credentials never get a refresh token: {t}");
     let token = t["access_token"].as_str().unwrap().to_string();
     let c = claims(&token);
     assert_eq!(c["iat"], START_S, "iat comes from the virtual clock");
-    assert_eq!(c["exp"], START_S + 86_400);
+    assert_eq!(c["exp"], START_S + 86_399);
     assert_eq!(c["sub"], "my-client");
 
     let ok = me(&cv, &token).await;
@@ -121,10 +121,10 @@ async fn genesys_login_api_call_expiry_on_the_virtual_clock_and_relogin() {
     assert_eq!((r.status, r.text()), (401, RECORDED_401.to_string()));
 
     // One millisecond before expiry: still good. At expiry: 401 credentials.expired.
-    advance(&cv, 86_400_000 - 1).await;
+    advance(&cv, 86_399_000 - 1).await;
     assert_eq!(me(&cv, &token).await.status, 200);
     let now = advance(&cv, 1).await;
-    assert_eq!(now["now"], "2026-01-06T09:00:00.000Z");
+    assert_eq!(now["now"], "2026-01-06T08:59:59.000Z");
     let r = me(&cv, &token).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["code"], "credentials.expired");
@@ -435,7 +435,8 @@ async fn nice_tokens_are_rs256_jwts_that_verify_against_the_served_key_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_trips_at_exactly_the_count_and_recovers_after_retry_after_on_the_virtual_clock() {
     let dir = tempdir("ov-rate");
-    let cfg = "rate_limit:\n  rules:\n    - {host: api.mypurecloud.com, path: \"^/api/v2/\", limit: 5, window_s: 10}\n";
+    // The recorded answers carry no rate-limit headers: asked for, the overlay sends them.
+    let cfg = "rate_limit:\n  headers: true\n  rules:\n    - {host: api.mypurecloud.com, path: \"^/api/v2/\", limit: 5, window_s: 10}\n";
     let cv = start(&dir, cfg, &[]);
     let tok = |v: Value| v["access_token"].as_str().unwrap().to_string();
     let a = tok(genesys_login(&cv, &basic("c", "s"), "grant_type=client_credentials").await.json());
@@ -579,10 +580,21 @@ async fn admin_api_errors_name_the_problem_and_cassettes_switch_without_a_restar
 async fn the_validation_overlay_refuses_bodies_that_break_the_recorded_schema_as_the_platform_does() {
     let dir = tempdir("ov-validate");
     let call = r#"{"phoneNumber":"+13175550100"}"#;
+    // Two recorded calls: enough evidence for the inferred schema to refuse by itself.
     write_cassette(
         &dir,
         "v.jsonl",
-        &[("POST", "api.mypurecloud.com", "/api/v2/conversations/calls", call, 200, r#"{"id":"c-1"}"#)],
+        &[
+            ("POST", "api.mypurecloud.com", "/api/v2/conversations/calls", call, 200, r#"{"id":"c-1"}"#),
+            (
+                "POST",
+                "api.mypurecloud.com",
+                "/api/v2/conversations/calls",
+                r#"{"phoneNumber":"+13175550101"}"#,
+                200,
+                r#"{"id":"c-2"}"#,
+            ),
+        ],
     );
     let post = |cv: &Callvcr, ct: &'static str, body: &'static str| {
         spawn_send(cv, "api.mypurecloud.com", "POST", "/api/v2/conversations/calls", &[("content-type", ct)], body)
@@ -612,6 +624,27 @@ async fn the_validation_overlay_refuses_bodies_that_break_the_recorded_schema_as
     let j = admin(&cv, "GET", "/mock/admin/journal", "").await.json();
     let by: Vec<&str> = j.as_array().unwrap().iter().map(|e| e["answered_by"].as_str().unwrap()).collect();
     assert_eq!(by, ["overlay:validate", "overlay:validate", "overlay:validate", "overlay:validate", "hit"]);
+    let detail = j[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("schema inferred from 2 recorded requests (first #"), "the refusal names its evidence: {detail}");
+    assert_eq!(cv.stop().0, 0);
+
+    // One recorded call is thin evidence: the schema warns, and the request goes on (to a miss).
+    write_cassette(
+        &dir,
+        "one.jsonl",
+        &[("POST", "api.mypurecloud.com", "/api/v2/conversations/calls", call, 200, r#"{"id":"c-1"}"#)],
+    );
+    std::fs::write(dir.join("v.yaml"), "").unwrap();
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "one.jsonl", "--config", "v.yaml", "--no-overlay", "auth"]);
+    let r = post(&cv, "application/json", "{}").await.unwrap();
+    assert_eq!(r.status, 404, "warned, not refused: {}", r.text());
+    let (_, log) = cv.stop();
+    assert!(log.contains("validation (thin evidence, warn only): Validation failed: `phoneNumber` is required"), "{log}");
+    assert!(log.contains("schema inferred from 1 recorded request (first #"), "{log}");
+    // A route that declares enforce refuses on the same single sample.
+    std::fs::write(dir.join("v.yaml"), "validate:\n  routes:\n    - {path: \"^/api/v2/conversations/calls$\", mode: enforce}\n").unwrap();
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "one.jsonl", "--config", "v.yaml", "--no-overlay", "auth"]);
+    assert_eq!(post(&cv, "application/json", "{}").await.unwrap().status, 400);
     assert_eq!(cv.stop().0, 0);
 
     // warn: logged, the request goes on (here to a miss, since the cassette holds no such body).

@@ -394,34 +394,20 @@ async fn nice_contact_actions_move_the_contact_and_its_events_reach_the_long_pol
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_credentials_token_cannot_place_or_answer_a_call() {
+async fn a_client_credentials_token_cannot_place_or_answer_a_call_unless_the_recording_shows_the_org_allowing_it() {
     let dir = tempdir("state-cc");
+    let (path, read, placed) = (call(), call_body("alerting", "connected"), json!({"id": CID}).to_string());
+    let place = r#"{"phoneNumber":"+13175550100"}"#;
+    // Without evidence, the documented rule: client credentials have no user to place a call as.
+    write_cassette(&dir, "cc.jsonl", &[("GET", API, &path, "", 200, &read)]);
+    // Recorded from an org that lets this client place calls: the recording wins.
     write_cassette(
         &dir,
-        "cc.jsonl",
-        &[
-            (
-                "POST",
-                API,
-                "/api/v2/conversations/calls",
-                r#"{"phoneNumber":"+13175550100"}"#,
-                200,
-                &json!({"id": CID}).to_string(),
-            ),
-            ("GET", API, &call(), "", 200, &call_body("alerting", "connected")),
-        ],
+        "allowed.jsonl",
+        &[("POST", API, "/api/v2/conversations/calls", place, 200, &placed), ("GET", API, &path, "", 200, &read)],
     );
     let cv = Callvcr::start(&dir, &["replay", "--cassette", "cc.jsonl"]);
-    let mut login = h1_tls(&cv, "login.mypurecloud.com").await;
-    let h = [
-        ("host", "login.mypurecloud.com"),
-        ("authorization", "Basic YXBwOnNlY3JldA=="),
-        ("content-type", "application/x-www-form-urlencoded"),
-    ];
-    let token = login.send("POST", "/oauth/token", &h, "grant_type=client_credentials").await.json()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = client_token(&cv).await;
     let bearer = format!("Bearer {token}");
     let mut c = h1_tls(&cv, API).await;
     let h = [("host", API), ("authorization", bearer.as_str()), ("content-type", "application/json")];
@@ -434,13 +420,32 @@ async fn a_client_credentials_token_cannot_place_or_answer_a_call() {
     let r = c.send("PATCH", &participant(AGENT), &h, r#"{"state":"connected"}"#).await;
     assert_eq!(r.status, 400, "answering needs a user too");
     assert_eq!(c.send("GET", &call(), &h, "").await.status, 200, "reading does not");
-    // A user's token places it.
-    let user = user_login(&cv, "YXBwOnNlY3JldA==").await.json()["access_token"].as_str().unwrap().to_string();
-    let bearer = format!("Bearer {user}");
+    assert_eq!(cv.stop().0, 0);
+
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "allowed.jsonl"]);
+    let token = client_token(&cv).await;
+    let bearer = format!("Bearer {token}");
+    let mut c = h1_tls(&cv, API).await;
     let h = [("host", API), ("authorization", bearer.as_str()), ("content-type", "application/json")];
     let r = c.send("POST", "/api/v2/conversations/calls", &h, r#"{"phoneNumber":"+13175550100"}"#).await;
-    assert_eq!((r.status, r.json()["id"].clone()), (200, json!(CID)));
+    assert_eq!((r.status, r.json()["id"].clone()), (200, json!(CID)), "as recorded");
+    // The org allows it: a second placement (past the recording) is not refused by the rule either.
+    let r = c.send("POST", "/api/v2/conversations/calls", &h, r#"{"phoneNumber":"+13175550100"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(cv.stop().0, 0);
+}
+
+async fn client_token(cv: &Callvcr) -> String {
+    let mut login = h1_tls(cv, "login.mypurecloud.com").await;
+    let h = [
+        ("host", "login.mypurecloud.com"),
+        ("authorization", "Basic YXBwOnNlY3JldA=="),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    login.send("POST", "/oauth/token", &h, "grant_type=client_credentials").await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use crate::config::RedactConfig;
 
+/// What replaces a secret unless `redact.replacement` says otherwise.
+pub const MARKER: &str = "[REDACTED]";
+
 /// Applies one redaction policy.
 #[derive(Debug, Clone)]
 pub struct Redactor {

@@ -512,7 +512,7 @@ impl Default for RedactConfig {
             .to_vec(),
             query_fields: vec!["code".into()],
             pii: false,
-            replacement: "[REDACTED]".into(),
+            replacement: crate::cassette::redact::MARKER.into(),
         }
     }
 }

@@ -56,6 +56,9 @@ struct State {
     codes: HashMap<String, Code>,
     /// Client id → virtual time its refresh in flight completes.
     refreshing: HashMap<String, i64>,
+    /// Access tokens issued before the last reset (a cassette switch): the run made them invalid,
+    /// so they are refused whatever the recording shows.
+    forgotten: std::collections::HashSet<String>,
 }
 
 /// A token as the admin API lists it.
@@ -177,6 +180,12 @@ pub struct Presented {
     pub secret: Option<String>,
 }
 
+/// A secret as sent; the redaction marker (a recorded request sent again, as `cassette check`
+/// does) is no secret at all.
+fn secret_of(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty() && s != crate::cassette::redact::MARKER)
+}
+
 fn presented_by(platform: Platform, params: &HashMap<String, String>, basic: Option<&(String, String)>) -> Vec<Presented> {
     let mut out = Vec::new();
     let (client_id, client_secret) = match basic {
@@ -184,13 +193,13 @@ fn presented_by(platform: Platform, params: &HashMap<String, String>, basic: Opt
         None => (params.get("client_id").cloned().unwrap_or_default(), params.get("client_secret").cloned()),
     };
     if !client_id.is_empty() {
-        out.push(Presented { role: "client", id: client_id, secret: client_secret.filter(|s| !s.is_empty()) });
+        out.push(Presented { role: "client", id: client_id, secret: secret_of(client_secret) });
     }
     if params.get("grant_type").map(String::as_str) == Some("password") {
         let id = params.get("username").cloned().unwrap_or_default();
         if !id.is_empty() {
             let role = if platform == Platform::Nice { "access-key" } else { "user" };
-            out.push(Presented { role, id, secret: params.get("password").cloned().filter(|s| !s.is_empty()) });
+            out.push(Presented { role, id, secret: secret_of(params.get("password").cloned()) });
         }
     }
     out
@@ -571,11 +580,19 @@ impl Auth {
             Some((client_id, user, revoked || expires_ms <= ctx.now_ms))
         });
         match found {
-            None => Decision::Answer(self.refusal(
+            None if self.read().forgotten.contains(token) => Decision::Answer(self.refusal(
                 recorded,
-                self.unauthorized(p, "bad.credentials", "Invalid login credentials.", "unknown-token"),
-            )
-            .by_rule()),
+                self.unauthorized(p, "bad.credentials", "Invalid login credentials.", "reset-token"),
+            )),
+            // A token this run never issued: refused, unless the recording shows this request
+            // answered (an SDK given a token from outside, recorded with it).
+            None => Decision::Answer(
+                self.refusal(
+                    recorded,
+                    self.unauthorized(p, "bad.credentials", "Invalid login credentials.", "unknown-token"),
+                )
+                .by_rule(),
+            ),
             Some((_, _, true)) => Decision::Answer(self.refusal(
                 recorded,
                 self.unauthorized(
@@ -1168,7 +1185,13 @@ impl Overlay for Auth {
     }
 
     fn reset(&self) {
-        *self.state() = State::default();
+        let mut st = self.state();
+        let mut forgotten = std::mem::take(&mut st.forgotten);
+        if forgotten.len() > MAX_TOKENS {
+            forgotten.clear();
+        }
+        forgotten.extend(st.tokens.drain().filter(|(_, t)| t.kind == Kind::Access).map(|(k, _)| k));
+        *st = State { forgotten, ..State::default() };
     }
 }
 

@@ -631,7 +631,7 @@ mod tests {
             (0..32)
                 .map(|_| {
                     let mut ctx = Ctx::default();
-                    match f.on_request(&call, &mut ctx, &Evidence::none(&Recorded::default())) {
+                    match f.on_request(&call, &mut ctx, &Evidence::none(&crate::overlay::Recorded::default())) {
                         Decision::Delay(t, _) => t,
                         other => panic!("{other:?}"),
                     }

@@ -79,6 +79,9 @@ struct Book {
     learned_ids: HashMap<String, (String, String, String)>,
     /// The platform's own refusals: (host, template, target state) → its answer.
     refusals: HashMap<(String, String, String), Answer>,
+    /// Changes the recording shows the platform accepting, as (host, method, template): evidence
+    /// that this org allows them, whatever the documentation says.
+    allowed: std::collections::HashSet<(String, String, String)>,
 }
 
 /// An event a move makes, for the proxy to deliver.
@@ -331,6 +334,9 @@ impl State {
                     book.learned_ids.entry(id).or_insert((host.to_string(), tpl.clone(), st.to_string()));
                 }
             }
+        }
+        for h in index.heads().filter(|h| (200..300).contains(&h.status) && is_change(h.method)) {
+            book.allowed.insert((bare(h.host).to_string(), h.method.to_string(), template(h.path).0));
         }
         self.learned_any.store(!book.learned.is_empty(), std::sync::atomic::Ordering::Release);
         *self.book.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(book);
@@ -800,9 +806,11 @@ impl State {
         serde_json::to_vec(&v).ok().map(Bytes::from)
     }
 
-    /// Whether session `id` left the recording (see `Tracked::departed`).
-    fn departed(&self, id: &str) -> bool {
-        self.inner().sessions.get(id).is_some_and(|t| t.departed)
+    /// Whether a refusal of a move of session `id` stands whatever a recorded answer shows: the
+    /// session left the recording (see `Tracked::departed`), or its machine was learned from the
+    /// recording itself (a move it never showed from this state).
+    fn refusal_stands(&self, id: &str) -> bool {
+        self.inner().sessions.get(id).is_some_and(|t| t.departed || matches!(t.kind, Kind::Learned(..)))
     }
 
     /// Genesys: a client-credentials token cannot place a call or answer one; the platform answers
@@ -819,6 +827,11 @@ impl State {
                 b.get("state").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("connected"))
             });
         if !(places || answers) {
+            return None;
+        }
+        let op = (call.host.to_string(), call.method.to_string(), template(call.path).0);
+        if self.book().allowed.contains(&op) {
+            tracing::debug!(method = call.method, path = call.path, "the recording shows this org accepting it: no user context needed");
             return None;
         }
         Some(genesys_error(
@@ -1371,7 +1384,7 @@ impl Overlay for State {
         match self.check(call, &a, ctx.now_ms) {
             // While the session is where the recording had it, the model's refusal yields to a
             // recorded answer accepting the move; once the run moved it elsewhere, it stands.
-            Some(refusal) if self.departed(&a.session) => Decision::Answer(refusal),
+            Some(refusal) if self.refusal_stands(&a.session) => Decision::Answer(refusal),
             Some(refusal) => Decision::Answer(refusal.by_rule()),
             None => Decision::Continue,
         }
@@ -1545,7 +1558,7 @@ mod tests {
         let answer = Bytes::from_static(br#"{"state":"connected"}"#);
         let c = req("PATCH", &patch, &h, &answer);
         assert_eq!(
-            s.on_request(&c, &mut Ctx { now_ms: 1_000, ..Default::default() }, &Evidence::none(&Recorded::default())),
+            s.on_request(&c, &mut Ctx { now_ms: 1_000, ..Default::default() }, &Evidence::none(&crate::overlay::Recorded::default())),
             Decision::Continue
         );
         s.on_answer(&c, &ctx, 202, b"");
@@ -1565,7 +1578,7 @@ mod tests {
         let d = s.on_request(
             &req("PATCH", &patch, &h, &answer),
             &mut Ctx { now_ms: 2_000, ..Default::default() },
-            &Evidence::none(&Recorded::default()),
+            &Evidence::none(&crate::overlay::Recorded::default()),
         );
         let Decision::Answer(a) = d else { panic!("refused: {d:?}") };
         assert_eq!(a.status, 400);
@@ -1588,7 +1601,7 @@ mod tests {
         ]);
         let h = http::HeaderMap::new();
         let body = Bytes::from_static(br#"{"state":"connected"}"#);
-        let d = s.on_request(&req("PATCH", &patch, &h, &body), &mut Ctx::default(), &Evidence::none(&Recorded::default()));
+        let d = s.on_request(&req("PATCH", &patch, &h, &body), &mut Ctx::default(), &Evidence::none(&crate::overlay::Recorded::default()));
         let Decision::Answer(a) = d else { panic!("{d:?}") };
         assert_eq!((a.status, &a.body[..]), (400, platform.as_bytes()));
     }

@@ -248,7 +248,12 @@ impl Overlay for Validate {
             );
             return Decision::Continue;
         }
-        let mut a = self.refuse(call, status, code, message, &field, rule_name).by_rule();
+        // A pinned field is the user's own rule and stands; an inferred one yields to a recorded
+        // answer accepting this very request.
+        let mut a = self.refuse(call, status, code, message, &field, rule_name);
+        if !pinned_hit {
+            a = a.by_rule();
+        }
         a.detail = format!("{}; {evidence}", a.detail);
         tracing::info!(method = call.method, host = call.host, path = call.path, "validation refused: {}", a.detail);
         Decision::Answer(a)
