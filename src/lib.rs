@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod cassette;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -350,6 +350,11 @@ pub fn json_response(status: StatusCode, marker: (&'static str, &str), body: ser
 }
 
 /// The body as stored: decoded when the encoding is one we can decode, else as received.
+/// A response body as sent, decoded from its `Content-Encoding`.
+pub fn decoded_body(headers: &HeaderMap, bytes: Bytes) -> Bytes {
+    stored_body(headers, bytes).bytes
+}
+
 fn stored_body(headers: &HeaderMap, bytes: Bytes) -> Body {
     let enc = headers
         .get(http::header::CONTENT_ENCODING)
@@ -413,6 +418,11 @@ impl Proxy {
             state_changed: Arc::new(tokio::sync::Notify::new()),
             state_seen: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The virtual clock and its waiters.
+    pub fn timer(&self) -> &Arc<Timer> {
+        &self.timer
     }
 
     /// Switches the overlays on (replay), sharing `ids` with them.

@@ -1,5 +1,6 @@
 //! `callvcr cassette ...`: list, show, remove, export (JSON Lines or HAR), import (JSON Lines or
-//! HAR), audit for secrets, and prune replay-equivalent duplicates.
+//! HAR), audit for secrets, check that replay reproduces the recording, and prune replay-equivalent
+//! duplicates.
 
 use std::path::{Path, PathBuf};
 
@@ -77,6 +78,22 @@ pub(super) enum CassetteCmd {
         #[arg(long, value_name = "DIR", default_value = "cassettes")]
         cassettes: PathBuf,
     },
+    /// Replay the cassette's own requests, in recorded order and in process, through the overlays
+    /// as configured; print every answer that differs from the recorded one (with the overlay and
+    /// rule that answered) and exit 1 if any does.
+    Check {
+        /// Cassette name, or a `.jsonl` / `.har` file.
+        name: String,
+        /// proxy.yaml whose overlays and matching apply (as `replay --config`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Overlays to switch off, as `replay --no-overlay`.
+        #[arg(long = "no-overlay", value_name = "NAME")]
+        no_overlay: Vec<String>,
+        /// Directory holding cassettes.
+        #[arg(long, value_name = "DIR", default_value = "cassettes")]
+        cassettes: PathBuf,
+    },
     /// Drop recordings replay cannot tell from the one before them (same request, same answer).
     Prune {
         /// Cassette name.
@@ -122,8 +139,88 @@ fn size_of(path: &Path) -> u64 {
     }
 }
 
+/// `cassette check`: see [`crate::check`].
+async fn check(name: &str, config: Option<&Path>, no_overlay: &[String], cassettes: &Path) -> i32 {
+    use std::sync::Arc;
+    let mut cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    for n in no_overlay {
+        match crate::overlay::check_name(n.trim()) {
+            Ok(o) if !cfg.overlays_disabled.contains(&o) => cfg.overlays_disabled.push(o),
+            Ok(_) => {}
+            Err(m) => return fail(format!("--no-overlay: {m}")),
+        }
+    }
+    let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
+    let opened = if name.ends_with(".har") {
+        read_har(Path::new(name), matcher.redactor()).map(|c| {
+            let stem = Path::new(name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            (stem, crate::cassette::Index::new(c.exchanges, &matcher), c.frames)
+        })
+    } else {
+        crate::cassette::store::open_for_replay(name, cassettes, &matcher, &crate::overlay::analyses)
+            .map_err(|e| e.to_string())
+    };
+    let (name, index, frames) = match opened {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let index = Arc::new(index);
+    let exchanges = index.select(|_| true);
+    // The virtual clock stands at the recording's start and follows its recorded times.
+    let start = exchanges
+        .iter()
+        .find_map(|e| crate::clock::parse_rfc3339(&e.recorded_at))
+        .unwrap_or_else(|| crate::clock::Clock::system().now_ms());
+    let clock = Arc::new(crate::clock::Clock::frozen(start));
+    // NICE tokens are signed with a key made for this check only.
+    let keys = std::env::temp_dir().join(format!("callvcr-check-{}", std::process::id()));
+    let dir = keys.clone();
+    let nice_key: crate::overlay::auth::KeySource = Box::new(move || {
+        let der = crate::tls::token_signing_key(&dir).map_err(|e| e.to_string())?;
+        crate::overlay::jwt::Signer::rs256(&der).map_err(|e| e.to_string())
+    });
+    let ids = Arc::new(crate::overlay::Ids::new(cfg.seed));
+    let overlays = crate::overlay::Overlays::from_config(&cfg, ids.clone(), nice_key, clock.now_ms(), &index);
+    let names = overlays.pipeline.names();
+    let proxy = Arc::new(
+        crate::proxy::Proxy::new(crate::proxy::Mode::Replay, Arc::new(cfg), index, None, None, clock, name.clone())
+            .with_overlays(overlays, ids)
+            .with_frames(frames),
+    );
+    proxy.start_state_clock();
+    let report = crate::check::check(proxy, &exchanges).await;
+    let _ = std::fs::remove_dir_all(&keys);
+    for d in &report.differences {
+        let detail = d.detail.as_deref().map(|x| format!(" ({x})")).unwrap_or_default();
+        println!("#{} {}: answered by {}{detail}", d.seq, d.request, d.answered_by);
+        for line in &d.diffs {
+            println!("    {line}");
+        }
+    }
+    let ws = if report.skipped_websockets > 0 {
+        format!("; {} WebSocket session(s) not compared", report.skipped_websockets)
+    } else {
+        String::new()
+    };
+    let overlays = if names.is_empty() { "no overlays".to_string() } else { format!("overlays {}", names.join(", ")) };
+    if report.differences.is_empty() {
+        println!("check: `{name}`: {} exchanges replayed as recorded ({overlays}){ws}", report.checked);
+        EXIT_OK
+    } else {
+        println!(
+            "check: `{name}`: {} of {} exchanges answered differently from the recording ({overlays}){ws}",
+            report.differences.len(),
+            report.checked
+        );
+        EXIT_STRICT
+    }
+}
+
 /// Runs one `cassette` subcommand.
-pub(super) fn run(c: CassetteCmd) -> i32 {
+pub(super) async fn run(c: CassetteCmd) -> i32 {
     match c {
         CassetteCmd::Ls { cassettes } => {
             let Ok(dir) = std::fs::read_dir(&cassettes) else {
@@ -302,6 +399,9 @@ pub(super) fn run(c: CassetteCmd) -> i32 {
             }
             eprintln!("callvcr: audit found {} secret(s) in `{name}`", found.len());
             EXIT_STRICT
+        }
+        CassetteCmd::Check { name, config, no_overlay, cassettes } => {
+            check(&name, config.as_deref(), &no_overlay, &cassettes).await
         }
         CassetteCmd::Prune { name, dry_run, config, cassettes } => {
             let cfg = match load_config(config.as_deref()) {

@@ -237,7 +237,7 @@ pub fn main() -> i32 {
             Cmd::Replay(a) => run_replay(a).await,
             Cmd::Ca(c) => run_ca(c),
             Cmd::Hosts(h) => run_hosts(h),
-            Cmd::Cassette(c) => cassette::run(c),
+            Cmd::Cassette(c) => cassette::run(c).await,
             Cmd::Schema(c) => schema::run(c),
             Cmd::State(c) => state::run(c),
             Cmd::Run(r) => run_command(r).await,
