@@ -271,6 +271,7 @@ async fn stand_in_route(
     counter: Arc<AtomicU64>,
     streams: Streams,
 ) -> Response<Full<Bytes>> {
+    use base64::Engine as _;
     let host = req
         .headers()
         .get("host")
@@ -285,6 +286,7 @@ async fn stand_in_route(
         headers: req.headers().clone(),
     });
     let path = req.uri().path().to_string();
+    let req_auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(String::from);
     let req_query = req.uri().query().map(String::from);
     let method = req.method().to_string();
     if path == "/ws" && req.headers().contains_key("upgrade") {
@@ -412,6 +414,40 @@ async fn stand_in_route(
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
             json(200, serde_json::json!({"received": v}))
         }
+        "/oauth/token"
+            if req_auth.as_deref().is_some_and(|a| {
+                a.strip_prefix("Basic ")
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .is_some_and(|d| d.ends_with(b":wrong-secret"))
+            }) =>
+        {
+            // This sandbox refuses a wrong client secret.
+            let mut r = json(
+                401,
+                serde_json::json!({"error": "invalid_client", "description": "client authentication failed", "error_description": "client authentication failed"}),
+            );
+            r.headers_mut().insert("inin-correlation-id", "0f1e2d3c-4b5a-4697-8877-665544332211".parse().unwrap());
+            r
+        }
+        "/auth/token" => {
+            // NICE CXone: an access key as a password grant; this sandbox knows one secret.
+            let form = String::from_utf8_lossy(&body).into_owned();
+            if form.contains("password=NICE-KEY-SECRET-OK") {
+                json(
+                    200,
+                    serde_json::json!({
+                        "access_token": "eyJhbGciOiJSUzI1NiJ9.eyJ0ZW5hbnRJZCI6InQifQ.SECRETSIGNATURE",
+                        "token_type": "Bearer",
+                        "expires_in": 3600,
+                        "refresh_token": "SECRET-NICE-REFRESH",
+                        "id_token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.SECRETIDSIGNATURE",
+                        "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"
+                    }),
+                )
+            } else {
+                json(401, serde_json::json!({"error": "invalid_grant", "error_description": "Invalid access key or secret"}))
+            }
+        }
         "/oauth/token" => {
             let mut r = json(
                 200,
@@ -485,6 +521,23 @@ pub struct Callvcr {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     stderr_path: PathBuf,
+    /// For a recording: the `cassette check` arguments that run when it stops.
+    check: Option<Vec<String>>,
+}
+
+/// The `cassette check` a recording started with `args` gets: its cassette and its config.
+fn check_args(args: &[&str]) -> Option<Vec<String>> {
+    if args.first() != Some(&"record") {
+        return None;
+    }
+    let value = |flag: &str| args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1)).map(|v| v.to_string());
+    let mut out = vec!["cassette".to_string(), "check".to_string(), value("--cassette")?];
+    for flag in ["--config", "--cassettes"] {
+        if let Some(v) = value(flag) {
+            out.extend([flag.to_string(), v]);
+        }
+    }
+    Some(out)
 }
 
 /// Runs `callvcr ARGS` to completion in `dir`; returns (exit code, stdout, stderr).
@@ -553,6 +606,7 @@ impl Callvcr {
             proxy: "0.0.0.0:0".parse().unwrap(),
             admin: "0.0.0.0:0".parse().unwrap(),
             stderr_path,
+            check: check_args(args),
         };
         for _ in 0..400 {
             if let Ok(text) = std::fs::read_to_string(&ready) {
@@ -590,8 +644,24 @@ impl Callvcr {
         self.child.as_ref().unwrap().id()
     }
 
-    /// SIGINT, then wait (up to 15 s); returns the exit code and everything logged.
-    pub fn stop(mut self) -> (i32, String) {
+    /// SIGINT, then wait (up to 15 s); returns the exit code and everything logged. A recording
+    /// that ended well is then checked: `cassette check` must find the cassette replaying as
+    /// recorded with the default overlays (the recording is the oracle).
+    pub fn stop(self) -> (i32, String) {
+        let check = self.check.clone();
+        let dir = self.dir.clone();
+        let (code, log) = self.stop_unchecked();
+        if let (0, Some(args)) = (code, check) {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (c, out, err) = run(&dir, &a);
+            assert_eq!(c, 0, "the recording does not replay as recorded:\n{out}\n{err}");
+        }
+        (code, log)
+    }
+
+    /// SIGINT and wait, without checking a recording (one that stores what replay must not
+    /// reproduce, such as an upstream failure).
+    pub fn stop_unchecked(mut self) -> (i32, String) {
         let mut child = self.child.take().unwrap();
         let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
         for _ in 0..300 {

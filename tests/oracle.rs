@@ -1,0 +1,174 @@
+//! The recording is the oracle (DESIGN's first rule), through the real binary: a sandbox that
+//! differs from the platform's documentation is recorded with real TLS, and a replay with the
+//! default settings answers as that sandbox did; `cassette check` says where a replay would not.
+
+mod support;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+use support::*;
+
+fn s(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+async fn genesys_login(cv: &Callvcr, secret: &str) -> Resp {
+    let mut c = h1_tls(cv, "login.mypurecloud.com").await;
+    let auth = basic("org-app", secret);
+    let h = [
+        ("host", "login.mypurecloud.com"),
+        ("authorization", auth.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    c.send("POST", "/oauth/token", &h, "grant_type=client_credentials").await
+}
+
+async fn nice_login(cv: &Callvcr, secret: &str) -> Resp {
+    let mut c = h1_tls(cv, "api-na1.niceincontact.com").await;
+    let h = [("host", "api-na1.niceincontact.com"), ("content-type", "application/x-www-form-urlencoded")];
+    let body = format!("grant_type=password&username=KEYID-77&password={secret}&client_id=nice-app");
+    c.send("POST", "/auth/token", &h, &body).await
+}
+
+async fn place_call(cv: &Callvcr, token: &str) -> Resp {
+    let mut c = h1_tls(cv, "api.mypurecloud.com").await;
+    let bearer = format!("Bearer {token}");
+    let h = [("host", "api.mypurecloud.com"), ("authorization", bearer.as_str()), ("content-type", "application/json")];
+    c.send("POST", "/api/v2/conversations/calls", &h, r#"{"phoneNumber":"+13175550100"}"#).await
+}
+
+async fn me(cv: &Callvcr, token: &str) -> Resp {
+    let mut c = h1_tls(cv, "api.mypurecloud.com").await;
+    let bearer = format!("Bearer {token}");
+    c.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com"), ("authorization", bearer.as_str())], "").await
+}
+
+fn token(r: &Resp) -> String {
+    r.json()["access_token"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_that_differs_from_the_documentation_replays_as_recorded() {
+    let dir = tempdir("oracle-org");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "org")));
+    // Recorded: a wrong secret refused, the right one accepted; a client-credentials app placing a
+    // call (the documentation says it needs a user; this org allows it); no rate-limit headers; a
+    // wrong NICE access key secret refused and the right one accepted.
+    let wrong = genesys_login(&cv, "wrong-secret").await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text());
+    let right = genesys_login(&cv, "SECRET-ORG-APP-1").await;
+    assert_eq!(right.status, 200);
+    let placed = place_call(&cv, &token(&right)).await;
+    assert_eq!(placed.status, 200);
+    let who = me(&cv, &token(&right)).await;
+    assert!(!who.headers.keys().any(|k| k.as_str().starts_with("inin-ratelimit-")));
+    let nice_wrong = nice_login(&cv, "WRONG-KEY-SECRET").await;
+    assert_eq!(nice_wrong.status, 401, "{}", nice_wrong.text());
+    let nice_right = nice_login(&cv, "NICE-KEY-SECRET-OK").await;
+    assert_eq!(nice_right.status, 200, "{}", nice_right.text());
+    // Stopping runs `cassette check` on the recording (tests/support): it replays as recorded.
+    assert_eq!(cv.stop().0, 0);
+    si.stop();
+
+    // No secret reached the cassette; ids did, and verifiers of the secrets.
+    let stored = all_bytes(&dir.join("cassettes/org"));
+    for secret in ["wrong-secret", "SECRET-ORG-APP-1", "WRONG-KEY-SECRET", "NICE-KEY-SECRET-OK", "SECRET-ACCESS-TOKEN"] {
+        assert!(!contains(&stored, secret.as_bytes()), "{secret} is in the cassette");
+    }
+    let (code, out, err) = run(&dir, &["cassette", "export", "org", "--out", "org.jsonl"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let exported = std::fs::read_to_string(dir.join("org.jsonl")).unwrap();
+    assert!(exported.contains(r#""id":"org-app""#) && exported.contains("pbkdf2-sha256$600000$"), "{exported}");
+
+    // Replayed with the default settings, in recorded order: the sandbox's answers.
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "org"]);
+    let r = genesys_login(&cv, "wrong-secret").await;
+    assert_eq!((r.status, r.text()), (wrong.status, wrong.text()), "the recorded refusal, byte for byte");
+    assert_eq!(r.headers["inin-correlation-id"], wrong.headers["inin-correlation-id"]);
+    let r = genesys_login(&cv, "SECRET-ORG-APP-1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let minted = token(&r);
+    assert!(!minted.is_empty() && minted != token(&right), "a token of callvcr's own");
+    assert_eq!(r.json()["expires_in"], right.json()["expires_in"]);
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&r.json()), keys(&right.json()), "the recorded answer's fields, in its order");
+    let p = place_call(&cv, &minted).await;
+    assert_eq!((p.status, p.text()), (200, placed.text()), "client credentials place calls in this org");
+    let w = me(&cv, &minted).await;
+    assert_eq!(w.status, 200);
+    assert!(!w.headers.keys().any(|k| k.as_str().starts_with("inin-ratelimit-")), "none recorded, none replayed");
+    let r = nice_login(&cv, "WRONG-KEY-SECRET").await;
+    assert_eq!((r.status, r.text()), (401, nice_wrong.text()));
+    let r = nice_login(&cv, "NICE-KEY-SECRET-OK").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["expires_in"], 3600);
+    assert_eq!(cv.stop().0, 0);
+
+    // Out of the recorded order, the secrets still decide: the right one first gets a token, a
+    // wrong one the recorded refusal, and one the recording never saw is wrong too.
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "org"]);
+    assert_eq!(genesys_login(&cv, "SECRET-ORG-APP-1").await.status, 200);
+    let r = genesys_login(&cv, "wrong-secret").await;
+    assert_eq!((r.status, r.text()), (401, wrong.text()));
+    let r = genesys_login(&cv, "never-seen-secret").await;
+    assert_eq!((r.status, r.text()), (401, wrong.text()), "a secret the recording never saw accepted");
+    assert_eq!(nice_login(&cv, "NICE-KEY-SECRET-OK").await.status, 200);
+    assert_eq!(nice_login(&cv, "ANOTHER-WRONG").await.status, 401);
+    assert_eq!(cv.stop().0, 0);
+}
+
+#[test]
+fn every_shipped_cassette_replays_as_recorded() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempdir("oracle-shipped");
+    let mut checked = 0;
+    for sub in ["cassettes", "examples", "tests/fixtures"] {
+        for entry in std::fs::read_dir(root.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.to_string_lossy().into_owned();
+            if !(name.ends_with(".jsonl") || name.ends_with(".har")) {
+                continue;
+            }
+            // Checked with no proxy.yaml: the defaults, as a new user has them.
+            let (code, out, err) = run(&dir, &["cassette", "check", &name]);
+            assert_eq!(code, 0, "{name}:\n{out}\n{err}");
+            assert!(out.contains("replayed as recorded"), "{out}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked} cassettes checked");
+}
+
+#[test]
+fn a_check_names_the_overlay_and_rule_that_answered_differently() {
+    let dir = tempdir("oracle-diff");
+    let call = r#"{"phoneNumber":"+13175550100"}"#;
+    write_cassette(
+        &dir,
+        "d.jsonl",
+        &[
+            ("POST", "api.mypurecloud.com", "/api/v2/conversations/calls", call, 200, r#"{"id":"c-1"}"#),
+            ("GET", "api.mypurecloud.com", "/api/v2/users/me", "", 200, r#"{"id":"u-1"}"#),
+        ],
+    );
+    let (code, out, _) = run(&dir, &["cassette", "check", "d.jsonl"]);
+    assert_eq!(code, 0, "{out}");
+    // A pinned field the recording lacks, and rate-limit headers asked for: both depart from it.
+    std::fs::write(
+        dir.join("p.yaml"),
+        "validate:\n  required:\n    - {method: POST, path: \"^/api/v2/conversations/calls$\", fields: [callerId]}\nrate_limit:\n  headers: true\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&dir, &["cassette", "check", "d.jsonl", "--config", "p.yaml"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("#1 POST api.mypurecloud.com/api/v2/conversations/calls: answered by overlay:validate (bad.request: Validation failed: `callerId` is required"), "{out}");
+    assert!(out.contains("    status: recorded 200, replayed 400"), "{out}");
+    assert!(out.contains("header inin-ratelimit-count: not recorded, replayed \"2\""), "{out}");
+    assert!(out.contains("2 of 2 exchanges answered differently from the recording"), "{out}");
+}
