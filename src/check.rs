@@ -72,7 +72,9 @@ pub async fn check(proxy: Arc<Proxy>, exchanges: &[Arc<Exchange>]) -> Report {
         }
         let host = e.request.host.to_ascii_lowercase();
         let platform = Platform::of_host(host.split(':').next().unwrap_or(&host));
-        let bearer = tokens.get(platform.as_str()).cloned();
+        // A token request keeps its recorded (redacted) client credentials.
+        let token_request = crate::overlay::auth::is_token_request(&host, &e.request.method, &e.request.path);
+        let bearer = tokens.get(platform.as_str()).cloned().filter(|_| !token_request);
         let req = request_of(e, bearer.as_deref(), marker);
         let target = target_of(&host);
         if is_long_poll(&e.request.path) {

@@ -849,13 +849,16 @@ impl Proxy {
         // Answered under this thread's read lock on the index: no reference count is touched.
         // A long poll waits, so it takes its recording out of the lock.
         let index = self.index.read();
-        match index.next_by_key(key, sdk) {
+        match index.next_by_key_seen(key, sdk) {
             None => Lookup::Miss,
-            Some(Err(e)) => Lookup::Answered(self.unreadable(method, host, path, &e)),
-            Some(Ok(l)) if crate::cassette::model::is_long_poll(path) => {
+            Some((Err(e), _)) => Lookup::Answered(self.unreadable(method, host, path, &e)),
+            Some((Ok(l), _)) if crate::cassette::model::is_long_poll(path) => {
                 Lookup::Poll(l.exchange.clone(), Box::new(l.prepared.clone()))
             }
-            Some(Ok(l)) => Lookup::Answered(self.answer_hit(&call, host, &l.exchange, &l.prepared, ctx, mark)),
+            Some((Ok(l), fresh)) => {
+                ctx.repeated.store(!fresh, Ordering::Relaxed);
+                Lookup::Answered(self.answer_hit(&call, host, &l.exchange, &l.prepared, ctx, mark))
+            }
         }
     }
 

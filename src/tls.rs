@@ -113,8 +113,15 @@ pub fn init_ca(dir: &Path, domains: &[String], force: bool, clock: &Clock) -> Re
     params.not_after = rcgen::date_time_ymd(y as i32, m as u8, d as u8);
     let cert = params.self_signed(&key).map_err(cert_err)?;
 
-    write_private(&key_path, key.serialize_pem().as_bytes())?;
-    fs::write(&cert_path, cert.pem()).map_err(io_err(&cert_path))?;
+    // Each written under a private name, then renamed, the certificate last: a process that finds
+    // both files (without taking the lock) never reads half of one.
+    let pid = std::process::id();
+    let key_tmp = dir.join(format!("{CA_KEY_FILE}.{pid}.tmp"));
+    write_private(&key_tmp, key.serialize_pem().as_bytes())?;
+    fs::rename(&key_tmp, &key_path).map_err(io_err(&key_path))?;
+    let cert_tmp = dir.join(format!("{CA_CERT_FILE}.{pid}.tmp"));
+    fs::write(&cert_tmp, cert.pem()).map_err(io_err(&cert_tmp))?;
+    fs::rename(&cert_tmp, &cert_path).map_err(io_err(&cert_path))?;
     ca_info(&cert_path)
 }
 

@@ -501,6 +501,12 @@ impl Index {
     /// versions, those from `sdk` (the version the live request announced) are preferred, each
     /// version with its own FIFO. An error when the replay file cannot give the exchange.
     pub fn next_by_key(&self, key: Key, sdk: Option<&str>) -> Option<Result<&Loaded, CassetteError>> {
+        self.next_by_key_seen(key, sdk).map(|(l, _)| l)
+    }
+
+    /// [`Index::next_by_key`], saying too whether the recording was fresh (not served before in
+    /// this run: the run is where the recording was) or repeats.
+    pub fn next_by_key_seen(&self, key: Key, sdk: Option<&str>) -> Option<(Result<&Loaded, CassetteError>, bool)> {
         let (lo, hi) = self.run(key)?;
         let versions = sdk.and_then(|v| self.by_sdk.get(&(lo as u32)).map(|m| (m, v)));
         let pos = match versions.and_then(|(m, v)| m.get(v).or_else(|| nearest_version(m, v))) {
@@ -516,10 +522,11 @@ impl Index {
                 self.order[lo + n.min(last) as usize] as usize
             }
         };
-        if !self.served[pos].load(Ordering::Relaxed) {
+        let fresh = !self.served[pos].load(Ordering::Relaxed);
+        if fresh {
             self.served[pos].store(true, Ordering::Relaxed);
         }
-        Some(self.load(pos))
+        Some((self.load(pos), fresh))
     }
 
     /// What [`Index::next_by_key`] would give for `key` now, without moving any FIFO position;

@@ -160,7 +160,9 @@ async fn check(name: &str, config: Option<&Path>, no_overlay: &[String], cassett
             (stem, crate::cassette::Index::new(c.exchanges, &matcher), c.frames)
         })
     } else {
-        crate::cassette::store::open_for_replay(name, cassettes, &matcher, &crate::overlay::analyses)
+        // Read as it is, writing nothing (no replay file): a check leaves the cassette as it was.
+        crate::cassette::store::load(name, cassettes)
+            .map(|(name, c)| (name, crate::cassette::Index::new(c.exchanges, &matcher), c.frames))
             .map_err(|e| e.to_string())
     };
     let (name, index, frames) = match opened {

@@ -617,6 +617,10 @@ impl Auth {
         let params = token_params(call.body, access_key);
         let basic = basic_pair(call.header("authorization"));
         let fresh = ev.peek().is_some_and(|p| p.fresh);
+        tracing::debug!(
+            recorded = ?ev.peek().map(|p| (p.exchange.seq, p.exchange.response.status, p.fresh)),
+            "token request: the recording it would get"
+        );
         // What the recording shows the platform answering these credentials comes first.
         let (accepted, shape) = match self.evidence_for(call, &params, basic.as_ref(), ev) {
             Verdict::Refuse(a) => {

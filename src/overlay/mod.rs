@@ -87,6 +87,9 @@ pub struct Ctx {
     /// token minted for a recorded token answer): that recording counts as served, so the next
     /// request finds the one after it.
     pub took_recording: bool,
+    /// Set when the cassette answered with a recording served before (its key's recordings ran
+    /// out and the last repeats): the run has left the recording there.
+    pub repeated: std::sync::atomic::AtomicBool,
 }
 
 /// Who made a request, once its bearer token is recognised: the OAuth client it was issued to.
@@ -125,7 +128,7 @@ pub enum Basis {
     #[default]
     Run,
     /// Built-in or inferred knowledge of the platform: overruled where the run is where the
-    /// recording was and the recording shows the platform accepting this very request.
+    /// recording was and the recording shows what the platform answered to this very request.
     Rule,
 }
 
@@ -514,14 +517,14 @@ impl Pipeline {
         for (i, o) in self.overlays.iter().enumerate().skip(from) {
             match o.on_request(call, ctx, ev) {
                 Decision::Continue => {}
-                Decision::Answer(a) if a.basis == Basis::Rule && a.status >= 400 => {
-                    // A built-in rule refuses what the recording shows the platform accepting: the
-                    // recording wins (DESIGN's first rule).
-                    match ev.following(call).filter(|ex| ex.response.status < 400) {
+                Decision::Answer(a) if a.basis == Basis::Rule => {
+                    // A built-in rule answers where the recording shows what the platform answered
+                    // to this very request: the recording wins (DESIGN's first rule).
+                    match ev.following(call) {
                         Some(ex) => tracing::info!(
                             overlay = o.name(),
                             rule = %a.detail,
-                            "not refused with {}: the recording (#{}) shows the platform answering {} to this request",
+                            "not answered with {}: the recording (#{}) shows the platform answering {} to this request",
                             a.status,
                             ex.seq,
                             ex.response.status

@@ -278,6 +278,7 @@ mod tests {
             principal: Some(super::super::Principal { client_id: client.into(), user: false }),
             response_headers: Vec::new(),
             took_recording: false,
+            repeated: Default::default(),
         };
         let per_token = RateLimit::new(vec![rule(RateKey::Token)], Headers::Always, Arc::new(Ids::new(0)));
         let per_client = RateLimit::new(vec![rule(RateKey::Client)], Headers::Always, Arc::new(Ids::new(0)));

@@ -748,7 +748,10 @@ impl State {
 
     /// A Genesys conversation body as served: adopts moves the recording shows (platform-driven),
     /// then carries the session's current states and flags.
-    fn serve_genesys(&self, cid: &str, body: &[u8], now: i64) -> Option<Bytes> {
+    /// A recorded call as the run has it: the recorded answer as it is while the run follows the
+    /// recording, the session's own state once it left it (`repeated`: the answer is a recording
+    /// served before).
+    fn serve_genesys(&self, cid: &str, body: &[u8], now: i64, repeated: bool) -> Option<Bytes> {
         let mut v: Value = serde_json::from_slice(body).ok()?;
         v.get("participants")?;
         let mut inner = self.inner();
@@ -765,18 +768,25 @@ impl State {
             let Some((pid, purpose, recorded)) = participant_state(p) else { continue };
             steps.extend(follow_recording(&mut t.session, pid, purpose, recorded, now));
         }
+        let departed = t.departed || repeated;
         let before = v.clone();
-        apply_genesys(&mut v, &t.session, now);
+        if departed {
+            apply_genesys(&mut v, &t.session, now);
+        }
         inner.snapshots.insert(cid.to_string(), v.clone());
         if !steps.is_empty() {
             self.emit(&mut inner, cid, &steps, now);
+        }
+        if !departed {
+            // The run is where the recording was: the platform's recorded answer stands.
+            return None;
         }
         // Unchanged: the recorded bytes go out as they are.
         (v != before).then(|| serde_json::to_vec(&v).ok().map(Bytes::from)).flatten()
     }
 
     /// A resource body of a declared or learned machine as served, with its current state.
-    fn serve_resource(&self, id: &str, field: &str, kind: Kind, body: &[u8], now: i64) -> Option<Bytes> {
+    fn serve_resource(&self, id: &str, field: &str, kind: Kind, body: &[u8], now: i64, repeated: bool) -> Option<Bytes> {
         let mut v: Value = serde_json::from_slice(body).ok()?;
         let recorded = v.get(field).and_then(Value::as_str).map(str::to_string);
         let mut inner = self.inner();
@@ -794,10 +804,11 @@ impl State {
         let steps: Vec<Step> =
             recorded.as_deref().and_then(|r| follow_recording(&mut t.session, id, "", r, now)).into_iter().collect();
         let state = t.session.parties.first()?.state.clone();
+        let departed = t.departed || repeated;
         if !steps.is_empty() {
             self.emit(&mut inner, id, &steps, now);
         }
-        if recorded.as_deref() == Some(state.as_str()) {
+        if recorded.as_deref() == Some(state.as_str()) || !departed {
             return None;
         }
         if let Some(o) = v.as_object_mut() {
@@ -1395,15 +1406,16 @@ impl Overlay for State {
             return None;
         }
         let now = ctx.now_ms;
+        let repeated = ctx.repeated.load(std::sync::atomic::Ordering::Relaxed);
         if call.method == "GET" {
             if call.platform() == Platform::Genesys && self.cfg.presets.iter().any(|p| p == "genesys-call") {
                 if let Some((cid, None, _)) = genesys_path(call.path) {
-                    return self.serve_genesys(cid, body, now);
+                    return self.serve_genesys(cid, body, now, repeated);
                 }
             }
             for (i, b) in self.cfg.bindings.iter().enumerate().filter(|(_, b)| b.covers(call.host)) {
                 if let Some(id) = b.resource.as_ref().and_then(|r| r.id_of(call.path)) {
-                    return self.serve_resource(id, &b.state_field, Kind::Declared(i), body, now);
+                    return self.serve_resource(id, &b.state_field, Kind::Declared(i), body, now, repeated);
                 }
             }
             if self.learned_any.load(std::sync::atomic::Ordering::Acquire) {
@@ -1411,7 +1423,7 @@ impl Overlay for State {
                 let (tpl, _) = template(call.path);
                 if let Some(l) = book.learned.get(&(call.host.to_string(), tpl.clone())) {
                     let id = ids_in(call.path, &tpl).pop()?;
-                    return self.serve_resource(&id, &l.field, Kind::Learned(l.host.clone(), tpl), body, now);
+                    return self.serve_resource(&id, &l.field, Kind::Learned(l.host.clone(), tpl), body, now, repeated);
                 }
             }
             return None;
