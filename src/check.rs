@@ -242,7 +242,11 @@ fn compare(e: &Exchange, got: Result<Got, String>, journal: &[crate::proxy::Jour
                             (minted_header(name) && (same_shape(w, h) || name == "date")) || redacted_match(w, h)
                         });
                     if !minted && !redacted {
-                        diffs.push(format!("header {name}: recorded {:?}, replayed {:?}", want.join(", "), have.join(", ")));
+                        diffs.push(format!(
+                            "header {name}: recorded {:?}, replayed {:?}",
+                            want.join(", "),
+                            have.join(", ")
+                        ));
                     }
                 }
             }
@@ -374,7 +378,13 @@ mod tests {
         );
         assert!(same_shape("2f1e0c1a-1111-4c47-9d0e-1f2a3b4c5d6e", "9a8b7c6d-2222-4c47-9d0e-aaaaaaaaaaaa"));
         assert!(!same_shape("abc", "abcd"));
-        assert!(redacted_match("http://localhost/cb?code=%5BREDACTED%5D&state=s1", "http://localhost/cb?code=r80&state=s1"));
-        assert!(!redacted_match("http://localhost/cb?code=%5BREDACTED%5D&state=s1", "http://localhost/cb?code=r80&state=s2"));
+        assert!(redacted_match(
+            "http://localhost/cb?code=%5BREDACTED%5D&state=s1",
+            "http://localhost/cb?code=r80&state=s1"
+        ));
+        assert!(!redacted_match(
+            "http://localhost/cb?code=%5BREDACTED%5D&state=s1",
+            "http://localhost/cb?code=r80&state=s2"
+        ));
     }
 }

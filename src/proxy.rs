@@ -707,8 +707,14 @@ impl Proxy {
                         self.note(method, host, path, a.status, &by, Some(&a.detail));
                         if ctx.took_recording {
                             // Answered in the place of the recording: the next request gets the one after it.
-                            let key =
-                                self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
+                            let key = self.matcher.key_parts(
+                                method,
+                                host,
+                                path,
+                                query,
+                                |h| header_of(&parts.headers, h),
+                                &bytes,
+                            );
                             let _ = self.index.read().next_by_key(key, sdk_of(&parts.headers));
                         }
                         return overlay_response(a, &ctx.response_headers);
@@ -1240,9 +1246,9 @@ impl Proxy {
                 .collect();
             store.append(&ex)
         })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         self.stats.recorded.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -78,13 +78,17 @@ async fn a_sandbox_that_differs_from_the_documentation_replays_as_recorded() {
 
     // No secret reached the cassette; ids did, and verifiers of the secrets.
     let stored = all_bytes(&dir.join("cassettes/org"));
-    for secret in ["wrong-secret", "SECRET-ORG-APP-1", "WRONG-KEY-SECRET", "NICE-KEY-SECRET-OK", "SECRET-ACCESS-TOKEN"] {
+    for secret in ["wrong-secret", "SECRET-ORG-APP-1", "WRONG-KEY-SECRET", "NICE-KEY-SECRET-OK", "SECRET-ACCESS-TOKEN"]
+    {
         assert!(!contains(&stored, secret.as_bytes()), "{secret} is in the cassette");
     }
     let (code, out, err) = run(&dir, &["cassette", "export", "org", "--out", "org.jsonl"]);
     assert_eq!(code, 0, "{out}{err}");
     let exported = std::fs::read_to_string(dir.join("org.jsonl")).unwrap();
     assert!(exported.contains(r#""id":"org-app""#) && exported.contains("pbkdf2-sha256$600000$"), "{exported}");
+    // A verifier is no secret: the audit finds none.
+    let (code, out, err) = run(&dir, &["cassette", "audit", "org"]);
+    assert_eq!(code, 0, "{out}{err}");
 
     // Replayed with the default settings, in recorded order: the sandbox's answers.
     let cv = Callvcr::start(&dir, &["replay", "--cassette", "org"]);
@@ -260,7 +264,10 @@ async fn random_step(cv: &Callvcr, rng: &mut Rng, bearer: &mut String, refresh: 
                     ("authorization", auth.as_str()),
                     ("content-type", "application/x-www-form-urlencoded"),
                 ];
-                let t = c.send("POST", "/oauth/token", &h, &format!("grant_type=refresh_token&refresh_token={r}")).await.json();
+                let t = c
+                    .send("POST", "/oauth/token", &h, &format!("grant_type=refresh_token&refresh_token={r}"))
+                    .await
+                    .json();
                 *bearer = t["access_token"].as_str().unwrap_or_default().to_string();
                 *refresh = t["refresh_token"].as_str().map(String::from);
             }

@@ -625,7 +625,10 @@ async fn the_validation_overlay_refuses_bodies_that_break_the_recorded_schema_as
     let by: Vec<&str> = j.as_array().unwrap().iter().map(|e| e["answered_by"].as_str().unwrap()).collect();
     assert_eq!(by, ["overlay:validate", "overlay:validate", "overlay:validate", "overlay:validate", "hit"]);
     let detail = j[0]["detail"].as_str().unwrap();
-    assert!(detail.contains("schema inferred from 2 recorded requests (first #"), "the refusal names its evidence: {detail}");
+    assert!(
+        detail.contains("schema inferred from 2 recorded requests (first #"),
+        "the refusal names its evidence: {detail}"
+    );
     assert_eq!(cv.stop().0, 0);
 
     // One recorded call is thin evidence: the schema warns, and the request goes on (to a miss).
@@ -639,10 +642,17 @@ async fn the_validation_overlay_refuses_bodies_that_break_the_recorded_schema_as
     let r = post(&cv, "application/json", "{}").await.unwrap();
     assert_eq!(r.status, 404, "warned, not refused: {}", r.text());
     let (_, log) = cv.stop();
-    assert!(log.contains("validation (thin evidence, warn only): Validation failed: `phoneNumber` is required"), "{log}");
+    assert!(
+        log.contains("validation (thin evidence, warn only): Validation failed: `phoneNumber` is required"),
+        "{log}"
+    );
     assert!(log.contains("schema inferred from 1 recorded request (first #"), "{log}");
     // A route that declares enforce refuses on the same single sample.
-    std::fs::write(dir.join("v.yaml"), "validate:\n  routes:\n    - {path: \"^/api/v2/conversations/calls$\", mode: enforce}\n").unwrap();
+    std::fs::write(
+        dir.join("v.yaml"),
+        "validate:\n  routes:\n    - {path: \"^/api/v2/conversations/calls$\", mode: enforce}\n",
+    )
+    .unwrap();
     let cv = Callvcr::start(&dir, &["replay", "--cassette", "one.jsonl", "--config", "v.yaml", "--no-overlay", "auth"]);
     assert_eq!(post(&cv, "application/json", "{}").await.unwrap().status, 400);
     assert_eq!(cv.stop().0, 0);

@@ -186,7 +186,11 @@ fn secret_of(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty() && s != crate::cassette::redact::MARKER)
 }
 
-fn presented_by(platform: Platform, params: &HashMap<String, String>, basic: Option<&(String, String)>) -> Vec<Presented> {
+fn presented_by(
+    platform: Platform,
+    params: &HashMap<String, String>,
+    basic: Option<&(String, String)>,
+) -> Vec<Presented> {
     let mut out = Vec::new();
     let (client_id, client_secret) = match basic {
         Some((id, s)) => (id.clone(), Some(s.clone())),
@@ -239,7 +243,12 @@ enum Verdict {
 
 /// A recorded exchange's answer.
 fn answer_of(e: &crate::cassette::model::Exchange) -> Answer {
-    super::recorded_answer(e.response.status, &e.response.headers, &e.response.body.bytes, format!("recorded:#{}", e.seq))
+    super::recorded_answer(
+        e.response.status,
+        &e.response.headers,
+        &e.response.body.bytes,
+        format!("recorded:#{}", e.seq),
+    )
 }
 
 /// The `expires_in` of a recorded token answer.
@@ -258,7 +267,8 @@ fn reshape(minted: Answer, recorded: &Answer) -> Answer {
     };
     let mut out = serde_json::Map::new();
     for (k, v) in theirs {
-        let mine = ours.get(&k).filter(|_| matches!(k.as_str(), "access_token" | "refresh_token" | "id_token" | "expires_in"));
+        let mine =
+            ours.get(&k).filter(|_| matches!(k.as_str(), "access_token" | "refresh_token" | "id_token" | "expires_in"));
         out.insert(k, mine.cloned().unwrap_or(v));
     }
     let correlation = minted.headers.iter().find(|(k, _)| k == "inin-correlation-id").map(|(_, v)| v.clone());
@@ -542,16 +552,18 @@ impl Auth {
     fn check_bearer(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded) -> Decision {
         let p = call.platform();
         let Some(token) = call.bearer() else {
-            return Decision::Answer(self.refusal(
-                recorded,
-                self.unauthorized(
-                    p,
-                    "authentication.required",
-                    "No authentication bearer token specified in authorization header.",
-                    "missing-token",
-                ),
-            )
-            .by_rule());
+            return Decision::Answer(
+                self.refusal(
+                    recorded,
+                    self.unauthorized(
+                        p,
+                        "authentication.required",
+                        "No authentication bearer token specified in authorization header.",
+                        "missing-token",
+                    ),
+                )
+                .by_rule(),
+            );
         };
         // The hot path: this thread checked the same token last time and nothing changed since.
         let me = self.instance;
@@ -646,9 +658,11 @@ impl Auth {
         let ttl = shape.as_ref().and_then(recorded_ttl_s);
         let grant = params.get("grant_type").map(String::as_str).unwrap_or("");
         let marker = crate::cassette::redact::MARKER;
-        let replayed_as_recorded = call.header("authorization").is_some_and(|v| v.contains(marker))
-            || params.values().any(|v| v == marker);
-        if let (true, Some(sh)) = (accepted && (replayed_as_recorded || matches!(grant, "client_credentials" | "password")), &shape) {
+        let replayed_as_recorded =
+            call.header("authorization").is_some_and(|v| v.contains(marker)) || params.values().any(|v| v == marker);
+        if let (true, Some(sh)) =
+            (accepted && (replayed_as_recorded || matches!(grant, "client_credentials" | "password")), &shape)
+        {
             // The recording shows these credentials accepted here: tokens as the platform gave them.
             let platform = call.platform();
             let who = presented_by(platform, &params, basic.as_ref())
@@ -658,7 +672,8 @@ impl Auth {
                 .map(|p| p.id)
                 .or_else(|| ev.peek().and_then(|p| p.exchange.credentials.first().map(|c| c.id.clone())))
                 .unwrap_or_default();
-            let with_refresh = serde_json::from_slice::<Value>(&sh.body).ok().is_some_and(|v| v.get("refresh_token").is_some());
+            let with_refresh =
+                serde_json::from_slice::<Value>(&sh.body).ok().is_some_and(|v| v.get("refresh_token").is_some());
             let grant = if grant.is_empty() { "client_credentials" } else { grant };
             let mut st = self.state();
             let issued = self.issue(&mut st, &who, platform, call.host, grant, with_refresh, ctx.now_ms, ttl);
@@ -798,7 +813,16 @@ impl Auth {
                     c => return client_refused(c),
                 }
                 let mut st = self.state();
-                answer(self.issue(&mut st, &client_id, platform, call.host, &grant, platform == Platform::Nice, now, ttl))
+                answer(self.issue(
+                    &mut st,
+                    &client_id,
+                    platform,
+                    call.host,
+                    &grant,
+                    platform == Platform::Nice,
+                    now,
+                    ttl,
+                ))
             }
             "password" if platform == Platform::Nice => {
                 // NICE access keys: the key id and secret travel as username and password.
@@ -1040,7 +1064,8 @@ impl Auth {
             }
             "token" if platform == Platform::Genesys => {
                 let mut st = self.state();
-                let i = match self.issue(&mut st, &client_id, platform, call.host, "implicit", false, ctx.now_ms, None) {
+                let i = match self.issue(&mut st, &client_id, platform, call.host, "implicit", false, ctx.now_ms, None)
+                {
                     Ok(i) => i,
                     Err(a) => return Decision::Answer(a),
                 };

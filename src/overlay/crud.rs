@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::platform::genesys_error;
-use super::{Answer, Basis, Call, Ctx, Decision, Ids, Overlay, Platform, Evidence, Recorded};
+use super::{Answer, Basis, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform, Recorded};
 use crate::cassette::Index;
 use crate::config::Collection;
 

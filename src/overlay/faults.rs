@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::ids::mix;
 use super::platform::genesys_error;
-use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Evidence};
+use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
 use crate::config::HostPattern;
 
 /// What a connection-level fault does to the connection a request came on.

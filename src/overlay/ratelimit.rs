@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::platform::genesys_error;
-use super::{Call, Ctx, Decision, Ids, Overlay, Platform, Evidence};
+use super::{Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
 use crate::config::{RateKey, RateRule};
 use std::sync::Arc;
 

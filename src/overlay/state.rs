@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::machine::{Ask, Machine, Moved, Refusal, Refused, Session, Step};
 use super::platform::{genesys_error, nice_error};
-use super::{Answer, Basis, Call, Ctx, Decision, Ids, Overlay, Platform, Evidence};
+use super::{Answer, Basis, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
 use crate::cassette::index::REQ_STATE;
 use crate::cassette::schema::template;
 use crate::cassette::{Exchange, Index};
@@ -409,9 +409,10 @@ impl State {
                 let mut s = Session::empty(id, l.machine.clone());
                 let i = s.add_party(id, "", st, now);
                 s.parties[i].last_recorded = Some(st.clone());
-                inner
-                    .sessions
-                    .insert(id.to_string(), Tracked { session: s, kind: Kind::Learned(host.clone(), tpl.clone()), departed: false });
+                inner.sessions.insert(
+                    id.to_string(),
+                    Tracked { session: s, kind: Kind::Learned(host.clone(), tpl.clone()), departed: false },
+                );
                 return true;
             }
         }
@@ -633,9 +634,10 @@ impl State {
         }
         if let Kind::Declared(i) = a.kind {
             let m = self.cfg.bindings[i].machine.clone();
-            inner
-                .sessions
-                .insert(a.session.clone(), Tracked { session: Session::new(&a.session, m, now), kind: a.kind.clone(), departed: false });
+            inner.sessions.insert(
+                a.session.clone(),
+                Tracked { session: Session::new(&a.session, m, now), kind: a.kind.clone(), departed: false },
+            );
             return true;
         }
         false
@@ -786,7 +788,15 @@ impl State {
     }
 
     /// A resource body of a declared or learned machine as served, with its current state.
-    fn serve_resource(&self, id: &str, field: &str, kind: Kind, body: &[u8], now: i64, repeated: bool) -> Option<Bytes> {
+    fn serve_resource(
+        &self,
+        id: &str,
+        field: &str,
+        kind: Kind,
+        body: &[u8],
+        now: i64,
+        repeated: bool,
+    ) -> Option<Bytes> {
         let mut v: Value = serde_json::from_slice(body).ok()?;
         let recorded = v.get(field).and_then(Value::as_str).map(str::to_string);
         let mut inner = self.inner();
@@ -795,9 +805,10 @@ impl State {
                 Kind::Declared(i) => self.cfg.bindings[*i].machine.clone(),
                 _ => return None,
             };
-            inner
-                .sessions
-                .insert(id.to_string(), Tracked { session: Session::new(id, machine, now), kind: kind.clone(), departed: false });
+            inner.sessions.insert(
+                id.to_string(),
+                Tracked { session: Session::new(id, machine, now), kind: kind.clone(), departed: false },
+            );
         }
         self.advance(&mut inner, id, now);
         let t = inner.sessions.get_mut(id)?;
@@ -842,7 +853,11 @@ impl State {
         }
         let op = (call.host.to_string(), call.method.to_string(), template(call.path).0);
         if self.book().allowed.contains(&op) {
-            tracing::debug!(method = call.method, path = call.path, "the recording shows this org accepting it: no user context needed");
+            tracing::debug!(
+                method = call.method,
+                path = call.path,
+                "the recording shows this org accepting it: no user context needed"
+            );
             return None;
         }
         Some(genesys_error(
@@ -891,7 +906,10 @@ impl State {
         if !self.materialize(&mut inner, id, now) {
             let m = self.machine(&self.cfg.default_machine);
             tracing::info!(session = id, machine = %m.name, "session made by the admin API");
-            inner.sessions.insert(id.to_string(), Tracked { session: Session::new(id, m, now), kind: Kind::Admin, departed: false });
+            inner.sessions.insert(
+                id.to_string(),
+                Tracked { session: Session::new(id, m, now), kind: Kind::Admin, departed: false },
+            );
             self.bump();
         }
         self.advance(&mut inner, id, now);
@@ -1570,16 +1588,23 @@ mod tests {
         let answer = Bytes::from_static(br#"{"state":"connected"}"#);
         let c = req("PATCH", &patch, &h, &answer);
         assert_eq!(
-            s.on_request(&c, &mut Ctx { now_ms: 1_000, ..Default::default() }, &Evidence::none(&crate::overlay::Recorded::default())),
+            s.on_request(
+                &c,
+                &mut Ctx { now_ms: 1_000, ..Default::default() },
+                &Evidence::none(&crate::overlay::Recorded::default())
+            ),
             Decision::Continue
         );
         s.on_answer(&c, &ctx, 202, b"");
         assert_eq!(s.view(CID, 1_000).unwrap()["participants"][0]["state"], "connected");
         let hold = Bytes::from_static(br#"{"held":true}"#);
         s.on_answer(&req("PATCH", &patch, &h, &hold), &ctx, 202, b"");
-        // GET shows the run's state, not the recording's.
         let get = Bytes::new();
-        let served = s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, call_body("alerting").as_bytes()).unwrap();
+        // A fresh recording of the GET is what the platform answered there: served as recorded.
+        assert_eq!(s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, call_body("alerting").as_bytes()), None);
+        // A recording served before (the run went past it) shows the run's state instead.
+        let again = Ctx { now_ms: 1_000, repeated: true.into(), ..Default::default() };
+        let served = s.on_answer(&req("GET", CALL, &h, &get), &again, 200, call_body("alerting").as_bytes()).unwrap();
         let v: Value = serde_json::from_slice(&served).unwrap();
         assert_eq!(v["participants"][0]["state"], "connected");
         assert_eq!(v["participants"][0]["held"], true);
@@ -1613,7 +1638,11 @@ mod tests {
         ]);
         let h = http::HeaderMap::new();
         let body = Bytes::from_static(br#"{"state":"connected"}"#);
-        let d = s.on_request(&req("PATCH", &patch, &h, &body), &mut Ctx::default(), &Evidence::none(&crate::overlay::Recorded::default()));
+        let d = s.on_request(
+            &req("PATCH", &patch, &h, &body),
+            &mut Ctx::default(),
+            &Evidence::none(&crate::overlay::Recorded::default()),
+        );
         let Decision::Answer(a) = d else { panic!("{d:?}") };
         assert_eq!((a.status, &a.body[..]), (400, platform.as_bytes()));
     }

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{json, Value};
 
-use super::{Answer, Call, Ctx, Decision, Ids, Overlay, Platform, Evidence};
+use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
 use crate::cassette::index::REQ_BODY;
 use crate::cassette::schema::{template, Model};
 use crate::cassette::Index;

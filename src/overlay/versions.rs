@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::platform::{genesys_error, nice_error};
-use super::{Call, Ctx, Decision, Ids, Overlay, Platform, Evidence};
+use super::{Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
 use crate::config::VersionsConfig;
 use crate::route::Version;
 

@@ -445,7 +445,10 @@ async fn stand_in_route(
                     }),
                 )
             } else {
-                json(401, serde_json::json!({"error": "invalid_grant", "error_description": "Invalid access key or secret"}))
+                json(
+                    401,
+                    serde_json::json!({"error": "invalid_grant", "error_description": "Invalid access key or secret"}),
+                )
             }
         }
         "/oauth/token" => {
