@@ -281,7 +281,8 @@ async fn random_step(cv: &Callvcr, rng: &mut Rng, bearer: &mut String, refresh: 
 /// the recorded statuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_recorded_sessions_replay_as_recorded() {
-    let base: u64 = std::env::var("CALLVCR_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_0f_ca11);
+    let base: u64 =
+        std::env::var("CALLVCR_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x005e_ed0f_ca11);
     let dir = tempdir("oracle-random");
     let si = start_stand_in(&dir).await;
     for round in 0..6u64 {
