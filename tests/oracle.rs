@@ -177,21 +177,6 @@ fn a_check_names_the_overlay_and_rule_that_answered_differently() {
     assert!(out.contains("2 of 2 exchanges answered differently from the recording"), "{out}");
 }
 
-/// A small deterministic generator (xorshift), so a failing session can be named by its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// One random step of an SDK's session against the stand-in.
 async fn random_step(cv: &Callvcr, rng: &mut Rng, bearer: &mut String, refresh: &mut Option<String>) {
     let api = "api.mypurecloud.com";

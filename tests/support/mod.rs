@@ -956,3 +956,22 @@ pub fn spawn_send(
         c.send(&method, &path, &h, &body).await
     })
 }
+
+/// A small seeded generator (xorshift), so a failing random round can be named, and run again, by
+/// its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
