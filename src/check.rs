@@ -1,7 +1,8 @@
 //! `callvcr cassette check`: a cassette's own requests sent again, in recorded order and in
 //! process (a hyper connection over an in-memory pipe, no socket), through the overlays as
 //! configured, on a virtual clock that follows the recorded times. Every answer that differs from
-//! the recorded one is reported with the overlay and rule that answered it. It is how a user learns
+//! the recorded one is reported with the overlay and rule that answered it; WebSocket sessions are
+//! opened again and the data frames they deliver compared, in order, with the recorded ones. It is how a user learns
 //! that their org behaves differently from callvcr's built-in model before CI does.
 
 use std::convert::Infallible;
@@ -12,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use crate::cassette::model::{is_long_poll, Exchange};
+use crate::cassette::model::{is_long_poll, Dir, Exchange, Frame, FrameKind};
 use crate::overlay::Platform;
 use crate::proxy::{Proxy, Target};
 
@@ -36,10 +37,167 @@ pub struct Difference {
 pub struct Report {
     /// Exchanges sent again.
     pub checked: usize,
-    /// WebSocket handshakes the check does not replay (their frames are not compared yet).
-    pub skipped_websockets: usize,
+    /// WebSocket sessions opened again, their frames compared.
+    pub websockets: usize,
     /// Answers that differ.
     pub differences: Vec<Difference>,
+}
+
+/// The data frames a replayed WebSocket session delivers, as (kind, payload).
+type Delivered = Arc<std::sync::Mutex<Vec<(FrameKind, Bytes)>>>;
+
+/// Whether a recorded frame is one the check compares: a platform frame with data (text or binary),
+/// not a Genesys heartbeat (replay makes its own on its clock).
+fn compared(f: &Frame) -> bool {
+    f.dir == Dir::Server
+        && match f.kind {
+            FrameKind::Text => !crate::ws::is_heartbeat(&String::from_utf8_lossy(&f.data.bytes)),
+            FrameKind::Binary => true,
+            _ => false,
+        }
+}
+
+/// Opens the WebSocket session exchange `e` recorded, sends its recorded client frames, and
+/// collects what the replay delivers until the socket ends or `want` data frames arrived.
+async fn open_session(
+    proxy: Arc<Proxy>,
+    target: Arc<Target>,
+    e: Arc<Exchange>,
+    client: Vec<Frame>,
+    want: usize,
+    into: Delivered,
+) -> Result<(), String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (client_io, server) = tokio::io::duplex(1 << 16);
+    let svc = hyper::service::service_fn(move |req| {
+        let (p, t) = (proxy.clone(), target.clone());
+        async move { Ok::<_, Infallible>(p.handle(req, t, None).await) }
+    });
+    tokio::spawn(async move {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(server), svc)
+            .with_upgrades()
+            .await;
+    });
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(client_io)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn.with_upgrades());
+    let r = &e.request;
+    let uri = match &r.query {
+        Some(q) => format!("{}?{q}", r.path),
+        None => r.path.clone(),
+    };
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    let mut b = http::Request::builder().method("GET").uri(uri).header("host", r.host.as_str());
+    for (k, v) in &r.headers {
+        let lower = k.to_ascii_lowercase();
+        if !matches!(lower.as_str(), "host" | "sec-websocket-key" | "sec-websocket-extensions" | "content-length") {
+            b = b.header(k.as_str(), v.as_str());
+        }
+    }
+    let req = b
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", key)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(format!("the handshake was answered {}", resp.status()));
+    }
+    let upgraded = hyper::upgrade::on(resp).await.map_err(|e| e.to_string())?;
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    for f in client.iter().filter(|f| matches!(f.kind, FrameKind::Text | FrameKind::Binary)) {
+        let m = match f.kind {
+            FrameKind::Text => Message::text(String::from_utf8_lossy(&f.data.bytes).into_owned()),
+            _ => Message::binary(f.data.bytes.clone()),
+        };
+        ws.send(m).await.map_err(|e| e.to_string())?;
+    }
+    let mut grace: Option<tokio::time::Instant> = None;
+    loop {
+        let enough = into.lock().unwrap_or_else(|e| e.into_inner()).len() >= want;
+        let m = if enough {
+            // All recorded frames came: a short grace shows any the recording does not have.
+            let until =
+                *grace.get_or_insert_with(|| tokio::time::Instant::now() + std::time::Duration::from_millis(200));
+            match tokio::time::timeout_at(until, ws.next()).await {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        } else {
+            ws.next().await
+        };
+        let Some(m) = m else { break };
+        let (kind, data) = match m.map_err(|e| e.to_string())? {
+            Message::Text(t) => (FrameKind::Text, Bytes::copy_from_slice(t.as_bytes())),
+            Message::Binary(b) => (FrameKind::Binary, b),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        if kind == FrameKind::Text && crate::ws::is_heartbeat(&String::from_utf8_lossy(&data)) {
+            continue;
+        }
+        into.lock().unwrap_or_else(|e| e.into_inner()).push((kind, data));
+    }
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// How the frames a session delivered differ from the recorded ones.
+fn compare_frames(
+    e: &Exchange,
+    want: &[&Frame],
+    got: &[(FrameKind, Bytes)],
+    err: Option<String>,
+) -> Option<Difference> {
+    let mut diffs = Vec::new();
+    if let Some(err) = err {
+        diffs.push(format!("WebSocket: {err}"));
+    }
+    for (i, f) in want.iter().enumerate() {
+        match got.get(i) {
+            None => {
+                diffs.push(format!("frame {} (recorded #{}): not delivered ({})", i, f.n, excerpt(&f.data.bytes)));
+                break;
+            }
+            Some((kind, data)) => {
+                let before = diffs.len();
+                match (serde_json::from_slice::<Value>(&f.data.bytes), serde_json::from_slice::<Value>(data)) {
+                    (Ok(a), Ok(b)) if *kind == f.kind => json_diff(&a, &b, &format!("frame {i}"), &mut diffs),
+                    _ if *kind != f.kind || f.data.bytes[..] != data[..] => diffs.push(format!(
+                        "frame {i}: recorded {}, replayed {}",
+                        excerpt(&f.data.bytes),
+                        excerpt(data)
+                    )),
+                    _ => {}
+                }
+                if diffs.len() > before + 5 {
+                    break;
+                }
+            }
+        }
+    }
+    for (i, (_, data)) in got.iter().enumerate().skip(want.len()) {
+        diffs.push(format!("frame {i}: not recorded, replayed {}", excerpt(data)));
+    }
+    if diffs.is_empty() {
+        return None;
+    }
+    Some(Difference {
+        seq: e.seq,
+        request: format!("{} (WebSocket)", crate::cassette::index::describe(&e.request)),
+        answered_by: "websocket".into(),
+        detail: None,
+        diffs,
+    })
 }
 
 /// A recorded request's answer now.
@@ -54,15 +212,33 @@ const TRANSPORT: &[&str] = &["content-length", "transfer-encoding", "connection"
 
 /// Sends every exchange of `exchanges` (recorded order) through `proxy` and compares the answers.
 /// The proxy's clock should be frozen: it is set to each exchange's recorded time before it is sent.
-pub async fn check(proxy: Arc<Proxy>, exchanges: &[Arc<Exchange>]) -> Report {
+pub async fn check(proxy: Arc<Proxy>, exchanges: &[Arc<Exchange>], frames: &[Frame]) -> Report {
     let mut report = Report::default();
     let marker = crate::cassette::redact::MARKER;
     // Minted access tokens by platform, sent where the recording shows a redacted bearer.
     let mut tokens: std::collections::HashMap<&'static str, String> = std::collections::HashMap::new();
     let mut polls = Vec::new();
+    let mut sessions = Vec::new();
     for e in exchanges {
         if e.response.status == 101 {
-            report.skipped_websockets += 1;
+            // Opened now, answered alongside the rest: its frames wait for the requests they followed.
+            let mine: Vec<Frame> = frames.iter().filter(|f| f.session == e.seq).cloned().collect();
+            let want: Vec<Frame> = mine.iter().filter(|f| compared(f)).cloned().collect();
+            let client: Vec<Frame> = mine.into_iter().filter(|f| f.dir == Dir::Client).collect();
+            let got: Delivered = Arc::default();
+            let (p, t, ex, g, n) =
+                (proxy.clone(), target_of(&e.request.host.to_ascii_lowercase()), e.clone(), got.clone(), want.len());
+            let before = proxy.ws.sessions().len();
+            let task = tokio::spawn(async move { open_session(p, t, ex, client, n, g).await });
+            // Open before the requests its frames follow are sent (bounded).
+            for _ in 0..1000 {
+                if proxy.ws.sessions().len() > before || task.is_finished() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            sessions.push((e.clone(), want, got, task));
+            report.websockets += 1;
             continue;
         }
         if let Some(t) = crate::clock::parse_rfc3339(&e.recorded_at) {
@@ -110,6 +286,32 @@ pub async fn check(proxy: Arc<Proxy>, exchanges: &[Arc<Exchange>]) -> Report {
         };
         report.checked += 1;
         if let Some(d) = compare(e.as_ref(), got, &[]) {
+            report.differences.push(d);
+        }
+    }
+    for (e, want, got, task) in sessions {
+        let timer = proxy.timer().clone();
+        // Bounded: a frame that never comes is a difference, not a hang.
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tokio::select! {
+                r = task => r.unwrap_or_else(|e| Err(format!("the session task failed: {e}"))),
+                _ = async {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        timer.advance_ms(1_000);
+                    }
+                } => unreachable!("the loop never ends"),
+            }
+        })
+        .await;
+        let err = match ended {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => None,
+        };
+        let delivered = got.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let want: Vec<&Frame> = want.iter().collect();
+        if let Some(d) = compare_frames(&e, &want, &delivered, err) {
             report.differences.push(d);
         }
     }

@@ -360,6 +360,23 @@ async fn websocket_sessions_relay_while_recording_without_the_compression_offer(
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("WebSocket session recorded"), "{log}");
+    // The check stop() ran opened the session again and compared its frames.
+    let (code, out, err) = run(&dir, &["cassette", "check", "ws"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 WebSocket session(s)"), "{out}");
+    // A recorded frame the replay does not deliver is a difference, named by session and frame:
+    // here an injected fault drops the session before its first frame.
+    std::fs::write(
+        dir.join("drop.yaml"),
+        "faults:\n  rules:\n    - {match: {path: \"^/channels/\"}, kind: ws_drop, probability: 1.0, seed: 1}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&dir, &["cassette", "check", "ws", "--config", "drop.yaml"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("(WebSocket): answered by websocket") && out.contains("frame 0 (recorded #1): not delivered"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

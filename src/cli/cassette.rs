@@ -190,10 +190,10 @@ async fn check(name: &str, config: Option<&Path>, no_overlay: &[String], cassett
     let proxy = Arc::new(
         crate::proxy::Proxy::new(crate::proxy::Mode::Replay, Arc::new(cfg), index, None, None, clock, name.clone())
             .with_overlays(overlays, ids)
-            .with_frames(frames),
+            .with_frames(frames.clone()),
     );
     proxy.start_state_clock();
-    let report = crate::check::check(proxy, &exchanges).await;
+    let report = crate::check::check(proxy, &exchanges, &frames).await;
     let _ = std::fs::remove_dir_all(&keys);
     for d in &report.differences {
         let detail = d.detail.as_deref().map(|x| format!(" ({x})")).unwrap_or_default();
@@ -202,20 +202,23 @@ async fn check(name: &str, config: Option<&Path>, no_overlay: &[String], cassett
             println!("    {line}");
         }
     }
-    let ws = if report.skipped_websockets > 0 {
-        format!("; {} WebSocket session(s) not compared", report.skipped_websockets)
+    let ws = if report.websockets > 0 {
+        format!(" (with {} WebSocket session(s), their frames compared)", report.websockets)
     } else {
         String::new()
     };
     let overlays = if names.is_empty() { "no overlays".to_string() } else { format!("overlays {}", names.join(", ")) };
     if report.differences.is_empty() {
-        println!("check: `{name}`: {} exchanges replayed as recorded ({overlays}){ws}", report.checked);
+        println!(
+            "check: `{name}`: {} exchanges replayed as recorded{ws} ({overlays})",
+            report.checked + report.websockets
+        );
         EXIT_OK
     } else {
         println!(
-            "check: `{name}`: {} of {} exchanges answered differently from the recording ({overlays}){ws}",
+            "check: `{name}`: {} of {} exchanges answered differently from the recording{ws} ({overlays})",
             report.differences.len(),
-            report.checked
+            report.checked + report.websockets
         );
         EXIT_STRICT
     }
