@@ -476,6 +476,12 @@ async fn transitions_learned_from_a_cassette_are_printed_and_enforced_where_no_p
     // new → closed was never seen: refused as the platform's 400, nothing changes.
     let r = send(&cv, "PATCH", w, r#"{"state":"closed"}"#).await;
     assert_eq!((r.status, r.json()["code"].clone()), (400, json!("bad.request")), "{}", r.text());
+    let j = admin(&cv, "GET", "/mock/admin/journal", "").await.json();
+    let detail = j.as_array().unwrap().last().unwrap()["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains("machine learned from 1 recorded resource and 2 recorded moves"),
+        "the refusal names its evidence: {detail}"
+    );
     let r = send(&cv, "PATCH", w, r#"{"state":"open"}"#).await;
     assert_eq!(r.status, 200);
     assert_eq!(send(&cv, "GET", w, "").await.json()["state"], "open");

@@ -828,6 +828,24 @@ impl State {
         serde_json::to_vec(&v).ok().map(Bytes::from)
     }
 
+    /// What a learned machine's refusal rests on: the recordings it was learned from.
+    fn learned_evidence(&self, id: &str) -> Option<String> {
+        let key = match &self.inner().sessions.get(id)?.kind {
+            Kind::Learned(host, tpl) => (host.clone(), tpl.clone()),
+            _ => return None,
+        };
+        let book = self.book();
+        let l = book.learned.get(&key)?;
+        let moves: usize = l.seen.values().sum();
+        Some(format!(
+            "machine learned from {} recorded resource{} and {moves} recorded move{} (e.g. {}); this move was never recorded",
+            l.instances,
+            if l.instances == 1 { "" } else { "s" },
+            if moves == 1 { "" } else { "s" },
+            l.sample
+        ))
+    }
+
     /// Whether a refusal of a move of session `id` stands whatever a recorded answer shows: the
     /// session left the recording (see `Tracked::departed`), or its machine was learned from the
     /// recording itself (a move it never showed from this state).
@@ -1413,7 +1431,13 @@ impl Overlay for State {
         match self.check(call, &a, ctx.now_ms) {
             // While the session is where the recording had it, the model's refusal yields to a
             // recorded answer accepting the move; once the run moved it elsewhere, it stands.
-            Some(refusal) if self.refusal_stands(&a.session) => Decision::Answer(refusal),
+            Some(mut refusal) if self.refusal_stands(&a.session) => {
+                if let Some(evidence) = self.learned_evidence(&a.session) {
+                    refusal.detail = format!("{}; {evidence}", refusal.detail);
+                    tracing::info!(method = call.method, path = call.path, "state refused: {}", refusal.detail);
+                }
+                Decision::Answer(refusal)
+            }
             Some(refusal) => Decision::Answer(refusal.by_rule()),
             None => Decision::Continue,
         }
