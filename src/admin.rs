@@ -36,7 +36,12 @@ fn error(status: StatusCode, code: &str, message: String) -> Response<Full<Bytes
 }
 
 /// Answers one admin request from `peer`.
-pub async fn handle(req: Request<Incoming>, peer: SocketAddr, proxy: Arc<Proxy>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    proxy: Arc<Proxy>,
+) -> Response<Full<Bytes>> {
     let admin = &proxy.config.admin;
     if !peer.ip().is_loopback() && !admin.allow_remote {
         return error(
@@ -44,6 +49,9 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, proxy: Arc<Proxy>)
             "forbidden",
             format!("the admin API answers loopback callers only; {peer} is not one (set admin.allow_remote: true in proxy.yaml to allow it)"),
         );
+    }
+    if let Err(refused) = browser_checks(&req, local, admin) {
+        return refused;
     }
     if let Some(token) = &admin.token {
         let ok = req
@@ -79,6 +87,86 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, proxy: Arc<Proxy>)
         Ok(r) => r,
         Err(e) => e,
     }
+}
+
+/// The admin API's defences against web pages: a `Host` it does not know (DNS rebinding) and an
+/// `Origin` other than its own (a cross-site request) are refused with 403, and a state-changing
+/// call with a body must say `Content-Type: application/json` (415), so no "simple" cross-site
+/// request reaches it. Requests without `Origin` (curl, scripts, SDK helpers) are not affected.
+fn browser_checks(
+    req: &Request<Incoming>,
+    local: SocketAddr,
+    admin: &crate::config::AdminConfig,
+) -> Result<(), Answer> {
+    let header = |name: http::header::HeaderName| {
+        req.headers().get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let host = header(http::header::HOST).or_else(|| req.uri().authority().map(|a| a.to_string()));
+    if let Some(h) = &host {
+        if !host_allowed(h, local, &admin.allowed_hosts) {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden_host",
+                format!("Host `{h}` is not this admin API's address ({local}, localhost or 127.0.0.1 with port {}); list the names it is reached by in admin.allowed_hosts", local.port()),
+            ));
+        }
+    }
+    if let Some(origin) = header(http::header::ORIGIN) {
+        let own = host.as_deref().map(|h| format!("http://{}", h.to_ascii_lowercase()));
+        let listed = admin
+            .allowed_origins
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin.trim_end_matches('/')));
+        if own.as_deref() != Some(origin.to_ascii_lowercase().trim_end_matches('/')) && !listed {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                format!("requests from pages at `{origin}` are refused (a web page may not drive the admin API); list trusted origins in admin.allowed_origins"),
+            ));
+        }
+    }
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let has_body = !hyper::body::Body::is_end_stream(req.body())
+        || req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
+    let json = header(http::header::CONTENT_TYPE).is_some_and(|c| {
+        let base = c.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        base == "application/json"
+    });
+    if changes && (has_body || req.headers().contains_key(http::header::ORIGIN)) && !json {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("{} needs Content-Type: application/json", req.method()),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `host` (a `Host` header) names this admin listener.
+fn host_allowed(host: &str, local: SocketAddr, listed: &[String]) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    if listed.iter().any(|l| {
+        let l = l.trim().to_ascii_lowercase();
+        l == host || (!l.contains(':') && host.rsplit_once(':').is_some_and(|(name, _)| name == l))
+    }) {
+        return true;
+    }
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p))
+            if !n.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && (!n.starts_with('[') || n.ends_with(']')) =>
+        {
+            (n.to_string(), p.parse::<u16>().ok())
+        }
+        _ => (host.clone(), Some(80)),
+    };
+    if port != Some(local.port()) {
+        return false;
+    }
+    let bound = match local.ip() {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+    };
+    matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]") || name == bound
 }
 
 /// Largest admin request body.
@@ -461,13 +549,17 @@ async fn switch_cassette(proxy: &Arc<Proxy>, name: String) -> Result<Answer, Ans
 
 /// Serves the admin API until `stop` turns true.
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, drain: Drain, stop: watch::Receiver<bool>) {
+    let Ok(local) = listener.local_addr() else {
+        tracing::error!("the admin listener has no address; not serving the admin API");
+        return;
+    };
     crate::listen::accept_loop(listener, "admin API", stop, move |stream, peer| {
         let p = proxy.clone();
         let w = drain.clone();
         async move {
             let svc = service_fn(move |req| {
                 let p = p.clone();
-                async move { Ok::<_, Infallible>(handle(req, peer, p).await) }
+                async move { Ok::<_, Infallible>(handle(req, peer, local, p).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
             let _ = w.watch(conn, crate::listen::ConnWatch::new(false)).await;

@@ -553,10 +553,15 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Accept callers from off loopback.
+    /// Accept callers from off loopback (needs `allowed_hosts`: the names they reach it by).
     pub allow_remote: bool,
     /// When set, every call needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// `Host` names (with or without `:port`) accepted besides the bound address, `localhost`,
+    /// `127.0.0.1` and `[::1]` with the admin port: a defence against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`scheme://host[:port]`) whose pages may call the admin API besides its own.
+    pub allowed_origins: Vec<String>,
 }
 
 /// A host pattern: an exact name or every name below a domain.
@@ -924,6 +929,11 @@ fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, 
         if !seen.insert(c.id.as_str()) {
             return Err(err(format!("auth.clients: `{}` is listed twice", c.id)));
         }
+    }
+    if raw.admin.allow_remote && raw.admin.allowed_hosts.is_empty() {
+        return Err(err(
+            "admin.allow_remote: true needs admin.allowed_hosts, the names remote callers reach the admin API by (e.g. [ci-runner.internal:9901]); other Host headers are refused, against DNS rebinding".into(),
+        ));
     }
     if raw.auth.ttl_s.genesys == Some(0) || raw.auth.ttl_s.nice == Some(0) || raw.auth.refresh_ttl_s == 0 {
         return Err(err(
