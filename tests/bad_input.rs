@@ -47,7 +47,7 @@ async fn upstream_failures_say_which_and_store_nothing() {
     assert_eq!(r.headers["x-callvcr-error"], "upstream");
     let journal = H1::over(TcpStream::connect(cv.admin).await.unwrap())
         .await
-        .send("GET", "/mock/admin/journal", &[("host", "admin")], "")
+        .send("GET", "/mock/admin/journal", &[("host", cv.admin.to_string().as_str())], "")
         .await
         .json();
     let details: Vec<(&str, &str)> = journal
@@ -535,7 +535,11 @@ fn the_admin_api_refuses_a_caller_off_loopback() {
     assert_eq!(cv.stop().0, 0);
 
     // With admin.allow_remote the same caller gets its answer.
-    std::fs::write(dir.join("remote.yaml"), "admin:\n  allow_remote: true\n").unwrap();
+    std::fs::write(
+        dir.join("remote.yaml"),
+        format!("admin:\n  allow_remote: true\n  allowed_hosts: [\"{host_ip}\"]\n"),
+    )
+    .unwrap();
     let cv =
         Callvcr::start(&dir, &["replay", "--cassette", "e.jsonl", "--admin", &admin_at, "--config", "remote.yaml"]);
     let out = fetch(&format!("http://{}/mock/admin/health", cv.admin), &ns);

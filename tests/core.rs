@@ -156,7 +156,7 @@ async fn record_then_replay_gives_identical_answers_without_the_upstream() {
 
     let journal: serde_json::Value = {
         let mut admin = H1::over(TcpStream::connect(cv.admin).await.unwrap()).await;
-        admin.send("GET", "/mock/admin/journal", &[("host", "admin")], "").await.json()
+        admin.send("GET", "/mock/admin/journal", &[("host", cv.admin.to_string().as_str())], "").await.json()
     };
     let entries = journal.as_array().unwrap();
     assert_eq!(entries.len(), 10);

@@ -588,8 +588,14 @@ async fn with_on_full_wait_a_push_to_a_client_that_does_not_read_holds_the_calle
         let call = tokio::spawn(async move {
             let tcp = TcpStream::connect(admin_addr).await.unwrap();
             let mut c = H1::over(tcp).await;
-            c.send("POST", "/mock/admin/ws/events", &[("host", "admin"), ("content-type", "application/json")], &body)
-                .await
+            let host = admin_addr.to_string();
+            c.send(
+                "POST",
+                "/mock/admin/ws/events",
+                &[("host", host.as_str()), ("content-type", "application/json")],
+                &body,
+            )
+            .await
         });
         tokio::time::sleep(Duration::from_millis(5)).await;
         if tokio::time::timeout(Duration::from_millis(300), async {
