@@ -1113,26 +1113,9 @@ impl Proxy {
             Err(e) => return self.upstream_failure(&e, &live.method, &live.host, &live.path),
         };
         let (mut rparts, rbody) = resp.into_parts();
-        let limit = self.config.limits.max_body_bytes;
-        let body_deadline = std::time::Duration::from_millis(self.config.upstream_timeout_ms);
-        let rbytes = match tokio::time::timeout(body_deadline, Limited::new(rbody, limit).collect()).await {
-            Ok(Ok(c)) => c.to_bytes(),
-            Err(_) => {
-                let err = UpstreamError {
-                    kind: FailureKind::Timeout,
-                    host: target.host.clone(),
-                    detail: format!("the response body did not finish within {} ms", body_deadline.as_millis()),
-                };
-                return self.upstream_failure(&err, &live.method, &live.host, &live.path);
-            }
-            Ok(Err(e)) => {
-                let err = UpstreamError {
-                    kind: FailureKind::Protocol,
-                    host: target.host.clone(),
-                    detail: format!("response body: {e}"),
-                };
-                return self.upstream_failure(&err, &live.method, &live.host, &live.path);
-            }
+        let rbytes = match self.upstream_body(rbody, &target.host).await {
+            Ok(b) => b,
+            Err(err) => return self.upstream_failure(&err, &live.method, &live.host, &live.path),
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         strip_hop_by_hop(&mut rparts.headers);
@@ -1152,16 +1135,10 @@ impl Proxy {
                     owners.insert(id, client.clone());
                 }
             }
-            if let Err(e) =
-                self.store_exchange(seq, live.clone(), status, &rparts.headers, rbytes.clone(), duration_ms).await
+            if let Err(refused) =
+                self.record_or_refuse(seq, live.clone(), status, &rparts.headers, rbytes.clone(), duration_ms).await
             {
-                tracing::error!("could not store the exchange, answering 500: {e}");
-                self.note(&live.method, &live.host, &live.path, 500, "callvcr", Some("cassette-write-failed"));
-                return json_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ("x-callvcr-error", "cassette"),
-                    json!({"message": format!("callvcr could not store this exchange: {e}"), "code": "callvcr.cassette.write", "status": 500}),
-                );
+                return refused;
             }
             self.note(&live.method, &live.host, &live.path, status, "upstream", None);
         } else {
@@ -1173,6 +1150,52 @@ impl Proxy {
         *r.headers_mut() = rparts.headers;
         r.headers_mut().remove(http::header::CONTENT_LENGTH);
         r
+    }
+
+    /// An upstream answer's body, read as the record path reads every body: at most
+    /// `limits.max_body_bytes`, within `upstream_timeout_ms`.
+    async fn upstream_body(&self, body: hyper::body::Incoming, host: &str) -> Result<Bytes, UpstreamError> {
+        let limit = self.config.limits.max_body_bytes;
+        let deadline = std::time::Duration::from_millis(self.config.upstream_timeout_ms);
+        match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+            Ok(Ok(c)) => Ok(c.to_bytes()),
+            Err(_) => Err(UpstreamError {
+                kind: FailureKind::Timeout,
+                host: host.to_string(),
+                detail: format!("the response body did not finish within {} ms", deadline.as_millis()),
+            }),
+            Ok(Err(e)) => Err(UpstreamError {
+                kind: FailureKind::Protocol,
+                host: host.to_string(),
+                detail: format!("response body: {e}"),
+            }),
+        }
+    }
+
+    /// Stores an exchange before its answer goes out; when the store fails the client gets a 500
+    /// saying so (an answer the cassette does not hold would make the next replay miss).
+    async fn record_or_refuse(
+        &self,
+        seq: u64,
+        live: RecordedRequest,
+        status: u16,
+        resp_headers: &HeaderMap,
+        rbytes: Bytes,
+        duration_ms: u64,
+    ) -> Result<(), Response<ProxyBody>> {
+        let (method, host, path) = (live.method.clone(), live.host.clone(), live.path.clone());
+        match self.store_exchange(seq, live, status, resp_headers, rbytes, duration_ms).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::error!("could not store the exchange of {method} {host}{path}, answering 500: {e}");
+                self.note(&method, &host, &path, 500, "callvcr", Some("cassette-write-failed"));
+                Err(json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ("x-callvcr-error", "cassette"),
+                    json!({"message": format!("callvcr could not store this exchange: {e}"), "code": "callvcr.cassette.write", "status": 500}),
+                ))
+            }
+        }
     }
 
     async fn store_exchange(
@@ -1327,20 +1350,17 @@ impl Proxy {
         if status != StatusCode::SWITCHING_PROTOCOLS {
             // Not upgraded: an ordinary answer (401, 404...), forwarded and recorded like any other.
             let (rparts, rbody) = resp.into_parts();
-            let rbytes = rbody.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let rbytes = match self.upstream_body(rbody, &target.host).await {
+                Ok(b) => b,
+                Err(err) => return self.upstream_failure(&err, &method, &host, &path),
+            };
             let mut h = rparts.headers.clone();
             strip_hop_by_hop(&mut h);
             if configured {
-                let _ = self
-                    .store_exchange(
-                        seq,
-                        live,
-                        status.as_u16(),
-                        &h,
-                        rbytes.clone(),
-                        started.elapsed().as_millis() as u64,
-                    )
-                    .await;
+                let took = started.elapsed().as_millis() as u64;
+                if let Err(refused) = self.record_or_refuse(seq, live, status.as_u16(), &h, rbytes.clone(), took).await {
+                    return refused;
+                }
             }
             self.note(&method, &host, &path, status.as_u16(), "upstream", None);
             let mut r = Response::new(Full::new(rbytes));
@@ -1352,10 +1372,11 @@ impl Proxy {
         let client = self.ws_client_of(&live);
         if configured {
             let h = resp.headers().clone();
-            if let Err(e) =
-                self.store_exchange(seq, live, 101, &h, Bytes::new(), started.elapsed().as_millis() as u64).await
-            {
-                tracing::error!("could not store the WebSocket handshake: {e}");
+            let took = started.elapsed().as_millis() as u64;
+            if let Err(refused) = self.record_or_refuse(seq, live, 101, &h, Bytes::new(), took).await {
+                // The upstream session is dropped with `resp`: frames of a handshake the cassette
+                // does not hold could never be replayed.
+                return refused;
             }
         }
         self.note(&method, &host, &path, 101, "upstream", None);

@@ -68,9 +68,23 @@ async fn upstream_failures_say_which_and_store_nothing() {
     let r = c.send("GET", "/stall", &[("host", "api.mypurecloud.com")], "").await;
     assert_eq!((r.status, kind(&r).as_str()), (504, "timeout"), "{}", r.text());
     assert!(r.text().contains("response body did not finish"), "{}", r.text());
+    // The same for a WebSocket upgrade the sandbox answers with an ordinary, stalling answer.
+    let upgrade = [
+        ("host", "api.mypurecloud.com"),
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let mut c = h1_tls(&cv, "api.mypurecloud.com").await;
+    let r = tokio::time::timeout(Duration::from_secs(10), c.send("GET", "/stall", &upgrade, ""))
+        .await
+        .expect("an upgrade answered with a stalling body hung the client");
+    assert_eq!((r.status, kind(&r).as_str()), (504, "timeout"), "{}", r.text());
+    assert!(r.text().contains("response body did not finish"), "{}", r.text());
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("0 exchanges and 0 WebSocket frames stored") && log.contains("4 upstream failures"), "{log}");
+    assert!(log.contains("0 exchanges and 0 WebSocket frames stored") && log.contains("5 upstream failures"), "{log}");
 
     // Without the sandbox's CA, verification fails: 502 tls, never a silent downgrade.
     std::fs::remove_file(dir.join("proxy.yaml")).unwrap();
