@@ -13,8 +13,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use crate::cassette::model::{is_long_poll, Dir, Exchange, Frame, FrameKind};
+use crate::cassette::model::{Dir, Exchange, Frame, FrameKind};
 use crate::overlay::Platform;
+use crate::platform::{is_heartbeat, is_long_poll};
 use crate::proxy::{Proxy, Target};
 
 /// How an answer differs from the recorded one.
@@ -51,7 +52,7 @@ type Delivered = Arc<std::sync::Mutex<Vec<(FrameKind, Bytes)>>>;
 fn compared(f: &Frame) -> bool {
     f.dir == Dir::Server
         && match f.kind {
-            FrameKind::Text => !crate::ws::is_heartbeat(&String::from_utf8_lossy(&f.data.bytes)),
+            FrameKind::Text => !is_heartbeat(&String::from_utf8_lossy(&f.data.bytes)),
             FrameKind::Binary => true,
             _ => false,
         }
@@ -142,7 +143,7 @@ async fn open_session(
             Message::Close(_) => break,
             _ => continue,
         };
-        if kind == FrameKind::Text && crate::ws::is_heartbeat(&String::from_utf8_lossy(&data)) {
+        if kind == FrameKind::Text && is_heartbeat(&String::from_utf8_lossy(&data)) {
             continue;
         }
         into.lock().unwrap_or_else(|e| e.into_inner()).push((kind, data));

@@ -858,7 +858,7 @@ impl Proxy {
         match index.next_by_key_seen(key, sdk) {
             None => Lookup::Miss,
             Some((Err(e), _)) => Lookup::Answered(self.unreadable(method, host, path, &e)),
-            Some((Ok(l), _)) if crate::cassette::model::is_long_poll(path) => {
+            Some((Ok(l), _)) if crate::platform::is_long_poll(path) => {
                 Lookup::Poll(l.exchange.clone(), Box::new(l.prepared.clone()))
             }
             Some((Ok(l), fresh)) => {
@@ -1123,7 +1123,7 @@ impl Proxy {
 
         let record = configured && !self.config.is_ignored(&target.host, &live.path);
         if record {
-            if live.method == "POST" && live.path.ends_with("/notifications/channels") {
+            if crate::platform::creates_channel(&live.method, &live.path) {
                 if let Some(id) = serde_json::from_slice::<serde_json::Value>(&rbytes)
                     .ok()
                     .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(String::from))
@@ -1219,7 +1219,7 @@ impl Proxy {
             &live.body.bytes,
         );
         let mut req = live;
-        let sdk = req.header("purecloud-sdk").or_else(|| req.header("user-agent")).map(String::from);
+        let sdk = req.header(crate::platform::SDK_HEADER).or_else(|| req.header("user-agent")).map(String::from);
         red.headers(&mut req.headers);
         if let Some(q) = &req.query {
             req.query = Some(red.urlencoded(q).into_owned());
@@ -1234,7 +1234,7 @@ impl Proxy {
         rbody.bytes = Bytes::from(red.body(rct, &rbody.bytes).into_owned());
         // A long poll answered after another request by the same client started: that request
         // caused its events, so replay answers the poll once that one was replayed.
-        let after = if crate::cassette::model::is_long_poll(&req.path) && status == 200 {
+        let after = if crate::platform::is_long_poll(&req.path) && status == 200 {
             let client = client_key(&live_headers_for_anchor);
             self.recent_rest
                 .lock()
@@ -1358,7 +1358,8 @@ impl Proxy {
             strip_hop_by_hop(&mut h);
             if configured {
                 let took = started.elapsed().as_millis() as u64;
-                if let Err(refused) = self.record_or_refuse(seq, live, status.as_u16(), &h, rbytes.clone(), took).await {
+                if let Err(refused) = self.record_or_refuse(seq, live, status.as_u16(), &h, rbytes.clone(), took).await
+                {
                     return refused;
                 }
             }
@@ -1483,11 +1484,13 @@ impl Proxy {
             let limit = self.config.ws.max_sessions;
             tracing::warn!(%host, %path, "WebSocket session refused: {limit} sessions are open (ws.max_sessions)");
             self.note(method, host, path, 503, "callvcr", Some("websocket-session-limit"));
-            let a = crate::overlay::platform::genesys_error(
+            let a = crate::overlay::platform_error(
                 &self.ids,
+                crate::platform::Platform::of_host(&target.host),
                 503,
-                "service.unavailable",
+                crate::platform::ErrorKind::ServiceUnavailable,
                 &format!("The maximum of {limit} concurrent WebSocket sessions is in use. Close one and retry."),
+                json!([]),
                 "websocket-session-limit",
             );
             return overlay_response(a, &[]);
@@ -1496,13 +1499,13 @@ impl Proxy {
         self.stats.hits.incr();
         self.note(method, host, path, 101, "hit", Some("websocket"));
         let url = format!("wss://{host}{path}{}", parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default());
-        let genesys = crate::overlay::Platform::of_host(&target.host) == crate::overlay::Platform::Genesys;
+        let platform = crate::platform::Platform::of_host(&target.host);
         let hub = self.ws.clone();
         let seq = ex.seq;
         let session = hub.open(&url);
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(io) => hub.serve(session, hyper_util::rt::TokioIo::new(io), seq, index, genesys).await,
+                Ok(io) => hub.serve(session, hyper_util::rt::TokioIo::new(io), seq, index, platform).await,
                 Err(e) => {
                     hub.abandon(&session);
                     tracing::warn!("WebSocket upgrade did not complete: {e}");
@@ -1678,11 +1681,11 @@ fn recorded_errors(index: &Index) -> Recorded {
     by_code.with_tokens(tokens)
 }
 
-/// The SDK a request announces (Genesys SDKs name themselves in `purecloud-sdk`), for the index's
+/// The SDK a request announces (see [`crate::platform::SDK_HEADER`]), for the index's
 /// per-version recordings.
 fn sdk_of(headers: &HeaderMap) -> Option<&str> {
-    const PURECLOUD_SDK: http::HeaderName = http::HeaderName::from_static("purecloud-sdk");
-    headers.get(PURECLOUD_SDK).or_else(|| headers.get(http::header::USER_AGENT)).and_then(|v| v.to_str().ok())
+    const SDK: http::HeaderName = http::HeaderName::from_static(crate::platform::SDK_HEADER);
+    headers.get(SDK).or_else(|| headers.get(http::header::USER_AGENT)).and_then(|v| v.to_str().ok())
 }
 
 /// A request header's value as text.

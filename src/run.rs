@@ -2,19 +2,9 @@
 //! through it (proxy variables, CA bundles per runtime), optionally a private hosts file for a
 //! mount namespace, and runs the command. Decides nothing about recording or replay.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// Where a running callvcr listens.
-#[derive(Debug, Clone, Copy)]
-pub struct Addrs {
-    /// The transparent TLS listener.
-    pub tls: SocketAddr,
-    /// The HTTP proxy listener.
-    pub proxy: SocketAddr,
-    /// The admin API.
-    pub admin: SocketAddr,
-}
+pub use crate::server::Addrs;
 
 /// Places system root bundles usually live (Debian/Ubuntu, Fedora/RHEL, Alpine, macOS with OpenSSL).
 const SYSTEM_BUNDLES: &[&str] = &[

@@ -24,18 +24,6 @@ use crate::config::{OnFull, WsConfig};
 use crate::overlay::Ids;
 use crate::timer::Timer;
 
-/// The Genesys heartbeat message.
-pub fn genesys_heartbeat() -> Value {
-    json!({"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}})
-}
-
-/// Whether a recorded text frame is a Genesys heartbeat (dropped on replay, synthesized instead).
-pub fn is_heartbeat(text: &str) -> bool {
-    serde_json::from_str::<Value>(text)
-        .ok()
-        .is_some_and(|v| v["topicName"] == "channel.metadata" && v["eventBody"]["message"] == "WebSocket Heartbeat")
-}
-
 /// A message as a recorded frame's kind and payload.
 fn frame_parts(m: &Message) -> (FrameKind, Bytes, Option<u16>, Option<String>) {
     match m {
@@ -634,7 +622,7 @@ impl Hub {
         io: IO,
         handshake_seq: u64,
         index: Arc<Index>,
-        genesys: bool,
+        platform: crate::platform::Platform,
     ) where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -712,7 +700,7 @@ impl Hub {
             .filter(|f| {
                 f.dir == Dir::Server
                     && f.kind == FrameKind::Text
-                    && is_heartbeat(&String::from_utf8_lossy(&f.data.bytes))
+                    && crate::platform::is_heartbeat(&String::from_utf8_lossy(&f.data.bytes))
             })
             .map(|f| f.at_ms)
             .collect();
@@ -735,8 +723,7 @@ impl Hub {
                 gaps.sort_unstable();
                 (gaps[gaps.len() / 2] / 1000).max(1)
             }
-            None if genesys => 30,
-            None => 0,
+            None => platform.heartbeat_s(),
         };
         let beat = (heartbeat_s > 0).then(|| {
             let hub = self.clone();
@@ -757,7 +744,7 @@ impl Hub {
                         );
                         continue;
                     }
-                    if !s.outbox.push(Message::text(genesys_heartbeat().to_string()), false, n).await {
+                    if !s.outbox.push(Message::text(crate::platform::heartbeat().to_string()), false, n).await {
                         break;
                     }
                 }
@@ -959,7 +946,7 @@ impl Hub {
         let sid: u64 = s.id.trim_start_matches("ws-").parse().unwrap_or(0);
         let mut prev: Option<(Option<Anchor>, u64)> = None;
         for f in recorded.iter().filter(|f| f.dir == Dir::Server) {
-            if f.kind == FrameKind::Text && is_heartbeat(&String::from_utf8_lossy(&f.data.bytes)) {
+            if f.kind == FrameKind::Text && crate::platform::is_heartbeat(&String::from_utf8_lossy(&f.data.bytes)) {
                 continue;
             }
             // Wait for what caused it.

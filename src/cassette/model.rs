@@ -151,11 +151,6 @@ pub struct Credential {
     pub verifier: Option<String>,
 }
 
-/// Whether a request is a long poll (NICE agent events): its answer waits for something to happen.
-pub fn is_long_poll(path: &str) -> bool {
-    path.ends_with("/get-next-event")
-}
-
 impl RecordedRequest {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {

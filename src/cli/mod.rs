@@ -14,13 +14,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::cassette::{Index, Matcher, Redactor, Store};
 use crate::clock::{rfc3339_ms, Clock};
 use crate::config::Config;
-use crate::listen::{self, Shared};
-use crate::proxy::{Mode, Proxy};
-use crate::tls::{self, Ca, LeafCache};
-use crate::upstream::{Upstream, UpstreamOptions};
+use crate::proxy::Proxy;
+use crate::server::{Server, Stopped};
+use crate::tls;
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -290,85 +288,38 @@ fn apply_common(cfg: &mut Config, c: &Common) {
     }
 }
 
-fn load_ca(certs: &Path, cfg: &Config, clock: &Clock) -> Result<Ca, String> {
-    let domains = cfg.constraint_domains();
-    let (ca, created) = Ca::load_or_init(certs, &domains, clock).map_err(|e| e.to_string())?;
-    if created {
-        tracing::info!("created a new CA at {} (trust it: `callvcr ca show`)", certs.join(tls::CA_CERT_FILE).display());
-    }
-    let uncovered = ca.uncovered(&domains);
-    if !uncovered.is_empty() {
-        tracing::warn!(
-            "the CA's name constraints do not cover {}: clients will reject callvcr's certificates for them; run `callvcr ca init --force`",
-            uncovered.join(", ")
-        );
-    }
-    Ok(ca)
-}
-
 /// What ends a serving callvcr, given its bound addresses: a signal, or a command finishing.
-type Until = Box<dyn FnOnce(crate::run::Addrs) -> futures_util::future::BoxFuture<'static, ()> + Send>;
+type Until = Box<dyn FnOnce(crate::server::Addrs) -> futures_util::future::BoxFuture<'static, ()> + Send>;
 
 /// Ends on SIGINT/SIGTERM.
 fn on_signal() -> Until {
     Box::new(|_| Box::pin(wait_for_signal()))
 }
 
-/// Serves until `until` completes, then drains; returns the proxy for the summary, or an exit code.
-async fn serve(proxy: Arc<Proxy>, ca: Ca, common: &Common, until: Until) -> Result<Arc<Proxy>, i32> {
-    let cfg = proxy.config.clone();
-    let leaves = match LeafCache::new(ca, proxy.clock.clone()) {
-        Ok(l) => Arc::new(l),
-        Err(e) => return Err(fail(e)),
-    };
-    let tls_l = listen::bind(&cfg.listen.tls, "TLS listener", "--listen").await.map_err(fail)?;
-    let proxy_l = listen::bind(&cfg.listen.proxy, "proxy listener", "--proxy-listen").await.map_err(fail)?;
-    let admin_l = listen::bind(&cfg.listen.admin, "admin API", "--admin").await.map_err(fail)?;
-    let addrs =
-        (tls_l.local_addr().map_err(fail)?, proxy_l.local_addr().map_err(fail)?, admin_l.local_addr().map_err(fail)?);
-    let read_timeout = Duration::from_millis(proxy.config.limits.read_timeout_ms);
-    let (drain_signal, drain) = listen::DrainSignal::new(Some(read_timeout));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shared = Shared { proxy: proxy.clone(), leaves, drain: drain.clone() };
-    let tasks = vec![
-        tokio::spawn(listen::serve_tls(tls_l, shared.clone(), stop_rx.clone())),
-        tokio::spawn(listen::serve_proxy(proxy_l, shared.clone(), stop_rx.clone())),
-        tokio::spawn(crate::admin::serve(admin_l, proxy.clone(), drain, stop_rx.clone())),
-    ];
-    drop(shared);
-    tracing::info!(
-        mode = proxy.mode.as_str(),
-        "callvcr ready: TLS {} · proxy http://{} · admin http://{}",
-        addrs.0,
-        addrs.1,
-        addrs.2
-    );
+/// Starts `server`, tells `--ready-file` where it listens, serves until `until` completes, then
+/// shuts down in order; returns what it did, or an exit code.
+async fn serve(server: Server, common: &Common, until: Until) -> Result<Stopped, i32> {
+    let running = server.start().await.map_err(fail)?;
+    let addrs = running.addresses;
     if let Some(path) = &common.ready_file {
-        let j =
-            serde_json::json!({"tls": addrs.0.to_string(), "proxy": addrs.1.to_string(), "admin": addrs.2.to_string()});
+        let j = serde_json::json!({"tls": addrs.tls.to_string(), "proxy": addrs.proxy.to_string(), "admin": addrs.admin.to_string()});
         let tmp = path.with_extension("tmp");
         if let Err(e) = std::fs::write(&tmp, j.to_string()).and_then(|_| std::fs::rename(&tmp, path)) {
+            let _ = running.shutdown().await;
             return Err(fail(format!("cannot write the ready file {}: {e}", path.display())));
         }
     }
     let status = (std::io::IsTerminal::is_terminal(&std::io::stderr()) && !common_quiet())
-        .then(|| tokio::spawn(status_line(proxy.clone())));
-    until(crate::run::Addrs { tls: addrs.0, proxy: addrs.1, admin: addrs.2 }).await;
+        .then(|| tokio::spawn(status_line(running.proxy().clone())));
+    until(addrs).await;
     if let Some(s) = status {
         s.abort();
         eprint!("\r\x1b[2K");
     }
-    tracing::info!("shutting down: letting in-flight requests finish (up to 5 s)");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
-    }
-    if !drain_signal.drain(Duration::from_secs(5)).await {
-        tracing::warn!("some connections were still open after 5 s and were closed");
-    }
-    // Then WebSockets: a close frame (1001) each, ahead of anything still queued.
-    let _ = tokio::time::timeout(Duration::from_secs(2), proxy.ws.shutdown()).await;
-    Ok(proxy)
+    running.shutdown().await.map_err(|e| {
+        eprintln!("callvcr: error: {e}");
+        EXIT_USAGE
+    })
 }
 
 /// Whether the live status line is off (logs as JSON, or CALLVCR_NO_STATUS set).
@@ -448,54 +399,14 @@ async fn run_record_until(a: RecordArgs, until: Until) -> i32 {
     if let Some(ca) = &a.common.upstream_ca {
         cfg.upstream_extra_ca = Some(ca.clone());
     }
-    let clock = Arc::new(Clock::system());
-    let ca = match load_ca(&a.common.certs, &cfg, &clock) {
-        Ok(c) => c,
+    let server = match Server::record(cfg, &a.common.certs, &a.common.cassettes, &a.cassette, a.missing) {
+        Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let tls_cfg = match tls::upstream_client_config(cfg.upstream_extra_ca.as_deref()) {
-        Ok(c) => Arc::new(c),
-        Err(e) => return fail(e),
-    };
-    let upstream = Upstream::new(UpstreamOptions {
-        tls: tls_cfg,
-        resolve: cfg.resolve.clone(),
-        connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
-        timeout: Duration::from_millis(cfg.upstream_timeout_ms),
-        nameservers: cfg.nameservers.clone(),
-    });
-    let (name, file) = crate::cassette::store::source(&a.cassette);
-    if file.is_some() {
-        return fail("record writes a named cassette under --cassettes; export it to JSON Lines afterwards with `callvcr cassette export`");
-    }
-    let store = match Store::open_writer(&a.common.cassettes.join(&name), true) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return fail(e),
-    };
-    let cfg = Arc::new(cfg);
-    let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
-    let (mode, index) = if a.missing {
-        match store.load_all() {
-            Ok(all) => (Mode::RecordMissing, Index::new(all, &matcher)),
-            Err(e) => return fail(e),
-        }
-    } else {
-        if let Err(e) = store.clear() {
-            return fail(e);
-        }
-        (Mode::Record, Index::new(vec![], &matcher))
-    };
-    tracing::info!(cassette = %name, path = %store.path().display(), "recording");
-    let proxy =
-        Arc::new(Proxy::new(mode, cfg, Arc::new(index), Some(store.clone()), Some(upstream), clock, name.clone()));
-    let proxy = match serve(proxy, ca, &a.common, until).await {
-        Ok(p) => p,
+    let Stopped { proxy, name } = match serve(server, &a.common, until).await {
+        Ok(s) => s,
         Err(code) => return code,
     };
-    if let Err(e) = store.flush() {
-        eprintln!("callvcr: error: {e}");
-        return EXIT_USAGE;
-    }
     let s = &proxy.stats;
     eprintln!(
         "callvcr: record summary for `{name}`: {} exchanges and {} WebSocket frames stored, {} replayed, {} passed through unrecorded, {} upstream failures",
@@ -553,43 +464,12 @@ async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
             Err(m) => return fail(format!("--ws-speed: {m}")),
         }
     }
-    let clock = Arc::new(match (cfg.clock_frozen, cfg.clock_start_ms) {
-        (true, Some(t)) => Clock::frozen(t),
-        (true, None) => Clock::frozen(Clock::system().now_ms()),
-        (false, Some(t)) => Clock::starting_at(t),
-        (false, None) => Clock::system(),
-    });
-    let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
-    let opened =
-        crate::cassette::store::open_for_replay(&a.cassette, &a.common.cassettes, &matcher, &crate::overlay::analyses);
-    let (name, index, frames) = match opened {
-        Ok(x) => x,
+    let server = match Server::replay(cfg, &a.common.certs, &a.common.cassettes, &a.cassette) {
+        Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let index = Arc::new(index);
-    let ca = match load_ca(&a.common.certs, &cfg, &clock) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let cfg = Arc::new(cfg);
-    tracing::info!(cassette = %name, exchanges = index.len(), "replaying (no network)");
-    let certs = a.common.certs.clone();
-    let nice_key: crate::overlay::auth::KeySource = Box::new(move || {
-        let der = tls::token_signing_key(&certs).map_err(|e| e.to_string())?;
-        crate::overlay::jwt::Signer::rs256(&der).map_err(|e| e.to_string())
-    });
-    let ids = Arc::new(crate::overlay::Ids::new(cfg.seed));
-    let overlays = crate::overlay::Overlays::from_config(&cfg, ids.clone(), nice_key, clock.now_ms(), &index);
-    tracing::info!(overlays = ?overlays.pipeline.names(), frozen = clock.is_frozen(), now = %rfc3339_ms(clock.now_ms()), "overlays and virtual clock");
-    let proxy = Arc::new(
-        Proxy::new(Mode::Replay, cfg, index, None, None, clock, name.clone())
-            .with_overlays(overlays, ids)
-            .with_frames(frames)
-            .with_cassettes_dir(a.common.cassettes.clone()),
-    );
-    proxy.start_state_clock();
-    let p = match serve(proxy, ca, &a.common, until).await {
-        Ok(p) => p,
+    let Stopped { proxy: p, name } = match serve(server, &a.common, until).await {
+        Ok(s) => s,
         Err(code) => return code,
     };
     let hits = p.stats.hits.get();
@@ -636,7 +516,7 @@ async fn run_command(mut r: RunArgs) -> i32 {
         Err(e) => return fail(e),
     };
     // The CA must exist before the child is told to trust it.
-    if let Err(e) = load_ca(&certs, &cfg, &Clock::system()) {
+    if let Err(e) = crate::server::load_ca(&certs, &cfg, &Clock::system()) {
         return fail(e);
     }
     let (bundle, system) = match crate::run::write_bundle(&certs) {

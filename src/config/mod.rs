@@ -703,7 +703,8 @@ pub fn rate_preset(name: &str) -> Option<Vec<RateRule>> {
     let api = |p: &str| Some(regex::Regex::new(p).expect("preset path parses"));
     match name {
         "genesys" => Some(
-            crate::overlay::platform::GENESYS_DOMAINS
+            crate::platform::Platform::Genesys
+                .domains()
                 .iter()
                 .map(|d| RateRule {
                     host: Some(HostPattern::Below(d.to_string())),

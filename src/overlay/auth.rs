@@ -13,10 +13,10 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::jwt::Signer;
-use super::platform::{genesys_error, oauth_error};
 use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform, Principal, Recorded, RecordedToken};
 use crate::cassette::redact::percent_decode;
 use crate::config::{ConcurrentRefresh, RawAuth};
+use crate::platform::AuthRoute as Route;
 
 /// Tokens kept before expired ones are forgotten.
 const MAX_TOKENS: usize = 200_000;
@@ -213,7 +213,7 @@ fn presented_by(
 /// recording keeps, as ids and verifiers, for replay to answer a wrong secret as the platform did.
 pub fn presented(host: &str, method: &str, path: &str, authorization: Option<&str>, body: &[u8]) -> Vec<Presented> {
     let host = host.split(':').next().unwrap_or(host);
-    let access_key = match route(host, method, path) {
+    let access_key = match Platform::of_host(host).auth_route(host, method, path) {
         Some(Route::Token) => false,
         Some(Route::AccessKey) => true,
         _ => return Vec::new(),
@@ -225,7 +225,7 @@ pub fn presented(host: &str, method: &str, path: &str, authorization: Option<&st
 /// Whether a request is a token request (either platform).
 pub fn is_token_request(host: &str, method: &str, path: &str) -> bool {
     let host = host.split(':').next().unwrap_or(host);
-    matches!(route(host, method, path), Some(Route::Token | Route::AccessKey))
+    matches!(Platform::of_host(host).auth_route(host, method, path), Some(Route::Token | Route::AccessKey))
 }
 
 /// What a cassette says about a token request's credentials.
@@ -294,26 +294,9 @@ fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()))
 }
 
-/// Paths on NICE hosts that belong to authentication, not to the API.
-fn is_nice_auth_path(path: &str) -> bool {
-    let p = path.to_ascii_lowercase();
-    p.contains("/authentication/")
-        || p.starts_with("/auth/")
-        || p.starts_with("/.well-known/")
-        || p == "/auth"
-        || p.starts_with("/incontactauthorizationserver/")
-}
-
 /// Whether a request is an API call whose bearer token the platform checks.
 fn is_api_call(call: &Call<'_>) -> bool {
-    match call.platform() {
-        Platform::Genesys => !call.host.starts_with("login.") && call.path.starts_with("/api/v2/"),
-        Platform::Nice => {
-            let p = call.path.to_ascii_lowercase();
-            !is_nice_auth_path(&p) && (p.starts_with("/incontactapi/") || p.starts_with("/api/"))
-        }
-        Platform::Other => false,
-    }
+    call.platform().checks_bearer(call.host, call.path)
 }
 
 fn secs(ms: i64) -> i64 {
@@ -378,8 +361,7 @@ impl Auth {
             Platform::Nice => self.cfg.ttl_s.nice,
             _ => self.cfg.ttl_s.genesys,
         };
-        let default = if p == Platform::Nice { 3_600 } else { 86_400 };
-        1000 * configured.map(|s| s as i64).or(recorded_s.filter(|s| *s > 0)).unwrap_or(default)
+        1000 * configured.map(|s| s as i64).or(recorded_s.filter(|s| *s > 0)).unwrap_or(p.default_token_ttl_s())
     }
 
     fn remember(&self, st: &mut State, token: &str, issued: Issued, now_ms: i64) {
@@ -538,15 +520,7 @@ impl Auth {
 
     /// An API call's 401, in the platform's shape.
     fn unauthorized(&self, platform: Platform, code: &str, message: &str, detail: &str) -> Answer {
-        match platform {
-            Platform::Nice => {
-                Answer::json(401, &json!({"error": "invalid_token", "error_description": message}), detail).with_header(
-                    "www-authenticate",
-                    format!("Bearer error=\"invalid_token\", error_description=\"{message}\""),
-                )
-            }
-            _ => genesys_error(&self.ids, 401, code, message, detail),
-        }
+        Answer::from_error(platform.unauthorized(code, message, self.ids.uuid()), detail)
     }
 
     fn check_bearer(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded) -> Decision {
@@ -1170,13 +1144,9 @@ impl Issue {
     }
 }
 
-/// A token endpoint's error in the platform's shape: Genesys writes `error`, `description` and
-/// `error_description`; NICE writes `error` and `error_description`.
+/// A token endpoint's error in the platform's shape.
 fn token_error(platform: Platform, status: u16, error: &str, description: &str, detail: &str) -> Answer {
-    match platform {
-        Platform::Nice => Answer::json(status, &json!({"error": error, "error_description": description}), detail),
-        _ => oauth_error(status, error, description, detail),
-    }
+    Answer::json(status, &platform.token_error(error, description), detail)
 }
 
 /// The user and tenant a NICE access key stands for: derived from the key id, so the same key is
@@ -1228,7 +1198,7 @@ impl Overlay for Auth {
 
     fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
         let recorded = ev.recorded;
-        match route(call.host, call.method, call.path) {
+        match call.platform().auth_route(call.host, call.method, call.path) {
             Some(Route::Token) => return self.token_request(call, ctx, ev, false),
             Some(Route::AccessKey) => return self.token_request(call, ctx, ev, true),
             Some(Route::Authorize) => return self.authorize(call, ctx),
@@ -1243,7 +1213,7 @@ impl Overlay for Auth {
     }
 
     fn owns(&self, host: &str, path: &str) -> bool {
-        route(host, "", path).is_some()
+        Platform::of_host(host).auth_route(host, "", path).is_some()
     }
 
     fn reset(&self) {
@@ -1254,39 +1224,5 @@ impl Overlay for Auth {
         }
         forgotten.extend(st.tokens.drain().filter(|(_, t)| t.kind == Kind::Access).map(|(k, _)| k));
         *st = State { forgotten, ..State::default() };
-    }
-}
-
-/// Endpoints the auth overlay answers itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Token,
-    AccessKey,
-    Authorize,
-    Discovery,
-    Jwks,
-}
-
-/// Which auth endpoint a request is for; an empty `method` matches any.
-fn route(host: &str, method: &str, path: &str) -> Option<Route> {
-    let path = path.trim_end_matches('/');
-    let m = |want: &str| method.is_empty() || method == want;
-    match Platform::of_host(host) {
-        Platform::Genesys if host.starts_with("login.") => match path {
-            "/oauth/token" if m("POST") => Some(Route::Token),
-            "/oauth/authorize" if m("GET") => Some(Route::Authorize),
-            _ => None,
-        },
-        Platform::Nice => match path {
-            "/auth/token" if m("POST") => Some(Route::Token),
-            "/auth/authorize" if m("GET") => Some(Route::Authorize),
-            "/.well-known/openid-configuration" if m("GET") => Some(Route::Discovery),
-            "/auth/jwks" if m("GET") => Some(Route::Jwks),
-            p if m("POST") && p.to_ascii_lowercase().ends_with("/authentication/v1/token/access-key") => {
-                Some(Route::AccessKey)
-            }
-            _ => None,
-        },
-        _ => None,
     }
 }

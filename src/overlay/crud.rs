@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
-use super::platform::genesys_error;
-use super::{Answer, Basis, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform, Recorded};
+use super::{Answer, Basis, Call, Ctx, Decision, Evidence, Ids, Overlay, Recorded};
 use crate::cassette::Index;
 use crate::config::Collection;
+use crate::platform::ErrorKind;
 
 /// Where a request falls in a collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,18 +241,15 @@ impl Crud {
         if let Some(a) = recorded.and_then(|r| r.get(404, "not.found")) {
             return a.clone();
         }
-        match call.platform() {
-            Platform::Nice => {
-                super::platform::nice_error(404, "NotFound", &format!("No item with id {id}."), "crud-not-found")
-            }
-            _ => genesys_error(
-                &self.ids,
-                404,
-                "not.found",
-                "The requested resource was not found.",
-                &format!("crud-not-found:{id}"),
-            ),
-        }
+        super::platform_error(
+            &self.ids,
+            call.platform(),
+            404,
+            ErrorKind::NotFound { id },
+            "The requested resource was not found.",
+            json!([]),
+            format!("crud-not-found:{id}"),
+        )
     }
 
     /// A fresh id: one more than the largest when every id is a number, else a UUID.

@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use super::ids::mix;
-use super::platform::genesys_error;
-use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
+use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay};
 use crate::config::HostPattern;
+use crate::platform::ErrorKind;
 
 /// What a connection-level fault does to the connection a request came on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -481,10 +481,15 @@ impl Faults {
             s if s < 500 => ("bad.request", format!("The request could not be processed (status {s}).")),
             s => ("server.error", format!("The server could not process the request (status {s}).")),
         };
-        let mut a = match call.platform() {
-            Platform::Nice => Answer::json(status, &json!({"error": code, "error_description": message}), detail),
-            _ => genesys_error(&self.ids, status, code, &message, &detail),
-        };
+        let mut a = super::platform_error(
+            &self.ids,
+            call.platform(),
+            status,
+            ErrorKind::Code(code),
+            &message,
+            json!([]),
+            detail,
+        );
         if let Some(s) = retry_after_s {
             a.headers.push(("retry-after".into(), s.to_string()));
         }

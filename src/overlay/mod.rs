@@ -9,7 +9,6 @@ pub mod faults;
 pub mod ids;
 pub mod jwt;
 pub mod machine;
-pub mod platform;
 pub mod ratelimit;
 pub mod state;
 pub mod validate;
@@ -23,8 +22,9 @@ use http::HeaderMap;
 use crate::cassette::index::Peeked;
 use crate::cassette::model::Exchange;
 
+pub use crate::platform::Platform;
+use crate::platform::{ApiError, ErrorBody, ErrorKind};
 pub use ids::Ids;
-pub use platform::Platform;
 
 /// Every overlay's name, in the order they run.
 pub const NAMES: &[&str] = &["faults", "auth", "rate-limit", "versions", "validate", "state", "crud"];
@@ -102,6 +102,20 @@ pub struct Principal {
     pub user: bool,
 }
 
+/// An error answer in `platform`'s shape: `kind` says what was refused, `message` why, `details`
+/// what was wrong where the platform has a place for it.
+pub fn platform_error(
+    ids: &Ids,
+    platform: Platform,
+    status: u16,
+    kind: ErrorKind<'_>,
+    message: &str,
+    details: serde_json::Value,
+    detail: impl Into<String>,
+) -> Answer {
+    Answer::from_error(platform.error(&ApiError { status, kind, message, details }, ids.uuid()), detail)
+}
+
 /// An answer made by an overlay, in the platform's shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -143,6 +157,13 @@ impl Answer {
             not_before_ms: None,
             basis: Basis::Run,
         }
+    }
+
+    /// A platform's error answer (see [`Platform::error`]).
+    pub fn from_error(e: ErrorBody, detail: impl Into<String>) -> Answer {
+        let mut a = Answer::json(e.status, &e.body, detail);
+        a.headers.extend(e.headers);
+        a
     }
 
     /// The same answer, resting on a built-in rule (see [`Basis::Rule`]).

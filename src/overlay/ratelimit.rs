@@ -4,11 +4,13 @@
 //! where `rate_limit.headers` says so).
 
 use std::collections::HashMap;
+
+use serde_json::json;
 use std::sync::Mutex;
 
-use super::platform::genesys_error;
 use super::{Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
 use crate::config::{RateKey, RateRule};
+use crate::platform::ErrorKind;
 use std::sync::Arc;
 
 /// Buckets kept before idle, full ones are dropped.
@@ -195,7 +197,16 @@ impl Overlay for RateLimit {
         // the number in the message must agree with Retry-After.
         // A model of the platform's limits, not evidence: where the recording shows this very
         // request answered, the recording wins.
-        let mut a = genesys_error(&self.ids, 429, "too.many.requests", &message, &detail).by_rule();
+        let mut a = super::platform_error(
+            &self.ids,
+            call.platform(),
+            429,
+            ErrorKind::TooManyRequests,
+            &message,
+            json!([]),
+            detail,
+        )
+        .by_rule();
         a.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("retry-after") && !k.starts_with("inin-ratelimit-"));
         a.headers.push(("retry-after".into(), s.retry_after_s.to_string()));
         if genesys {

@@ -14,13 +14,13 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::machine::{Ask, Machine, Moved, Refusal, Refused, Session, Step};
-use super::platform::{genesys_error, nice_error};
 use super::{Answer, Basis, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
 use crate::cassette::index::REQ_STATE;
 use crate::cassette::schema::template;
 use crate::cassette::{Exchange, Index};
 use crate::clock::rfc3339_ms;
 use crate::config::StateConfig;
+use crate::platform::ErrorKind;
 
 /// Where a session's moves come from and how its answers look.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -508,16 +508,18 @@ impl State {
         }
     }
 
+    /// A Genesys Cloud 400 (`bad.request`): its call rules' refusals.
+    fn genesys_bad_request(&self, message: &str, detail: &str) -> Answer {
+        super::platform_error(&self.ids, Platform::Genesys, 400, ErrorKind::BadRequest, message, json!([]), detail)
+    }
+
     /// The Genesys refusal of a participant move.
     fn genesys_refusal(&self, host: &str, path: &str, from: &str, to: &str, what: &str) -> Answer {
         let (tpl, _) = template(path);
         if let Some(a) = self.book().refusals.get(&(host.to_string(), tpl, to.to_ascii_lowercase())) {
             return a.clone();
         }
-        genesys_error(
-            &self.ids,
-            400,
-            "bad.request",
+        self.genesys_bad_request(
             &format!("The {what} cannot move from {from} to {to}."),
             &format!("invalid-transition:{from}->{to}"),
         )
@@ -530,13 +532,15 @@ impl State {
         }
         let detail = format!("invalid-transition:{from}->{to}");
         let msg = format!("The {what} cannot move from {from} to {to}.");
+        let refuse = |p: Platform, status: u16, kind: ErrorKind<'_>| {
+            super::platform_error(&self.ids, p, status, kind, &msg, json!([]), detail.clone())
+        };
         match (machine.refusal, call.platform()) {
-            (Refusal::Genesys, _) => genesys_error(&self.ids, 400, "bad.request", &msg, &detail),
-            (Refusal::Nice, _) => nice_error(400, "InvalidState", &msg, &detail),
-            (Refusal::Unprocessable, Platform::Genesys) => {
-                genesys_error(&self.ids, 422, "invalid.state.transition", &msg, &detail)
+            (Refusal::Genesys, _) => refuse(Platform::Genesys, 400, ErrorKind::BadRequest),
+            (Refusal::Nice, _) => refuse(Platform::Nice, 400, ErrorKind::InvalidState),
+            (Refusal::Unprocessable, p @ (Platform::Genesys | Platform::Nice)) => {
+                refuse(p, 422, ErrorKind::InvalidTransition)
             }
-            (Refusal::Unprocessable, Platform::Nice) => nice_error(422, "InvalidStateTransition", &msg, &detail),
             (Refusal::Unprocessable, Platform::Other) => Answer::json(
                 422,
                 &json!({"error": "invalid_transition", "message": msg, "from": from, "to": to}),
@@ -684,10 +688,7 @@ impl State {
             if a.flags.iter().any(|(_, on)| *on) && t.session.machine.is_terminal(&p.state) {
                 let flag = &a.flags.iter().find(|(_, on)| *on).expect("some flag is on").0;
                 return Some(match t.kind {
-                    Kind::Genesys => genesys_error(
-                        &self.ids,
-                        400,
-                        "bad.request",
+                    Kind::Genesys => self.genesys_bad_request(
                         &format!("The participant is {}; it cannot be {flag}.", p.state),
                         &format!("flag-on-ended:{flag}"),
                     ),
@@ -881,10 +882,7 @@ impl State {
             );
             return None;
         }
-        Some(genesys_error(
-            &self.ids,
-            400,
-            "bad.request",
+        Some(self.genesys_bad_request(
             "This request requires a user context. Client credentials cannot be used for requests to this resource.",
             &format!("client-credentials:{}", principal.client_id),
         ))

@@ -11,11 +11,12 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{json, Value};
 
-use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
+use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay};
 use crate::cassette::index::REQ_BODY;
 use crate::cassette::schema::{template, Model};
 use crate::cassette::Index;
 use crate::config::{ValidateConfig, ValidateMode};
+use crate::platform::ErrorKind;
 
 /// What a route's requests must look like.
 #[derive(Debug, Clone)]
@@ -141,17 +142,8 @@ impl Validate {
 
     fn refuse(&self, call: &Call<'_>, status: u16, code: &str, message: String, field: &str, rule: &str) -> Answer {
         let detail = format!("{code}: {message}");
-        match call.platform() {
-            Platform::Nice => Answer::json(status, &json!({"error": code, "error_description": message}), detail),
-            _ => super::platform::genesys_error_with(
-                &self.ids,
-                status,
-                code,
-                &message,
-                &detail,
-                json!([{"errorCode": rule, "fieldName": field}]),
-            ),
-        }
+        let details = json!([{"errorCode": rule, "fieldName": field}]);
+        super::platform_error(&self.ids, call.platform(), status, ErrorKind::Code(code), &message, details, detail)
     }
 }
 

@@ -4,11 +4,11 @@
 //! deprecated for a range answers 410 Gone, naming the path to use instead. (Choosing among
 //! recordings made by several SDK versions is the replay index's part.) Plain data.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::platform::{genesys_error, nice_error};
-use super::{Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
+use super::{Call, Ctx, Decision, Evidence, Ids, Overlay};
 use crate::config::VersionsConfig;
+use crate::platform::ErrorKind;
 use crate::route::Version;
 
 /// The SDK a request announces: its name (`python`, `java`, ... or a configured name) and version.
@@ -98,10 +98,8 @@ impl Overlay for Versions {
             if let Some(a) = recorded.get(410, "gone") {
                 return Decision::Answer(a);
             }
-            let mut a = match call.platform() {
-                Platform::Nice => nice_error(410, "Gone", &message, &detail),
-                _ => genesys_error(&self.ids, 410, "gone", &message, &detail),
-            };
+            let mut a =
+                super::platform_error(&self.ids, call.platform(), 410, ErrorKind::Gone, &message, json!([]), detail);
             if let Some(p) = &r.replacement {
                 a = a.with_header("link", format!("<{p}>; rel=\"successor-version\""));
                 if let Ok(mut v) = serde_json::from_slice::<Value>(&a.body) {

@@ -1,0 +1,92 @@
+//! Genesys Cloud: its domains, error bodies, login service, SDK header and notification socket.
+
+use serde_json::{json, Value};
+
+use super::{ApiError, AuthRoute, ErrorBody, ErrorKind};
+
+/// Domains of Genesys Cloud regions (and its development and test environments).
+pub(super) const DOMAINS: &[&str] = &[
+    "mypurecloud.com",
+    "mypurecloud.ie",
+    "mypurecloud.de",
+    "mypurecloud.jp",
+    "mypurecloud.com.au",
+    "pure.cloud",
+    "us-gov-pure.cloud",
+    "inindca.com",
+    "inintca.com",
+];
+
+/// An access token lives a day unless the client asks otherwise.
+pub(super) const TOKEN_TTL_S: i64 = 86_400;
+
+/// The notification socket sends a heartbeat every 30 seconds.
+pub(super) const HEARTBEAT_S: u64 = 30;
+
+/// The SDKs name themselves and their version in this header.
+pub(super) const SDK_HEADER: &str = "purecloud-sdk";
+
+fn code(kind: ErrorKind<'_>) -> &str {
+    match kind {
+        ErrorKind::BadRequest | ErrorKind::InvalidState => "bad.request",
+        ErrorKind::NotFound { .. } => "not.found",
+        ErrorKind::Gone => "gone",
+        ErrorKind::InvalidTransition => "invalid.state.transition",
+        ErrorKind::TooManyRequests => "too.many.requests",
+        ErrorKind::ServiceUnavailable => "service.unavailable",
+        ErrorKind::Code(c) => c,
+    }
+}
+
+/// `{message, code, status, contextId, details, errors}`, with the correlation header beside it.
+pub(super) fn error(e: &ApiError<'_>, context: String) -> ErrorBody {
+    let body = json!({
+        "message": e.message,
+        "code": code(e.kind),
+        "status": e.status,
+        "contextId": context,
+        "details": e.details,
+        "errors": [],
+    });
+    ErrorBody { status: e.status, body, headers: vec![("inin-correlation-id".to_string(), context)] }
+}
+
+/// The login service writes `error`, `description` and `error_description`.
+pub(super) fn token_error(error: &str, description: &str) -> Value {
+    json!({"error": error, "description": description, "error_description": description})
+}
+
+/// The login service (`login.<region>`) serves the token endpoint and the browser sign-in.
+pub(super) fn auth_route(host: &str, method: &str, path: &str) -> Option<AuthRoute> {
+    if !host.starts_with("login.") {
+        return None;
+    }
+    let m = |want: &str| method.is_empty() || method == want;
+    match path {
+        "/oauth/token" if m("POST") => Some(AuthRoute::Token),
+        "/oauth/authorize" if m("GET") => Some(AuthRoute::Authorize),
+        _ => None,
+    }
+}
+
+/// API calls are `/api/v2/` paths on the API hosts.
+pub(super) fn is_api_call(host: &str, path: &str) -> bool {
+    !host.starts_with("login.") && path.starts_with("/api/v2/")
+}
+
+/// `POST /api/v2/notifications/channels` makes a channel whose WebSocket follows.
+pub(super) fn creates_channel(method: &str, path: &str) -> bool {
+    method == "POST" && path.ends_with("/notifications/channels")
+}
+
+/// The heartbeat message of the notification socket.
+pub(super) fn heartbeat() -> Value {
+    json!({"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}})
+}
+
+/// Whether a text frame is that heartbeat.
+pub(super) fn is_heartbeat(text: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .is_some_and(|v| v["topicName"] == "channel.metadata" && v["eventBody"]["message"] == "WebSocket Heartbeat")
+}

@@ -1,0 +1,256 @@
+//! What callvcr knows about each platform, one file per platform behind the one interface of
+//! [`Platform`]: its domains, its error bodies, its OAuth endpoints, how its SDKs name themselves,
+//! its long polls and its WebSocket heartbeats. Protocol code (proxy, ws, cassette, overlays) asks
+//! a `Platform` and names none; adding a platform is a file here and a variant below.
+//!
+//! Nothing here knows about sockets, cassettes or overlays: it sits below all of them.
+
+mod genesys;
+mod nice;
+
+use serde_json::Value;
+
+/// A contact-center platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// Genesys Cloud.
+    Genesys,
+    /// NICE CXone.
+    Nice,
+    /// Neither (a host the user added).
+    Other,
+}
+
+/// What kind of refusal an overlay makes; each platform names it in its own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind<'a> {
+    /// The request is malformed or asks for something impossible (400).
+    BadRequest,
+    /// No item with this id (404).
+    NotFound {
+        /// The id asked for.
+        id: &'a str,
+    },
+    /// The API version or path is retired (410).
+    Gone,
+    /// A state move the platform's own state machine refuses, as a 400.
+    InvalidState,
+    /// A state move refused as unprocessable (422).
+    InvalidTransition,
+    /// The caller exceeded a rate limit (429).
+    TooManyRequests,
+    /// The service cannot take the request now (503).
+    ServiceUnavailable,
+    /// A code the caller names itself (validation rules, injected faults).
+    Code(&'a str),
+}
+
+/// One error answer to build: the status, what kind of refusal, the message and any details
+/// (e.g. `[{errorCode, fieldName}]`).
+#[derive(Debug, Clone)]
+pub struct ApiError<'a> {
+    /// HTTP status.
+    pub status: u16,
+    /// What kind of refusal it is.
+    pub kind: ErrorKind<'a>,
+    /// The human-readable message.
+    pub message: &'a str,
+    /// Structured details where the platform has a place for them.
+    pub details: Value,
+}
+
+/// An error answer as the platform writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorBody {
+    /// HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: Value,
+    /// Headers the platform sends beside it (e.g. a correlation id).
+    pub headers: Vec<(String, String)>,
+}
+
+/// The auth endpoints a platform serves (answered by the auth overlay in replay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRoute {
+    /// The OAuth token endpoint.
+    Token,
+    /// NICE's access-key exchange.
+    AccessKey,
+    /// The browser sign-in (authorization code, implicit grant).
+    Authorize,
+    /// OpenID Connect discovery.
+    Discovery,
+    /// The token-signing key set.
+    Jwks,
+}
+
+/// Whether `host` is `domain` or a name below it.
+pub(crate) fn below(host: &str, domain: &str) -> bool {
+    host == domain || (host.ends_with(domain) && host.as_bytes().get(host.len() - domain.len() - 1) == Some(&b'.'))
+}
+
+impl Platform {
+    /// The platform `host` (lower case, no port) belongs to.
+    pub fn of_host(host: &str) -> Platform {
+        if genesys::DOMAINS.iter().any(|d| below(host, d)) {
+            Platform::Genesys
+        } else if nice::DOMAINS.iter().any(|d| below(host, d)) {
+            Platform::Nice
+        } else {
+            Platform::Other
+        }
+    }
+
+    /// Its name in configuration and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Genesys => "genesys",
+            Platform::Nice => "nice",
+            Platform::Other => "other",
+        }
+    }
+
+    /// The DNS domains the platform's hosts live under.
+    pub fn domains(self) -> &'static [&'static str] {
+        match self {
+            Platform::Genesys => genesys::DOMAINS,
+            Platform::Nice => nice::DOMAINS,
+            Platform::Other => &[],
+        }
+    }
+
+    /// An API error in the platform's shape. `context` is a fresh correlation id, used where the
+    /// platform sends one. Hosts of no known platform answer in the Genesys shape.
+    pub fn error(self, e: &ApiError<'_>, context: String) -> ErrorBody {
+        match self {
+            Platform::Nice => nice::error(e),
+            Platform::Genesys | Platform::Other => genesys::error(e, context),
+        }
+    }
+
+    /// An API call's 401 for a bearer the platform does not accept: `code` names why in the
+    /// platform's words where it has them (Genesys), `message` says it to a person.
+    pub fn unauthorized(self, code: &str, message: &str, context: String) -> ErrorBody {
+        match self {
+            Platform::Nice => nice::unauthorized(message),
+            Platform::Genesys | Platform::Other => genesys::error(
+                &ApiError { status: 401, kind: ErrorKind::Code(code), message, details: Value::Array(vec![]) },
+                context,
+            ),
+        }
+    }
+
+    /// An OAuth 2.0 token endpoint's error in the platform's shape.
+    pub fn token_error(self, error: &str, description: &str) -> Value {
+        match self {
+            Platform::Nice => nice::token_error(error, description),
+            Platform::Genesys | Platform::Other => genesys::token_error(error, description),
+        }
+    }
+
+    /// Which auth endpoint a request is for; an empty `method` matches any.
+    pub fn auth_route(self, host: &str, method: &str, path: &str) -> Option<AuthRoute> {
+        let path = path.trim_end_matches('/');
+        match self {
+            Platform::Genesys => genesys::auth_route(host, method, path),
+            Platform::Nice => nice::auth_route(method, path),
+            Platform::Other => None,
+        }
+    }
+
+    /// Whether a request is an API call whose bearer token the platform checks.
+    pub fn checks_bearer(self, host: &str, path: &str) -> bool {
+        match self {
+            Platform::Genesys => genesys::is_api_call(host, path),
+            Platform::Nice => nice::is_api_call(path),
+            Platform::Other => false,
+        }
+    }
+
+    /// An access token's usual lifetime on the platform, in seconds.
+    pub fn default_token_ttl_s(self) -> i64 {
+        match self {
+            Platform::Nice => nice::TOKEN_TTL_S,
+            Platform::Genesys | Platform::Other => genesys::TOKEN_TTL_S,
+        }
+    }
+
+    /// The WebSocket heartbeat interval the platform keeps when the recording shows none, in
+    /// seconds (0: none).
+    pub fn heartbeat_s(self) -> u64 {
+        match self {
+            Platform::Genesys => genesys::HEARTBEAT_S,
+            Platform::Nice | Platform::Other => 0,
+        }
+    }
+}
+
+/// The header an SDK names itself in, before `user-agent` (Genesys SDKs send `purecloud-sdk`):
+/// the index keeps per-version recordings by it.
+pub const SDK_HEADER: &str = genesys::SDK_HEADER;
+
+/// Whether a path is a long poll (NICE agent events): its answer waits for something to happen.
+pub fn is_long_poll(path: &str) -> bool {
+    nice::is_long_poll(path)
+}
+
+/// Whether a request creates a notification channel (Genesys), whose answer's `id` names the
+/// WebSocket session that follows.
+pub fn creates_channel(method: &str, path: &str) -> bool {
+    genesys::creates_channel(method, path)
+}
+
+/// The heartbeat message a platform's notification socket sends (Genesys).
+pub fn heartbeat() -> Value {
+    genesys::heartbeat()
+}
+
+/// Whether a text frame is a heartbeat (dropped on replay, synthesized instead).
+pub fn is_heartbeat(text: &str) -> bool {
+    genesys::is_heartbeat(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_map_to_their_platform() {
+        assert_eq!(Platform::of_host("api.mypurecloud.com"), Platform::Genesys);
+        assert_eq!(Platform::of_host("login.usw2.pure.cloud"), Platform::Genesys);
+        assert_eq!(Platform::of_host("api-na1.niceincontact.com"), Platform::Nice);
+        assert_eq!(Platform::of_host("cxone.niceincontact.com"), Platform::Nice);
+        assert_eq!(Platform::of_host("notpure.cloud"), Platform::Other);
+        assert_eq!(Platform::of_host("example.com"), Platform::Other);
+    }
+
+    #[test]
+    fn each_platform_writes_its_own_error_shape() {
+        let e = ApiError {
+            status: 404,
+            kind: ErrorKind::NotFound { id: "abc" },
+            message: "The requested resource was not found.",
+            details: Value::Array(vec![]),
+        };
+        let g = Platform::Genesys.error(&e, "ctx-1".into());
+        assert_eq!(g.body["code"], "not.found");
+        assert_eq!(g.body["status"], 404);
+        assert_eq!(g.body["contextId"], "ctx-1");
+        assert_eq!(g.headers, vec![("inin-correlation-id".to_string(), "ctx-1".to_string())]);
+        let n = Platform::Nice.error(&e, "ctx-1".into());
+        assert_eq!(n.body, serde_json::json!({"error": "NotFound", "error_description": "No item with id abc."}));
+        assert!(n.headers.is_empty());
+    }
+
+    #[test]
+    fn auth_routes_are_the_platforms_own() {
+        let g = Platform::of_host("login.mypurecloud.com");
+        assert_eq!(g.auth_route("login.mypurecloud.com", "POST", "/oauth/token"), Some(AuthRoute::Token));
+        assert_eq!(g.auth_route("api.mypurecloud.com", "POST", "/oauth/token"), None);
+        let n = Platform::Nice;
+        assert_eq!(n.auth_route("cxone.niceincontact.com", "", "/auth/jwks/"), Some(AuthRoute::Jwks));
+        assert!(n.checks_bearer("api-na1.niceincontact.com", "/incontactapi/services/v27.0/agents"));
+        assert!(!n.checks_bearer("api-na1.niceincontact.com", "/authentication/v1/token/access-key"));
+    }
+}

@@ -1,0 +1,89 @@
+//! NICE CXone: its domains, error bodies, auth endpoints and agent-event long polls.
+
+use serde_json::{json, Value};
+
+use super::{ApiError, AuthRoute, ErrorBody, ErrorKind};
+
+/// Domains of NICE CXone.
+pub(super) const DOMAINS: &[&str] = &["nice-incontact.com", "niceincontact.com"];
+
+/// An access token lives an hour.
+pub(super) const TOKEN_TTL_S: i64 = 3_600;
+
+fn code(kind: ErrorKind<'_>) -> &str {
+    match kind {
+        ErrorKind::BadRequest => "BadRequest",
+        ErrorKind::InvalidState => "InvalidState",
+        ErrorKind::NotFound { .. } => "NotFound",
+        ErrorKind::Gone => "Gone",
+        ErrorKind::InvalidTransition => "InvalidStateTransition",
+        ErrorKind::TooManyRequests => "TooManyRequests",
+        ErrorKind::ServiceUnavailable => "ServiceUnavailable",
+        ErrorKind::Code(c) => c,
+    }
+}
+
+/// `{error, error_description}`; a missing item names its id.
+pub(super) fn error(e: &ApiError<'_>) -> ErrorBody {
+    let description = match e.kind {
+        ErrorKind::NotFound { id } => format!("No item with id {id}."),
+        _ => e.message.to_string(),
+    };
+    ErrorBody {
+        status: e.status,
+        body: json!({"error": code(e.kind), "error_description": description}),
+        headers: vec![],
+    }
+}
+
+/// A bearer refused: `invalid_token`, said again in `WWW-Authenticate`.
+pub(super) fn unauthorized(message: &str) -> ErrorBody {
+    ErrorBody {
+        status: 401,
+        body: json!({"error": "invalid_token", "error_description": message}),
+        headers: vec![(
+            "www-authenticate".to_string(),
+            format!("Bearer error=\"invalid_token\", error_description=\"{message}\""),
+        )],
+    }
+}
+
+/// The token endpoint writes `error` and `error_description`.
+pub(super) fn token_error(error: &str, description: &str) -> Value {
+    json!({"error": error, "error_description": description})
+}
+
+/// Auth paths (any host): sign-in, tokens, discovery, keys.
+pub(super) fn is_auth_path(p: &str) -> bool {
+    p.contains("/authentication/")
+        || p.starts_with("/auth/")
+        || p.starts_with("/.well-known/")
+        || p == "/auth"
+        || p.starts_with("/incontactauthorizationserver/")
+}
+
+/// The auth endpoints: OAuth token and authorize, discovery, the key set, the access-key exchange.
+pub(super) fn auth_route(method: &str, path: &str) -> Option<AuthRoute> {
+    let m = |want: &str| method.is_empty() || method == want;
+    match path {
+        "/auth/token" if m("POST") => Some(AuthRoute::Token),
+        "/auth/authorize" if m("GET") => Some(AuthRoute::Authorize),
+        "/.well-known/openid-configuration" if m("GET") => Some(AuthRoute::Discovery),
+        "/auth/jwks" if m("GET") => Some(AuthRoute::Jwks),
+        p if m("POST") && p.to_ascii_lowercase().ends_with("/authentication/v1/token/access-key") => {
+            Some(AuthRoute::AccessKey)
+        }
+        _ => None,
+    }
+}
+
+/// API calls: `/incontactapi/` and `/api/` paths that are not auth paths.
+pub(super) fn is_api_call(path: &str) -> bool {
+    let p = path.to_ascii_lowercase();
+    !is_auth_path(&p) && (p.starts_with("/incontactapi/") || p.starts_with("/api/"))
+}
+
+/// The agent-event poll waits until an event happens.
+pub(super) fn is_long_poll(path: &str) -> bool {
+    path.ends_with("/get-next-event")
+}
