@@ -413,7 +413,7 @@ fn same_shape(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.chars().map(class).eq(b.chars().map(class))
 }
 
-fn compare(e: &Exchange, got: Result<Got, String>, journal: &[crate::proxy::JournalEntry]) -> Option<Difference> {
+fn compare(e: &Exchange, got: Result<Got, String>, journal: &[crate::journal::JournalEntry]) -> Option<Difference> {
     let marker = crate::cassette::redact::MARKER;
     let last = journal.last();
     let mut diffs = Vec::new();

@@ -232,6 +232,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Milliseconds on the process's monotonic clock, comparable across sessions and requests.
+pub fn mono_ms() -> u64 {
+    ORIGIN.get_or_init(Clock::instant).elapsed().as_millis() as u64
+}
+
+static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 #[cfg(test)]
 mod tests {
     use super::*;

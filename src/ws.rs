@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::cassette::{Anchor, Body, Dir, Frame, FrameKind, Index};
+use crate::clock::mono_ms;
 use crate::clock::Clock;
 use crate::config::{OnFull, WsConfig};
 use crate::overlay::Ids;
@@ -219,13 +220,6 @@ pub async fn record(
     tracing::info!(session, frames = n, "WebSocket session recorded");
 }
 
-/// Milliseconds on the process's monotonic clock, comparable across sessions and requests.
-pub fn mono_ms() -> u64 {
-    ORIGIN.get_or_init(Clock::instant).elapsed().as_millis() as u64
-}
-
-static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-
 // ---------------------------------------------------------------------------------------------
 // Replay
 
@@ -377,7 +371,7 @@ pub struct Hub {
     served: Notify,
     timer: Arc<Timer>,
     ids: Arc<Ids>,
-    journal: Arc<crate::proxy::Journal>,
+    journal: Arc<crate::journal::Journal>,
     faults: Option<Arc<crate::overlay::faults::Faults>>,
 }
 
@@ -438,7 +432,7 @@ impl Hub {
         frames: Vec<Frame>,
         timer: Arc<Timer>,
         ids: Arc<Ids>,
-        journal: Arc<crate::proxy::Journal>,
+        journal: Arc<crate::journal::Journal>,
         faults: Option<Arc<crate::overlay::faults::Faults>>,
     ) -> Hub {
         Hub {

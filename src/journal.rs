@@ -1,0 +1,194 @@
+//! The journal: how each request was answered, the most recent entries in a bounded ring, shared
+//! by the HTTP and WebSocket sides (it sits below both). And who made a request, as a key.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// How one request was answered, as the journal reports it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct JournalEntry {
+    /// Order of arrival.
+    pub seq: u64,
+    /// Method.
+    pub method: String,
+    /// Host.
+    pub host: String,
+    /// Path.
+    pub path: String,
+    /// Status answered.
+    pub status: u16,
+    /// `hit`, `miss`, `upstream`, or `callvcr` for callvcr's own refusals (oversized, not intercepted).
+    pub answered_by: String,
+    /// What else is worth knowing: `passthrough` (forwarded, not recorded), `upstream-error:<kind>`,
+    /// `request-too-large`, `bad-request`, `not-intercepted`, `cassette-write-failed`, `websocket-replay-unsupported`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The journal: the most recent answers, shared by the HTTP and WebSocket sides.
+#[derive(Debug, Default)]
+pub struct Journal {
+    /// One ring per thread shard (see `crate::sharded`): threads noting answers at once do not
+    /// wait on one lock; the entries are merged by sequence number when read.
+    rings: crate::sharded::PerThread<Mutex<Ring>>,
+    seq: AtomicU64,
+}
+
+/// Bytes of an entry's texts kept in its slot; longer entries keep them on the heap.
+const INLINE: usize = 176;
+
+/// One journal entry as kept: method, host, path, answered-by and detail one after another in the
+/// slot itself. Noting an answer only writes its slot (no read of what the slot held before, no
+/// allocation), so a busy replay does not wait on memory the journal last touched long ago.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    seq: u64,
+    status: u16,
+    /// Where method, host, path and answered-by end in the text.
+    ends: [u16; 4],
+    /// Length of the whole text; `u16::MAX` when it lives on the heap.
+    len: u16,
+    detail: bool,
+    inline: [u8; INLINE],
+}
+
+/// The most recent [`JOURNAL_CAP`] slots, oldest overwritten first.
+#[derive(Debug, Default)]
+struct Ring {
+    slots: Vec<Slot>,
+    /// Texts too long for their slot, by slot.
+    long: std::collections::HashMap<usize, (String, [usize; 4])>,
+    /// The slot written next.
+    next: usize,
+}
+
+impl Ring {
+    fn push(&mut self, seq: u64, status: u16, parts: [&str; 4], detail: Option<&str>) {
+        let total: usize = parts.iter().map(|p| p.len()).sum::<usize>() + detail.map_or(0, str::len);
+        let mut slot = Slot { seq, status, ends: [0; 4], len: 0, detail: detail.is_some(), inline: [0; INLINE] };
+        let at = self.next;
+        if total <= INLINE {
+            let mut n = 0;
+            for (i, p) in parts.iter().enumerate() {
+                slot.inline[n..n + p.len()].copy_from_slice(p.as_bytes());
+                n += p.len();
+                slot.ends[i] = n as u16;
+            }
+            let d = detail.unwrap_or("");
+            slot.inline[n..n + d.len()].copy_from_slice(d.as_bytes());
+            slot.len = (n + d.len()) as u16;
+            if !self.long.is_empty() {
+                self.long.remove(&at);
+            }
+        } else {
+            let mut text = String::with_capacity(total);
+            let mut ends = [0; 4];
+            for (i, p) in parts.iter().enumerate() {
+                text.push_str(p);
+                ends[i] = text.len();
+            }
+            text.push_str(detail.unwrap_or(""));
+            slot.len = u16::MAX;
+            self.long.insert(at, (text, ends));
+        }
+        if at == self.slots.len() {
+            self.slots.push(slot);
+        } else {
+            self.slots[at] = slot;
+        }
+        self.next = (at + 1) % JOURNAL_CAP;
+    }
+
+    fn entry(&self, at: usize) -> JournalEntry {
+        let s = &self.slots[at];
+        let (text, ends): (&str, [usize; 4]) = match self.long.get(&at) {
+            Some((t, e)) if s.len == u16::MAX => (t.as_str(), *e),
+            _ => (std::str::from_utf8(&s.inline[..s.len as usize]).unwrap_or(""), s.ends.map(usize::from)),
+        };
+        let [a, b, c, d] = ends;
+        let part = |from: usize, to: usize| text.get(from..to).unwrap_or("").to_string();
+        JournalEntry {
+            seq: s.seq,
+            method: part(0, a),
+            host: part(a, b),
+            path: part(b, c),
+            status: s.status,
+            answered_by: part(c, d),
+            detail: s.detail.then(|| part(d, text.len())),
+        }
+    }
+}
+
+impl Journal {
+    /// Notes one answer.
+    pub fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut ring = self.rings.mine().lock().unwrap_or_else(|e| e.into_inner());
+        ring.push(seq, status, [method, host, path, answered_by], detail);
+    }
+
+    /// A copy of the last [`JOURNAL_CAP`] entries, oldest first.
+    pub fn entries(&self) -> Vec<JournalEntry> {
+        let mut out = Vec::new();
+        for r in self.rings.all() {
+            let ring = r.lock().unwrap_or_else(|e| e.into_inner());
+            let n = ring.slots.len();
+            let first = if n < JOURNAL_CAP { 0 } else { ring.next };
+            out.extend((0..n).map(|k| ring.entry((first + k) % n.max(1))));
+        }
+        out.sort_by_key(|e| e.seq);
+        let extra = out.len().saturating_sub(JOURNAL_CAP);
+        out.drain(..extra);
+        out
+    }
+
+    /// Empties it.
+    pub fn clear(&self) {
+        for r in self.rings.all() {
+            *r.lock().unwrap_or_else(|e| e.into_inner()) = Ring::default();
+        }
+        self.seq.store(0, Ordering::SeqCst);
+    }
+}
+
+/// The journal keeps the most recent entries only, so a long replay does not grow without bound.
+pub const JOURNAL_CAP: usize = 10_000;
+
+/// Who made a request, for anchoring frames: the bearer token's hash, or empty (anyone).
+pub fn client_key(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| format!("{:016x}", crate::cassette::fingerprint::fnv1a(v.trim().as_bytes())))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_keeps_the_last_entries_short_and_long() {
+        let j = Journal::default();
+        let long = format!("/api/v2/{}", "x".repeat(300));
+        for i in 0..JOURNAL_CAP + 5 {
+            let path = if i % 1000 == 7 { long.clone() } else { format!("/api/v2/users/{i}") };
+            let detail = (i % 2 == 0).then(|| format!("d{i}"));
+            j.note("GET", "api.mypurecloud.com", &path, 200, "hit", detail.as_deref());
+        }
+        let e = j.entries();
+        assert_eq!(e.len(), JOURNAL_CAP);
+        assert_eq!((e[0].seq, e[JOURNAL_CAP - 1].seq), (6, JOURNAL_CAP as u64 + 5));
+        assert_eq!((e[0].path.as_str(), e[0].detail.as_deref()), ("/api/v2/users/5", None));
+        let last = &e[JOURNAL_CAP - 1];
+        assert_eq!((last.method.as_str(), last.host.as_str()), ("GET", "api.mypurecloud.com"));
+        assert_eq!((last.path.as_str(), last.answered_by.as_str()), ("/api/v2/users/10004", "hit"));
+        assert_eq!(last.detail.as_deref(), Some("d10004"));
+        let l = e.iter().find(|x| x.seq == 1008).unwrap();
+        assert_eq!((l.path.as_str(), l.detail.as_deref()), (long.as_str(), None));
+        j.clear();
+        j.note("POST", "h", "/p", 500, "miss", Some("why"));
+        let e = j.entries();
+        assert_eq!((e.len(), e[0].seq, e[0].detail.as_deref()), (1, 1, Some("why")));
+    }
+}

@@ -1,0 +1,660 @@
+//! One intercepted request, answered: from the cassette (replay), from the upstream and stored
+//! (record), or as an explained miss. Listeners hand requests here with the target already known.
+//!
+//! - `mod.rs`: the proxy's shared state and the dispatch of one request (overlays first, then the
+//!   cassette lookup);
+//! - `replay.rs`: answers from the cassette (hits, long polls, misses explained, WebSocket replay);
+//! - `record.rs`: forwarding upstream and storing what it answers;
+//! - `upgrade.rs`: WebSocket handshakes in both modes;
+//! - `respond.rs`: response writing and the helpers every path shares.
+
+mod failure;
+mod record;
+mod replay;
+mod respond;
+mod upgrade;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::cassette::index::{describe, Prepared};
+use crate::cassette::{Body, Exchange, Index, Matcher, RecordedRequest, RecordedResponse, Redactor, Store};
+use crate::clock::{parse_rfc3339, rfc3339_ms, Clock};
+use crate::config::Config;
+use crate::overlay::faults::Cut;
+use crate::overlay::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlays, Recorded};
+use crate::timer::Timer;
+use crate::upstream::{FailureKind, Upstream, UpstreamError};
+
+use crate::journal::client_key;
+pub use crate::journal::{Journal, JournalEntry, JOURNAL_CAP};
+pub use failure::{Failure, Side};
+use record::*;
+pub use replay::replay_response;
+use replay::*;
+use respond::*;
+pub use respond::{decoded_body, json_response, strip_hop_by_hop, CutPlan, CutSwitch, CLOCK_HEADER};
+use upgrade::*;
+
+/// How the proxy answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward everything and store it.
+    Record,
+    /// Replay what matches, forward and store what misses.
+    RecordMissing,
+    /// Answer from the cassette only; never touch the network.
+    Replay,
+}
+
+impl Mode {
+    /// The name reported by the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Record => "record",
+            Mode::RecordMissing => "record-missing",
+            Mode::Replay => "replay",
+        }
+    }
+}
+
+/// Where an intercepted request is going.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    /// Lower-case host name, without port.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `host`, or `host:port` when the port is not the scheme's default.
+    authority: String,
+}
+
+impl Target {
+    /// The target `host` (lower-case, without port) on `port`, reached over `scheme`.
+    pub fn new(scheme: &'static str, host: String, port: u16) -> Target {
+        let default = if scheme == "https" { 443 } else { 80 };
+        let authority = if port == default { host.clone() } else { format!("{host}:{port}") };
+        Target { scheme, host, port, authority }
+    }
+
+    /// `host` or `host:port` when the port is not the scheme's default.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+}
+
+/// Counters for the summary and the status line.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Replay hits (counted per thread: every hit adds one).
+    pub hits: crate::sharded::Counter,
+    /// Replay misses.
+    pub misses: AtomicU64,
+    /// Exchanges stored.
+    pub recorded: AtomicU64,
+    /// Requests forwarded without recording.
+    pub passthrough: AtomicU64,
+    /// Upstream failures.
+    pub upstream_errors: AtomicU64,
+    /// WebSocket frames stored.
+    pub frames: AtomicU64,
+}
+
+/// The response body type used throughout.
+pub type ProxyBody = Full<Bytes>;
+
+/// Shared state of a running proxy.
+pub struct Proxy {
+    /// How to answer.
+    pub mode: Mode,
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Fingerprinting (with redaction).
+    pub matcher: Matcher,
+    /// Replay index (empty in plain record mode).
+    pub index: crate::sharded::ReadMostly<Arc<Index>>,
+    /// Where recordings go.
+    pub store: Option<Arc<Store>>,
+    /// The upstream client (record modes only).
+    pub upstream: Option<Upstream>,
+    /// Virtual time.
+    pub clock: Arc<Clock>,
+    /// Waiting on virtual time; every change to the clock goes through it.
+    pub timer: Arc<Timer>,
+    /// Ids callvcr invents.
+    pub ids: Arc<Ids>,
+    /// The overlays (replay only).
+    pub overlays: Overlays,
+    /// Where named cassettes live, for switching cassettes through the admin API.
+    pub cassettes_dir: Option<std::path::PathBuf>,
+    recorded: Recorded,
+    /// WebSocket replay: recorded frames, live sessions, pushed events.
+    pub ws: Arc<crate::ws::Hub>,
+    /// Record mode: per client (bearer), the last REST exchange started: (sequence, monotonic ms).
+    recent_rest: Mutex<HashMap<String, (u64, u64)>>,
+    /// Record mode: Genesys notification channel id → the client that created it.
+    channel_owner: Mutex<HashMap<String, String>>,
+    /// Long polls waiting for the request that caused their events.
+    poll_waiters: std::sync::atomic::AtomicUsize,
+    /// Counters.
+    pub stats: Stats,
+    /// Name of the cassette in use.
+    pub cassette_name: RwLock<String>,
+    /// How each request was answered.
+    pub journal: Arc<Journal>,
+    missed: Mutex<Vec<String>>,
+    /// Woken when the state overlay may have a new deadline (a move, a session, a reset).
+    state_changed: Arc<tokio::sync::Notify>,
+    /// The state overlay's generation the state clock last looked at.
+    state_seen: AtomicU64,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("mode", &self.mode).finish_non_exhaustive()
+    }
+}
+
+use crate::cassette::model::HOP_BY_HOP;
+
+impl Proxy {
+    /// A proxy in `mode` over `index`, recording into `store` through `upstream` where given.
+    pub fn new(
+        mode: Mode,
+        config: Arc<Config>,
+        index: Arc<Index>,
+        store: Option<Arc<Store>>,
+        upstream: Option<Upstream>,
+        clock: Arc<Clock>,
+        cassette_name: String,
+    ) -> Proxy {
+        let matcher = Matcher::new(&config.matching, Redactor::new(&config.redact));
+        let recorded = recorded_errors(&index);
+        let timer = Arc::new(Timer::new(clock.clone()));
+        let ids = Arc::new(Ids::new(config.seed));
+        let journal = Arc::new(Journal::default());
+        let ws = Arc::new(crate::ws::Hub::new(
+            config.ws.clone(),
+            config.ws_speed,
+            Vec::new(),
+            timer.clone(),
+            ids.clone(),
+            journal.clone(),
+            None,
+        ));
+        Proxy {
+            mode,
+            ws,
+            recent_rest: Mutex::new(HashMap::new()),
+            channel_owner: Mutex::new(HashMap::new()),
+            poll_waiters: std::sync::atomic::AtomicUsize::new(0),
+            matcher,
+            index: crate::sharded::ReadMostly::new(index),
+            store,
+            upstream,
+            timer,
+            ids,
+            overlays: Overlays::none(),
+            cassettes_dir: None,
+            recorded,
+            config,
+            clock,
+            stats: Stats::default(),
+            cassette_name: RwLock::new(cassette_name),
+            journal,
+            missed: Mutex::new(Vec::new()),
+            state_changed: Arc::new(tokio::sync::Notify::new()),
+            state_seen: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// The virtual clock and its waiters.
+    pub fn timer(&self) -> &Arc<Timer> {
+        &self.timer
+    }
+
+    /// Switches the overlays on (replay), sharing `ids` with them.
+    pub fn with_overlays(mut self, overlays: Overlays, ids: Arc<Ids>) -> Proxy {
+        self.ws = Arc::new(crate::ws::Hub::new(
+            self.config.ws.clone(),
+            self.config.ws_speed,
+            Vec::new(),
+            self.timer.clone(),
+            ids.clone(),
+            self.journal.clone(),
+            overlays.faults.clone(),
+        ));
+        self.overlays = overlays;
+        self.ids = ids;
+        self
+    }
+
+    /// The recorded WebSocket frames replay plays.
+    pub fn with_frames(self, frames: Vec<crate::cassette::Frame>) -> Proxy {
+        self.ws.set_frames(frames);
+        self
+    }
+
+    /// Lets the admin API switch to other cassettes under `dir`.
+    pub fn with_cassettes_dir(mut self, dir: std::path::PathBuf) -> Proxy {
+        self.cassettes_dir = Some(dir);
+        self
+    }
+
+    /// Replaces the replay index (a cassette switch) and resets everything.
+    pub fn set_index(&self, index: Arc<Index>, frames: Vec<crate::cassette::Frame>, name: String) {
+        self.ws.set_frames(frames);
+        if let Some(v) = &self.overlays.validate {
+            v.learn(&index);
+        }
+        if let Some(s) = &self.overlays.state {
+            s.learn(&index);
+        }
+        if let Some(c) = &self.overlays.crud {
+            c.learn(&index);
+        }
+        let recorded = recorded_errors(&index);
+        self.index.set(index);
+        self.recorded.replace(recorded);
+        *self.cassette_name.write().unwrap_or_else(|e| e.into_inner()) = name;
+        self.reset();
+    }
+
+    /// Recorded exchanges never replayed (`METHOD host/path?query`), leaving out those an overlay
+    /// answers in their place.
+    pub fn unused(&self) -> Vec<String> {
+        let idx = self.index();
+        idx.unused()
+            .into_iter()
+            .filter(|h| {
+                let host = h.host.split(':').next().unwrap_or("").to_ascii_lowercase();
+                !self.overlays.pipeline.owns(&host, h.path)
+            })
+            .map(|h| h.describe())
+            .collect()
+    }
+
+    /// The current replay index.
+    pub fn index(&self) -> Arc<Index> {
+        self.index.read().clone()
+    }
+
+    /// A copy of the journal.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        self.journal.entries()
+    }
+
+    /// Requests that missed, described.
+    pub fn missed(&self) -> Vec<String> {
+        self.missed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Back to the start: FIFO positions rewound, overlays, ids and the clock back to their start
+    /// state, journal and counters cleared.
+    pub fn reset(&self) {
+        self.index().rewind();
+        self.overlays.pipeline.reset();
+        self.ids.reset();
+        self.timer.reset();
+        if let Some(f) = &self.overlays.faults {
+            f.restart(self.timer.now_ms());
+        }
+        self.journal.clear();
+        self.missed.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.state_changed.notify_waiters();
+        self.stats.hits.reset();
+        for c in [&self.stats.misses, &self.stats.passthrough, &self.stats.upstream_errors] {
+            c.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a TLS handshake for `host` is refused by an injected fault (replay only); journaled.
+    pub fn refuse_tls(&self, host: &str) -> bool {
+        let Some(f) = self.overlays.faults.as_ref().filter(|_| self.mode == Mode::Replay) else { return false };
+        match f.refuse_tls(host, self.timer.now_ms()) {
+            Some(rule) => {
+                tracing::warn!(%host, rule = %rule, "injected fault: TLS handshake refused for {host}");
+                self.note("TLS", host, "", 0, "fault:tls", Some(&format!("tls:{rule}")));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
+        self.journal.note(method, host, path, status, answered_by, detail)
+    }
+
+    /// Answers one request bound for `target`.
+    /// `switch` lets an injected fault cut the connection the request came on.
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        target: Arc<Target>,
+        switch: Option<Arc<CutSwitch>>,
+    ) -> Response<ProxyBody> {
+        let r = self.handle_request(req, &target, switch).await;
+        if self.overlays.state.is_some() {
+            self.state_moved().await;
+        }
+        r
+    }
+
+    /// Delivers the events state moves made and wakes the state clock (a request or an admin call
+    /// may have moved something, or set a new deadline).
+    pub async fn state_moved(&self) {
+        let Some(state) = &self.overlays.state else { return };
+        if state.has_events() {
+            // Boxed: rare, and its future would otherwise sit in every request's.
+            Box::pin(self.deliver_state_events()).await;
+        }
+        // Wake the state clock only when a session appeared or moved, not on every request.
+        let g = state.generation();
+        // Read first: most requests move nothing, and a write would bounce the line between cores.
+        if self.state_seen.load(Ordering::Acquire) != g && self.state_seen.swap(g, Ordering::AcqRel) != g {
+            self.state_changed.notify_waiters();
+        }
+    }
+
+    /// Delivers the events state moves made: Genesys notification topics get them now; NICE events
+    /// wait in the overlay for the next long poll.
+    async fn deliver_state_events(&self) {
+        let Some(state) = &self.overlays.state else { return };
+        for e in state.take_events() {
+            let ids = self.ids.clone();
+            let n = self
+                .ws
+                .publish(
+                    |topic| e.wants(topic),
+                    |topic| {
+                        json!({
+                            "topicName": topic,
+                            "version": "2",
+                            "eventBody": e.body,
+                            "metadata": {"CorrelationId": ids.uuid()},
+                        })
+                    },
+                )
+                .await;
+            tracing::debug!(conversation = %e.conversation, delivered = n, "state event published");
+        }
+    }
+
+    /// Runs the state overlay's clock: carries out delayed moves and timeouts when virtual time
+    /// reaches them, and delivers their events. Ends when the proxy is dropped.
+    pub fn start_state_clock(self: &Arc<Self>) {
+        if self.overlays.state.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let timer = self.timer.clone();
+        let wake = self.state_changed.clone();
+        let state = self.overlays.state.clone().expect("checked above");
+        tokio::spawn(async move {
+            loop {
+                let changed = wake.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let deadline = state.next_deadline();
+                match deadline {
+                    Some(d) => tokio::select! {
+                        _ = timer.sleep_until(d) => {}
+                        _ = &mut changed => {}
+                    },
+                    None => changed.await,
+                }
+                let Some(p) = weak.upgrade() else { return };
+                state.tick(timer.now_ms());
+                p.deliver_state_events().await;
+            }
+        });
+    }
+
+    async fn handle_request(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        target: &Target,
+        switch: Option<Arc<CutSwitch>>,
+    ) -> Response<ProxyBody> {
+        let host = target.authority();
+        let configured = self.config.is_configured_host(&target.host);
+
+        if is_upgrade(req.headers()) {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            let (parts, _) = req.into_parts();
+            // Cold paths are boxed, so the hot request future stays small (it is moved per request).
+            return Box::pin(self.clone().handle_upgrade(parts, on_upgrade, target.clone())).await;
+        }
+
+        let (parts, body) = req.into_parts();
+        // Borrowed from the request head: no copies on the hit path.
+        let (method, path, query) = (parts.method.as_str(), parts.uri.path(), parts.uri.query());
+        // A request without a body (most reads) needs no read timer.
+        let bytes = if hyper::body::Body::is_end_stream(&body) {
+            Bytes::new()
+        } else {
+            // Boxed: a body's read state would otherwise sit in every request's future.
+            match Box::pin(self.read_body(body, method, host, path)).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            }
+        };
+
+        // Overlays first (replay only): they may answer in the platform's place.
+        let mut ctx = Ctx::default();
+        let mut reset: Option<(Arc<CutSwitch>, String)> = None;
+        let mut fault_mark: Option<String> = None;
+        if self.mode == Mode::Replay && configured && !self.overlays.pipeline.is_empty() {
+            let pinned = match parts.headers.get(CLOCK_HEADER) {
+                None => None,
+                Some(v) => match v.to_str().ok().and_then(parse_rfc3339) {
+                    Some(t) => Some(t),
+                    None => {
+                        let message = format!(
+                            "{CLOCK_HEADER}: `{}` is not an RFC 3339 time (expected e.g. 2026-01-05T09:00:00Z)",
+                            String::from_utf8_lossy(v.as_bytes())
+                        );
+                        let f = Failure::request(
+                            StatusCode::BAD_REQUEST,
+                            "callvcr.clock.header",
+                            message,
+                            "bad-clock-header",
+                        );
+                        return self.refuse(f, method, host, path);
+                    }
+                },
+            };
+            ctx.now_ms = pinned.unwrap_or_else(|| self.timer.now_ms());
+            let call = Call {
+                method: parts.method.as_str(),
+                host: &target.host,
+                path,
+                query,
+                headers: &parts.headers,
+                body: &bytes,
+            };
+            // The recorded answer this request would get, looked at only when an overlay asks.
+            let peek = || {
+                let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
+                self.index.read().peek_by_key(key, sdk_of(&parts.headers))
+            };
+            let mut from = 0;
+            // (The evidence is made per round: it is not kept across a wait.)
+            loop {
+                let next = {
+                    let ev = Evidence::new(&self.recorded, &peek);
+                    self.overlays.pipeline.on_request(from, &call, &mut ctx, &ev)
+                };
+                let Some((pos, name, decision)) = next else { break };
+                match decision {
+                    Decision::Answer(a) => {
+                        if let Some(t) = a.not_before_ms {
+                            Box::pin(self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64)).await;
+                        }
+                        let by = answered_by(name, &a.detail);
+                        if name == "faults" {
+                            tracing::warn!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "injected fault");
+                        } else {
+                            tracing::info!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "overlay answered");
+                        }
+                        self.note(method, host, path, a.status, &by, Some(&a.detail));
+                        if ctx.took_recording {
+                            // Answered in the place of the recording: the next request gets the one after it.
+                            let key = self.matcher.key_parts(
+                                method,
+                                host,
+                                path,
+                                query,
+                                |h| header_of(&parts.headers, h),
+                                &bytes,
+                            );
+                            let _ = self.index.read().next_by_key(key, sdk_of(&parts.headers));
+                        }
+                        return overlay_response(a, &ctx.response_headers);
+                    }
+                    Decision::RetryAt(t) => {
+                        // A queued request: wait (on virtual time) and ask the same overlay again.
+                        Box::pin(self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64)).await;
+                        ctx.now_ms = if pinned.is_some() { t } else { self.timer.now_ms().max(t) };
+                        from = pos;
+                    }
+                    Decision::Delay(t, detail) => {
+                        tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: latency of {} ms (virtual)", t - ctx.now_ms);
+                        Box::pin(self.timer.sleep_ms((t - ctx.now_ms).max(0) as u64)).await;
+                        ctx.now_ms = if pinned.is_some() { t } else { self.timer.now_ms().max(t) };
+                        fault_mark = Some(detail);
+                        from = pos + 1;
+                    }
+                    Decision::Hang(detail) => {
+                        tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: holding the request until the client gives up");
+                        self.note(method, host, path, 0, "fault:hang", Some(&detail));
+                        std::future::pending::<()>().await;
+                    }
+                    Decision::Cut(cut, detail) => {
+                        let Some(switch) = &switch else {
+                            tracing::error!("cannot cut this connection (no switch on it); answering normally");
+                            from = pos + 1;
+                            continue;
+                        };
+                        if cut == Cut::Reset {
+                            // Cut half way through the real answer, once it is known.
+                            reset = Some((switch.clone(), detail));
+                            from = pos + 1;
+                            continue;
+                        }
+                        tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: {} the connection", cut.as_str());
+                        self.note(method, host, path, 0, &format!("fault:{}", cut.as_str()), Some(&detail));
+                        switch.arm(if cut == Cut::Close { CutPlan::Close } else { CutPlan::Malformed });
+                        return Response::new(Full::new(Bytes::new()));
+                    }
+                    Decision::Continue => break,
+                }
+            }
+        }
+        if let Some((switch, detail)) = reset {
+            let seen = Seen { method, path, query, host, configured };
+            let looked = self.look_up(&parts, &bytes, target, &seen, &ctx, None);
+            let r = Box::pin(self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, None, looked)).await;
+            tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: reset mid-response");
+            self.note(method, host, path, r.status().as_u16(), "fault:reset", Some(&detail));
+            switch.arm(CutPlan::After(wire_size(&r) / 2));
+            return r;
+        }
+        let seen = Seen { method, path, query, host, configured };
+        let mark = fault_mark.as_deref();
+        match self.look_up(&parts, &bytes, target, &seen, &ctx, mark) {
+            Lookup::Answered(r) => r,
+            // Boxed: the slower paths' state stays out of every request's future.
+            looked => Box::pin(self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, mark, looked)).await,
+        }
+    }
+
+    /// Reads a request body within the size limit and the read timeout; the answer to send when
+    /// it cannot (413, 400, or 408 closing the connection).
+    async fn read_body(
+        &self,
+        body: Incoming,
+        method: &str,
+        host: &str,
+        path: &str,
+    ) -> Result<Bytes, Response<ProxyBody>> {
+        let limit = self.config.limits.max_body_bytes;
+        let read_ms = self.config.limits.read_timeout_ms;
+        let collected =
+            tokio::time::timeout(std::time::Duration::from_millis(read_ms), Limited::new(body, limit).collect());
+        let Ok(collected) = collected.await else {
+            // A client trickling its body (slowloris) gives up its connection slot.
+            let msg = format!("the request body did not arrive within {read_ms} ms (limits.read_timeout_ms)");
+            let mut f =
+                Failure::request(StatusCode::REQUEST_TIMEOUT, "callvcr.request.timeout", msg, "request-timeout");
+            f.close = true;
+            return Err(self.refuse(f, method, host, path));
+        };
+        match collected {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) => {
+                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let f = if too_large {
+                    Failure::request(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "callvcr.request.too_large",
+                        format!("request body over the {limit}-byte limit (limits.max_body_bytes)"),
+                        "request-too-large",
+                    )
+                } else {
+                    Failure::request(
+                        StatusCode::BAD_REQUEST,
+                        "callvcr.request.body",
+                        format!("could not read the request body: {e}"),
+                        "bad-request",
+                    )
+                };
+                Err(self.refuse(f, method, host, path))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_round_trips_through_storage() {
+        let raw = b"{\"hello\":\"world\"}";
+        let gz = crate::cassette::model::encode("gzip", raw);
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        let stored = stored_body(&h, Bytes::from(gz));
+        assert_eq!(&stored.bytes[..], raw);
+        assert_eq!(stored.encoding.as_deref(), Some("gzip"));
+        let served = replay_response(&RecordedResponse {
+            status: 200,
+            headers: vec![("content-encoding".into(), "gzip".into())],
+            body: stored,
+        });
+        assert_eq!(served.headers()["content-encoding"], "gzip");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("host", HeaderValue::from_static("api.mypurecloud.com"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("host"));
+    }
+}

@@ -1,0 +1,263 @@
+//! The record path: a request forwarded to the platform over verified TLS, its answer read within
+//! the limits, stored (redacted, secrets as verifiers) before it is relayed.
+
+use super::*;
+
+impl Proxy {
+    pub(super) fn upstream_failure(
+        &self,
+        e: &UpstreamError,
+        method: &str,
+        host: &str,
+        path: &str,
+    ) -> Response<ProxyBody> {
+        self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        self.refuse(Failure::upstream(e, host), method, host, path)
+    }
+
+    pub(super) async fn forward(
+        &self,
+        method: Method,
+        headers: HeaderMap,
+        live: RecordedRequest,
+        bytes: Bytes,
+        target: Target,
+        configured: bool,
+    ) -> Response<ProxyBody> {
+        let Some(upstream) = &self.upstream else {
+            return no_upstream();
+        };
+        let uri = format!(
+            "{}://{}{}{}",
+            target.scheme,
+            target.authority(),
+            live.path,
+            live.query.as_ref().map(|q| format!("?{q}")).unwrap_or_default()
+        );
+        let mut builder = Request::builder().method(method).uri(&uri);
+        if let Some(h) = builder.headers_mut() {
+            *h = headers;
+        }
+        let up_req = match builder.body(Full::new(bytes)) {
+            Ok(r) => r,
+            Err(e) => {
+                let f = Failure::request(
+                    StatusCode::BAD_REQUEST,
+                    "callvcr.request.forward",
+                    format!("cannot forward this request: {e}"),
+                    "bad-request",
+                );
+                return self.refuse(f, &live.method, &live.host, &live.path);
+            }
+        };
+        let started = Clock::instant();
+        let seq = self.store.as_ref().map(|st| st.allocate_seq()).unwrap_or(0);
+        let client = client_key(&live.headers);
+        self.recent_rest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(client.clone(), (seq, crate::clock::mono_ms()));
+        self.recent_rest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(String::new(), (seq, crate::clock::mono_ms()));
+        let resp = match upstream.send(up_req).await {
+            Ok(r) => r,
+            Err(e) => return self.upstream_failure(&e, &live.method, &live.host, &live.path),
+        };
+        let (mut rparts, rbody) = resp.into_parts();
+        let rbytes = match self.upstream_body(rbody, &target.host).await {
+            Ok(b) => b,
+            Err(err) => return self.upstream_failure(&err, &live.method, &live.host, &live.path),
+        };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        strip_hop_by_hop(&mut rparts.headers);
+        let status = rparts.status.as_u16();
+
+        let record = configured && !self.config.is_ignored(&target.host, &live.path);
+        if record {
+            if crate::platform::creates_channel(&live.method, &live.path) {
+                if let Some(id) = serde_json::from_slice::<serde_json::Value>(&rbytes)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(String::from))
+                {
+                    let mut owners = self.channel_owner.lock().unwrap_or_else(|e| e.into_inner());
+                    if owners.len() > 10_000 {
+                        owners.clear();
+                    }
+                    owners.insert(id, client.clone());
+                }
+            }
+            if let Err(refused) =
+                self.record_or_refuse(seq, live.clone(), status, &rparts.headers, rbytes.clone(), duration_ms).await
+            {
+                return refused;
+            }
+            self.note(&live.method, &live.host, &live.path, status, "upstream", None);
+        } else {
+            self.stats.passthrough.fetch_add(1, Ordering::Relaxed);
+            self.note(&live.method, &live.host, &live.path, status, "upstream", Some("passthrough"));
+        }
+        let mut r = Response::new(Full::new(rbytes));
+        *r.status_mut() = rparts.status;
+        *r.headers_mut() = rparts.headers;
+        r.headers_mut().remove(http::header::CONTENT_LENGTH);
+        r
+    }
+
+    /// An upstream answer's body, read as the record path reads every body: at most
+    /// `limits.max_body_bytes`, within `upstream_timeout_ms`.
+    pub(super) async fn upstream_body(&self, body: hyper::body::Incoming, host: &str) -> Result<Bytes, UpstreamError> {
+        let limit = self.config.limits.max_body_bytes;
+        let deadline = std::time::Duration::from_millis(self.config.upstream_timeout_ms);
+        match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+            Ok(Ok(c)) => Ok(c.to_bytes()),
+            Err(_) => Err(UpstreamError {
+                kind: FailureKind::Timeout,
+                host: host.to_string(),
+                detail: format!("the response body did not finish within {} ms", deadline.as_millis()),
+            }),
+            Ok(Err(e)) => Err(UpstreamError {
+                kind: FailureKind::Protocol,
+                host: host.to_string(),
+                detail: format!("response body: {e}"),
+            }),
+        }
+    }
+
+    /// Stores an exchange before its answer goes out; when the store fails the client gets a 500
+    /// saying so (an answer the cassette does not hold would make the next replay miss).
+    pub(super) async fn record_or_refuse(
+        &self,
+        seq: u64,
+        live: RecordedRequest,
+        status: u16,
+        resp_headers: &HeaderMap,
+        rbytes: Bytes,
+        duration_ms: u64,
+    ) -> Result<(), Response<ProxyBody>> {
+        let (method, host, path) = (live.method.clone(), live.host.clone(), live.path.clone());
+        match self.store_exchange(seq, live, status, resp_headers, rbytes, duration_ms).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let message = format!("callvcr could not store this exchange: {e}");
+                Err(self.refuse(
+                    Failure::cassette("callvcr.cassette.write", message, "cassette-write-failed"),
+                    &method,
+                    &host,
+                    &path,
+                ))
+            }
+        }
+    }
+
+    pub(super) async fn store_exchange(
+        &self,
+        seq: u64,
+        live: RecordedRequest,
+        status: u16,
+        resp_headers: &HeaderMap,
+        rbytes: Bytes,
+        duration_ms: u64,
+    ) -> Result<(), String> {
+        let Some(store) = self.store.clone() else { return Ok(()) };
+        let red = self.matcher.redactor();
+        let live_headers_for_anchor = live.headers.clone();
+        // A token request keeps who it presented itself as, the secrets only as verifiers.
+        let presented = crate::overlay::auth::presented(
+            &live.host,
+            &live.method,
+            &live.path,
+            live.header("authorization"),
+            &live.body.bytes,
+        );
+        let mut req = live;
+        let sdk = req.header(crate::platform::SDK_HEADER).or_else(|| req.header("user-agent")).map(String::from);
+        red.headers(&mut req.headers);
+        if let Some(q) = &req.query {
+            req.query = Some(red.urlencoded(q).into_owned());
+        }
+        let ct = req.header("content-type").map(String::from);
+        req.body.bytes = Bytes::from(red.body(ct.as_deref(), &req.body.bytes).into_owned());
+
+        let mut rheaders = header_pairs(resp_headers);
+        red.headers(&mut rheaders);
+        let mut rbody = stored_body(resp_headers, rbytes);
+        let rct = resp_headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        rbody.bytes = Bytes::from(red.body(rct, &rbody.bytes).into_owned());
+        // A long poll answered after another request by the same client started: that request
+        // caused its events, so replay answers the poll once that one was replayed.
+        let after = if crate::platform::is_long_poll(&req.path) && status == 200 {
+            let client = client_key(&live_headers_for_anchor);
+            self.recent_rest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&client)
+                .map(|(s, _)| *s)
+                .filter(|s| *s > seq)
+        } else {
+            None
+        };
+        let ex = Exchange {
+            seq,
+            after,
+            recorded_at: rfc3339_ms(self.clock.now_ms()),
+            credentials: Vec::new(),
+            duration_ms,
+            sdk,
+            request: req,
+            response: RecordedResponse { status, headers: rheaders, body: rbody },
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut ex = ex;
+            ex.credentials = presented
+                .into_iter()
+                .map(|p| crate::cassette::model::Credential {
+                    role: p.role.to_string(),
+                    id: p.id,
+                    verifier: p
+                        .secret
+                        .map(|s| crate::cassette::verifier::make(&s, crate::cassette::verifier::run_salt())),
+                })
+                .collect();
+            store.append(&ex)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Frames go to the cassette, redacted, flushed before they are relayed.
+pub(super) struct FrameSink(pub(super) Arc<Proxy>);
+
+impl crate::ws::RecordSink for FrameSink {
+    fn store(&self, mut frame: crate::cassette::Frame) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        let store = self.0.store.clone();
+        if frame.kind == crate::cassette::FrameKind::Text {
+            let red = self.0.matcher.redactor();
+            frame.data.bytes = Bytes::from(red.body(Some("application/json"), &frame.data.bytes).into_owned());
+        }
+        let stats = self.0.clone();
+        Box::pin(async move {
+            let Some(store) = store else { return Ok(()) };
+            tokio::task::spawn_blocking(move || store.append_frame(&frame))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            stats.stats.frames.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+
+    fn last_rest(&self, client: &str) -> Option<(u64, u64)> {
+        self.0.recent_rest.lock().unwrap_or_else(|e| e.into_inner()).get(client).copied()
+    }
+}
+
+/// The answer when a forwarding path is reached in a mode without an upstream client (a bug, said plainly).
+pub(super) fn no_upstream() -> Response<ProxyBody> {
+    Failure::internal("callvcr internal error: no upstream client in this mode").response()
+}
