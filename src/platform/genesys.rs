@@ -90,3 +90,34 @@ pub(super) fn is_heartbeat(text: &str) -> bool {
         .ok()
         .is_some_and(|v| v["topicName"] == "channel.metadata" && v["eventBody"]["message"] == "WebSocket Heartbeat")
 }
+
+// ---- conversation paths and bodies (the call-state preset) ----
+
+/// A Genesys call path: (conversation id, participant id, whether it is the calls API).
+pub fn call_path(path: &str) -> Option<(&str, Option<&str>, bool)> {
+    let rest = path.strip_prefix("/api/v2/conversations/")?;
+    let (calls, rest) = match rest.strip_prefix("calls/") {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let mut it = rest.trim_end_matches('/').split('/');
+    let cid = it.next().filter(|c| !c.is_empty() && *c != "calls")?;
+    match (it.next(), it.next(), it.next()) {
+        (None, _, _) => Some((cid, None, calls)),
+        (Some("participants"), Some(pid), None) => Some((cid, Some(pid), calls)),
+        (Some("disconnect"), None, _) if !calls => Some((cid, None, false)),
+        _ => None,
+    }
+}
+
+/// A participant's state and purpose in a Genesys body (calls API: on the participant; the
+/// conversations API: on its first call).
+pub fn participant_state(p: &Value) -> Option<(&str, &str, &str)> {
+    let id = p.get("id")?.as_str()?;
+    let purpose = p.get("purpose").and_then(Value::as_str).unwrap_or("");
+    let state = p
+        .get("state")
+        .and_then(Value::as_str)
+        .or_else(|| p.get("calls")?.as_array()?.first()?.get("state")?.as_str())?;
+    Some((id, purpose, state))
+}

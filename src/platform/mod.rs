@@ -5,8 +5,8 @@
 //!
 //! Nothing here knows about sockets, cassettes or overlays: it sits below all of them.
 
-mod genesys;
-mod nice;
+pub mod genesys;
+pub mod nice;
 
 use serde_json::Value;
 

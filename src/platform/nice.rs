@@ -87,3 +87,46 @@ pub(super) fn is_api_call(path: &str) -> bool {
 pub(super) fn is_long_poll(path: &str) -> bool {
     path.ends_with("/get-next-event")
 }
+
+// ---- agent-session paths and actions (the contact-state preset) ----
+
+/// A NICE agent-session interaction path: (session id, contact id, action).
+pub fn interaction_path(path: &str) -> Option<(&str, &str, String)> {
+    let lower = path.to_ascii_lowercase();
+    let i = lower.find("/agent-sessions/")?;
+    let rest = &path[i + "/agent-sessions/".len()..];
+    let mut it = rest.split('/');
+    let sid = it.next()?;
+    if !it.next()?.eq_ignore_ascii_case("interactions") {
+        return None;
+    }
+    let contact = it.next()?;
+    let action = it.next()?.to_ascii_lowercase();
+    it.next().is_none().then_some((sid, contact, action))
+}
+
+/// The NICE session id of a `get-next-event` long poll.
+pub fn poll_session(path: &str) -> Option<&str> {
+    let lower = path.to_ascii_lowercase();
+    if !lower.ends_with("/get-next-event") {
+        return None;
+    }
+    let i = lower.find("/agent-sessions/")?;
+    path[i + "/agent-sessions/".len()..].split('/').next()
+}
+
+/// What a NICE interaction action does: a move to a state, or a flag set on or off.
+pub type Effect = (Option<&'static str>, Option<(&'static str, bool)>);
+
+/// The effect of a NICE interaction action.
+pub fn action(action: &str) -> Option<Effect> {
+    Some(match action {
+        "accept" | "resume" => (Some("Active"), None),
+        "hold" => (Some("Holding"), None),
+        "end" | "reject" => (Some("Disconnected"), None),
+        "mute" => (None, Some(("muted", true))),
+        "unmute" => (None, Some(("muted", false))),
+        "record" => (None, Some(("recording", true))),
+        _ => return None,
+    })
+}
