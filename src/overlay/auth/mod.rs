@@ -1,0 +1,532 @@
+//! The auth overlay: issues tokens on the virtual clock and checks every API call's bearer token,
+//! answering as the platform does. Genesys Cloud: `login.<region>/oauth/token` (client credentials,
+//! authorization code with or without PKCE, refresh with rotation) and a headless `/oauth/authorize`.
+//! NICE CXone: `/auth/token` (access key as `password` grant, code + PKCE, refresh, token exchange)
+//! and the older access-key endpoint, with RS256 tokens signed by callvcr's own key and served with a
+//! matching discovery document and key set (the NICE SDK verifies `id_token` against them).
+
+mod evidence;
+mod grants;
+mod nice;
+
+use evidence::*;
+pub use evidence::{form, is_token_request, presented, Presented};
+use grants::*;
+use nice::*;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::jwt::Signer;
+use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform, Principal, Recorded, RecordedToken};
+use crate::cassette::redact::percent_decode;
+use crate::config::{ConcurrentRefresh, RawAuth};
+use crate::platform::AuthRoute as Route;
+
+/// Tokens kept before expired ones are forgotten.
+const MAX_TOKENS: usize = 200_000;
+/// How long an authorization code stays valid, in milliseconds.
+const CODE_TTL_MS: i64 = 5 * 60_000;
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Clone)]
+struct Issued {
+    client_id: Arc<str>,
+    kind: Kind,
+    /// Issued for a user (every grant but client credentials).
+    user: bool,
+    platform: Platform,
+    issued_ms: i64,
+    expires_ms: i64,
+    revoked: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Code {
+    client_id: String,
+    redirect_uri: Option<String>,
+    challenge: Option<(String, String)>,
+    expires_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tokens: HashMap<String, Issued>,
+    codes: HashMap<String, Code>,
+    /// Client id → virtual time its refresh in flight completes.
+    refreshing: HashMap<String, i64>,
+    /// Access tokens issued before the last reset (a cassette switch): the run made them invalid,
+    /// so they are refused whatever the recording shows.
+    forgotten: std::collections::HashSet<String>,
+}
+
+/// A token as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    /// The first characters of the token.
+    pub token_prefix: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// `access` or `refresh`.
+    pub kind: &'static str,
+    /// `genesys` or `nice`.
+    pub platform: &'static str,
+    /// Issue time, RFC 3339.
+    pub issued_at: String,
+    /// Expiry, RFC 3339.
+    pub expires_at: String,
+    /// Whether it is past its expiry now.
+    pub expired: bool,
+    /// Whether it was revoked (a rotated refresh token).
+    pub revoked: bool,
+}
+
+/// Which tokens `expire` acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpireFilter {
+    /// Every access token.
+    All,
+    /// Every access token of this client.
+    Client(String),
+    /// This one token (access or refresh).
+    Token(String),
+}
+
+/// Where the key that signs NICE tokens comes from, asked once, when first needed.
+pub type KeySource = Box<dyn Fn() -> Result<Signer, String> + Send + Sync>;
+
+/// The auth overlay.
+pub struct Auth {
+    cfg: RawAuth,
+    ids: Arc<Ids>,
+    hs: Signer,
+    nice_source: KeySource,
+    nice: std::sync::OnceLock<Result<Signer, String>>,
+    state: std::sync::RwLock<State>,
+    /// Moves on with every change to `state`: per-thread copies of a checked token are good
+    /// while it stands still.
+    generation: std::sync::atomic::AtomicU64,
+    /// Tells this overlay's per-thread copies from another's (never reused in a process).
+    instance: u64,
+}
+
+/// The last access token a thread checked, with what the check found: the next request with the
+/// same bearer (the common case) needs neither the token table's lock nor a shared count.
+struct Checked {
+    auth: u64,
+    generation: u64,
+    token: String,
+    /// This thread's own copy, so handing it out does not touch a count other threads share.
+    client_id: Arc<str>,
+    user: bool,
+    expires_ms: i64,
+    revoked: bool,
+}
+
+thread_local!(static CHECKED: std::cell::RefCell<Option<Checked>> = const { std::cell::RefCell::new(None) });
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("clients", &self.cfg.clients.len()).finish_non_exhaustive()
+    }
+}
+
+/// Whether a request is an API call whose bearer token the platform checks.
+fn is_api_call(call: &Call<'_>) -> bool {
+    call.platform().checks_bearer(call.host, call.path)
+}
+
+fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+impl Auth {
+    /// An overlay with `cfg`, drawing ids from `ids`; `nice` gives the key that signs NICE CXone
+    /// tokens (RS256), asked for when a NICE token is first issued.
+    pub fn new(cfg: RawAuth, ids: Arc<Ids>, nice: KeySource) -> Auth {
+        // Tokens only callvcr reads are signed with a key drawn from the seed: same seed, same tokens.
+        let secret = Ids::new(super::ids::mix(ids.seed() ^ 0x6361_6c6c_7663_7221)).bytes(32);
+        Auth {
+            cfg,
+            ids,
+            hs: Signer::hs256(&secret),
+            nice_source: nice,
+            nice: std::sync::OnceLock::new(),
+            state: std::sync::RwLock::new(State::default()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            instance: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
+        }
+    }
+
+    fn state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        let g = self.state.write().unwrap_or_else(|e| e.into_inner());
+        // Moved on while the lock is held: a reader that sees the new number reads the new state.
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        g
+    }
+
+    /// The hot path's view: many requests check bearers at once without waiting on each other.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `id` (with `secret`, when given) is a client this overlay accepts.
+    fn client_check(&self, id: &str, secret: Option<&str>) -> ClientCheck {
+        if id.is_empty() {
+            return ClientCheck::Unknown;
+        }
+        if self.cfg.clients.is_empty() {
+            return ClientCheck::Ok;
+        }
+        match self.cfg.clients.iter().find(|c| c.id == id) {
+            None => ClientCheck::Unknown,
+            Some(c) => match (&c.secret, secret) {
+                (Some(want), Some(got)) if want == got => ClientCheck::Ok,
+                (Some(_), _) => ClientCheck::BadSecret,
+                (None, _) => ClientCheck::Ok,
+            },
+        }
+    }
+
+    /// An access token's lifetime: as configured, else as the recording shows, else the
+    /// platform's usual (a day for Genesys, an hour for NICE).
+    fn ttl_ms(&self, p: Platform, recorded_s: Option<i64>) -> i64 {
+        let configured = match p {
+            Platform::Nice => self.cfg.ttl_s.nice,
+            _ => self.cfg.ttl_s.genesys,
+        };
+        1000 * configured.map(|s| s as i64).or(recorded_s.filter(|s| *s > 0)).unwrap_or(p.default_token_ttl_s())
+    }
+
+    fn remember(&self, st: &mut State, token: &str, issued: Issued, now_ms: i64) {
+        if st.tokens.len() >= MAX_TOKENS {
+            st.tokens.retain(|_, t| t.expires_ms > now_ms && !t.revoked);
+        }
+        st.tokens.insert(token.to_string(), issued);
+    }
+
+    fn nice_signer(&self) -> Result<&Signer, Answer> {
+        self.nice.get_or_init(|| (self.nice_source)()).as_ref().map_err(|e| {
+            tracing::error!("cannot sign NICE tokens: {e}");
+            Answer::json(
+                500,
+                &json!({"error": "server_error", "error_description": format!("callvcr cannot sign NICE tokens: {e}")}),
+                "signing-key-unavailable",
+            )
+        })
+    }
+
+    /// Issues an access token (and a refresh token when `with_refresh`) to `client_id`, shaped as
+    /// the platform's: JWT-shaped and HS256 for Genesys (its SDKs never read them), RS256 JWTs with
+    /// the platform's claims for NICE (its SDK reads and verifies them).
+    #[allow(clippy::too_many_arguments)]
+    fn issue(
+        &self,
+        st: &mut State,
+        client_id: &str,
+        platform: Platform,
+        issuer_host: &str,
+        grant: &str,
+        with_refresh: bool,
+        now_ms: i64,
+        recorded_ttl_s: Option<i64>,
+    ) -> Result<Issue, Answer> {
+        let ttl = self.ttl_ms(platform, recorded_ttl_s);
+        let refresh_ttl = 1000 * self.cfg.refresh_ttl_s as i64;
+        let (iat, exp) = (secs(now_ms), secs(now_ms + ttl));
+        let shared: Arc<str> = Arc::from(client_id);
+        let user = grant != "client_credentials";
+        let issued = |kind, expires_ms| Issued {
+            client_id: shared.clone(),
+            kind,
+            user,
+            platform,
+            issued_ms: now_ms,
+            expires_ms,
+            revoked: false,
+        };
+        let (access, refresh, id_token) = if platform == Platform::Nice {
+            let signer = self.nice_signer()?;
+            let who = NiceIdentity::of(client_id);
+            let iss = format!("https://{issuer_host}");
+            let sign = |c: &Value| {
+                signer.sign(c).map_err(|e| {
+                    Answer::json(
+                        500,
+                        &json!({"error": "server_error", "error_description": e.to_string()}),
+                        "sign-failed",
+                    )
+                })
+            };
+            let mut claims = who.claims(&iss, iat, exp);
+            claims["jti"] = Value::String(self.ids.uuid());
+            claims["grant"] = Value::String(grant.into());
+            let access = sign(&claims)?;
+            let refresh = if with_refresh {
+                Some(sign(&json!({
+                    "aud": who.aud,
+                    "iss": iss,
+                    "id": who.user_id,
+                    "sessionId": self.ids.uuid(),
+                    "iat": iat,
+                    "exp": secs(now_ms + refresh_ttl),
+                }))?)
+            } else {
+                None
+            };
+            let id = sign(&who.claims(&iss, iat, exp))?;
+            (access, refresh, Some(id))
+        } else {
+            let claims = json!({
+                "iss": "callvcr",
+                "sub": client_id,
+                "grant": grant,
+                "iat": iat,
+                "exp": exp,
+                "jti": self.ids.uuid(),
+            });
+            let access = self.hs.sign(&claims).unwrap_or_else(|_| self.ids.uuid());
+            let refresh = with_refresh.then(|| URL_SAFE_NO_PAD.encode(self.ids.bytes(32)));
+            (access, refresh, None)
+        };
+        self.remember(st, &access, issued(Kind::Access, now_ms + ttl), now_ms);
+        if let Some(r) = &refresh {
+            self.remember(st, r, issued(Kind::Refresh, now_ms + refresh_ttl), now_ms);
+        }
+        Ok(Issue { platform, access, refresh, id_token, expires_in: ttl / 1000, correlation: self.ids.uuid() })
+    }
+
+    /// Expires tokens now; returns how many were live and are now expired.
+    pub fn expire(&self, filter: &ExpireFilter, now_ms: i64) -> usize {
+        let mut st = self.state();
+        let mut n = 0;
+        for (tok, t) in st.tokens.iter_mut() {
+            let hit = match filter {
+                ExpireFilter::All => t.kind == Kind::Access,
+                ExpireFilter::Client(c) => t.kind == Kind::Access && &*t.client_id == c.as_str(),
+                ExpireFilter::Token(x) => tok == x,
+            };
+            if hit && t.expires_ms > now_ms {
+                t.expires_ms = now_ms;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Every token issued in this run.
+    pub fn tokens(&self, now_ms: i64) -> Vec<TokenInfo> {
+        let st = self.state();
+        let mut v: Vec<(i64, TokenInfo)> = st
+            .tokens
+            .iter()
+            .map(|(tok, t)| {
+                (
+                    t.issued_ms,
+                    TokenInfo {
+                        token_prefix: tok.chars().take(12).collect(),
+                        client_id: t.client_id.to_string(),
+                        kind: if t.kind == Kind::Access { "access" } else { "refresh" },
+                        platform: t.platform.as_str(),
+                        issued_at: crate::clock::rfc3339_ms(t.issued_ms),
+                        expires_at: crate::clock::rfc3339_ms(t.expires_ms),
+                        expired: t.expires_ms <= now_ms,
+                        revoked: t.revoked,
+                    },
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.token_prefix.cmp(&b.1.token_prefix)));
+        v.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// The platform's own refusal when the cassette holds it, else ours in its shape.
+    fn refusal(&self, recorded: &Recorded, ours: Answer) -> Answer {
+        let code = serde_json::from_slice::<Value>(&ours.body)
+            .ok()
+            .and_then(|v| v.get("code").or_else(|| v.get("error")).and_then(Value::as_str).map(String::from))
+            .unwrap_or_default();
+        match recorded.get(ours.status, &code) {
+            Some(r) => Answer { detail: ours.detail, basis: ours.basis, ..r },
+            None => ours,
+        }
+    }
+
+    /// An API call's 401, in the platform's shape.
+    fn unauthorized(&self, platform: Platform, code: &str, message: &str, detail: &str) -> Answer {
+        Answer::from_error(platform.unauthorized(code, message, self.ids.uuid()), detail)
+    }
+
+    fn check_bearer(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded) -> Decision {
+        let p = call.platform();
+        let Some(token) = call.bearer() else {
+            return Decision::Answer(
+                self.refusal(
+                    recorded,
+                    self.unauthorized(
+                        p,
+                        "authentication.required",
+                        "No authentication bearer token specified in authorization header.",
+                        "missing-token",
+                    ),
+                )
+                .by_rule(),
+            );
+        };
+        // The hot path: this thread checked the same token last time and nothing changed since.
+        let me = self.instance;
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let cached = CHECKED.with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|c| c.auth == me && c.generation == generation && c.token == token)
+                .map(|c| (c.client_id.clone(), c.user, c.revoked || c.expires_ms <= ctx.now_ms))
+        });
+        let found = cached.or_else(|| {
+            let state = self.read();
+            let t = state.tokens.get(token).filter(|t| t.kind == Kind::Access)?;
+            let client_id: Arc<str> = Arc::from(&*t.client_id);
+            let (user, expires_ms, revoked) = (t.user, t.expires_ms, t.revoked);
+            drop(state);
+            CHECKED.with(|c| {
+                *c.borrow_mut() = Some(Checked {
+                    auth: me,
+                    generation,
+                    token: token.to_string(),
+                    client_id: client_id.clone(),
+                    user,
+                    expires_ms,
+                    revoked,
+                })
+            });
+            Some((client_id, user, revoked || expires_ms <= ctx.now_ms))
+        });
+        match found {
+            None if self.read().forgotten.contains(token) => Decision::Answer(self.refusal(
+                recorded,
+                self.unauthorized(p, "bad.credentials", "Invalid login credentials.", "reset-token"),
+            )),
+            // A token this run never issued: refused, unless the recording shows this request
+            // answered (an SDK given a token from outside, recorded with it).
+            None => Decision::Answer(
+                self.refusal(
+                    recorded,
+                    self.unauthorized(p, "bad.credentials", "Invalid login credentials.", "unknown-token"),
+                )
+                .by_rule(),
+            ),
+            Some((_, _, true)) => Decision::Answer(self.refusal(
+                recorded,
+                self.unauthorized(
+                    p,
+                    "credentials.expired",
+                    "The supplied credentials are expired and cannot be used.",
+                    "expired-token",
+                ),
+            )),
+            Some((client_id, user, false)) => {
+                ctx.principal = Some(Principal { client_id, user });
+                Decision::Continue
+            }
+        }
+    }
+}
+
+/// Whether a client id and secret are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientCheck {
+    Ok,
+    Unknown,
+    BadSecret,
+}
+
+/// Tokens just issued.
+struct Issue {
+    platform: Platform,
+    access: String,
+    refresh: Option<String>,
+    id_token: Option<String>,
+    expires_in: i64,
+    correlation: String,
+}
+
+impl Issue {
+    /// The token endpoint's 200, as the platform writes it.
+    fn answer(&self) -> Answer {
+        let nice = self.platform == Platform::Nice;
+        let mut body = json!({
+            "access_token": self.access,
+            "token_type": if nice { "Bearer" } else { "bearer" },
+            "expires_in": self.expires_in,
+        });
+        if let Some(r) = &self.refresh {
+            body["refresh_token"] = Value::String(r.clone());
+        }
+        if let Some(id) = &self.id_token {
+            body["id_token"] = Value::String(id.clone());
+        }
+        if nice {
+            body["issued_token_type"] = Value::String("urn:ietf:params:oauth:token-type:access_token".into());
+        }
+        let a = Answer::json(200, &body, "token-issued")
+            .with_header("cache-control", "no-cache, no-store, must-revalidate")
+            .with_header("pragma", "no-cache");
+        if nice {
+            a
+        } else {
+            a.with_header("inin-correlation-id", self.correlation.clone())
+        }
+    }
+}
+
+impl Overlay for Auth {
+    fn name(&self) -> &'static str {
+        "auth"
+    }
+
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
+        let recorded = ev.recorded;
+        match call.platform().auth_route(call.host, call.method, call.path) {
+            Some(Route::Token) => return self.token_request(call, ctx, ev, false),
+            Some(Route::AccessKey) => return self.token_request(call, ctx, ev, true),
+            Some(Route::Authorize) => return self.authorize(call, ctx),
+            Some(Route::Discovery) => return self.nice_discovery(call),
+            Some(Route::Jwks) => return self.nice_jwks(),
+            None => {}
+        }
+        if is_api_call(call) {
+            return self.check_bearer(call, ctx, recorded);
+        }
+        Decision::Continue
+    }
+
+    fn owns(&self, host: &str, path: &str) -> bool {
+        Platform::of_host(host).auth_route(host, "", path).is_some()
+    }
+
+    fn reset(&self) {
+        let mut st = self.state();
+        let mut forgotten = std::mem::take(&mut st.forgotten);
+        if forgotten.len() > MAX_TOKENS {
+            forgotten.clear();
+        }
+        forgotten.extend(st.tokens.drain().filter(|(_, t)| t.kind == Kind::Access).map(|(k, _)| k));
+        *st = State { forgotten, ..State::default() };
+    }
+}
+
+#[cfg(test)]
+mod tests;
