@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::config::RedactConfig;
 
 /// What replaces a secret unless `redact.replacement` says otherwise.
-pub const MARKER: &str = "[REDACTED]";
+pub const MARKER: &str = crate::config::REDACTED;
 
 /// Applies one redaction policy.
 #[derive(Debug, Clone)]

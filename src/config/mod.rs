@@ -9,7 +9,16 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+/// What replaces a secret in a cassette unless `redact.replacement` says otherwise.
+pub const REDACTED: &str = "[REDACTED]";
+
+pub mod faults;
+pub mod machine;
+pub mod overlays;
+mod ratelimit;
+pub use ratelimit::{rate_preset, RateKey, RateRule, RawRateLimit, RawRateRule, GENESYS_API_PATH};
 pub mod stateful;
+mod validate;
 pub use stateful::{Binding, Collection, StateConfig, Trigger, VersionsConfig};
 
 /// Hosts intercepted when `proxy.yaml` lists none: Genesys Cloud (all regions) and NICE CXone.
@@ -259,7 +268,7 @@ pub struct FaultsConfig {
     /// The wait before `?failure=timeout` answers 504.
     pub query_timeout_ms: u64,
     /// Rules active from the start (checked).
-    pub rules: Vec<serde_json::Value>,
+    pub rules: Vec<faults::FaultSpec>,
 }
 
 /// The virtual clock as written.
@@ -341,90 +350,6 @@ impl Default for RawAuth {
         }
     }
 }
-
-/// What a rate-limit bucket is kept per.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RateKey {
-    /// One bucket per access token.
-    #[default]
-    Token,
-    /// One bucket per OAuth client (all its tokens together).
-    Client,
-}
-
-/// A rate-limit rule as written.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRateRule {
-    /// Host pattern (exact or `*.domain`); absent = every host.
-    #[serde(default)]
-    pub host: Option<Spanned<String>>,
-    /// Path regular expression; absent = every path.
-    #[serde(default)]
-    pub path: Option<Spanned<String>>,
-    /// Bucket per `token` or per `client`.
-    #[serde(default)]
-    pub per: RateKey,
-    /// Requests allowed per window.
-    pub limit: Spanned<u64>,
-    /// Window in seconds.
-    pub window_s: Spanned<u64>,
-}
-
-/// The rate-limit overlay as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawRateLimit {
-    /// `genesys` (default: 300 per 60 s per token on Genesys API paths) or `strict` (5 per second per
-    /// token on every API path); ignored when `rules` are given.
-    pub preset: Option<Spanned<String>>,
-    /// Rules, first match applies.
-    pub rules: Option<Vec<RawRateRule>>,
-    /// Send `inin-ratelimit-count`, `-allowed` and `-reset` on Genesys answers: `true` always,
-    /// `false` never; unset, where the recording's answers from that host carry them.
-    pub headers: Option<bool>,
-}
-
-/// A validated rate-limit rule.
-#[derive(Debug, Clone)]
-pub struct RateRule {
-    /// Hosts it applies to; `None` = all.
-    pub host: Option<HostPattern>,
-    /// Paths it applies to; `None` = all.
-    pub path: Option<regex::Regex>,
-    /// What a bucket is kept per.
-    pub per: RateKey,
-    /// Requests per window.
-    pub limit: u64,
-    /// Window, in milliseconds.
-    pub window_ms: u64,
-}
-
-impl RateRule {
-    /// Whether the rule applies to a request for `host` and `path`.
-    pub fn applies(&self, host: &str, path: &str) -> bool {
-        self.host.as_ref().is_none_or(|h| h.matches(host)) && self.path.as_ref().is_none_or(|p| p.is_match(path))
-    }
-
-    /// `300 per 60 s per token on *.mypurecloud.com ^/api/v2/`.
-    pub fn describe(&self) -> String {
-        let per = match self.per {
-            RateKey::Token => "token",
-            RateKey::Client => "client",
-        };
-        let host = match &self.host {
-            Some(HostPattern::Exact(h)) => h.clone(),
-            Some(HostPattern::Below(d)) => format!("*.{d}"),
-            None => "any host".into(),
-        };
-        let path = self.path.as_ref().map(|p| p.as_str().to_string()).unwrap_or_else(|| "any path".into());
-        format!("{} per {} ms per {per} on {host} {path}", self.limit, self.window_ms)
-    }
-}
-
-/// The Genesys API paths rate limits and auth checks apply to.
-pub const GENESYS_API_PATH: &str = "^/api/v2/";
 
 /// Listener addresses (`host:port`; port 0 picks a free one).
 #[derive(Debug, Clone, Deserialize)]
@@ -512,7 +437,7 @@ impl Default for RedactConfig {
             .to_vec(),
             query_fields: vec!["code".into()],
             pii: false,
-            replacement: crate::cassette::redact::MARKER.into(),
+            replacement: REDACTED.into(),
         }
     }
 }
@@ -698,38 +623,9 @@ impl Config {
     }
 }
 
-/// The rules of a rate-limit preset: `genesys`, `strict` or `none`.
-pub fn rate_preset(name: &str) -> Option<Vec<RateRule>> {
-    let api = |p: &str| Some(regex::Regex::new(p).expect("preset path parses"));
-    match name {
-        "genesys" => Some(
-            crate::platform::Platform::Genesys
-                .domains()
-                .iter()
-                .map(|d| RateRule {
-                    host: Some(HostPattern::Below(d.to_string())),
-                    path: api(GENESYS_API_PATH),
-                    per: RateKey::Token,
-                    limit: 300,
-                    window_ms: 60_000,
-                })
-                .collect(),
-        ),
-        "strict" => Some(vec![RateRule {
-            host: None,
-            path: api(r"^/(api/v\d+|incontactapi|inContactAPI)/"),
-            per: RateKey::Token,
-            limit: 5,
-            window_ms: 1_000,
-        }]),
-        "none" => Some(Vec::new()),
-        _ => None,
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
-        validate(RawConfig::default(), None, "").expect("the defaults are valid")
+        validate::validate(RawConfig::default(), None).expect("the defaults are valid")
     }
 }
 
@@ -749,9 +645,9 @@ impl Config {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
-            serde_saphyr::from_str(text).map_err(|e| yaml_error(e, path, text))?
+            serde_saphyr::from_str(text).map_err(|e| validate::yaml_error(e, path, text))?
         };
-        validate(raw, Some(path), text)
+        validate::validate(raw, Some(path))
     }
 
     /// Whether callvcr intercepts `host` (any case, no port).
@@ -794,397 +690,5 @@ impl Config {
     }
 }
 
-fn yaml_error(e: serde_saphyr::Error, path: &Path, text: &str) -> ConfigError {
-    let at = e.location().map(|l| (l.line(), l.column()));
-    // The crate's message carries its own position; keep only what is wrong.
-    let full = e.to_string();
-    let mut message = full.lines().next().unwrap_or("").trim().to_string();
-    for prefix in ["error: "] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            message = rest.to_string();
-        }
-    }
-    if let Some(i) = message.find(": ").filter(|_| message.starts_with("line ")) {
-        message = message[i + 2..].to_string();
-    }
-    if let Some(i) = message.find(" at line ") {
-        message.truncate(i);
-    }
-    let message = message
-        .replace("invalid u64", "expected a whole number")
-        .replace("invalid usize", "expected a whole number")
-        .replace("invalid bool", "expected true or false");
-    let message = match at.and_then(|(l, _)| text.lines().nth(l.saturating_sub(1) as usize)) {
-        Some(line) if !line.trim().is_empty() => format!("{message} (the line reads `{}`)", line.trim()),
-        _ => message,
-    };
-    ConfigError { file: path.to_path_buf(), at, message }
-}
-
-fn validate(raw: RawConfig, path: Option<&Path>, _text: &str) -> Result<Config, ConfigError> {
-    let file = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<defaults>"));
-    let err_at = |loc: serde_saphyr::Location, message: String| ConfigError {
-        file: file.clone(),
-        at: Some((loc.line(), loc.column())),
-        message,
-    };
-    let err = |message: String| ConfigError { file: file.clone(), at: None, message };
-
-    let hosts = match &raw.hosts {
-        None => DEFAULT_HOSTS.iter().map(|h| HostPattern::parse(h).expect("default hosts parse")).collect(),
-        Some(list) => {
-            if list.is_empty() {
-                return Err(err(
-                    "`hosts` is empty: list the hosts to intercept, or remove the key to use the Genesys and NICE defaults"
-                        .into(),
-                ));
-            }
-            let mut out = Vec::new();
-            for h in list {
-                out.push(HostPattern::parse(&h.value).map_err(|m| err_at(h.referenced, m))?);
-            }
-            out
-        }
-    };
-
-    for (name, addr) in [("tls", &raw.listen.tls), ("proxy", &raw.listen.proxy), ("admin", &raw.listen.admin)] {
-        if addr.parse::<SocketAddr>().is_err() {
-            return Err(err(format!(
-                "listen.{name}: `{addr}` is not an address (expected host:port, e.g. 127.0.0.1:9443)"
-            )));
-        }
-    }
-
-    let mut resolve = BTreeMap::new();
-    for (host, addr) in &raw.upstream.resolve {
-        let a: SocketAddr = addr.value.parse().map_err(|_| {
-            err_at(
-                addr.referenced,
-                format!(
-                    "upstream.resolve.{host}: `{}` is not an address (expected ip:port, e.g. 10.0.0.5:443)",
-                    addr.value
-                ),
-            )
-        })?;
-        resolve.insert(host.to_ascii_lowercase(), a);
-    }
-
-    let mut nameservers = Vec::new();
-    for n in &raw.upstream.nameservers {
-        nameservers.push(n.value.parse::<SocketAddr>().map_err(|_| {
-            err_at(
-                n.referenced,
-                format!("upstream.nameservers: `{}` is not an address (expected ip:port, e.g. 10.0.0.2:53)", n.value),
-            )
-        })?);
-    }
-
-    let mut record_ignore = Vec::new();
-    for r in &raw.record.ignore {
-        let host = match &r.host {
-            Some(h) => Some(HostPattern::parse(h).map_err(err)?),
-            None => None,
-        };
-        let path = match &r.path {
-            Some(p) => Some(regex::Regex::new(&p.value).map_err(|e| {
-                err_at(p.referenced, format!("record.ignore path `{}` is not a regular expression: {e}", p.value))
-            })?),
-            None => None,
-        };
-        if host.is_none() && path.is_none() {
-            return Err(err("record.ignore: each rule needs a `host`, a `path`, or both".into()));
-        }
-        record_ignore.push(IgnoreRule { host, path });
-    }
-
-    if raw.limits.max_header_bytes < 1024 {
-        return Err(err("limits.max_header_bytes must be at least 1024".into()));
-    }
-    if raw.limits.read_timeout_ms < 100 {
-        return Err(err("limits.read_timeout_ms must be at least 100".into()));
-    }
-    if raw.redact.replacement.is_empty() {
-        return Err(err("redact.replacement must not be empty".into()));
-    }
-
-    let clock_start_ms = match &raw.clock.start {
-        Some(s) => Some(crate::clock::parse_rfc3339(&s.value).ok_or_else(|| {
-            err_at(
-                s.referenced,
-                format!("clock.start: `{}` is not an RFC 3339 time (expected e.g. 2026-01-05T09:00:00Z)", s.value),
-            )
-        })?),
-        None => None,
-    };
-    let mut overlays_disabled = Vec::new();
-    for n in &raw.overlays.disable {
-        overlays_disabled.push(
-            crate::overlay::check_name(&n.value).map_err(|m| err_at(n.referenced, format!("overlays.disable: {m}")))?,
-        );
-    }
-    let mut seen = std::collections::HashSet::new();
-    for c in &raw.auth.clients {
-        if c.id.is_empty() {
-            return Err(err("auth.clients: a client needs a non-empty `id`".into()));
-        }
-        if !seen.insert(c.id.as_str()) {
-            return Err(err(format!("auth.clients: `{}` is listed twice", c.id)));
-        }
-    }
-    if raw.admin.allow_remote && raw.admin.allowed_hosts.is_empty() {
-        return Err(err(
-            "admin.allow_remote: true needs admin.allowed_hosts, the names remote callers reach the admin API by (e.g. [ci-runner.internal:9901]); other Host headers are refused, against DNS rebinding".into(),
-        ));
-    }
-    if raw.auth.ttl_s.genesys == Some(0) || raw.auth.ttl_s.nice == Some(0) || raw.auth.refresh_ttl_s == 0 {
-        return Err(err(
-            "auth: token lifetimes (ttl_s.genesys, ttl_s.nice, refresh_ttl_s) must be at least 1 second".into()
-        ));
-    }
-    let rate_rules = match (&raw.rate_limit.rules, &raw.rate_limit.preset) {
-        (Some(rules), _) => {
-            let mut out = Vec::new();
-            for r in rules {
-                let host = match &r.host {
-                    Some(h) => Some(
-                        HostPattern::parse(&h.value)
-                            .map_err(|m| err_at(h.referenced, format!("rate_limit.rules host: {m}")))?,
-                    ),
-                    None => None,
-                };
-                let path = match &r.path {
-                    Some(p) => Some(regex::Regex::new(&p.value).map_err(|e| {
-                        err_at(
-                            p.referenced,
-                            format!("rate_limit.rules path `{}` is not a regular expression: {e}", p.value),
-                        )
-                    })?),
-                    None => None,
-                };
-                if r.limit.value == 0 {
-                    return Err(err_at(
-                        r.limit.referenced,
-                        "rate_limit.rules limit must be at least 1 (switch the overlay off to allow everything)".into(),
-                    ));
-                }
-                if r.window_s.value == 0 {
-                    return Err(err_at(
-                        r.window_s.referenced,
-                        "rate_limit.rules window_s must be at least 1 second".into(),
-                    ));
-                }
-                out.push(RateRule { host, path, per: r.per, limit: r.limit.value, window_ms: r.window_s.value * 1000 });
-            }
-            out
-        }
-        (None, Some(p)) => rate_preset(&p.value).ok_or_else(|| {
-            err_at(
-                p.referenced,
-                format!("rate_limit.preset: `{}` is not a preset (expected genesys, strict or none)", p.value),
-            )
-        })?,
-        (None, None) => rate_preset("genesys").expect("the default preset exists"),
-    };
-
-    let mut fault_rules = Vec::new();
-    for (i, r) in raw.faults.rules.iter().enumerate() {
-        crate::overlay::faults::Rule::parse(&r.value, format!("f{}", i + 1), 0, raw.seed)
-            .map_err(|m| err_at(r.referenced, format!("faults.rules: {m}")))?;
-        fault_rules.push(r.value.clone());
-    }
-    let faults = FaultsConfig {
-        query_trigger: raw.faults.query_trigger.unwrap_or(true),
-        query_timeout_ms: raw.faults.query_timeout_ms.unwrap_or(5_000),
-        rules: fault_rules,
-    };
-
-    let ws_speed = ws_speed(raw.ws.speed.as_deref()).map_err(|m| err(format!("ws.speed: {m}")))?;
-    let re = |p: &Spanned<String>, what: &str| {
-        regex::Regex::new(&p.value)
-            .map_err(|e| err_at(p.referenced, format!("{what} path `{}` is not a regular expression: {e}", p.value)))
-    };
-    let mut validate = ValidateConfig { mode: raw.validate.mode, ..Default::default() };
-    for r in &raw.validate.routes {
-        validate.routes.push(RouteRule {
-            method: r.method.as_ref().map(|m| m.to_ascii_uppercase()),
-            path: re(&r.path, "validate.routes")?,
-            value: r.mode,
-        });
-    }
-    for r in &raw.validate.required {
-        validate.required.push(RouteRule {
-            method: r.method.as_ref().map(|m| m.to_ascii_uppercase()),
-            path: re(&r.path, "validate.required")?,
-            value: r.fields.clone(),
-        });
-    }
-    if raw.ws.queue == 0 || raw.ws.max_sessions == 0 {
-        return Err(err("ws.queue and ws.max_sessions must be at least 1".into()));
-    }
-    let state = stateful::state(&raw.state, &err_at)?;
-    let crud = stateful::crud(&raw.crud, &err_at)?;
-    let versions = stateful::versions(&raw.versions, &err_at)?;
-
-    Ok(Config {
-        source: path.map(Path::to_path_buf),
-        hosts,
-        listen: raw.listen,
-        upstream_extra_ca: raw.upstream.extra_ca.map(|s| PathBuf::from(s.value)),
-        resolve,
-        connect_timeout_ms: raw.upstream.connect_timeout_ms.unwrap_or(10_000),
-        upstream_timeout_ms: raw.upstream.timeout_ms.unwrap_or(60_000),
-        nameservers,
-        record_ignore,
-        redact: raw.redact,
-        matching: raw.matching,
-        limits: raw.limits,
-        seed: raw.seed,
-        admin: raw.admin,
-        clock_frozen: raw.clock.frozen,
-        clock_start_ms,
-        overlays_disabled,
-        auth: raw.auth,
-        rate_rules,
-        rate_headers: raw.rate_limit.headers,
-        faults,
-        ws: raw.ws,
-        ws_speed,
-        validate,
-        state,
-        crud,
-        versions,
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_cover_genesys_and_nice() {
-        let c = Config::default();
-        for h in [
-            "api.mypurecloud.com",
-            "login.usw2.pure.cloud",
-            "api.mypurecloud.ie",
-            "api-c32.nice-incontact.com",
-            "cxone.niceincontact.com",
-        ] {
-            assert!(c.is_configured_host(h), "{h}");
-        }
-        assert!(!c.is_configured_host("example.com"));
-        assert!(!c.is_configured_host("mypurecloud.com.evil.net"));
-        assert!(!c.is_configured_host("evilmypurecloud.com"));
-        let d = c.constraint_domains();
-        assert!(d.contains(&"mypurecloud.com".to_string()));
-        assert!(!d.contains(&"api.mypurecloud.com".to_string()), "covered by mypurecloud.com: {d:?}");
-    }
-
-    #[test]
-    fn unknown_key_is_located() {
-        let e = Config::parse("hosts:\n  - api.mypurecloud.com\nlisten:\n  tsl: 1.2.3.4:5\n", Path::new("p.yaml"))
-            .unwrap_err();
-        let s = e.to_string();
-        assert!(s.starts_with("p.yaml:4:"), "{s}");
-        assert!(s.contains("tsl"), "{s}");
-    }
-
-    #[test]
-    fn bad_host_is_located() {
-        let e = Config::parse("hosts:\n  - api.mypurecloud.com\n  - 'bad host!'\n", Path::new("p.yaml")).unwrap_err();
-        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
-        assert!(e.to_string().contains("not a host name"), "{e}");
-    }
-
-    #[test]
-    fn bad_resolve_and_regex_are_located() {
-        let e = Config::parse("upstream:\n  resolve:\n    api.mypurecloud.com: nowhere\n", Path::new("p.yaml"))
-            .unwrap_err();
-        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
-        let e = Config::parse("record:\n  ignore:\n    - path: '(['\n", Path::new("p.yaml")).unwrap_err();
-        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
-    }
-
-    #[test]
-    fn state_crud_and_versions_settings_are_validated_and_located() {
-        let at = |text: &str| {
-            let e = Config::parse(text, Path::new("p.yaml")).unwrap_err();
-            (e.at.map(|a| a.0), e.to_string())
-        };
-        let (line, msg) = at(
-            "state:\n  machines:\n    - name: ticket\n      states: [new, open]\n      transitions: {new: [gone]}\n",
-        );
-        assert_eq!(line, Some(3), "{msg}");
-        assert!(msg.contains("`gone` is not one of its states (new, open)"), "{msg}");
-        let (line, msg) = at("state:\n  machines:\n    - name: generic\n      refusal: 418\n");
-        assert_eq!(line, Some(4), "{msg}");
-        assert!(msg.contains("not 422, genesys or nice"), "{msg}");
-        let (_, msg) = at("state:\n  machines:\n    - name: genesys-call\n      states: [a]\n");
-        assert!(msg.contains("a preset keeps its states"), "{msg}");
-        let (_, msg) = at("state:\n  machines:\n    - name: generic\n      timeouts_ms: {RINGING: 0}\n");
-        assert!(msg.contains("at least 1"), "{msg}");
-        let (line, msg) = at("state:\n  default: nosuch\n");
-        assert_eq!(line, Some(2), "{msg}");
-        assert!(msg.contains("known: generic, genesys-call, nice-contact"), "{msg}");
-        let (line, msg) = at("state:\n  machines:\n    - name: t\n      states: [a, b]\n      triggers:\n        - {method: POST, path: widgets, to: b}\n");
-        assert_eq!(line, Some(6), "{msg}");
-        assert!(msg.contains("starts with /"), "{msg}");
-        let (line, msg) = at("crud:\n  collections:\n    - {path: \"/api/v2/users/{userId}\"}\n");
-        assert_eq!(line, Some(3), "{msg}");
-        assert!(msg.contains("not a collection path"), "{msg}");
-        let (line, msg) = at("versions:\n  routes:\n    - {path: x, sdk: \">= banana\", deprecated: true}\n");
-        assert_eq!(line, Some(3), "{msg}");
-        assert!(msg.contains("not a version range"), "{msg}");
-        let (_, msg) = at("versions:\n  user_agents:\n    - {pattern: \"cxone-sdk\", name: cxone}\n");
-        assert!(msg.contains("needs a group around the version"), "{msg}");
-
-        let c = Config::parse(
-            "state:\n  machines:\n    - name: generic\n      timeouts_ms: {ringing: 30000}\n      hold: [{from: ringing, to: answered}]\n",
-            Path::new("p.yaml"),
-        )
-        .unwrap();
-        let g = &c.state.machines["generic"];
-        assert_eq!(g.timeouts_ms["RINGING"], 30_000, "state names take the machine's spelling");
-        assert_eq!(g.holds[0].to, "ANSWERED");
-        assert_eq!(c.crud.len(), 2, "the default collections");
-    }
-
-    #[test]
-    fn overlay_settings_are_validated_and_located() {
-        let at = |text: &str| {
-            let e = Config::parse(text, Path::new("p.yaml")).unwrap_err();
-            (e.at.map(|a| a.0), e.to_string())
-        };
-        let (line, msg) = at("overlays:\n  disable: [auth, ratelimit]\n");
-        assert_eq!(line, Some(2), "{msg}");
-        assert!(msg.contains("`ratelimit` is not an overlay") && msg.contains("rate-limit"), "{msg}");
-        let (line, msg) = at("clock:\n  frozen: true\n  start: next tuesday\n");
-        assert_eq!(line, Some(3), "{msg}");
-        assert!(msg.contains("RFC 3339"), "{msg}");
-        let (line, msg) = at("rate_limit:\n  preset: lenient\n");
-        assert_eq!(line, Some(2), "{msg}");
-        assert!(msg.contains("genesys, strict or none"), "{msg}");
-        let (line, msg) = at("rate_limit:\n  rules:\n    - {limit: 0, window_s: 1}\n");
-        assert_eq!(line, Some(3), "{msg}");
-        assert!(msg.contains("at least 1"), "{msg}");
-        let (_, msg) = at("auth:\n  concurrent_refresh: wait\n");
-        assert!(msg.contains("p.yaml:2:"), "{msg}");
-        let (_, msg) = at("auth:\n  clients:\n    - {id: a}\n    - {id: a}\n");
-        assert!(msg.contains("listed twice"), "{msg}");
-
-        let c = Config::parse(
-            "clock: {frozen: true, start: '2026-01-05T09:00:00Z'}\noverlays: {disable: [rate-limit]}\nrate_limit: {preset: strict}\n",
-            Path::new("p.yaml"),
-        )
-        .unwrap();
-        assert!(c.clock_frozen);
-        assert_eq!(c.clock_start_ms, Some(1_767_603_600_000));
-        assert!(!c.overlay_on("rate-limit") && c.overlay_on("auth"));
-        assert_eq!((c.rate_rules[0].limit, c.rate_rules[0].window_ms), (5, 1_000));
-        assert!(c.rate_rules[0].applies("api-na1.niceincontact.com", "/incontactapi/services/v27.0/agents"));
-        let d = Config::default();
-        assert_eq!((d.rate_rules[0].limit, d.rate_rules[0].window_ms), (300, 60_000));
-        assert!(d.rate_rules.iter().any(|r| r.applies("api.usw2.pure.cloud", "/api/v2/users/me")));
-        assert!(!d.rate_rules.iter().any(|r| r.applies("api.mypurecloud.com", "/oauth/token")));
-    }
-}
+mod tests;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
+use super::machine::{Gate, Machine, Refusal, PRESETS};
 use super::HostPattern;
-use crate::overlay::machine::{Gate, Machine, Refusal, PRESETS};
 use crate::route::{PathTemplate, VersionRange};
 
 /// A held or delayed move as written: `{from?, to, ms}`.

@@ -26,17 +26,7 @@ pub use crate::platform::Platform;
 use crate::platform::{ApiError, ErrorBody, ErrorKind};
 pub use ids::Ids;
 
-/// Every overlay's name, in the order they run.
-pub const NAMES: &[&str] = &["faults", "auth", "rate-limit", "versions", "validate", "state", "crud"];
-
-/// Checks an overlay name, with the list of valid ones in the error.
-pub fn check_name(name: &str) -> Result<&'static str, String> {
-    NAMES
-        .iter()
-        .copied()
-        .find(|n| *n == name)
-        .ok_or_else(|| format!("`{name}` is not an overlay; the overlays are {}", NAMES.join(", ")))
-}
+pub use crate::config::overlays::{check_name, NAMES};
 
 /// One request as overlays see it.
 #[derive(Debug)]
