@@ -84,6 +84,12 @@ pub(super) fn heartbeat() -> Value {
     json!({"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}})
 }
 
+/// A client's `{"message":"ping"}` is answered with a `pong` on the metadata topic.
+pub(super) fn ping_reply(message: &Value) -> Option<Value> {
+    (message.get("message").and_then(Value::as_str) == Some("ping"))
+        .then(|| json!({"topicName": "channel.metadata", "eventBody": {"message": "pong"}}))
+}
+
 /// Whether a text frame is that heartbeat.
 pub(super) fn is_heartbeat(text: &str) -> bool {
     serde_json::from_str::<Value>(text)

@@ -206,6 +206,12 @@ pub fn heartbeat() -> Value {
     genesys::heartbeat()
 }
 
+/// The platform's answer to a client's ping message on a notification socket (Genesys
+/// `{"message":"ping"}`), when it is one.
+pub fn ping_reply(message: &Value) -> Option<Value> {
+    genesys::ping_reply(message)
+}
+
 /// Whether a text frame is a heartbeat (dropped on replay, synthesized instead).
 pub fn is_heartbeat(text: &str) -> bool {
     genesys::is_heartbeat(text)
