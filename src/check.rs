@@ -488,7 +488,7 @@ fn compare(e: &Exchange, got: Result<Got, String>, journal: &[crate::journal::Jo
 /// for some minted value.
 fn redacted_match(want: &str, have: &str) -> bool {
     let marker = crate::cassette::redact::MARKER;
-    let encoded = crate::cassette::redact::percent_encode(marker);
+    let encoded = crate::encoding::percent_encode(marker);
     let w = want.replace(&encoded, marker);
     if !w.contains(marker) {
         return false;

@@ -159,7 +159,7 @@ pub fn client_key(headers: &[(String, String)]) -> String {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-        .map(|(_, v)| format!("{:016x}", crate::cassette::fingerprint::fnv1a(v.trim().as_bytes())))
+        .map(|(_, v)| format!("{:016x}", crate::encoding::fnv1a(v.trim().as_bytes())))
         .unwrap_or_default()
 }
 

@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod encoding;
 pub mod journal;
 pub mod listen;
 pub mod lockfile;

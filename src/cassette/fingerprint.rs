@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::model::RecordedRequest;
-use super::redact::{percent_decode, Redactor};
+use super::redact::Redactor;
 use crate::config::MatchConfig;
+use crate::encoding::{decode_pairs, fnv1a};
 
 /// The parts of a request that decide a replay match.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -249,17 +250,6 @@ impl Matcher {
     }
 }
 
-/// `a=1&b=2` (a query string or form body) as decoded pairs, in order.
-pub fn decode_pairs(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
 /// Removes the value at a dotted path; `*` matches every key or array item.
 fn remove_path(v: &mut Value, path: &[String]) {
     let Some((first, rest)) = path.split_first() else { return };
@@ -327,11 +317,6 @@ fn canonical(v: &Value, out: &mut String) {
         }
         other => out.push_str(&other.to_string()),
     }
-}
-
-/// FNV-1a, 64-bit: stable across runs and platforms.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// How a live fingerprint differs from a recorded one, with a score (lower is closer).

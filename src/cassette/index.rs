@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::error::CassetteError;
 use super::fingerprint::{differences, Fingerprint, Key, Matcher};
 use super::model::{Exchange, RecordedRequest};
-use super::store::CassetteError;
 use crate::route::Version;
 
 /// Bytes per head in [`Heads`].

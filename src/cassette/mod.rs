@@ -1,6 +1,7 @@
 //! Cassettes: the sled store, fingerprints and matching, redaction, and the replay index.
 //! Knows nothing about sockets.
 
+pub mod error;
 pub mod fingerprint;
 pub mod index;
 pub mod model;
@@ -11,11 +12,12 @@ pub mod store;
 pub mod tools;
 pub mod verifier;
 
+pub use error::CassetteError;
 pub use fingerprint::{Fingerprint, Matcher};
 pub use index::Index;
 pub use model::{Anchor, Body, Cassette, Dir, Exchange, Frame, FrameKind, RecordedRequest, RecordedResponse};
 pub use redact::Redactor;
-pub use store::{CassetteError, Store};
+pub use store::Store;
 
 /// `f` over `items` on every core the machine has, results in order: loading and indexing a large
 /// cassette is the one place callvcr does a lot of work at once.

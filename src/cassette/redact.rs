@@ -2,6 +2,7 @@
 //! Pure functions over data; applied to what is stored and to live requests before fingerprinting,
 //! never to a live response.
 
+use crate::encoding::{percent_decode, percent_encode};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
@@ -190,7 +191,7 @@ impl Redactor {
             walk(self, at, v, out)
         };
         let pairs = |at: &str, text: &str, out: &mut Vec<(String, String, String)>| {
-            for (k, v) in super::fingerprint::decode_pairs(text) {
+            for (k, v) in crate::encoding::decode_pairs(text) {
                 if self.is_field(&k) && live(&v) {
                     out.push((at.to_string(), k, v));
                 }
@@ -290,45 +291,6 @@ impl Redactor {
         }
         Cow::Borrowed(bytes)
     }
-}
-
-/// Decodes `%XX` escapes and `+` (as space) in a query or form component. Invalid escapes stay as they are.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Percent-encodes everything but unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

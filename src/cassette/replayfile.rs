@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::error::CassetteError;
 use super::fingerprint::{Key, Matcher};
 use super::index::{key_order, Heads, HeadsBuilder, Index, Source, HEAD_BYTES};
 use super::model::{Exchange, Frame};
-use super::store::CassetteError;
 
 /// The replay file's name inside a cassette's directory.
 pub const FILE_NAME: &str = "replay.bin";

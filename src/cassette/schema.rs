@@ -284,7 +284,7 @@ impl Model {
             let op = self.ops.entry((host, tpl, e.request.method.to_ascii_lowercase())).or_default();
             op.params = params;
             op.samples += 1;
-            for (k, _) in e.request.query.as_deref().map(super::fingerprint::decode_pairs).unwrap_or_default() {
+            for (k, _) in e.request.query.as_deref().map(crate::encoding::decode_pairs).unwrap_or_default() {
                 *op.query.entry(k).or_default() += 1;
             }
             let ct = header(&e.request.headers, "content-type");

@@ -175,7 +175,7 @@ pub fn to_har(c: &Cassette) -> Value {
             let query: Vec<Value> = r
                 .query
                 .as_deref()
-                .map(crate::cassette::fingerprint::decode_pairs)
+                .map(crate::encoding::decode_pairs)
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(k, v)| json!({"name": k, "value": v}))

@@ -101,7 +101,7 @@ impl Rule {
 }
 
 fn fnv(s: &str) -> u64 {
-    crate::cassette::fingerprint::fnv1a(s.as_bytes())
+    crate::encoding::fnv1a(s.as_bytes())
 }
 
 #[derive(Debug)]
@@ -342,7 +342,7 @@ impl Faults {
 
 /// The `failure` query parameter's value, when present.
 fn query_failure(query: Option<&str>) -> Option<String> {
-    crate::cassette::fingerprint::decode_pairs(query?).into_iter().find(|(k, _)| k == QUERY_TRIGGER).map(|(_, v)| v)
+    crate::encoding::decode_pairs(query?).into_iter().find(|(k, _)| k == QUERY_TRIGGER).map(|(_, v)| v)
 }
 
 impl Overlay for Faults {

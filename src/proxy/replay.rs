@@ -60,9 +60,7 @@ impl Proxy {
             Lookup::Answered(r) => return r,
             Lookup::Poll(ex, prepared) => {
                 let secs = query
-                    .and_then(|q| {
-                        crate::cassette::fingerprint::decode_pairs(q).into_iter().find(|(k, _)| k == "timeout")
-                    })
+                    .and_then(|q| crate::encoding::decode_pairs(q).into_iter().find(|(k, _)| k == "timeout"))
                     .and_then(|(_, v)| v.parse::<u64>().ok())
                     .unwrap_or(ex.duration_ms / 1000);
                 if ex.response.status == 304 {

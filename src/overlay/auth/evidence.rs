@@ -87,7 +87,7 @@ impl Auth {
 
 /// Parses an `application/x-www-form-urlencoded` body or query (a repeated name keeps its last value).
 pub fn form(s: &str) -> HashMap<String, String> {
-    crate::cassette::fingerprint::decode_pairs(s).into_iter().collect()
+    crate::encoding::decode_pairs(s).into_iter().collect()
 }
 
 /// The client id and secret in an HTTP Basic `Authorization` value.

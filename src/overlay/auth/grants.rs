@@ -354,7 +354,7 @@ impl Auth {
         }
         let state = q.get("state");
         let sep = if redirect.contains('?') { '&' } else { '?' };
-        let enc = crate::cassette::redact::percent_encode;
+        let enc = crate::encoding::percent_encode;
         let with_state = |mut l: String| {
             if let Some(s) = state {
                 l.push_str(&format!("&state={}", enc(s)));

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 
 use super::jwt::Signer;
 use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform, Principal, Recorded, RecordedToken};
-use crate::cassette::redact::percent_decode;
 use crate::config::{ConcurrentRefresh, RawAuth};
+use crate::encoding::percent_decode;
 use crate::platform::AuthRoute as Route;
 
 /// Tokens kept before expired ones are forgotten.
