@@ -321,6 +321,8 @@ pub struct TokenTtl {
     pub genesys: Option<u64>,
     /// NICE CXone access tokens.
     pub nice: Option<u64>,
+    /// Access tokens of generic hosts (a user's own API).
+    pub generic: Option<u64>,
 }
 
 /// The auth overlay as written.

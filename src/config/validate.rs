@@ -173,9 +173,11 @@ fn auth_and_admin(e: &Errs, raw: &RawConfig) -> Result<(), ConfigError> {
             "admin.allow_remote: true needs admin.allowed_hosts, the names remote callers reach the admin API by (e.g. [ci-runner.internal:9901]); other Host headers are refused, against DNS rebinding".into(),
         ));
     }
-    if raw.auth.ttl_s.genesys == Some(0) || raw.auth.ttl_s.nice == Some(0) || raw.auth.refresh_ttl_s == 0 {
+    let ttl = &raw.auth.ttl_s;
+    if [ttl.genesys, ttl.nice, ttl.generic].contains(&Some(0)) || raw.auth.refresh_ttl_s == 0 {
         return Err(e.plain(
-            "auth: token lifetimes (ttl_s.genesys, ttl_s.nice, refresh_ttl_s) must be at least 1 second".into(),
+            "auth: token lifetimes (ttl_s.genesys, ttl_s.nice, ttl_s.generic, refresh_ttl_s) must be at least 1 second"
+                .into(),
         ));
     }
     Ok(())

@@ -152,6 +152,7 @@ impl Answer {
     /// A platform's error answer (see [`Platform::error`]).
     pub fn from_error(e: ErrorBody, detail: impl Into<String>) -> Answer {
         let mut a = Answer::json(e.status, &e.body, detail);
+        a.headers[0].1 = e.content_type.to_string();
         a.headers.extend(e.headers);
         a
     }

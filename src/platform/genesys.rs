@@ -48,7 +48,12 @@ pub(super) fn error(e: &ApiError<'_>, context: String) -> ErrorBody {
         "details": e.details,
         "errors": [],
     });
-    ErrorBody { status: e.status, body, headers: vec![("inin-correlation-id".to_string(), context)] }
+    ErrorBody {
+        status: e.status,
+        body,
+        headers: vec![("inin-correlation-id".to_string(), context)],
+        content_type: "application/json",
+    }
 }
 
 /// The login service writes `error`, `description` and `error_description`.

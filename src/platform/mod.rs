@@ -5,6 +5,7 @@
 //!
 //! Nothing here knows about sockets, cassettes or overlays: it sits below all of them.
 
+mod generic;
 pub mod genesys;
 pub mod nice;
 
@@ -17,8 +18,8 @@ pub enum Platform {
     Genesys,
     /// NICE CXone.
     Nice,
-    /// Neither (a host the user added).
-    Other,
+    /// Any other intercepted host (a user's own API): standard OAuth 2.0, RFC 7807 errors.
+    Generic,
 }
 
 /// What kind of refusal an overlay makes; each platform names it in its own words.
@@ -68,6 +69,8 @@ pub struct ErrorBody {
     pub body: Value,
     /// Headers the platform sends beside it (e.g. a correlation id).
     pub headers: Vec<(String, String)>,
+    /// Its media type.
+    pub content_type: &'static str,
 }
 
 /// The auth endpoints a platform serves (answered by the auth overlay in replay).
@@ -98,7 +101,7 @@ impl Platform {
         } else if nice::DOMAINS.iter().any(|d| below(host, d)) {
             Platform::Nice
         } else {
-            Platform::Other
+            Platform::Generic
         }
     }
 
@@ -107,7 +110,7 @@ impl Platform {
         match self {
             Platform::Genesys => "genesys",
             Platform::Nice => "nice",
-            Platform::Other => "other",
+            Platform::Generic => "generic",
         }
     }
 
@@ -116,16 +119,17 @@ impl Platform {
         match self {
             Platform::Genesys => genesys::DOMAINS,
             Platform::Nice => nice::DOMAINS,
-            Platform::Other => &[],
+            Platform::Generic => &[],
         }
     }
 
     /// An API error in the platform's shape. `context` is a fresh correlation id, used where the
-    /// platform sends one. Hosts of no known platform answer in the Genesys shape.
+    /// platform sends one.
     pub fn error(self, e: &ApiError<'_>, context: String) -> ErrorBody {
         match self {
+            Platform::Genesys => genesys::error(e, context),
             Platform::Nice => nice::error(e),
-            Platform::Genesys | Platform::Other => genesys::error(e, context),
+            Platform::Generic => generic::error(e),
         }
     }
 
@@ -134,18 +138,20 @@ impl Platform {
     pub fn unauthorized(self, code: &str, message: &str, context: String) -> ErrorBody {
         match self {
             Platform::Nice => nice::unauthorized(message),
-            Platform::Genesys | Platform::Other => genesys::error(
+            Platform::Genesys => genesys::error(
                 &ApiError { status: 401, kind: ErrorKind::Code(code), message, details: Value::Array(vec![]) },
                 context,
             ),
+            Platform::Generic => generic::unauthorized(code, message),
         }
     }
 
     /// An OAuth 2.0 token endpoint's error in the platform's shape.
     pub fn token_error(self, error: &str, description: &str) -> Value {
         match self {
+            Platform::Genesys => genesys::token_error(error, description),
             Platform::Nice => nice::token_error(error, description),
-            Platform::Genesys | Platform::Other => genesys::token_error(error, description),
+            Platform::Generic => generic::token_error(error, description),
         }
     }
 
@@ -155,7 +161,7 @@ impl Platform {
         match self {
             Platform::Genesys => genesys::auth_route(host, method, path),
             Platform::Nice => nice::auth_route(method, path),
-            Platform::Other => None,
+            Platform::Generic => generic::auth_route(method, path),
         }
     }
 
@@ -164,15 +170,22 @@ impl Platform {
         match self {
             Platform::Genesys => genesys::is_api_call(host, path),
             Platform::Nice => nice::is_api_call(path),
-            Platform::Other => false,
+            Platform::Generic => generic::is_api_call(path),
         }
+    }
+
+    /// Whether an API call without a bearer is refused: on Genesys and NICE, yes; on a generic
+    /// host only a presented bearer is checked (not every API there needs one).
+    pub fn requires_bearer(self) -> bool {
+        self != Platform::Generic
     }
 
     /// An access token's usual lifetime on the platform, in seconds.
     pub fn default_token_ttl_s(self) -> i64 {
         match self {
+            Platform::Genesys => genesys::TOKEN_TTL_S,
             Platform::Nice => nice::TOKEN_TTL_S,
-            Platform::Genesys | Platform::Other => genesys::TOKEN_TTL_S,
+            Platform::Generic => generic::TOKEN_TTL_S,
         }
     }
 
@@ -181,7 +194,7 @@ impl Platform {
     pub fn heartbeat_s(self) -> u64 {
         match self {
             Platform::Genesys => genesys::HEARTBEAT_S,
-            Platform::Nice | Platform::Other => 0,
+            Platform::Nice | Platform::Generic => 0,
         }
     }
 }
@@ -227,8 +240,8 @@ mod tests {
         assert_eq!(Platform::of_host("login.usw2.pure.cloud"), Platform::Genesys);
         assert_eq!(Platform::of_host("api-na1.niceincontact.com"), Platform::Nice);
         assert_eq!(Platform::of_host("cxone.niceincontact.com"), Platform::Nice);
-        assert_eq!(Platform::of_host("notpure.cloud"), Platform::Other);
-        assert_eq!(Platform::of_host("example.com"), Platform::Other);
+        assert_eq!(Platform::of_host("notpure.cloud"), Platform::Generic);
+        assert_eq!(Platform::of_host("example.com"), Platform::Generic);
     }
 
     #[test]
@@ -247,6 +260,32 @@ mod tests {
         let n = Platform::Nice.error(&e, "ctx-1".into());
         assert_eq!(n.body, serde_json::json!({"error": "NotFound", "error_description": "No item with id abc."}));
         assert!(n.headers.is_empty());
+    }
+
+    #[test]
+    fn a_generic_host_speaks_the_standards() {
+        let g = Platform::of_host("api.example.test");
+        assert_eq!(g, Platform::Generic);
+        let e = ApiError {
+            status: 429,
+            kind: ErrorKind::TooManyRequests,
+            message: "slow down",
+            details: Value::Array(vec![]),
+        };
+        let b = g.error(&e, "unused".into());
+        assert_eq!(b.content_type, "application/problem+json");
+        assert_eq!(
+            b.body,
+            serde_json::json!({"type": "about:blank", "title": "Too Many Requests", "status": 429, "detail": "slow down", "code": "too_many_requests"})
+        );
+        assert_eq!(g.auth_route("api.example.test", "POST", "/v1/oauth2/token"), Some(AuthRoute::Token));
+        assert_eq!(g.auth_route("api.example.test", "GET", "/token"), None);
+        assert!(g.checks_bearer("api.example.test", "/v1/orders") && !g.requires_bearer());
+        let u = g.unauthorized("bad.credentials", "Invalid login credentials.", String::new());
+        assert!(u
+            .headers
+            .iter()
+            .any(|(k, v)| k == "www-authenticate" && v.starts_with("Bearer error=\"invalid_token\"")));
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub(super) fn error(e: &ApiError<'_>) -> ErrorBody {
         status: e.status,
         body: json!({"error": code(e.kind), "error_description": description}),
         headers: vec![],
+        content_type: "application/json",
     }
 }
 
@@ -45,6 +46,7 @@ pub(super) fn unauthorized(message: &str) -> ErrorBody {
             "www-authenticate".to_string(),
             format!("Bearer error=\"invalid_token\", error_description=\"{message}\""),
         )],
+        content_type: "application/json",
     }
 }
 

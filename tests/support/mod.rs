@@ -115,6 +115,8 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
         "api.usw2.pure.cloud".to_string(),
         "streaming.mypurecloud.com".to_string(),
         "api-na1.niceincontact.com".to_string(),
+        // A user's own API beside the platforms (the generic platform).
+        "api.example.test".to_string(),
     ])
     .unwrap();
     let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();

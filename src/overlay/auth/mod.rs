@@ -143,7 +143,9 @@ impl std::fmt::Debug for Auth {
 
 /// Whether a request is an API call whose bearer token the platform checks.
 fn is_api_call(call: &Call<'_>) -> bool {
-    call.platform().checks_bearer(call.host, call.path)
+    let p = call.platform();
+    p.checks_bearer(call.host, call.path)
+        && (p.requires_bearer() || call.headers.contains_key(http::header::AUTHORIZATION))
 }
 
 fn secs(ms: i64) -> i64 {
@@ -205,8 +207,9 @@ impl Auth {
     /// platform's usual (a day for Genesys, an hour for NICE).
     fn ttl_ms(&self, p: Platform, recorded_s: Option<i64>) -> i64 {
         let configured = match p {
+            Platform::Genesys => self.cfg.ttl_s.genesys,
             Platform::Nice => self.cfg.ttl_s.nice,
-            _ => self.cfg.ttl_s.genesys,
+            Platform::Generic => self.cfg.ttl_s.generic,
         };
         1000 * configured.map(|s| s as i64).or(recorded_s.filter(|s| *s > 0)).unwrap_or(p.default_token_ttl_s())
     }

@@ -332,7 +332,7 @@ pub(super) fn machines(parts: Vec<Part>) -> Vec<Learned> {
             let refusal = match Platform::of_host(&host) {
                 Platform::Genesys => Refusal::Genesys,
                 Platform::Nice => Refusal::Nice,
-                Platform::Other => Refusal::Unprocessable,
+                Platform::Generic => Refusal::Unprocessable,
             };
             let initial = initial.unwrap_or_else(|| a.order[0].clone());
             let machine =

@@ -339,11 +339,18 @@ impl State {
             (Refusal::Unprocessable, p @ (Platform::Genesys | Platform::Nice)) => {
                 refuse(p, 422, ErrorKind::InvalidTransition)
             }
-            (Refusal::Unprocessable, Platform::Other) => Answer::json(
-                422,
-                &json!({"error": "invalid_transition", "message": msg, "from": from, "to": to}),
-                detail,
-            ),
+            (Refusal::Unprocessable, Platform::Generic) => {
+                let details = json!([{"from": from, "to": to}]);
+                crate::overlay::platform_error(
+                    &self.ids,
+                    Platform::Generic,
+                    422,
+                    ErrorKind::InvalidTransition,
+                    &msg,
+                    details,
+                    detail.clone(),
+                )
+            }
         }
     }
 
