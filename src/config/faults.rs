@@ -31,20 +31,36 @@ impl Cut {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     /// Answer this status with the platform's error body (and `Retry-After` when given).
-    Status { status: u16, retry_after_s: Option<u64> },
+    Status {
+        /// The error status (400 to 599).
+        status: u16,
+        /// Seconds for `Retry-After`, when the answer carries one.
+        retry_after_s: Option<u64>,
+    },
     /// Wait `delay_ms` of virtual time, then 504.
-    Timeout { delay_ms: u64 },
+    Timeout {
+        /// Virtual milliseconds before the 504.
+        delay_ms: u64,
+    },
     /// Never answer; hold the request until the client gives up.
     Hang,
     /// Delay the real answer by `delay_ms` plus up to `jitter_ms`.
-    Latency { delay_ms: u64, jitter_ms: u64 },
+    Latency {
+        /// Virtual milliseconds added to every matching answer.
+        delay_ms: u64,
+        /// Up to this many more, drawn from the rule's seeded generator.
+        jitter_ms: u64,
+    },
     /// Cut the connection.
     Cut(Cut),
     /// Refuse the TLS handshake for the host.
     Tls,
     /// Drop a WebSocket session after this many server frames, or (without it) at random with the
     /// rule's probability per frame.
-    WsDrop { after_frames: Option<u64> },
+    WsDrop {
+        /// Server frames sent before the drop.
+        after_frames: Option<u64>,
+    },
     /// Skip heartbeats on matching WebSocket sessions.
     HeartbeatMiss,
 }
