@@ -36,7 +36,7 @@ fn error(status: StatusCode, code: &str, message: String) -> Response<Full<Bytes
 }
 
 /// Answers one admin request from `peer`.
-pub async fn handle(
+pub(crate) async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     local: SocketAddr,
@@ -548,7 +548,7 @@ async fn switch_cassette(proxy: &Arc<Proxy>, name: String) -> Result<Answer, Ans
 }
 
 /// Serves the admin API until `stop` turns true.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, drain: Drain, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(listener: TcpListener, proxy: Arc<Proxy>, drain: Drain, stop: watch::Receiver<bool>) {
     let Ok(local) = listener.local_addr() else {
         tracing::error!("the admin listener has no address; not serving the admin API");
         return;

@@ -20,7 +20,7 @@ use crate::proxy::{Proxy, Target};
 
 /// How an answer differs from the recorded one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Difference {
+pub(crate) struct Difference {
     /// The recorded exchange's sequence number.
     pub seq: u64,
     /// `METHOD host/path?query`.
@@ -35,7 +35,7 @@ pub struct Difference {
 
 /// What a check found.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     /// Exchanges sent again.
     pub checked: usize,
     /// WebSocket sessions opened again, their frames compared.
@@ -213,7 +213,7 @@ const TRANSPORT: &[&str] = &["content-length", "transfer-encoding", "connection"
 
 /// Sends every exchange of `exchanges` (recorded order) through `proxy` and compares the answers.
 /// The proxy's clock should be frozen: it is set to each exchange's recorded time before it is sent.
-pub async fn check(proxy: Arc<Proxy>, exchanges: &[Arc<Exchange>], frames: &[Frame]) -> Report {
+pub(crate) async fn check(proxy: Arc<Proxy>, exchanges: &[Arc<Exchange>], frames: &[Frame]) -> Report {
     let mut report = Report::default();
     let marker = crate::cassette::redact::MARKER;
     // Minted access tokens by platform, sent where the recording shows a redacted bearer.

@@ -2,7 +2,7 @@
 //! pairs, and a small stable hash. Depends on nothing else in callvcr.
 
 /// Decodes `%XX` escapes and `+` (as space) in a query or form component. Invalid escapes stay as they are.
-pub fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -24,7 +24,7 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 /// Percent-encodes everything but unreserved characters.
-pub fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -37,7 +37,7 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 /// `a=1&b=2` (a query string or form body) as decoded pairs, in order.
-pub fn decode_pairs(s: &str) -> Vec<(String, String)> {
+pub(crate) fn decode_pairs(s: &str) -> Vec<(String, String)> {
     s.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -48,7 +48,7 @@ pub fn decode_pairs(s: &str) -> Vec<(String, String)> {
 }
 
 /// FNV-1a, 64-bit: stable across runs and platforms.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 

@@ -1,24 +1,24 @@
 //! callvcr: a TLS-terminating record/replay proxy for contact-center SDK traffic
 //! (Genesys Cloud, NICE CXone). The library holds every part; the binary is a thin CLI over it.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod cassette;
-pub mod check;
+pub(crate) mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod encoding;
+pub(crate) mod encoding;
 pub mod journal;
-pub mod listen;
-pub mod lockfile;
-pub mod overlay;
-pub mod platform;
+pub(crate) mod listen;
+pub(crate) mod lockfile;
+pub(crate) mod overlay;
+pub(crate) mod platform;
 pub mod proxy;
-pub mod route;
-pub mod run;
+pub(crate) mod route;
+pub(crate) mod run;
 pub mod server;
-pub mod sharded;
-pub mod timer;
+pub(crate) mod sharded;
+pub(crate) mod timer;
 pub mod tls;
-pub mod upstream;
-pub mod ws;
+pub(crate) mod upstream;
+pub(crate) mod ws;

@@ -28,7 +28,7 @@ use crate::tls::LeafCache;
 /// A listener that could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr} ({what}): {reason}")]
-pub struct ListenError {
+pub(crate) struct ListenError {
     /// The address.
     pub addr: String,
     /// Which listener.
@@ -38,7 +38,7 @@ pub struct ListenError {
 }
 
 /// Binds `addr` for the listener named `what`, with a message that says what to do when it fails.
-pub async fn bind(addr: &str, what: &'static str, flag: &str) -> Result<TcpListener, ListenError> {
+pub(crate) async fn bind(addr: &str, what: &'static str, flag: &str) -> Result<TcpListener, ListenError> {
     let err = |reason: String| ListenError { addr: addr.to_string(), what, reason };
     let sa: SocketAddr = addr.parse().map_err(|_| err(format!("not an address; expected host:port with {flag}")))?;
     TcpListener::bind(sa).await.map_err(|e| match e.kind() {
@@ -52,7 +52,7 @@ pub async fn bind(addr: &str, what: &'static str, flag: &str) -> Result<TcpListe
 
 /// Tells every open connection to finish and close, then waits for them.
 #[derive(Debug)]
-pub struct DrainSignal {
+pub(crate) struct DrainSignal {
     inner: Arc<DrainInner>,
 }
 
@@ -61,7 +61,7 @@ pub struct DrainSignal {
 /// atomic load per poll and touches nothing other connections share (a shared channel polled by
 /// every connection took a lock on each poll).
 #[derive(Debug)]
-pub struct Drain {
+pub(crate) struct Drain {
     inner: Arc<DrainInner>,
 }
 
@@ -91,7 +91,7 @@ fn monotonic_ms() -> u64 {
 /// to send a complete head, or leaves a connection idle that long between requests, has its
 /// connection closed; that costs a request two stores to this connection's own state, not a timer.
 #[derive(Debug, Default)]
-pub struct ConnWatch {
+pub(crate) struct ConnWatch {
     waker: futures_util::task::AtomicWaker,
     /// When it began waiting for a request head (coarse ms); 0 while a request is answered.
     waiting_since: std::sync::atomic::AtomicU64,
@@ -103,7 +103,7 @@ pub struct ConnWatch {
 
 impl ConnWatch {
     /// A watch for a new connection; `reapable` when slow clients are cut off on it.
-    pub fn new(reapable: bool) -> Arc<ConnWatch> {
+    pub(crate) fn new(reapable: bool) -> Arc<ConnWatch> {
         let w = ConnWatch::default();
         w.reapable.store(reapable, Ordering::Relaxed);
         w.waiting_since.store(COARSE_MS.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -112,7 +112,7 @@ impl ConnWatch {
 
     /// A request head arrived (`h2`: over HTTP/2, where heads are not timed). Until the guard is
     /// dropped the connection is busy, not waiting.
-    pub fn request(self: &Arc<Self>, h2: bool) -> RequestGuard {
+    pub(crate) fn request(self: &Arc<Self>, h2: bool) -> RequestGuard {
         if h2 && self.reapable.load(Ordering::Relaxed) {
             self.reapable.store(false, Ordering::Relaxed);
         }
@@ -131,7 +131,7 @@ impl ConnWatch {
 
 /// Marks one request in progress on a [`ConnWatch`].
 #[derive(Debug)]
-pub struct RequestGuard(Arc<ConnWatch>);
+pub(crate) struct RequestGuard(Arc<ConnWatch>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
@@ -144,7 +144,7 @@ impl Drop for RequestGuard {
 impl DrainSignal {
     /// A signal and the first handle to give out. With `read_timeout`, a reaper closes connections
     /// that wait longer than it for a complete request head (checked several times per timeout).
-    pub fn new(read_timeout: Option<Duration>) -> (DrainSignal, Drain) {
+    pub(crate) fn new(read_timeout: Option<Duration>) -> (DrainSignal, Drain) {
         let inner = Arc::new(DrainInner::default());
         inner.handles.store(1, Ordering::SeqCst);
         COARSE_MS.store(monotonic_ms(), Ordering::Relaxed);
@@ -179,7 +179,7 @@ impl DrainSignal {
     }
 
     /// Signals every connection, then waits up to `limit` for all to close. Returns whether they all did.
-    pub async fn drain(self, limit: Duration) -> bool {
+    pub(crate) async fn drain(self, limit: Duration) -> bool {
         let inner = &self.inner;
         inner.draining.store(true, Ordering::SeqCst);
         let conns: Vec<_> = inner.conns.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
@@ -219,7 +219,7 @@ impl Drop for Drain {
 impl Drain {
     /// Runs `conn` to completion, shutting it down gracefully once drain is signalled, or closing
     /// it when the reaper finds it waited too long for a request head.
-    pub async fn watch<C: GracefulConnection>(self, conn: C, watch: Arc<ConnWatch>) -> Result<(), C::Error> {
+    pub(crate) async fn watch<C: GracefulConnection>(self, conn: C, watch: Arc<ConnWatch>) -> Result<(), C::Error> {
         let inner = self.inner.clone();
         let id = inner.next.fetch_add(1, Ordering::Relaxed);
         inner.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(id, watch.clone());
@@ -251,7 +251,7 @@ impl Drain {
 
 /// What every connection handler needs.
 #[derive(Clone)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// Request handling.
     pub proxy: Arc<Proxy>,
     /// Leaves per host.
@@ -262,8 +262,12 @@ pub struct Shared {
 
 /// Accepts connections on `listener` until `stop` turns true, handing each to `on_conn`.
 /// Accept errors (e.g. out of file descriptors) are logged and retried after a pause.
-pub async fn accept_loop<F, Fut>(listener: TcpListener, what: &'static str, mut stop: watch::Receiver<bool>, on_conn: F)
-where
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    what: &'static str,
+    mut stop: watch::Receiver<bool>,
+    on_conn: F,
+) where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -285,7 +289,7 @@ where
 }
 
 /// Accepts TLS connections until `stop` turns true; the target host comes from SNI.
-pub async fn serve_tls(listener: TcpListener, shared: Shared, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve_tls(listener: TcpListener, shared: Shared, stop: watch::Receiver<bool>) {
     accept_loop(listener, "TLS listener", stop, move |stream, peer| {
         accept_tls(stream, peer.to_string(), None, 443, shared.clone())
     })
@@ -293,7 +297,7 @@ pub async fn serve_tls(listener: TcpListener, shared: Shared, stop: watch::Recei
 }
 
 /// Terminates TLS on `io` with a leaf for the SNI host (or `fallback`, the CONNECT host), then serves HTTP.
-pub async fn accept_tls<IO>(io: IO, peer: String, fallback: Option<String>, port: u16, shared: Shared)
+pub(crate) async fn accept_tls<IO>(io: IO, peer: String, fallback: Option<String>, port: u16, shared: Shared)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -384,7 +388,7 @@ where
 }
 
 /// Accepts plain HTTP connections (CONNECT, absolute-form, origin-form) until `stop` turns true.
-pub async fn serve_proxy(listener: TcpListener, shared: Shared, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve_proxy(listener: TcpListener, shared: Shared, stop: watch::Receiver<bool>) {
     accept_loop(listener, "proxy listener", stop, move |stream, peer| proxy_conn(stream, peer, shared.clone())).await
 }
 

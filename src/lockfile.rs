@@ -20,13 +20,13 @@ pub struct LockError {
 /// however it ends, so a killed process leaves nothing stale behind; the file's text (a process
 /// id) only names the holder in messages.
 #[derive(Debug)]
-pub struct LockFile {
+pub(crate) struct LockFile {
     file: std::fs::File,
 }
 
 impl LockFile {
     /// Opens (creating) the lock file at `path`; takes no lock yet.
-    pub fn open(path: &Path) -> Result<LockFile, LockError> {
+    pub(crate) fn open(path: &Path) -> Result<LockFile, LockError> {
         std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -38,7 +38,7 @@ impl LockFile {
     }
 
     /// Takes the lock (exclusive or shared) if it is free: `Ok(false)` when another holds it.
-    pub fn try_take(&self, exclusive: bool, path: &Path) -> Result<bool, LockError> {
+    pub(crate) fn try_take(&self, exclusive: bool, path: &Path) -> Result<bool, LockError> {
         let r = if exclusive { self.file.try_lock() } else { self.file.try_lock_shared() };
         match r {
             Ok(()) => Ok(true),
@@ -50,7 +50,7 @@ impl LockFile {
     }
 
     /// Notes this process as the holder (after taking the lock exclusively).
-    pub fn note_holder(&self) {
+    pub(crate) fn note_holder(&self) {
         use std::io::Seek;
         let mut f = &self.file;
         let _ = f.set_len(0);
@@ -60,14 +60,14 @@ impl LockFile {
     }
 
     /// The holder's process id, as it noted itself.
-    pub fn holder(path: &Path) -> Option<u32> {
+    pub(crate) fn holder(path: &Path) -> Option<u32> {
         std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok())
     }
 }
 
 /// Takes the lock at `path` exclusively, waiting for another holder up to `wait_ms`; on timeout,
 /// the holder's process id (as it noted itself).
-pub fn take_within(path: &Path, wait_ms: u64) -> Result<Result<LockFile, Option<u32>>, LockError> {
+pub(crate) fn take_within(path: &Path, wait_ms: u64) -> Result<Result<LockFile, Option<u32>>, LockError> {
     let lock = LockFile::open(path)?;
     let started = crate::clock::Clock::instant();
     while !lock.try_take(true, path)? {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use crate::server::Addrs;
+pub(crate) use crate::server::Addrs;
 
 /// Places system root bundles usually live (Debian/Ubuntu, Fedora/RHEL, Alpine, macOS with OpenSSL).
 const SYSTEM_BUNDLES: &[&str] = &[
@@ -18,7 +18,7 @@ const SYSTEM_BUNDLES: &[&str] = &[
 /// Writes `certs/bundle.pem`: the system's roots followed by callvcr's CA, for runtimes that take one
 /// file (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`). Returns its path and the system
 /// bundle used, if one was found.
-pub fn write_bundle(certs: &Path) -> Result<(PathBuf, Option<PathBuf>), String> {
+pub(crate) fn write_bundle(certs: &Path) -> Result<(PathBuf, Option<PathBuf>), String> {
     let ca_path = certs.join(crate::tls::CA_CERT_FILE);
     let ca = std::fs::read(&ca_path).map_err(|e| format!("cannot read {}: {e}", ca_path.display()))?;
     let system = SYSTEM_BUNDLES.iter().map(PathBuf::from).find(|p| p.is_file());
@@ -38,7 +38,7 @@ pub fn write_bundle(certs: &Path) -> Result<(PathBuf, Option<PathBuf>), String> 
 
 /// The environment a child gets: proxy variables that send HTTPS through callvcr (and keep the
 /// admin API direct), and CA settings for each runtime.
-pub fn child_env(addrs: &Addrs, ca: &Path, bundle: &Path, redirect: &str) -> Vec<(String, String)> {
+pub(crate) fn child_env(addrs: &Addrs, ca: &Path, bundle: &Path, redirect: &str) -> Vec<(String, String)> {
     let proxy = format!("http://{}", addrs.proxy);
     let admin = format!("http://{}", addrs.admin);
     let no_proxy = "127.0.0.1,localhost,::1".to_string();
@@ -60,7 +60,7 @@ pub fn child_env(addrs: &Addrs, ca: &Path, bundle: &Path, redirect: &str) -> Vec
 }
 
 /// Writes a hosts file: the machine's own lines, then one line pointing `names` at 127.0.0.1.
-pub fn write_hosts(names: &[String], out: &Path) -> Result<(), String> {
+pub(crate) fn write_hosts(names: &[String], out: &Path) -> Result<(), String> {
     let mut text = std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| "127.0.0.1 localhost\n".into());
     if !text.ends_with('\n') {
         text.push('\n');
@@ -72,7 +72,7 @@ pub fn write_hosts(names: &[String], out: &Path) -> Result<(), String> {
 
 /// The command to run: as given, or (with `hosts`) inside a private mount namespace where
 /// `/etc/hosts` is that file. Linux only, and needs root (or CAP_SYS_ADMIN).
-pub fn command(cmd: &[String], hosts: Option<&Path>) -> Result<tokio::process::Command, String> {
+pub(crate) fn command(cmd: &[String], hosts: Option<&Path>) -> Result<tokio::process::Command, String> {
     let (prog, args) = cmd.split_first().ok_or("no command given: put it after `--`")?;
     match hosts {
         None => {
@@ -93,7 +93,7 @@ pub fn command(cmd: &[String], hosts: Option<&Path>) -> Result<tokio::process::C
 
 /// The exit code `run` ends with: the command's own when it failed, else callvcr's (1 on strict
 /// failures).
-pub fn exit_code(child: Option<i32>, callvcr: i32) -> i32 {
+pub(crate) fn exit_code(child: Option<i32>, callvcr: i32) -> i32 {
     match child {
         Some(c) if c != 0 => c,
         Some(_) => callvcr,

@@ -70,18 +70,18 @@ impl<T: Clone> ReadMostly<T> {
 
 /// One value per thread shard, each on its own cache lines: a thread works on its own.
 #[derive(Debug, Default)]
-pub struct PerThread<T> {
+pub(crate) struct PerThread<T> {
     shards: [Padded<T>; SHARDS],
 }
 
 impl<T> PerThread<T> {
     /// This thread's value.
-    pub fn mine(&self) -> &T {
+    pub(crate) fn mine(&self) -> &T {
         &self.shards[shard()].0
     }
 
     /// Every shard's value.
-    pub fn all(&self) -> impl Iterator<Item = &T> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &T> {
         self.shards.iter().map(|s| &s.0)
     }
 }

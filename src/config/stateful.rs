@@ -53,7 +53,7 @@ pub struct RawMachine {
     /// Start state (default: the first state).
     #[serde(default)]
     pub initial: Option<String>,
-    /// Allowed moves, from → [to].
+    /// Allowed moves: from a state, the states it may move to.
     #[serde(default)]
     pub transitions: Option<BTreeMap<String, Vec<String>>>,
     /// States that end a session.

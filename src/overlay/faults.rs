@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 
 use super::ids::mix;
 use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay};
-pub use crate::config::faults::{Cut, FaultSpec, Kind, RuleError};
+pub(crate) use crate::config::faults::{Cut, FaultSpec, Kind, RuleError};
 use crate::config::HostPattern;
 use crate::platform::ErrorKind;
 
 /// One fault rule.
 #[derive(Debug, Clone)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// Its id (`f1`, `f2`, ...).
     pub id: String,
     method: Option<String>,
@@ -38,12 +38,12 @@ pub struct Rule {
 impl Rule {
     /// Parses and starts a rule (see [`FaultSpec::parse`]); `now_ms` starts a `duration_ms`
     /// window; `default_seed` seeds it when the rule names no seed.
-    pub fn parse(spec: &Value, id: String, now_ms: i64, default_seed: u64) -> Result<Rule, RuleError> {
+    pub(crate) fn parse(spec: &Value, id: String, now_ms: i64, default_seed: u64) -> Result<Rule, RuleError> {
         Ok(Rule::start(&FaultSpec::parse(spec)?, id, now_ms, default_seed))
     }
 
     /// A checked rule, started at `now_ms`.
-    pub fn start(spec: &FaultSpec, id: String, now_ms: i64, default_seed: u64) -> Rule {
+    pub(crate) fn start(spec: &FaultSpec, id: String, now_ms: i64, default_seed: u64) -> Rule {
         let seed = spec.seed.unwrap_or_else(|| mix(default_seed ^ fnv(&id)));
         Rule {
             id,
@@ -84,7 +84,7 @@ impl Rule {
     }
 
     /// The rule for listing: as written, plus its id and what is left of its window.
-    pub fn listing(&self, now_ms: i64) -> Value {
+    pub(crate) fn listing(&self, now_ms: i64) -> Value {
         let mut v = self.spec.clone();
         if let Value::Object(m) = &mut v {
             m.insert("id".into(), Value::String(self.id.clone()));
@@ -149,7 +149,7 @@ impl WsDropPlan {
 }
 
 /// The query parameter that asks for a fault on one request (`?failure=timeout|rate_limit|socket_drop`).
-pub const QUERY_TRIGGER: &str = "failure";
+pub(crate) const QUERY_TRIGGER: &str = "failure";
 
 impl Faults {
     /// An overlay starting with the rules in `proxy.yaml` (already checked), seeded by `seed`.

@@ -50,14 +50,14 @@ impl Ids {
 }
 
 /// SplitMix64's output function.
-pub fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
 /// Formats 128 bits as a version 4, variant 1 UUID.
-pub fn uuid_from(hi: u64, lo: u64) -> String {
+pub(crate) fn uuid_from(hi: u64, lo: u64) -> String {
     let hi = (hi & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000;
     let lo = (lo & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
     format!(

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-pub use crate::config::machine::{Gate, Machine, Refusal, PRESETS};
+pub(crate) use crate::config::machine::{Machine, Refusal};
 
 /// A flag's value and since when (virtual ms).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flag {
+pub(crate) struct Flag {
     /// On or off.
     pub on: bool,
     /// When it last changed.
@@ -20,7 +20,7 @@ pub struct Flag {
 
 /// A move that was asked for and has not happened yet.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// The state it enters.
     pub to: String,
     /// When it happens on its own (a carrier delay); `None` = held until released.
@@ -33,7 +33,7 @@ pub struct Pending {
 
 /// One participant (Genesys) or the contact itself (one-party machines).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Party {
+pub(crate) struct Party {
     /// Its id (the participant id; for one-party sessions, the session id).
     pub id: String,
     /// Its purpose, where the platform names one (`customer`, `agent`, ...).
@@ -54,7 +54,7 @@ pub struct Party {
 
 /// One move that happened.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Step {
+pub(crate) struct Step {
     /// The party that moved.
     pub party: String,
     /// From.
@@ -71,7 +71,7 @@ pub struct Step {
 
 /// Why a move was not made.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The machine does not allow it.
     NotAllowed {
         /// Current state.
@@ -110,7 +110,7 @@ impl std::fmt::Display for Refused {
 
 /// What came of asking for a move.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Moved {
+pub(crate) enum Moved {
     /// It happened.
     Now(Step),
     /// It waits for `release`.
@@ -123,7 +123,7 @@ pub enum Moved {
 
 /// A move asked for.
 #[derive(Debug, Clone)]
-pub struct Ask<'a> {
+pub(crate) struct Ask<'a> {
     /// The state to enter.
     pub to: &'a str,
     /// The asker's idea of the current state (admin calls check it).
@@ -138,18 +138,19 @@ pub struct Ask<'a> {
 
 impl<'a> Ask<'a> {
     /// A gated move to `to` asked by `by`, with no expectation and no metadata.
-    pub fn to(to: &'a str, by: &'static str) -> Ask<'a> {
+    pub(crate) fn to(to: &'a str, by: &'static str) -> Ask<'a> {
         Ask { to, expected: None, by, metadata: Value::Null, gated: true }
     }
 
+    #[cfg(test)] // only the tests read it
     /// With the asker's idea of the current state.
-    pub fn from(mut self, expected: Option<&'a str>) -> Ask<'a> {
+    pub(crate) fn from(mut self, expected: Option<&'a str>) -> Ask<'a> {
         self.expected = expected;
         self
     }
 
     /// Not held or delayed.
-    pub fn ungated(mut self) -> Ask<'a> {
+    pub(crate) fn ungated(mut self) -> Ask<'a> {
         self.gated = false;
         self
     }
@@ -157,7 +158,7 @@ impl<'a> Ask<'a> {
 
 /// A call, conversation or contact moving through one machine.
 #[derive(Debug, Clone)]
-pub struct Session {
+pub(crate) struct Session {
     /// Its id (Genesys conversation id, NICE contact id, or any id a test picks).
     pub id: String,
     /// Its machine.
@@ -170,12 +171,12 @@ pub struct Session {
 
 impl Session {
     /// A session with no party yet (Genesys conversations learn theirs from the platform's answers).
-    pub fn empty(id: &str, machine: Arc<Machine>) -> Session {
+    pub(crate) fn empty(id: &str, machine: Arc<Machine>) -> Session {
         Session { id: id.to_string(), machine, parties: Vec::new(), history: Vec::new() }
     }
 
     /// A one-party session in the machine's initial state.
-    pub fn new(id: &str, machine: Arc<Machine>, now_ms: i64) -> Session {
+    pub(crate) fn new(id: &str, machine: Arc<Machine>, now_ms: i64) -> Session {
         let mut s = Session::empty(id, machine);
         let initial = s.machine.initial.clone();
         s.add_party(id, "", &initial, now_ms);
@@ -183,7 +184,7 @@ impl Session {
     }
 
     /// Adds a party in `state` (spelled as the machine spells it when it knows it).
-    pub fn add_party(&mut self, id: &str, purpose: &str, state: &str, now_ms: i64) -> usize {
+    pub(crate) fn add_party(&mut self, id: &str, purpose: &str, state: &str, now_ms: i64) -> usize {
         let state = self.machine.canonical(state).unwrap_or(state).to_string();
         let flags = self.machine.flags.iter().map(|f| (f.clone(), Flag { on: false, since_ms: now_ms })).collect();
         self.parties.push(Party {
@@ -200,12 +201,12 @@ impl Session {
     }
 
     /// The index of party `id`.
-    pub fn party(&self, id: &str) -> Option<usize> {
+    pub(crate) fn party(&self, id: &str) -> Option<usize> {
         self.parties.iter().position(|p| p.id == id)
     }
 
     /// The party admin calls act on when none is named: the customer, else the first.
-    pub fn primary(&self) -> Option<usize> {
+    pub(crate) fn primary(&self) -> Option<usize> {
         self.parties.iter().position(|p| p.purpose == "customer").or(if self.parties.is_empty() {
             None
         } else {
@@ -214,7 +215,7 @@ impl Session {
     }
 
     /// Resolves a party by id, or the primary one.
-    pub fn resolve(&self, party: Option<&str>) -> Result<usize, Refused> {
+    pub(crate) fn resolve(&self, party: Option<&str>) -> Result<usize, Refused> {
         match party {
             Some(p) => self.party(p).ok_or_else(|| Refused::NoParty(p.to_string())),
             None => self.primary().ok_or_else(|| Refused::NoParty("(none yet)".into())),
@@ -222,7 +223,7 @@ impl Session {
     }
 
     /// Asks for party `i` to make the move `ask` describes at `now_ms`.
-    pub fn request(&mut self, i: usize, ask: Ask<'_>, now_ms: i64) -> Result<Moved, Refused> {
+    pub(crate) fn request(&mut self, i: usize, ask: Ask<'_>, now_ms: i64) -> Result<Moved, Refused> {
         let Ask { to, expected, by, metadata, gated } = ask;
         let m = self.machine.clone();
         let Some(to) = m.canonical(to).map(str::to_string) else {
@@ -281,7 +282,7 @@ impl Session {
     }
 
     /// Releases party `i`'s held move.
-    pub fn release(&mut self, i: usize, now_ms: i64) -> Option<Step> {
+    pub(crate) fn release(&mut self, i: usize, now_ms: i64) -> Option<Step> {
         let p = &mut self.parties[i];
         match &p.pending {
             Some(Pending { due_ms: None, .. }) => {
@@ -293,7 +294,7 @@ impl Session {
     }
 
     /// Sets a flag; `true` when it changed.
-    pub fn set_flag(&mut self, i: usize, flag: &str, on: bool, now_ms: i64) -> bool {
+    pub(crate) fn set_flag(&mut self, i: usize, flag: &str, on: bool, now_ms: i64) -> bool {
         let f = self.parties[i].flags.entry(flag.to_string()).or_insert(Flag { on: false, since_ms: now_ms });
         if f.on == on {
             return false;
@@ -303,7 +304,7 @@ impl Session {
     }
 
     /// When the next thing happens on its own (a delayed move, a timeout), if anything will.
-    pub fn next_deadline(&self) -> Option<i64> {
+    pub(crate) fn next_deadline(&self) -> Option<i64> {
         self.parties.iter().filter_map(|p| self.deadline(p)).min()
     }
 
@@ -321,7 +322,7 @@ impl Session {
 
     /// Carries out everything due by `now_ms`, in time order: delayed moves, then timeouts (a
     /// timeout also releases the party's resources). Returns the steps taken.
-    pub fn advance(&mut self, now_ms: i64) -> Vec<Step> {
+    pub(crate) fn advance(&mut self, now_ms: i64) -> Vec<Step> {
         let mut out = Vec::new();
         loop {
             let due = self
@@ -354,6 +355,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::machine::{Gate, PRESETS};
 
     fn generic() -> Arc<Machine> {
         Arc::new(Machine::preset("generic").unwrap())

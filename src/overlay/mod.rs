@@ -3,16 +3,16 @@
 //! of them touches a socket or reads the system time. The proxy runs them in the order DESIGN gives:
 //! faults → auth → rate-limit → versions → validate → state → crud.
 
-pub mod auth;
-pub mod crud;
-pub mod faults;
-pub mod ids;
-pub mod jwt;
-pub mod machine;
-pub mod ratelimit;
-pub mod state;
-pub mod validate;
-pub mod versions;
+pub(crate) mod auth;
+pub(crate) mod crud;
+pub(crate) mod faults;
+pub(crate) mod ids;
+pub(crate) mod jwt;
+pub(crate) mod machine;
+pub(crate) mod ratelimit;
+pub(crate) mod state;
+pub(crate) mod validate;
+pub(crate) mod versions;
 
 use std::collections::HashMap;
 
@@ -22,11 +22,11 @@ use http::HeaderMap;
 use crate::cassette::index::Peeked;
 use crate::cassette::model::Exchange;
 
-pub use crate::platform::Platform;
+pub(crate) use crate::platform::Platform;
 use crate::platform::{ApiError, ErrorBody, ErrorKind};
-pub use ids::Ids;
+pub(crate) use ids::Ids;
 
-pub use crate::config::overlays::{check_name, NAMES};
+pub(crate) use crate::config::overlays::{check_name, NAMES};
 
 /// One request as overlays see it.
 #[derive(Debug)]
@@ -94,7 +94,7 @@ pub struct Principal {
 
 /// An error answer in `platform`'s shape: `kind` says what was refused, `message` why, `details`
 /// what was wrong where the platform has a place for it.
-pub fn platform_error(
+pub(crate) fn platform_error(
     ids: &Ids,
     platform: Platform,
     status: u16,
@@ -214,7 +214,12 @@ pub struct RecordedToken {
 
 /// A recorded response as an answer (the platform's own bytes; lengths and encodings are the
 /// server's to set again).
-pub fn recorded_answer(status: u16, headers: &[(String, String)], body: &[u8], detail: impl Into<String>) -> Answer {
+pub(crate) fn recorded_answer(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    detail: impl Into<String>,
+) -> Answer {
     Answer {
         status,
         headers: headers
@@ -234,7 +239,7 @@ pub fn recorded_answer(status: u16, headers: &[(String, String)], body: &[u8], d
 }
 
 /// The analyses a cassette's replay file keeps for the overlays (learned state machines).
-pub fn analyses() -> Vec<Box<dyn crate::cassette::replayfile::Analysis>> {
+pub(crate) fn analyses() -> Vec<Box<dyn crate::cassette::replayfile::Analysis>> {
     vec![Box::new(state::Learner::default())]
 }
 

@@ -33,7 +33,7 @@ impl Bucket {
 
 /// Where one bucket stands after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Standing {
+pub(crate) struct Standing {
     /// Whether the request was allowed.
     pub allowed: bool,
     /// Requests counted against the limit (the bucket's used capacity, rounded up).
@@ -73,7 +73,7 @@ fn take(b: &mut Bucket, limit: u64, window_ms: u64, now_ms: i64) -> Standing {
 
 /// The rate-limit overlay.
 #[derive(Debug)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     rules: Vec<RateRule>,
     headers: Headers,
     ids: Arc<Ids>,
@@ -82,7 +82,7 @@ pub struct RateLimit {
 
 /// Where the `inin-ratelimit-*` headers go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Headers {
+pub(crate) enum Headers {
     /// On every counted Genesys answer.
     Always,
     /// Never.
@@ -106,7 +106,7 @@ const SAMPLE: usize = 16;
 
 /// The headers as configured (`Some`), else as the cassette in `index` shows: a host gets them
 /// when a sample of its recorded answers carries them.
-pub fn headers_from(configured: Option<bool>, index: &crate::cassette::Index) -> Headers {
+pub(crate) fn headers_from(configured: Option<bool>, index: &crate::cassette::Index) -> Headers {
     match configured {
         Some(true) => return Headers::Always,
         Some(false) => return Headers::Never,
@@ -134,7 +134,7 @@ pub fn headers_from(configured: Option<bool>, index: &crate::cassette::Index) ->
 impl RateLimit {
     /// An overlay enforcing `rules` (the first rule that matches a request applies); `headers` says
     /// where Genesys answers get the `inin-ratelimit-*` headers.
-    pub fn new(rules: Vec<RateRule>, headers: Headers, ids: Arc<Ids>) -> RateLimit {
+    pub(crate) fn new(rules: Vec<RateRule>, headers: Headers, ids: Arc<Ids>) -> RateLimit {
         RateLimit { rules, headers, ids, buckets: Mutex::new(HashMap::new()) }
     }
 
@@ -150,7 +150,7 @@ impl RateLimit {
     }
 
     /// Counts a request at `now_ms` against the rule that applies, if any.
-    pub fn check(&self, call: &Call<'_>, ctx: &Ctx) -> Option<(usize, Standing)> {
+    pub(crate) fn check(&self, call: &Call<'_>, ctx: &Ctx) -> Option<(usize, Standing)> {
         let (i, rule) = self.rules.iter().enumerate().find(|(_, r)| r.applies(call.host, call.path))?;
         let key = (i, Self::key(rule, call, ctx));
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());

@@ -47,7 +47,7 @@ pub struct Validate {
 
 /// The first way `v` breaks `schema` (the inferred subset: type, properties, required, items):
 /// the field's dotted name and the rule.
-pub fn violation(schema: &Value, v: &Value, at: &str) -> Option<(String, String)> {
+pub(crate) fn violation(schema: &Value, v: &Value, at: &str) -> Option<(String, String)> {
     let field = |k: &str| if at.is_empty() { k.to_string() } else { format!("{at}.{k}") };
     if let Some(t) = schema.get("type") {
         let allowed: Vec<&str> = match t {

@@ -13,7 +13,7 @@ use crate::route::Version;
 
 /// The SDK a request announces: its name (`python`, `java`, ... or a configured name) and version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sdk {
+pub(crate) struct Sdk {
     /// Lower-case name; empty when only the version is known.
     pub name: String,
     /// Version.
@@ -22,19 +22,19 @@ pub struct Sdk {
 
 /// The versions overlay.
 #[derive(Debug)]
-pub struct Versions {
+pub(crate) struct Versions {
     cfg: VersionsConfig,
     ids: std::sync::Arc<Ids>,
 }
 
 impl Versions {
     /// An overlay with `cfg`.
-    pub fn new(cfg: VersionsConfig, ids: std::sync::Arc<Ids>) -> Versions {
+    pub(crate) fn new(cfg: VersionsConfig, ids: std::sync::Arc<Ids>) -> Versions {
         Versions { cfg, ids }
     }
 
     /// The SDK `call` announces, if any.
-    pub fn sdk_of(&self, call: &Call<'_>) -> Option<Sdk> {
+    pub(crate) fn sdk_of(&self, call: &Call<'_>) -> Option<Sdk> {
         let ua = call.header("user-agent").unwrap_or("");
         if let Some(v) = call.header("purecloud-sdk").and_then(Version::parse) {
             let name = ua

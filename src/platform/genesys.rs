@@ -105,7 +105,7 @@ pub(super) fn is_heartbeat(text: &str) -> bool {
 // ---- conversation paths and bodies (the call-state preset) ----
 
 /// A Genesys call path: (conversation id, participant id, whether it is the calls API).
-pub fn call_path(path: &str) -> Option<(&str, Option<&str>, bool)> {
+pub(crate) fn call_path(path: &str) -> Option<(&str, Option<&str>, bool)> {
     let rest = path.strip_prefix("/api/v2/conversations/")?;
     let (calls, rest) = match rest.strip_prefix("calls/") {
         Some(r) => (true, r),
@@ -123,7 +123,7 @@ pub fn call_path(path: &str) -> Option<(&str, Option<&str>, bool)> {
 
 /// A participant's state and purpose in a Genesys body (calls API: on the participant; the
 /// conversations API: on its first call).
-pub fn participant_state(p: &Value) -> Option<(&str, &str, &str)> {
+pub(crate) fn participant_state(p: &Value) -> Option<(&str, &str, &str)> {
     let id = p.get("id")?.as_str()?;
     let purpose = p.get("purpose").and_then(Value::as_str).unwrap_or("");
     let state = p

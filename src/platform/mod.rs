@@ -6,8 +6,8 @@
 //! Nothing here knows about sockets, cassettes or overlays: it sits below all of them.
 
 mod generic;
-pub mod genesys;
-pub mod nice;
+pub(crate) mod genesys;
+pub(crate) mod nice;
 
 use serde_json::Value;
 
@@ -201,32 +201,32 @@ impl Platform {
 
 /// The header an SDK names itself in, before `user-agent` (Genesys SDKs send `purecloud-sdk`):
 /// the index keeps per-version recordings by it.
-pub const SDK_HEADER: &str = genesys::SDK_HEADER;
+pub(crate) const SDK_HEADER: &str = genesys::SDK_HEADER;
 
 /// Whether a path is a long poll (NICE agent events): its answer waits for something to happen.
-pub fn is_long_poll(path: &str) -> bool {
+pub(crate) fn is_long_poll(path: &str) -> bool {
     nice::is_long_poll(path)
 }
 
 /// Whether a request creates a notification channel (Genesys), whose answer's `id` names the
 /// WebSocket session that follows.
-pub fn creates_channel(method: &str, path: &str) -> bool {
+pub(crate) fn creates_channel(method: &str, path: &str) -> bool {
     genesys::creates_channel(method, path)
 }
 
 /// The heartbeat message a platform's notification socket sends (Genesys).
-pub fn heartbeat() -> Value {
+pub(crate) fn heartbeat() -> Value {
     genesys::heartbeat()
 }
 
 /// The platform's answer to a client's ping message on a notification socket (Genesys
 /// `{"message":"ping"}`), when it is one.
-pub fn ping_reply(message: &Value) -> Option<Value> {
+pub(crate) fn ping_reply(message: &Value) -> Option<Value> {
     genesys::ping_reply(message)
 }
 
 /// Whether a text frame is a heartbeat (dropped on replay, synthesized instead).
-pub fn is_heartbeat(text: &str) -> bool {
+pub(crate) fn is_heartbeat(text: &str) -> bool {
     genesys::is_heartbeat(text)
 }
 

@@ -93,7 +93,7 @@ pub(super) fn is_long_poll(path: &str) -> bool {
 // ---- agent-session paths and actions (the contact-state preset) ----
 
 /// A NICE agent-session interaction path: (session id, contact id, action).
-pub fn interaction_path(path: &str) -> Option<(&str, &str, String)> {
+pub(crate) fn interaction_path(path: &str) -> Option<(&str, &str, String)> {
     let lower = path.to_ascii_lowercase();
     let i = lower.find("/agent-sessions/")?;
     let rest = &path[i + "/agent-sessions/".len()..];
@@ -108,7 +108,7 @@ pub fn interaction_path(path: &str) -> Option<(&str, &str, String)> {
 }
 
 /// The NICE session id of a `get-next-event` long poll.
-pub fn poll_session(path: &str) -> Option<&str> {
+pub(crate) fn poll_session(path: &str) -> Option<&str> {
     let lower = path.to_ascii_lowercase();
     if !lower.ends_with("/get-next-event") {
         return None;
@@ -118,10 +118,10 @@ pub fn poll_session(path: &str) -> Option<&str> {
 }
 
 /// What a NICE interaction action does: a move to a state, or a flag set on or off.
-pub type Effect = (Option<&'static str>, Option<(&'static str, bool)>);
+pub(crate) type Effect = (Option<&'static str>, Option<(&'static str, bool)>);
 
 /// The effect of a NICE interaction action.
-pub fn action(action: &str) -> Option<Effect> {
+pub(crate) fn action(action: &str) -> Option<Effect> {
     Some(match action {
         "accept" | "resume" => (Some("Active"), None),
         "hold" => (Some("Holding"), None),

@@ -8,8 +8,8 @@ mod outbox;
 mod record;
 mod serve;
 
-pub use outbox::Outbox;
-pub use record::{record, RecordSink};
+pub(crate) use outbox::Outbox;
+pub(crate) use record::{record, RecordSink};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -5,7 +5,7 @@ use super::*;
 
 /// What a recording session needs from the proxy: where frames go, and what REST exchange the
 /// session's client last started.
-pub trait RecordSink: Send + Sync + 'static {
+pub(crate) trait RecordSink: Send + Sync + 'static {
     /// Stores one frame (flushed before it is relayed).
     fn store(&self, frame: Frame) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
     /// The sequence number and start time (ms, monotonic) of the last REST exchange by `client`.
@@ -13,7 +13,7 @@ pub trait RecordSink: Send + Sync + 'static {
 }
 
 /// Relays one recorded session until either side closes, storing every frame.
-pub async fn record(
+pub(crate) async fn record(
     client: hyper::upgrade::Upgraded,
     upstream: hyper::upgrade::Upgraded,
     session: u64,

@@ -86,7 +86,7 @@ impl Auth {
 }
 
 /// Parses an `application/x-www-form-urlencoded` body or query (a repeated name keeps its last value).
-pub fn form(s: &str) -> HashMap<String, String> {
+pub(crate) fn form(s: &str) -> HashMap<String, String> {
     crate::encoding::decode_pairs(s).into_iter().collect()
 }
 
@@ -124,7 +124,7 @@ pub(super) fn token_params(body: &[u8], access_key: bool) -> HashMap<String, Str
 /// One identity a token request presents, with its secret (live only: a cassette keeps the id and
 /// a verifier).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Presented {
+pub(crate) struct Presented {
     /// `client`, `access-key` or `user`.
     pub role: &'static str,
     /// The client id, access key id or user name.
@@ -176,13 +176,19 @@ fn token_route(host: &str, method: &str, path: &str) -> Option<(Platform, bool)>
 
 /// The identities a request presents when it is a token request (empty otherwise): what a
 /// recording keeps, as ids and verifiers, for replay to answer a wrong secret as the platform did.
-pub fn presented(host: &str, method: &str, path: &str, authorization: Option<&str>, body: &[u8]) -> Vec<Presented> {
+pub(crate) fn presented(
+    host: &str,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Vec<Presented> {
     let Some((platform, access_key)) = token_route(host, method, path) else { return Vec::new() };
     presented_by(platform, &token_params(body, access_key), basic_pair(authorization).as_ref())
 }
 
 /// Whether a request is a token request (either platform).
-pub fn is_token_request(host: &str, method: &str, path: &str) -> bool {
+pub(crate) fn is_token_request(host: &str, method: &str, path: &str) -> bool {
     token_route(host, method, path).is_some()
 }
 

@@ -10,7 +10,7 @@ mod grants;
 mod nice;
 
 use evidence::*;
-pub use evidence::{form, is_token_request, presented, Presented};
+pub(crate) use evidence::{form, is_token_request, presented};
 use grants::*;
 use nice::*;
 
@@ -103,7 +103,7 @@ pub enum ExpireFilter {
 }
 
 /// Where the key that signs NICE tokens comes from, asked once, when first needed.
-pub type KeySource = Box<dyn Fn() -> Result<Signer, String> + Send + Sync>;
+pub(crate) type KeySource = Box<dyn Fn() -> Result<Signer, String> + Send + Sync>;
 
 /// The auth overlay.
 pub struct Auth {

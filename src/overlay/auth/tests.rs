@@ -2,6 +2,7 @@
 //! takes the recorded one's shape, PKCE.
 
 use super::*;
+use evidence::Presented;
 
 fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))

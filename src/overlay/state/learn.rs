@@ -182,16 +182,16 @@ pub(super) struct Part {
 /// [`Analysis`](crate::cassette::replayfile::Analysis) its result is kept in a cassette's replay
 /// file, so replay need not read every exchange again.
 #[derive(Default)]
-pub struct Learner {
+pub(crate) struct Learner {
     accs: BTreeMap<(String, String, String), Acc>,
 }
 
 /// The name a [`Learner`]'s result is kept under.
-pub const LEARNED: &str = "state.learned";
+pub(crate) const LEARNED: &str = "state.learned";
 
 impl Learner {
     /// Sees one exchange (they must come in recorded order).
-    pub fn observe(&mut self, e: &Exchange) {
+    pub(crate) fn observe(&mut self, e: &Exchange) {
         let accs = &mut self.accs;
         if !(200..300).contains(&e.response.status) {
             return;
@@ -281,7 +281,7 @@ impl crate::cassette::replayfile::Analysis for Learner {
 /// answers carry a string `state`, the states seen and the moves seen between consecutive answers
 /// (and accepted requests that set `state`) of the same instance; nested parties (`participants`
 /// with `id` and `state`) are learned as `participants[].state`.
-pub fn learn<'a>(exchanges: impl IntoIterator<Item = &'a Exchange>) -> Vec<Learned> {
+pub(crate) fn learn<'a>(exchanges: impl IntoIterator<Item = &'a Exchange>) -> Vec<Learned> {
     let mut sorted: Vec<&Exchange> = exchanges.into_iter().collect();
     sorted.sort_by_key(|e| e.seq);
     let mut l = Learner::default();
@@ -293,7 +293,7 @@ pub fn learn<'a>(exchanges: impl IntoIterator<Item = &'a Exchange>) -> Vec<Learn
 
 /// The machines learned for an indexed cassette: its replay file's result when it has one, else
 /// learned from the exchanges that can teach anything (2xx answers mentioning `state`).
-pub fn learned_of(index: &crate::cassette::Index) -> Vec<Learned> {
+pub(crate) fn learned_of(index: &crate::cassette::Index) -> Vec<Learned> {
     use crate::cassette::index::{REQ_STATE, RESP_STATE};
     use serde::Deserialize as _;
     if let Some(v) = index.analysis(LEARNED) {
@@ -351,7 +351,7 @@ pub(super) fn machines(parts: Vec<Part>) -> Vec<Learned> {
 }
 
 /// Learned machines as `proxy.yaml` text, for `callvcr state learn`.
-pub fn learned_yaml(list: &[Learned]) -> String {
+pub(crate) fn learned_yaml(list: &[Learned]) -> String {
     let mut out = String::new();
     for l in list {
         let m = &l.machine;

@@ -12,7 +12,7 @@ mod genesys;
 mod learn;
 
 use genesys::*;
-pub use learn::{learn, learned_of, learned_yaml, Learner, LEARNED};
+pub(crate) use learn::{learn, learned_yaml, Learner};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -139,7 +139,7 @@ pub struct State {
 }
 
 /// A refusal for the admin API: status, error code, message.
-pub type AdminError = (u16, &'static str, String);
+pub(crate) type AdminError = (u16, &'static str, String);
 
 /// The host without a port.
 fn bare(host: &str) -> &str {

@@ -1,6 +1,7 @@
 //! Unit tests of the state overlay's pure core: learning, moves, refusals.
 
 use super::*;
+use crate::overlay::state::learn::{learned_of, LEARNED};
 fn ex(seq: u64, method: &str, path: &str, req: &str, status: u16, resp: &str) -> Exchange {
     crate::cassette::model::test_exchange(seq, method, path, None, req, status, resp)
 }
