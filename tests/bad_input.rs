@@ -339,6 +339,7 @@ async fn slow_clients_are_cut_off_without_starving_the_others() {
                 if tls.write_all(&[*b]).await.is_err() || started.elapsed() > Duration::from_secs(10) {
                     break;
                 }
+                // Trickling is the behaviour under test (a slow client), not a wait.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             started.elapsed()

@@ -261,6 +261,7 @@ async fn http2_by_alpn_and_record_missing() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     // Idle for several read timeouts (real time: the timeout guards against real slow clients).
+    // The idle time is the behaviour under test, not a wait for anything.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let req = http::Request::builder()
         .uri("https://api.mypurecloud.com/api/v2/users/me")
@@ -356,7 +357,7 @@ async fn websocket_sessions_relay_while_recording_without_the_compression_offer(
         .unwrap()
         .iter()
         .any(|x| x.path.starts_with("/channels/") && !x.headers.contains_key("sec-websocket-extensions")));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_log(&cv, "WebSocket session recorded").await;
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("WebSocket session recorded"), "{log}");
@@ -480,7 +481,8 @@ async fn shutdown_lets_an_in_flight_request_finish_and_stores_it() {
     let cv = Callvcr::start(&dir, &s(&record_args(&si, "drain")));
     let mut api = h1_tls(&cv, "api.mypurecloud.com").await;
     let slow = tokio::spawn(async move { api.send("GET", "/slow", &[("host", "api.mypurecloud.com")], "").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // In flight: the platform has it (and takes 3 s to answer).
+    wait_for_upstream(&si, "/slow").await;
     let stopping = tokio::task::spawn_blocking(move || cv.stop());
     let r = slow.await.unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, r#"{"slow":true}"#));

@@ -48,7 +48,8 @@ async fn kill_9_at_random_moments_never_loses_an_acknowledged_exchange() {
                 }
             }));
         }
-        // Kill at a random moment: 20 to 420 ms into the round.
+        // Kill at a random moment: 20 to 420 ms into the round. The random pause is the test (a
+        // crash at an arbitrary point of continuous writing), not a wait for anything.
         tokio::time::sleep(Duration::from_millis(20 + rng.next() % 400)).await;
         let pending = in_flight.lock().unwrap().len();
         cv.kill9();

@@ -71,6 +71,8 @@ async fn a_thousand_connections_replay_with_zero_errors_and_bounded_memory() {
             })
         })
         .collect();
+    // The load runs for a set time; memory is sampled half way through it. The pause is the
+    // measuring point, not a wait for an event.
     tokio::time::sleep(Duration::from_secs(secs) / 2).await;
     let mid_rss = rss_kib(cv.pid());
     for t in tasks {

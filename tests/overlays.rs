@@ -183,6 +183,21 @@ async fn refresh(cv: &Callvcr, auth: &str, refresh_token: &str) -> Resp {
 }
 
 /// Runs the headless authorize step and a PKCE code exchange; returns the token response.
+/// How many tokens the auth overlay lists as revoked: a refresh it accepted revokes the refresh
+/// token presented, at once, even while its answer waits on virtual time.
+async fn revoked(cv: &Callvcr) -> usize {
+    let list = admin(cv, "GET", "/mock/admin/tokens", "").await.json();
+    list.as_array().unwrap().iter().filter(|t| t["revoked"] == true).count()
+}
+
+/// Waits until the auth overlay has accepted one more refresh than the `before` revoked tokens show.
+async fn wait_for_refresh_accepted(cv: &Callvcr, before: usize) {
+    wait_until("the auth overlay accepting a refresh (its token revoked)", WAIT, || async move {
+        revoked(cv).await > before
+    })
+    .await
+}
+
 async fn pkce_login(cv: &Callvcr, client: &str) -> Value {
     let verifier = "a-verifier-of-at-least-forty-three-characters-0123456789";
     let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
@@ -254,14 +269,12 @@ async fn refresh_rotates_rejects_reuse_and_ten_parallel_refreshes_give_one_200_a
         }));
     }
     // Nine answers arrive while the clock stands still; the tenth waits for it.
-    let mut conflicts = 0;
-    for _ in 0..200 {
-        conflicts = tasks.iter().filter(|t| t.is_finished()).count();
-        if conflicts == 9 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let conflicts = poll(std::time::Duration::from_secs(5), || async {
+        let n = tasks.iter().filter(|t| t.is_finished()).count();
+        (n >= 9).then_some(n)
+    })
+    .await
+    .unwrap_or_else(|| tasks.iter().filter(|t| t.is_finished()).count());
     assert_eq!(conflicts, 9, "nine refreshes answered at once, one held");
     advance(&cv, 2_000).await;
     let mut statuses = Vec::new();
@@ -289,7 +302,8 @@ async fn refresh_rotates_rejects_reuse_and_ten_parallel_refreshes_give_one_200_a
 
     // The new one works (once its 2 s pass), and the access token it replaced keeps working until expiry.
     let cv_tls = (cv.tls, cv.ca_path());
-    let pending = tokio::spawn({
+    let before = revoked(&cv).await;
+    let mut pending = tokio::spawn({
         let rt = second_refresh.clone();
         async move {
             let tcp = tokio::net::TcpStream::connect(cv_tls.0).await.unwrap();
@@ -304,8 +318,9 @@ async fn refresh_rotates_rejects_reuse_and_ten_parallel_refreshes_give_one_200_a
             c.send("POST", "/oauth/token", &h, &format!("grant_type=refresh_token&refresh_token={rt}")).await
         }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(!pending.is_finished(), "a refresh takes 2 s of virtual time");
+    wait_for_refresh_accepted(&cv, before).await;
+    let window = std::time::Duration::from_millis(200);
+    stays_pending("a refresh takes 2 s of virtual time", &mut pending, window).await;
     advance(&cv, 2_000).await;
     assert_eq!(pending.await.unwrap().status, 200);
     let (code, log) = cv.stop();
@@ -319,6 +334,7 @@ async fn queued_refreshes_wait_for_the_first_and_then_see_the_rotation() {
     let cv = start(&dir, cfg, &[]);
     let t = pkce_login(&cv, "spa").await;
     let rt = t["refresh_token"].as_str().unwrap().to_string();
+    let before = revoked(&cv).await;
     let mut tasks = Vec::new();
     for _ in 0..2 {
         let (tls, ca, rt) = (cv.tls, cv.ca_path(), rt.clone());
@@ -330,8 +346,13 @@ async fn queued_refreshes_wait_for_the_first_and_then_see_the_rotation() {
             c.send("POST", "/oauth/token", &[("host", "login.mypurecloud.com")], &body).await
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(tasks.iter().all(|t| !t.is_finished()), "both wait: one in flight, one queued behind it");
+    // The first is in flight (accepted, its answer held for 1 s of virtual time); the one queued
+    // behind it shows nowhere, so the window below is also its time to arrive.
+    wait_for_refresh_accepted(&cv, before).await;
+    for t in &mut tasks {
+        let window = std::time::Duration::from_millis(150);
+        stays_pending("both wait: one in flight, one queued behind it", t, window).await;
+    }
     advance(&cv, 1_000).await;
     let mut out: Vec<(u16, String)> = Vec::new();
     for t in tasks {

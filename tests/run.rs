@@ -154,6 +154,8 @@ fn on_a_terminal_a_status_line_shows_the_counters() {
     }
     let dir = tempdir("run-tty");
     let bin = env!("CARGO_BIN_EXE_callvcr");
+    // The wrapped command must run for a while (the status line is drawn as time passes): its
+    // pause is the behaviour, not a wait.
     let cmd = format!("{bin} run --cassette {DEMO} -- sleep 1.2");
     let out =
         std::process::Command::new("script").args(["-qfec", &cmd, "/dev/null"]).current_dir(&dir).output().unwrap();

@@ -284,12 +284,7 @@ async fn subscribed(cv: &Callvcr, topic: &str) -> Ws {
     let tls = tls_over(tcp, "streaming.mypurecloud.com", client_config(&cv.ca_path(), &[b"http/1.1"])).await.unwrap();
     let (ws, _) =
         tokio_tungstenite::client_async(format!("wss://streaming.mypurecloud.com{channel}"), tls).await.unwrap();
-    for _ in 0..100 {
-        if !admin(cv, "GET", "/mock/admin/ws/sessions", "").await.json().as_array().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_ws_sessions(cv, "the channel registered", |s| !s.is_empty()).await;
     assert_eq!(send(cv, "PUT", subs, &json!([{"id": topic}]).to_string()).await.status, 200);
     ws
 }

@@ -97,20 +97,18 @@ async fn a_replay_killed_while_writing_the_replay_file_leaves_nothing_stale() {
         .spawn()
         .unwrap();
     // Wait until it holds the lock (it is writing the file), then kill it there.
-    let deadline = callvcr::clock::Clock::instant() + Duration::from_secs(60);
-    let held = loop {
+    // Looked at every millisecond: the file is written in a short window.
+    let what = "the first replay holding the lock or finishing";
+    let held = wait_for_blocking(what, Duration::from_secs(60), Duration::from_millis(1), || {
         if let Ok(f) = std::fs::File::open(&lock_path) {
             match f.try_lock() {
-                Err(std::fs::TryLockError::WouldBlock) => break true,
+                Err(std::fs::TryLockError::WouldBlock) => return Some(true),
                 Ok(()) => drop(f),
                 Err(e) => panic!("{e:?}"),
             }
         }
-        if first.try_wait().unwrap().is_some() || ready.exists() || callvcr::clock::Clock::instant() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
+        (first.try_wait().unwrap().is_some() || ready.exists()).then_some(false)
+    });
     assert!(held, "the first replay was never seen writing the replay file");
     let _ = Command::new("kill").arg("-9").arg(first.id().to_string()).status();
     let _ = first.wait();

@@ -65,14 +65,27 @@ async fn login(cv: &Callvcr) -> String {
 
 /// The replay sessions, once `n` are registered (a session is listed just after its handshake).
 async fn ws_sessions(cv: &Callvcr, n: usize) -> Value {
-    for _ in 0..100 {
-        let v = admin(cv, "GET", "/mock/admin/ws/sessions", "").await.json();
-        if v.as_array().is_some_and(|a| a.len() >= n) {
-            return v;
+    Value::Array(wait_for_ws_sessions(cv, &format!("{n} registered"), |a| a.len() >= n).await)
+}
+
+/// The number of sessions, once it is `n` (one closed has been freed).
+async fn wait_for_session_count(cv: &Callvcr, n: usize) {
+    wait_for_ws_sessions(cv, &format!("exactly {n} listed"), |a| a.len() == n).await;
+}
+
+/// Reads `ws` until `n` heartbeats have come through (each one relayed, so recorded); the other
+/// messages read meanwhile are returned.
+async fn heartbeats(ws: &mut Ws, n: usize) -> Vec<Value> {
+    let (mut seen, mut others) = (0, Vec::new());
+    while seen < n {
+        let m = next_text(ws, LONG).await.unwrap_or_else(|| panic!("heartbeat {} never came", seen + 1));
+        if m["eventBody"]["message"] == "WebSocket Heartbeat" {
+            seen += 1;
+        } else {
+            others.push(m);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("{n} WebSocket session(s) never registered");
+    others
 }
 
 async fn advance(cv: &Callvcr, ms: i64) {
@@ -100,7 +113,9 @@ async fn a_recorded_channel_replays_in_step_with_the_rest_calls_that_caused_its_
     assert_eq!(rest(&cv, "PUT", &sub, &token, &body).await.status, 200);
     ws.send(Message::text(r#"{"message":"ping"}"#)).await.unwrap();
     assert_eq!(next_event(&mut ws, LONG).await.unwrap()["eventBody"]["message"], "pong");
-    tokio::time::sleep(Duration::from_millis(600)).await; // heartbeats are recorded meanwhile
+    // Two heartbeats recorded, so replay knows their interval. The stand-in sends them every
+    // 250 ms of real time, so this takes real time: it waits for the frames, not for a guess.
+    assert_eq!(heartbeats(&mut ws, 2).await, Vec::<Value>::new(), "nothing but heartbeats before the call");
     assert_eq!(
         rest(&cv, "POST", "/api/v2/conversations/calls", &token, r#"{"phoneNumber":"+13175550100"}"#).await.status,
         200
@@ -110,7 +125,7 @@ async fn a_recorded_channel_replays_in_step_with_the_rest_calls_that_caused_its_
     assert_eq!(a["eventBody"]["participants"][0]["state"], "alerting");
     assert_eq!(b["eventBody"]["participants"][0]["state"], "connected");
     ws.close(None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_log(&cv, "WebSocket session recorded").await;
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("WebSocket frames stored"), "{log}");
@@ -183,7 +198,7 @@ async fn a_recorded_channel_replays_in_step_with_the_rest_calls_that_caused_its_
         assert_eq!(e["eventBody"]["participants"][0]["state"], "disconnected");
     }
     ws.close(None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_session_count(&cv, 0).await;
     assert_eq!(admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json(), json!([]), "freed on close");
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "strict replay: every request hit: {log}");
@@ -252,12 +267,7 @@ async fn the_session_limit_answers_503_and_closed_sessions_are_freed() {
     assert_eq!(admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json().as_array().unwrap().len(), 2);
     one.close(None).await.unwrap();
     // Wait for the server to free it.
-    for _ in 0..50 {
-        if admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json().as_array().unwrap().len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_session_count(&cv, 1).await;
     assert!(ws_connect(&cv, "streaming.mypurecloud.com", p).await.is_ok(), "a freed slot is usable again");
     assert_eq!(cv.stop().0, 0);
 }
@@ -275,7 +285,8 @@ async fn a_client_that_never_reads_gets_a_bounded_queue_and_others_keep_working(
         let ev = json!({"session": stuck_id, "event": {"topicName": "t", "eventBody": {"i": i, "pad": big}}});
         assert_eq!(admin(&cv, "POST", "/mock/admin/ws/events", &ev.to_string()).await.status, 200);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The queue filled and its policy acted.
+    wait_for_log(&cv, "dropped the oldest frame").await;
     let sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
     let queued = sessions[0]["queued"].as_u64().unwrap();
     assert!(queued <= 4, "the bound holds: {queued}");
@@ -342,12 +353,12 @@ async fn nice_long_polls_return_recorded_events_then_304_after_the_timeout_then_
     let r = poll(&cv).await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["events"][0]["CurrentState"], "Available");
-    let pending = poll(&cv);
-    tokio::time::sleep(SHORT).await;
-    assert!(!pending.is_finished(), "nothing happened: the poll waits its timeout out");
+    let mut pending = poll(&cv);
+    // No admin-visible sign shows a replayed long poll waiting (the journal notes answers only),
+    // so this window both lets the poll arrive before the clock moves and checks it stays open.
+    stays_pending("nothing happened: the poll waits its timeout out", &mut pending, SHORT).await;
     advance(&cv, 9_999).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!pending.is_finished());
+    stays_pending("one millisecond short of its timeout", &mut pending, Duration::from_millis(200)).await;
     advance(&cv, 1).await;
     assert_eq!(pending.await.unwrap().status, 304);
     let r = poll(&cv).await.unwrap();
@@ -362,23 +373,45 @@ async fn keepalive_pings_close_a_silent_client_and_spare_one_that_answers() {
     let p = "/channels/streaming-0-aaaaaaaa11";
     let mut lively = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
     let mut silent = ws_connect(&cv, "streaming.mypurecloud.com", p).await.unwrap();
-    // The lively client reads all along (tungstenite answers pings as it reads).
-    let reader = tokio::spawn(async move {
-        let mut pings = 0;
-        while let Some(Ok(m)) = lively.next().await {
-            match m {
-                Message::Ping(_) => pings += 1,
-                Message::Close(_) => break,
-                _ => {}
+    // Both sessions are served (their readers answer), so their keep-alive timers are running.
+    for ws in [&mut lively, &mut silent] {
+        ws.send(Message::text(r#"{"message":"ping"}"#)).await.unwrap();
+        assert_eq!(next_event(ws, LONG).await.unwrap()["eventBody"]["message"], "pong");
+    }
+    // The lively client reads all along (tungstenite answers pings as it reads). After each ping
+    // it flushes its pong and asks for a platform pong: that answer, read by the server after the
+    // WebSocket pong on the same connection, shows the pong has been seen.
+    let answered = std::sync::Arc::new(tokio::sync::Notify::new());
+    let reader = tokio::spawn({
+        let answered = answered.clone();
+        async move {
+            let mut pings = 0;
+            while let Some(Ok(m)) = lively.next().await {
+                match m {
+                    Message::Ping(_) => {
+                        pings += 1;
+                        lively.flush().await.unwrap();
+                        lively.send(Message::text(r#"{"message":"ping"}"#)).await.unwrap();
+                    }
+                    Message::Text(t) if t.contains("pong") => answered.notify_one(),
+                    Message::Close(_) => break,
+                    _ => {}
+                }
             }
+            pings
         }
-        pings
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lively_answered = answered.notified();
     advance(&cv, 15_000).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(LONG, lively_answered).await.expect("the lively client never got its ping");
+    // The silent client's ping has arrived (peeked at, not read: reading would answer it).
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(LONG, silent.get_ref().get_ref().0.peek(&mut byte))
+        .await
+        .expect("the silent client never got its ping")
+        .unwrap();
     advance(&cv, 5_000).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_log(&cv, "no PONG within 5 s: closing (1011)").await;
     // The silent one: a ping, then a close 1011, since no pong came back in time.
     let mut seen = Vec::new();
     while let Ok(Some(Ok(m))) = tokio::time::timeout(LONG, silent.next()).await {
@@ -393,14 +426,8 @@ async fn keepalive_pings_close_a_silent_client_and_spare_one_that_answers() {
         Some(Message::Close(Some(c))) => assert_eq!(u16::from(c.code), 1011),
         other => panic!("expected close 1011, got {other:?}"),
     }
-    let mut sessions = Value::Null;
-    for _ in 0..60 {
-        sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
-        if sessions.as_array().unwrap().len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_session_count(&cv, 1).await;
+    let sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
     assert_eq!(sessions.as_array().unwrap().len(), 1, "the closed one is freed, the answering one stays: {sessions}");
     // Shutdown closes it with 1001.
     let (code, log) = cv.stop();
@@ -435,15 +462,12 @@ async fn garbage_frames_close_with_1002_and_a_full_queue_can_close_the_session()
             break; // already closed and freed
         }
     }
-    let mut gone = false;
-    for _ in 0..50 {
-        let s = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
-        if !s.as_array().unwrap().iter().any(|x| x["id"] == id.as_str()) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let gone = poll(Duration::from_millis(2_500), || async {
+        let s = ws_session_list(&cv).await;
+        (!s.iter().any(|x| x["id"] == id.as_str())).then_some(())
+    })
+    .await
+    .is_some();
     let (code, log) = cv.stop();
     assert_eq!(code, 0);
     assert!(log.contains("protocol error"), "{log}");
@@ -530,7 +554,8 @@ async fn websocket_faults_drop_sessions_and_skip_heartbeats_as_injected() {
     // A missed heartbeat: the first one due is skipped, the next arrives.
     let rule = json!({"kind": "heartbeat_miss", "count": 1});
     assert_eq!(admin(&cv, "POST", "/mock/admin/faults", &rule.to_string()).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The dropped session has been freed: the heartbeats due are the second session's alone.
+    wait_for_session_count(&cv, 1).await;
     advance(&cv, 1_000).await;
     assert!(next_text(&mut second, SHORT).await.is_none(), "the heartbeat was missed");
     advance(&cv, 1_000).await;
@@ -585,7 +610,7 @@ async fn with_on_full_wait_a_push_to_a_client_that_does_not_read_holds_the_calle
     for i in 0..400 {
         let ev = json!({"session": id, "event": {"i": i, "pad": pad}}).to_string();
         let (admin_addr, body) = (cv.admin, ev);
-        let call = tokio::spawn(async move {
+        let mut call = tokio::spawn(async move {
             let tcp = TcpStream::connect(admin_addr).await.unwrap();
             let mut c = H1::over(tcp).await;
             let host = admin_addr.to_string();
@@ -597,15 +622,9 @@ async fn with_on_full_wait_a_push_to_a_client_that_does_not_read_holds_the_calle
             )
             .await
         });
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        if tokio::time::timeout(Duration::from_millis(300), async {
-            while !call.is_finished() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .is_err()
-        {
+        // A push that has not come back within 300 ms is held: its answer is waited for, and the
+        // window is the observation.
+        if tokio::time::timeout(Duration::from_millis(300), &mut call).await.is_err() {
             held = Some((i, call));
             break;
         }
@@ -637,9 +656,10 @@ async fn a_recorded_long_poll_answers_in_step_with_the_request_that_caused_its_e
     let si = start_stand_in(&dir).await;
     let cv = Callvcr::start(&dir, &s(&record_args(&si, "poll")));
     let poll = format!("{NICE_POLL}?timeout=5");
-    let waiting = nice(&cv, "GET", &poll, "").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!waiting.is_finished());
+    let mut waiting = nice(&cv, "GET", &poll, "").await;
+    // The poll is waiting at the platform before the state changes.
+    wait_for_upstream(&si, NICE_POLL).await;
+    stays_pending("the recorded poll waits for an event", &mut waiting, Duration::from_millis(200)).await;
     assert_eq!(nice(&cv, "POST", NICE_STATE, r#"{"state":"Available"}"#).await.await.unwrap().status, 202);
     let r = waiting.await.unwrap();
     assert_eq!(r.status, 200);
@@ -663,16 +683,17 @@ async fn a_recorded_long_poll_answers_in_step_with_the_request_that_caused_its_e
     // Replay: the poll waits for the replayed state change, not for a wall-clock timer.
     let cv =
         Callvcr::start(&dir, &["replay", "--cassette", "poll", "--strict", "--no-overlay", "auth", "--clock-frozen"]);
-    let waiting = nice(&cv, "GET", &poll, "").await;
-    tokio::time::sleep(SHORT).await;
-    assert!(!waiting.is_finished(), "its cause has not been replayed yet");
+    let mut waiting = nice(&cv, "GET", &poll, "").await;
+    // No admin-visible sign shows a replayed long poll waiting (the journal notes answers only),
+    // so this window both lets the poll arrive before its cause and checks it stays open.
+    stays_pending("its cause has not been replayed yet", &mut waiting, SHORT).await;
     assert_eq!(nice(&cv, "POST", NICE_STATE, r#"{"state":"Available"}"#).await.await.unwrap().status, 202);
     let r = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["events"][0]["CurrentState"], "Available");
-    let quiet = nice(&cv, "GET", &format!("{NICE_POLL}?timeout=1"), "").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!quiet.is_finished());
+    let mut quiet = nice(&cv, "GET", &format!("{NICE_POLL}?timeout=1"), "").await;
+    // As above: the window lets the poll arrive before the clock moves, and checks it waits.
+    stays_pending("a quiet poll waits its timeout out", &mut quiet, Duration::from_millis(300)).await;
     advance(&cv, 1_000).await;
     assert_eq!(tokio::time::timeout(LONG, quiet).await.unwrap().unwrap().status, 304);
     assert_eq!(cv.stop().0, 0);
@@ -722,12 +743,7 @@ async fn a_session_is_listed_and_takes_pushes_as_soon_as_its_handshake_is_answer
         while next_text(&mut ws, SHORT).await.is_some() {}
         drop(ws);
         // Freed before the next round: one session at a time.
-        for _ in 0..100 {
-            if admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json().as_array().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for_session_count(&cv, 0).await;
     }
     assert_eq!(cv.stop().0, 0);
 }

@@ -136,6 +136,7 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let counter = Arc::new(AtomicU64::new(0));
     let streams: Streams = Arc::new(Mutex::new(Vec::new()));
+    let agent_events: AgentEvents = Arc::default();
     let seen2 = seen.clone();
     let task = tokio::spawn(async move {
         loop {
@@ -144,18 +145,20 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
             let seen = seen2.clone();
             let counter = counter.clone();
             let streams = streams.clone();
+            let agent_events = agent_events.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let svc = hyper::service::service_fn(move |req| {
                     let seen = seen.clone();
                     let counter = counter.clone();
                     let streams = streams.clone();
+                    let agent_events = agent_events.clone();
                     async move {
                         let stall = req.uri().path() == "/stall";
                         let resp = if stall {
                             stalled_body()
                         } else {
-                            stand_in_route(req, seen, counter, streams).await.map(|b| b.boxed())
+                            stand_in_route(req, seen, counter, streams, agent_events).await.map(|b| b.boxed())
                         };
                         Ok::<_, std::convert::Infallible>(resp)
                     }
@@ -176,6 +179,7 @@ fn stalled_body() -> Response<Boxed> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(1);
     tokio::spawn(async move {
         let _ = tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"{\"partial\":")))).await;
+        // The stall is the behaviour: a body that does not finish (not a wait for anything).
         tokio::time::sleep(Duration::from_secs(30)).await;
         drop(tx);
     });
@@ -205,9 +209,15 @@ fn json(status: u16, body: serde_json::Value) -> Response<Full<Bytes>> {
 /// Open notification WebSockets on the stand-in: events are pushed to them.
 type Streams = Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<String>>>>;
 
-/// NICE agent events waiting for a long poll.
-static AGENT_EVENTS: std::sync::LazyLock<(Mutex<Vec<serde_json::Value>>, tokio::sync::Notify)> =
-    std::sync::LazyLock::new(|| (Mutex::new(Vec::new()), tokio::sync::Notify::new()));
+/// NICE agent events waiting for a long poll, and a wake-up for the poll; one per stand-in, so
+/// tests running in parallel do not see each other's events.
+#[derive(Default)]
+struct AgentQueue {
+    events: Mutex<Vec<serde_json::Value>>,
+    arrived: tokio::sync::Notify,
+}
+
+type AgentEvents = Arc<AgentQueue>;
 
 /// The NICE long-poll path on the stand-in.
 pub const NICE_POLL: &str = "/incontactapi/services/v27.0/agent-sessions/s-1/get-next-event";
@@ -272,6 +282,7 @@ async fn stand_in_route(
     seen: Arc<Mutex<Vec<Seen>>>,
     counter: Arc<AtomicU64>,
     streams: Streams,
+    agent_events: AgentEvents,
 ) -> Response<Full<Bytes>> {
     use base64::Engine as _;
     let host = req
@@ -343,10 +354,10 @@ async fn stand_in_route(
                 .unwrap_or(5);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
             loop {
-                let wake = AGENT_EVENTS.1.notified();
+                let wake = agent_events.arrived.notified();
                 tokio::pin!(wake);
                 wake.as_mut().enable();
-                let events: Vec<serde_json::Value> = std::mem::take(&mut *AGENT_EVENTS.0.lock().unwrap());
+                let events: Vec<serde_json::Value> = std::mem::take(&mut *agent_events.events.lock().unwrap());
                 if !events.is_empty() {
                     return json(200, serde_json::json!({"sessionId": "s-1", "events": events}));
                 }
@@ -359,8 +370,12 @@ async fn stand_in_route(
         }
         NICE_STATE if method == "POST" => {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-            AGENT_EVENTS.0.lock().unwrap().push(serde_json::json!({"Type": "AgentState", "CurrentState": v["state"]}));
-            AGENT_EVENTS.1.notify_waiters();
+            agent_events
+                .events
+                .lock()
+                .unwrap()
+                .push(serde_json::json!({"Type": "AgentState", "CurrentState": v["state"]}));
+            agent_events.arrived.notify_waiters();
             json(202, serde_json::json!({}))
         }
         "/api/v2/notifications/channels" if method == "POST" => json(
@@ -378,6 +393,8 @@ async fn stand_in_route(
             push(call_event("alerting", "c-1"));
             let later = streams.clone();
             tokio::spawn(async move {
+                // The platform's own delay between the two events (a recorded gap replay must
+                // keep), not a wait for anything.
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 for s in later.lock().unwrap().iter() {
                     let _ = s.send(call_event("connected", "c-2").to_string());
@@ -491,6 +508,7 @@ async fn stand_in_route(
             r
         }
         "/slow" => {
+            // A slow platform answer is the behaviour under test (a request in flight), not a wait.
             tokio::time::sleep(Duration::from_secs(3)).await;
             json(200, serde_json::json!({"slow": true}))
         }
@@ -613,21 +631,17 @@ impl Callvcr {
             stderr_path,
             check: check_args(args),
         };
-        for _ in 0..400 {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    c.tls = v["tls"].as_str().unwrap().parse().unwrap();
-                    c.proxy = v["proxy"].as_str().unwrap().parse().unwrap();
-                    c.admin = v["admin"].as_str().unwrap().parse().unwrap();
-                    return c;
-                }
-            }
+        let v = wait_for_blocking("callvcr writing its ready file", Duration::from_secs(20), POLL, || {
             if let Some(status) = c.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("callvcr exited early ({status}): {}", c.stderr());
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("callvcr not ready after 20 s: {}", c.stderr());
+            let text = std::fs::read_to_string(&ready).ok()?;
+            serde_json::from_str::<serde_json::Value>(&text).ok()
+        });
+        c.tls = v["tls"].as_str().unwrap().parse().unwrap();
+        c.proxy = v["proxy"].as_str().unwrap().parse().unwrap();
+        c.admin = v["admin"].as_str().unwrap().parse().unwrap();
+        c
     }
 
     /// What it has logged so far.
@@ -669,15 +683,15 @@ impl Callvcr {
     pub fn stop_unchecked(mut self) -> (i32, String) {
         let mut child = self.child.take().unwrap();
         let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
-        for _ in 0..300 {
-            if let Some(st) = child.try_wait().unwrap() {
-                return (st.code().unwrap_or(-1), self.stderr());
+        let limit = Duration::from_secs(15);
+        match poll_blocking(limit, POLL, || child.try_wait().unwrap()) {
+            Some(st) => (st.code().unwrap_or(-1), self.stderr()),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("callvcr did not stop within {limit:?} of SIGINT: {}", self.stderr());
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("callvcr did not stop within 15 s of SIGINT: {}", self.stderr());
     }
 
     /// SIGKILL: no chance to flush or clean up.
@@ -975,5 +989,156 @@ impl Rng {
     /// A number below `n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+// Waiting for what a test needs. A test waits for the evidence itself (a journal entry, a session
+// listed or freed, a log line, a request seen upstream), looking again every `POLL` up to a
+// deadline, and fails naming what never happened; never a guessed pause instead.
+
+/// How often a wait looks again.
+pub const POLL: Duration = Duration::from_millis(20);
+/// How long something that should happen promptly may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Looks at `check` every [`POLL`] until it gives `Some`, within `limit`; `None` when it never does.
+pub async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Like [`poll`], but a `check` that never gives `Some` within `limit` fails the test, naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match poll(limit, check).await {
+        Some(v) => v,
+        None => panic!("never happened within {limit:?}: {what}"),
+    }
+}
+
+/// Waits until `check` holds, within `limit`; fails the test naming `what` when it never does.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_for(what, limit, || {
+        let f = check();
+        async move { f.await.then_some(()) }
+    })
+    .await
+}
+
+/// [`poll`] for code that cannot await (a child process), every `every`.
+pub fn poll_blocking<T>(limit: Duration, every: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = callvcr::clock::Clock::instant() + limit;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if callvcr::clock::Clock::instant() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// [`wait_for`] for code that cannot await, every `every`.
+pub fn wait_for_blocking<T>(what: &str, limit: Duration, every: Duration, check: impl FnMut() -> Option<T>) -> T {
+    match poll_blocking(limit, every, check) {
+        Some(v) => v,
+        None => panic!("never happened within {limit:?}: {what}"),
+    }
+}
+
+/// The admin journal's entries.
+pub async fn journal(cv: &Callvcr) -> Vec<serde_json::Value> {
+    admin(cv, "GET", "/mock/admin/journal", "").await.json().as_array().cloned().unwrap_or_default()
+}
+
+/// The first journal entry `matches` accepts, once there is one (within [`WAIT`]).
+pub async fn wait_for_journal(
+    cv: &Callvcr,
+    what: &str,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let what = format!("a journal entry: {what}");
+    wait_for(&what, WAIT, || {
+        let matches = &matches;
+        async move { journal(cv).await.into_iter().find(|e| matches(e)) }
+    })
+    .await
+}
+
+/// The WebSocket sessions the admin API lists.
+pub async fn ws_session_list(cv: &Callvcr) -> Vec<serde_json::Value> {
+    admin(cv, "GET", "/mock/admin/ws/sessions", "").await.json().as_array().cloned().unwrap_or_default()
+}
+
+/// The WebSocket sessions, once `ok` accepts the list (within [`WAIT`]); fails naming `what`.
+pub async fn wait_for_ws_sessions(
+    cv: &Callvcr,
+    what: &str,
+    ok: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let what = format!("WebSocket sessions: {what}");
+    wait_for(&what, WAIT, || {
+        let ok = &ok;
+        async move {
+            let list = ws_session_list(cv).await;
+            ok(&list).then_some(list)
+        }
+    })
+    .await
+}
+
+/// Waits until callvcr has logged `line` (within [`WAIT`]); returns the log so far.
+pub async fn wait_for_log(cv: &Callvcr, line: &str) -> String {
+    let what = format!("callvcr logging `{line}`");
+    wait_for(&what, WAIT, || async move {
+        let log = cv.stderr();
+        log.contains(line).then_some(log)
+    })
+    .await
+}
+
+/// Waits until the stand-in has seen a request for `path` (it is in flight upstream, or answered).
+pub async fn wait_for_upstream(si: &StandIn, path: &str) {
+    let what = format!("the stand-in seeing a request for {path}");
+    wait_for(&what, WAIT, || async move { si.seen.lock().unwrap().iter().any(|s| s.path == path).then_some(()) }).await
+}
+
+/// Waits until the fault rule `id` has counted every request of its window (`remaining` 0): the
+/// request it was meant for has reached it, and what it decided (a deadline) is fixed.
+pub async fn wait_for_fault_used(cv: &Callvcr, id: &str) {
+    let what = format!("fault rule {id} counting its request");
+    wait_until(&what, WAIT, || async move {
+        let rules = admin(cv, "GET", "/mock/admin/faults", "").await.json();
+        rules.as_array().into_iter().flatten().any(|r| r["id"] == id && r["remaining"] == 0)
+    })
+    .await
+}
+
+/// Asserts that `task` does not finish within `window`: what must not happen (an answer before its
+/// time) is waited for, and the test fails, with what came, as soon as it happens. The window is
+/// the observation itself, so it starts only once the task's request is known to be waiting.
+pub async fn stays_pending<T: std::fmt::Debug>(what: &str, task: &mut tokio::task::JoinHandle<T>, window: Duration) {
+    if let Ok(done) = tokio::time::timeout(window, &mut *task).await {
+        panic!("{what}: it finished within {window:?}: {done:?}");
     }
 }
