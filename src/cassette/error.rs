@@ -1,4 +1,6 @@
-//! What can go wrong with a cassette, for every part that reads or writes one.
+//! What can go wrong with a cassette, for every part that reads or writes one: the store, JSON
+//! Lines and the replay file. Each variant names the cassette's path and says what to do, since
+//! these messages reach the user as they are.
 
 use std::path::PathBuf;
 

@@ -50,6 +50,9 @@ impl Key {
         Key::from_parts(fp.method.as_bytes(), fp.host.as_bytes(), fp.path.as_bytes(), &fp.query, &fp.headers, &fp.body)
     }
 
+    /// The key from normalised parts (method upper-case, host lower-case, pairs sorted). Each field is
+    /// length-prefixed so `("ab", "c")` and `("a", "bc")` differ. `DefaultHasher::new()` has fixed keys, so
+    /// keys are stable within one build; [`Matcher::identity`] catches a build that hashes differently.
     fn from_parts(
         method: &[u8],
         host: &[u8],
@@ -103,8 +106,11 @@ pub enum BodyKey {
 /// Computes fingerprints under one matching configuration.
 #[derive(Debug, Clone)]
 pub struct Matcher {
+    /// The `match:` settings: headers that take part, ignored query parameters and JSON paths.
     cfg: MatchConfig,
+    /// `match.ignore_json_paths` split into segments once (`$.a.*.b` → `["a", "*", "b"]`).
     ignore_paths: Vec<Vec<String>>,
+    /// Applied before fingerprinting, so a live secret and its recorded placeholder give one key.
     redactor: Redactor,
 }
 
@@ -226,6 +232,8 @@ impl Matcher {
         }
     }
 
+    /// The body's match form: form fields sorted when the type says form-encoded, canonical JSON when it
+    /// parses as JSON (whatever the type claims), otherwise length and hash.
     fn body_key(&self, content_type: Option<&str>, bytes: &[u8]) -> BodyKey {
         if bytes.is_empty() {
             return BodyKey::Empty;
@@ -366,6 +374,7 @@ pub fn differences(live: &Fingerprint, recorded: &Fingerprint) -> Difference {
     Difference { score, parts }
 }
 
+/// A body key as a miss report shows it, long JSON and forms cut at 200 bytes.
 fn describe_body(b: &BodyKey) -> String {
     match b {
         BodyKey::Empty => "empty".into(),
@@ -382,6 +391,7 @@ fn describe_body(b: &BodyKey) -> String {
     }
 }
 
+/// `s` cut to at most `n` bytes on a character boundary, with `…` when cut.
 fn truncate(s: &str, n: usize) -> String {
     if s.len() <= n {
         return s.to_string();

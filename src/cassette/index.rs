@@ -24,7 +24,9 @@ pub const REQ_BODY: u16 = 1;
 pub const REQ_STATE: u16 = 2;
 /// Head flag: the response body mentions `"state"`.
 pub const RESP_STATE: u16 = 4;
+/// Head flag: the request has a query, so the query text is read (an empty query and none differ).
 const HAS_QUERY: u16 = 8;
+/// Head flag: the exchange names the SDK version its request announced.
 const HAS_SDK: u16 = 16;
 
 /// What the index knows of one exchange without reading it.
@@ -50,7 +52,9 @@ pub struct Head<'a> {
     pub query: Option<&'a str>,
     /// The SDK version the request announced.
     pub sdk: Option<&'a str>,
+    /// Where the exchange's bytes start in the replay file's data section (0 in memory).
     off: u64,
+    /// How many bytes the exchange takes there (0 in memory).
     len: u32,
 }
 
@@ -65,45 +69,58 @@ impl Head<'_> {
 /// table: the same bytes in memory as in a replay file.
 #[derive(Debug, Default)]
 pub(crate) struct Heads {
+    /// [`HEAD_BYTES`] per exchange: key (16), seq (8), offset (8), length (4), status (2), flags (2), then
+    /// (offset, length) pairs into `strings` for method, host, path, query and SDK version.
     pub(crate) recs: Vec<u8>,
+    /// The texts the records point into, UTF-8, laid end to end.
     pub(crate) strings: Vec<u8>,
 }
 
+/// The little-endian `u64` at `at`; panics past the end, so callers bound `at` by the record size.
 fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
 }
 
+/// The little-endian `u32` at `at`.
 fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
 }
 
+/// The little-endian `u16` at `at`.
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
 impl Heads {
+    /// How many heads there are.
     pub(crate) fn len(&self) -> usize {
         self.recs.len() / HEAD_BYTES
     }
 
+    /// The fingerprint key of the head at `pos`, read without building a [`Head`] (sorting and
+    /// searching read only this).
     fn key(&self, pos: usize) -> u128 {
         let at = pos * HEAD_BYTES;
         (u128::from(u64_at(&self.recs, at)) << 64) | u128::from(u64_at(&self.recs, at + 8))
     }
 
+    /// The sequence number of the head at `pos`.
     fn seq(&self, pos: usize) -> u64 {
         u64_at(&self.recs, pos * HEAD_BYTES + 16)
     }
 
+    /// The string whose (offset, length) pair sits at `at` in `rec`; empty when the pair points outside the
+    /// table or at invalid UTF-8 ([`Heads::check`] refuses such a file before replay reads it).
     fn text(&self, rec: &[u8], at: usize) -> &str {
         let (off, len) = (u32_at(rec, at) as usize, u32_at(rec, at + 4) as usize);
         self.strings.get(off..off + len).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
     }
 
+    /// The head at `pos`, decoded from its record.
     fn get(&self, pos: usize) -> Head<'_> {
         let rec = &self.recs[pos * HEAD_BYTES..(pos + 1) * HEAD_BYTES];
         let flags = u16_at(rec, 38);
@@ -160,7 +177,9 @@ impl Heads {
 /// Builds [`Heads`], sharing repeated methods, hosts and SDK versions in the string table.
 #[derive(Default)]
 pub(crate) struct HeadsBuilder {
+    /// What has been built so far.
     heads: Heads,
+    /// Texts already in the string table, for the columns that repeat (method, host, SDK version).
     shared: HashMap<String, (u32, u32)>,
 }
 
@@ -187,6 +206,8 @@ pub(crate) fn flags_of(e: &Exchange) -> u16 {
 }
 
 impl HeadsBuilder {
+    /// Puts `s` in the string table (once, when `share`) and gives its (offset, length). Paths and queries
+    /// are not shared: they rarely repeat and the map would cost more than it saves.
     fn text(&mut self, s: &str, share: bool) -> Result<(u32, u32), String> {
         if share {
             if let Some(r) = self.shared.get(s) {
@@ -227,6 +248,7 @@ impl HeadsBuilder {
         Ok(())
     }
 
+    /// The heads built.
     pub(crate) fn finish(self) -> Heads {
         self.heads
     }
@@ -253,6 +275,8 @@ pub(crate) enum Source {
 }
 
 impl Source {
+    /// The whole exchange `head` describes. From a file it must parse and carry the sequence number the
+    /// head names; anything else is a corrupt replay file, not a wrong answer served.
     fn read(&self, head: &Head<'_>) -> Result<Arc<Exchange>, CassetteError> {
         match self {
             Source::Memory(v) => Ok(v[head.pos].clone()),
@@ -273,6 +297,7 @@ impl Source {
     }
 }
 
+/// One FIFO of positions: the recordings of one key from one SDK version.
 struct Slot {
     /// Positions, in recorded order.
     items: Vec<u32>,
@@ -281,11 +306,13 @@ struct Slot {
 }
 
 impl Slot {
+    /// The position to serve now, moving on; the last one repeats once all were taken.
     fn take(&self) -> usize {
         let pos = self.next.fetch_add(1, Ordering::Relaxed).min(self.items.len() - 1);
         self.items[pos] as usize
     }
 
+    /// The position [`Slot::take`] would give, without moving on.
     fn peek(&self) -> usize {
         self.items[self.next.load(Ordering::Relaxed).min(self.items.len() - 1)] as usize
     }
@@ -323,6 +350,7 @@ pub struct Loaded {
 
 /// Recorded exchanges, indexed for replay.
 pub struct Index {
+    /// Heads in recorded order.
     heads: Heads,
     /// Positions sorted by (key, recorded order).
     order: Vec<u32>,
@@ -330,15 +358,20 @@ pub struct Index {
     next: Vec<AtomicU32>,
     /// Runs holding recordings from more than one SDK version: one FIFO per version.
     by_sdk: HashMap<u32, HashMap<String, Slot>>,
+    /// Per position: served since the start or the last rewind (for `unused`, `seq_served`, freshness).
     served: Vec<AtomicBool>,
+    /// Per position: the exchange read and prepared on its first hit, kept for later hits.
     loaded: Vec<OnceLock<Box<Loaded>>>,
+    /// Where the full exchanges are read from.
     source: Source,
+    /// The matcher the keys were made under; near misses fingerprint recordings with it again.
     matcher: Matcher,
     /// What was worked out from the whole cassette when its replay file was written, by name.
     analyses: BTreeMap<String, serde_json::Value>,
 }
 
 impl std::fmt::Debug for Index {
+    /// Only the size: the heads and FIFO counters would swamp a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Index").field("exchanges", &self.len()).finish()
     }
@@ -621,6 +654,7 @@ impl Index {
     /// The `n` closest recorded requests to `fp`, one per distinct key. Off the hit path: a cheap
     /// look at method, host and path picks the candidates that are read and compared in full.
     pub fn near_misses(&self, fp: &Fingerprint, n: usize) -> Vec<NearMiss> {
+        /// How many recordings, picked by [`rough_distance`], are read and compared in full.
         const CANDIDATES: usize = 64;
         let mut cand: Vec<(u32, usize)> = Vec::new();
         let mut prev = None;
@@ -670,6 +704,7 @@ pub fn describe(r: &RecordedRequest) -> String {
     describe_parts(&r.method, &r.host, &r.path, r.query.as_deref())
 }
 
+/// `METHOD host/path?query` from its parts.
 fn describe_parts(method: &str, host: &str, path: &str, query: Option<&str>) -> String {
     match query {
         Some(q) => format!("{method} {host}{path}?{q}"),

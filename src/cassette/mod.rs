@@ -1,5 +1,7 @@
-//! Cassettes: the sled store, fingerprints and matching, redaction, and the replay index.
-//! Knows nothing about sockets.
+//! Cassettes: what a recording holds ([`model`]), where it is kept (the sled [`store`], JSON Lines,
+//! HAR, the [`replayfile`]), how a live request finds its recording ([`fingerprint`], [`index`]),
+//! and what is kept out of it ([`redact`], [`verifier`]). Knows nothing about sockets: the proxy
+//! records through [`Store`] and replays through [`Index`].
 
 pub mod error;
 pub mod fingerprint;

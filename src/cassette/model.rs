@@ -1,4 +1,6 @@
-//! What a cassette holds: exchanges of recorded requests and responses, as plain serde data.
+//! What a cassette holds: exchanges of recorded requests and responses, WebSocket frames and the
+//! credentials a token request presented, as plain serde data. The store, JSON Lines, HAR and the
+//! replay file all write these types; bodies are kept decoded and byte-exact.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -26,15 +28,20 @@ pub struct Body {
     pub encoding: Option<String>,
 }
 
+/// How a [`Body`] is written in JSON Lines and the store: exactly one of `json`, `text` (UTF-8 that is
+/// not exact JSON) or `base64` (anything else), so bodies stay readable in review and byte-exact.
 #[derive(Serialize, Deserialize)]
 struct BodyRepr {
     /// A JSON body, as JSON: only when writing the value back gives the very same bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     json: Option<serde_json::Value>,
+    /// A UTF-8 body that is not exact JSON, as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     text: Option<String>,
+    /// A body that is not UTF-8, base64 (standard alphabet, padded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     base64: Option<String>,
+    /// The `Content-Encoding` the bytes had on the wire; the bytes themselves are stored decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     encoding: Option<String>,
 }
@@ -51,6 +58,7 @@ fn exact_json(text: &str) -> Option<serde_json::Value> {
 }
 
 impl Serialize for Body {
+    /// Picks the most readable form that gives the same bytes back: JSON, then text, then base64.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut r = BodyRepr { json: None, text: None, base64: None, encoding: self.encoding.clone() };
         match std::str::from_utf8(&self.bytes) {
@@ -65,6 +73,7 @@ impl Serialize for Body {
 }
 
 impl<'de> Deserialize<'de> for Body {
+    /// Refuses a body naming more than one form rather than guess which one holds the bytes.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let r = BodyRepr::deserialize(d)?;
         let bytes = match (r.json, r.text, r.base64) {

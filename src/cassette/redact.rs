@@ -16,10 +16,16 @@ pub const MARKER: &str = crate::config::REDACTED;
 /// Applies one redaction policy.
 #[derive(Debug, Clone)]
 pub struct Redactor {
+    /// Header names (lower-case) whose whole value is replaced.
     headers: HashSet<String>,
+    /// Secret field names (lower-case), in JSON at any depth and in query strings and forms.
     fields: HashSet<String>,
+    /// Names secret only in query strings, forms and redirect URLs (an OAuth `code`), lower-case. Kept
+    /// apart from `fields` because in JSON the same name is an error code, which must stay.
     query_fields: HashSet<String>,
+    /// E-mail and phone-number patterns, when `redact.pii` is on.
     pii: Option<(regex::Regex, regex::Regex)>,
+    /// What a redacted value becomes.
     replacement: String,
 }
 
@@ -63,6 +69,7 @@ impl Redactor {
         &self.replacement
     }
 
+    /// Whether `name` is a secret field (any case).
     fn is_field(&self, name: &str) -> bool {
         self.fields.contains(&name.to_ascii_lowercase())
     }
@@ -151,6 +158,7 @@ impl Redactor {
         }
     }
 
+    /// `s` with e-mail addresses and phone numbers replaced, borrowed when nothing matched or PII is off.
     fn pii_text<'a>(&self, s: &'a str) -> Cow<'a, str> {
         match &self.pii {
             None => Cow::Borrowed(s),
@@ -172,6 +180,7 @@ impl Redactor {
         let mut out = Vec::new();
         let live = |v: &str| !v.is_empty() && v != self.replacement;
         let json_walk = |at: &str, v: &Value, out: &mut Vec<(String, String, String)>| {
+            /// Collects string values under secret field names, at any depth.
             fn walk(r: &Redactor, at: &str, v: &Value, out: &mut Vec<(String, String, String)>) {
                 match v {
                     Value::Object(m) => {

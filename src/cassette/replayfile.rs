@@ -21,8 +21,12 @@ use super::model::{Exchange, Frame};
 
 /// The replay file's name inside a cassette's directory.
 pub const FILE_NAME: &str = "replay.bin";
+/// First bytes of the trailer: a file without them is not a replay file.
 const MAGIC: &[u8; 8] = b"CVRPLAY1";
+/// Layout version; bump it when the layout changes, so older files are rebuilt rather than misread.
 const VERSION: u32 = 1;
+/// Trailer size: magic, version, a reserved `u32`, matcher identity, head count, four (offset, length)
+/// section places, the key order's offset, the CRC-32 and a reserved `u32`.
 const TRAILER: usize = 8 + 4 + 4 + 8 * 11 + 4 + 4;
 /// Exchanges parsed at once while writing (bounds the writer's memory).
 const CHUNK: usize = 8192;
@@ -140,6 +144,7 @@ pub fn write<B: AsRef<[u8]> + Send + Sync>(
     Ok(())
 }
 
+/// How many heads the head-table section (the third in `places`) holds.
 fn heads_len(places: &[(u64, u64)]) -> usize {
     places[2].1 as usize / HEAD_BYTES
 }

@@ -90,21 +90,30 @@ pub fn template(path: &str) -> (String, Vec<String>) {
 /// What samples of one JSON location looked like, merged incrementally.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Shape {
+    /// How many samples were folded in.
     samples: usize,
+    /// JSON Schema type names seen (`integer` and `number` apart until the schema is written).
     types: BTreeSet<&'static str>,
     /// Objects: each property's shape, and in how many object samples it was present.
     properties: BTreeMap<String, (Shape, usize)>,
+    /// How many samples were objects: a property present in all of them is required.
     objects: usize,
+    /// Arrays: the shape of every item of every array sample, merged.
     items: Option<Box<Shape>>,
     /// Distinct string values, until there are too many to be an enum.
     strings: Option<BTreeSet<String>>,
+    /// How many samples were strings (an enum needs more samples than values).
     string_samples: usize,
+    /// `None` before the first string; then the format every string had, or `Some(None)` once two disagree.
     format: Option<Option<&'static str>>,
+    /// The first scalar sample, shown as the schema's example.
     example: Option<Value>,
 }
 
+/// Most distinct strings a location may show and still read as an enum.
 const ENUM_MAX: usize = 6;
 
+/// The JSON Schema `format` a string looks like (`uuid`, `date-time`, `uri`, `email`), if any.
 fn format_of(s: &str) -> Option<&'static str> {
     let b = s.as_bytes();
     if s.len() == 36 && is_id(s) && s.contains('-') {
@@ -251,6 +260,7 @@ pub struct Model {
     pub ops: BTreeMap<(String, String, String), Operation>,
 }
 
+/// A body as JSON when its type says JSON or it starts like an object or array, and it parses.
 fn json_of(ct: &str, bytes: &[u8]) -> Option<Value> {
     if bytes.is_empty() || !(ct.contains("json") || bytes.first() == Some(&b'{') || bytes.first() == Some(&b'[')) {
         return None;
@@ -258,6 +268,7 @@ fn json_of(ct: &str, bytes: &[u8]) -> Option<Value> {
     serde_json::from_slice(bytes).ok()
 }
 
+/// The first header named `name` (any case), empty when absent.
 fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
     h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).unwrap_or("")
 }
@@ -274,6 +285,7 @@ impl Model {
         self.fold(exchanges, false)
     }
 
+    /// Folds exchanges in; `responses: false` skips bodiless requests and every response.
     fn fold<'a>(&mut self, exchanges: impl IntoIterator<Item = &'a Exchange>, responses: bool) {
         for e in exchanges {
             if e.response.status == 101 || (!responses && e.request.body.bytes.is_empty()) {
@@ -396,6 +408,8 @@ impl Model {
 /// One difference between two recordings' schemas.
 pub type Drift = String;
 
+/// Pushes what changed from schema `a` to schema `b` at `at` (type, fields, newly required), then
+/// compares the properties both have and array items, recursively.
 fn diff_schema(at: &str, a: &Value, b: &Value, out: &mut Vec<Drift>) {
     if a.get("type") != b.get("type") {
         out.push(format!(

@@ -11,10 +11,15 @@ use crate::lockfile::LockFile;
 
 pub use super::error::{CassetteError, FORMAT_VERSION};
 
+/// The tree holding the format version.
 const META_TREE: &str = "meta";
+/// The tree of exchanges, keyed by big-endian sequence number so sled's byte order is recorded order.
 const EXCHANGES_TREE: &str = "exchanges";
+/// The tree of WebSocket frames, keyed by big-endian (session, `n`): by session, then in order.
 const FRAMES_TREE: &str = "frames";
+/// The meta key of the format version; a store without it is refused as not a cassette.
 const VERSION_KEY: &str = "format_version";
+/// The id of the process that has the store open, so "in use" can name it (sled's lock does not).
 const OWNER_FILE: &str = "callvcr.pid";
 /// Locked (exclusively) by a process that writes the store: a recording, an import. A replay
 /// writing the replay file holds it shared, so no writer starts meanwhile.
@@ -28,10 +33,15 @@ const BUILD_WAIT_MS: u64 = 120_000;
 /// An open sled cassette.
 #[derive(Debug)]
 pub struct Store {
+    /// The cassette's directory.
     path: PathBuf,
+    /// The database; flushed after every write.
     db: sled::Db,
+    /// See [`EXCHANGES_TREE`].
     exchanges: sled::Tree,
+    /// See [`FRAMES_TREE`].
     frames: sled::Tree,
+    /// The sequence number the next recorded exchange gets: one past the highest stored.
     next_seq: AtomicU64,
     /// Whether the replay file was removed since it was last written (see [`Store::before_change`]).
     replay_file_gone: AtomicBool,
@@ -76,6 +86,8 @@ impl Store {
         Store::open_locked(path, create, Some(lock))
     }
 
+    /// Opens (or creates) the store with `writer` already taken. Refuses a store of a newer format and
+    /// one with exchanges but no format version; stamps a new one with [`FORMAT_VERSION`].
     fn open_locked(path: &Path, create: bool, writer: Option<LockFile>) -> Result<Store, CassetteError> {
         if !create && !exists(path) {
             return Err(CassetteError::Missing(path.to_path_buf()));
@@ -123,6 +135,7 @@ impl Store {
         &self.path
     }
 
+    /// An IO error naming this store.
     fn io(&self, e: impl std::fmt::Display) -> CassetteError {
         CassetteError::Io { path: self.path.clone(), detail: e.to_string() }
     }
@@ -269,6 +282,7 @@ impl Store {
 }
 
 impl Drop for Store {
+    /// Flushes and removes the owner file: the store is no longer in use by this process.
     fn drop(&mut self) {
         let _ = self.db.flush();
         let _ = std::fs::remove_file(self.path.join(OWNER_FILE));
@@ -280,6 +294,7 @@ fn exists(path: &Path) -> bool {
     path.join("db").exists() || path.join("conf").exists()
 }
 
+/// The sequence number a big-endian key stands for (a key shorter than 8 bytes is zero-padded).
 fn seq_of(k: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = k.len().min(8);
@@ -287,6 +302,8 @@ fn seq_of(k: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// Sled's open error in our terms: its lock refused ([`CassetteError::InUse`], naming the owner file's
+/// pid), corruption, or plain IO.
 fn open_error(path: &Path, e: sled::Error) -> CassetteError {
     let text = e.to_string();
     match e {
@@ -304,20 +321,25 @@ fn open_error(path: &Path, e: sled::Error) -> CassetteError {
 /// The first line of a JSON Lines cassette.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct JsonlHeader {
+    /// Always [`JSONL_FORMAT`]: a file that says otherwise is not a cassette.
     format: String,
+    /// The [`FORMAT_VERSION`] it was written in.
     version: u32,
     /// Free text about where the cassette came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     note: Option<String>,
 }
 
+/// The `format` of a JSON Lines cassette's header line.
 const JSONL_FORMAT: &str = "callvcr-cassette";
 
 /// One line of a JSON Lines cassette after the header: a frame (`{"frame": {...}}`) or an exchange.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
 enum Line {
+    /// A WebSocket frame, wrapped so it cannot be taken for an exchange.
     Frame { frame: Frame },
+    /// An exchange (boxed: much larger than a frame).
     Exchange(Box<Exchange>),
 }
 

@@ -39,6 +39,7 @@ pub struct Finding {
     pub excerpt: String,
 }
 
+/// The first ten characters and `…`: enough to find the secret, not enough to use it.
 fn excerpt(s: &str) -> String {
     let head: String = s.chars().take(10).collect();
     format!("{head}…")
@@ -140,14 +141,17 @@ pub fn prune(c: &Cassette, matcher: &Matcher) -> (Cassette, usize) {
 // ---------------------------------------------------------------------------------------------
 // HAR 1.2
 
+/// Headers as HAR `{name, value}` objects.
 fn har_headers(h: &[(String, String)]) -> Value {
     Value::Array(h.iter().map(|(k, v)| json!({"name": k, "value": v})).collect())
 }
 
+/// The `Content-Type` header, empty when absent (HAR's `mimeType` is required).
 fn content_type(h: &[(String, String)]) -> String {
     h.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.clone()).unwrap_or_default()
 }
 
+/// A body as HAR text: as is when UTF-8, else base64 with the encoding to say so.
 fn har_text(b: &Body) -> (String, Option<&'static str>) {
     match std::str::from_utf8(&b.bytes) {
         Ok(t) => (t.to_string(), None),
@@ -234,6 +238,7 @@ pub fn to_har(c: &Cassette) -> Value {
 /// Why a HAR file could not be read: where, and what was wrong.
 pub type HarError = String;
 
+/// HAR headers at `at` as (lower-case name, value) pairs; `at` names the entry in errors.
 fn headers_of(v: &Value, at: &str) -> Result<Vec<(String, String)>, HarError> {
     let Some(list) = v.as_array() else { return Err(format!("{at}: `headers` must be a list")) };
     list.iter()

@@ -14,7 +14,9 @@ use base64::Engine as _;
 
 /// Iterations of PBKDF2-HMAC-SHA256 (the figure OWASP's password storage guidance gives for it).
 pub const ITERATIONS: u32 = 600_000;
+/// The verifier's first field; a verifier naming another scheme cannot be checked.
 const SCHEME: &str = "pbkdf2-sha256";
+/// Bytes of derived hash (SHA-256's output size).
 const OUT: usize = 32;
 
 /// A fresh random salt (one per recording run: every verifier it writes shares it).
@@ -30,6 +32,7 @@ pub fn salt() -> [u8; 16] {
 /// This process's salt: every verifier one recording run writes shares it, so a secret sent many
 /// times is derived once.
 pub fn run_salt() -> &'static [u8; 16] {
+    /// Drawn on first use, then fixed for the life of the process.
     static SALT: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
     SALT.get_or_init(salt)
 }
@@ -57,9 +60,14 @@ pub fn check(verifier: &str, secret: &str) -> Option<bool> {
     Some(got.iter().zip(&want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
 }
 
+/// Derived hashes by (salt, iterations, SHA-256 of the secret): never the secret itself.
 type Memo = HashMap<(Vec<u8>, u32, [u8; 32]), [u8; OUT]>;
+/// The process-wide memo; cleared past 10,000 entries so a long run with many secrets stays small.
 static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
 
+/// PBKDF2-HMAC-SHA256 of `secret`, from the memo when this secret, salt and count were derived before.
+/// 600,000 iterations take a noticeable fraction of a second, so replaying many token requests would
+/// otherwise stall on them.
 fn derive(secret: &str, salt: &[u8], iterations: u32) -> [u8; OUT] {
     // The memo is keyed by a digest of the secret, in memory only.
     let mut digest = [0u8; 32];
