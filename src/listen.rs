@@ -16,14 +16,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::LazyConfigAcceptor;
 
-use crate::proxy::{json_response, CutPlan, CutSwitch, Mode, Proxy, Target};
+use crate::proxy::{CutPlan, CutSwitch, Failure, Proxy, Target};
 use crate::tls::LeafCache;
+use crate::upstream::{FailureKind, UpstreamError};
 
 /// A listener that could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -424,12 +424,11 @@ fn split_authority(auth: &str, default_port: u16) -> Option<(String, u16)> {
     Some((host, a.port_u16().unwrap_or(default_port)))
 }
 
-fn plain(status: StatusCode, code: &str, msg: String) -> Response<Full<Bytes>> {
-    json_response(
-        status,
-        ("x-callvcr-error", code),
-        json!({"message": msg, "code": format!("callvcr.{code}"), "status": status.as_u16()}),
-    )
+/// A request the listener cannot route (no host to send it to): answered, journaled and logged
+/// through the one [`Failure`] path.
+fn unroutable(proxy: &Proxy, req: &Request<Incoming>, host: &str, message: String) -> Response<Full<Bytes>> {
+    let f = Failure::request(StatusCode::BAD_REQUEST, "callvcr.request.target", message, "bad-request");
+    proxy.refuse(f, req.method().as_str(), host, req.uri().path())
 }
 
 async fn proxy_request(
@@ -446,7 +445,7 @@ async fn proxy_request(
         // Absolute-form, as HTTP clients send through HTTPS_PROXY without CONNECT (axios does).
         let https = scheme.eq_ignore_ascii_case("https");
         let Some((host, port)) = split_authority(auth.as_str(), if https { 443 } else { 80 }) else {
-            return plain(StatusCode::BAD_REQUEST, "request", format!("no host in `{uri}`"));
+            return unroutable(&shared.proxy, &req, "", format!("no host in `{uri}`"));
         };
         let target = Arc::new(Target::new(if https { "https" } else { "http" }, host, port));
         return shared.proxy.handle(req, target, Some(switch)).await;
@@ -454,14 +453,12 @@ async fn proxy_request(
     // Origin-form: the Host header names the target.
     let host_header = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).map(String::from);
     let Some((host, port)) = host_header.as_deref().and_then(|h| split_authority(h, 443)) else {
-        return plain(StatusCode::BAD_REQUEST, "request", "origin-form request without a Host header: send an absolute URI, CONNECT, or a Host header naming the platform host".into());
+        return unroutable(&shared.proxy, &req, "", "origin-form request without a Host header: send an absolute URI, CONNECT, or a Host header naming the platform host".into());
     };
     if !shared.proxy.config.is_configured_host(&host) {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "not-intercepted",
-            format!("Host `{host}` is not a configured host; callvcr cannot tell where to send this request (is a hosts file pointing callvcr at itself?)"),
-        );
+        let message = format!("Host `{host}` is not a configured host; callvcr cannot tell where to send this request (is a hosts file pointing callvcr at itself?)");
+        let f = Failure::request(StatusCode::BAD_REQUEST, "callvcr.host.not_configured", message, "not-intercepted");
+        return shared.proxy.refuse(f, req.method().as_str(), &host, req.uri().path());
     }
     let port = if port == 80 { 443 } else { port };
     shared.proxy.handle(req, Arc::new(Target::new("https", host, port)), Some(switch)).await
@@ -469,7 +466,8 @@ async fn proxy_request(
 
 async fn connect(mut req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Response<Full<Bytes>> {
     let Some((host, port)) = req.uri().authority().and_then(|a| split_authority(a.as_str(), 443)) else {
-        return plain(StatusCode::BAD_REQUEST, "request", format!("CONNECT needs host:port, got `{}`", req.uri()));
+        let message = format!("CONNECT needs host:port, got `{}`", req.uri());
+        return unroutable(&shared.proxy, &req, "", message);
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     if shared.proxy.config.is_configured_host(&host) {
@@ -482,13 +480,10 @@ async fn connect(mut req: Request<Incoming>, peer: SocketAddr, shared: Shared) -
         });
         return Response::new(Full::new(Bytes::new()));
     }
-    if shared.proxy.mode == Mode::Replay {
-        tracing::warn!(%peer, %host, "refused CONNECT to {host}:{port}: not a configured host, and replay never reaches the network");
-        return plain(
-            StatusCode::FORBIDDEN,
-            "not-intercepted",
-            format!("callvcr is replaying and does not tunnel to {host}:{port}: it is not a configured host (add it to `hosts` in proxy.yaml to intercept it)"),
-        );
+    if shared.proxy.recorder().is_none() {
+        let mut f = Failure::not_intercepted(&host);
+        f.message = format!("callvcr is replaying and does not tunnel to {host}:{port}: it is not a configured host (add it to `hosts` in proxy.yaml to intercept it)");
+        return shared.proxy.refuse(f, "CONNECT", &format!("{host}:{port}"), "");
     }
     // Record mode: a blind tunnel for hosts we do not intercept; system name resolution applies.
     let upstream = match tokio::time::timeout(
@@ -499,9 +494,18 @@ async fn connect(mut req: Request<Incoming>, peer: SocketAddr, shared: Shared) -
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return plain(StatusCode::BAD_GATEWAY, "upstream", format!("cannot tunnel to {host}:{port}: {e}"))
+            let e =
+                UpstreamError { kind: FailureKind::Connect, host: host.clone(), detail: format!("cannot tunnel: {e}") };
+            return shared.proxy.refuse(Failure::upstream(&e, &host), "CONNECT", &format!("{host}:{port}"), "");
         }
-        Err(_) => return plain(StatusCode::GATEWAY_TIMEOUT, "upstream", format!("connect to {host}:{port} timed out")),
+        Err(_) => {
+            let e = UpstreamError {
+                kind: FailureKind::Timeout,
+                host: host.clone(),
+                detail: "tunnel connect timed out".into(),
+            };
+            return shared.proxy.refuse(Failure::upstream(&e, &host), "CONNECT", &format!("{host}:{port}"), "");
+        }
     };
     tracing::info!(%peer, "blind tunnel to {host}:{port} (not a configured host; nothing recorded)");
     tokio::spawn(async move {

@@ -22,7 +22,7 @@ use crate::cassette::{Index, Matcher, Redactor, Store};
 use crate::clock::{rfc3339_ms, Clock};
 use crate::config::Config;
 use crate::listen::{self, Shared};
-use crate::proxy::{Mode, Proxy};
+use crate::proxy::{Proxy, Recorder};
 use crate::tls::{self, Ca, LeafCache};
 use crate::upstream::{Upstream, UpstreamOptions};
 
@@ -123,15 +123,15 @@ impl Server {
         let store = Arc::new(Store::open_writer(&cassettes.join(&name), true).map_err(|e| e.to_string())?);
         let cfg = Arc::new(cfg);
         let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
-        let (mode, index) = if missing {
-            (Mode::RecordMissing, Index::new(store.load_all().map_err(|e| e.to_string())?, &matcher))
+        let index = if missing {
+            Index::new(store.load_all().map_err(|e| e.to_string())?, &matcher)
         } else {
             store.clear().map_err(|e| e.to_string())?;
-            (Mode::Record, Index::new(vec![], &matcher))
+            Index::new(vec![], &matcher)
         };
         tracing::info!(cassette = %name, path = %store.path().display(), "recording");
-        let proxy =
-            Arc::new(Proxy::new(mode, cfg, Arc::new(index), Some(store.clone()), Some(upstream), clock, name.clone()));
+        let recorder = Recorder::new(store.clone(), upstream, missing);
+        let proxy = Arc::new(Proxy::record(cfg, Arc::new(index), recorder, clock, name.clone()));
         Ok(Server { proxy, ca, store: Some(store), name })
     }
 
@@ -156,7 +156,7 @@ impl Server {
         let overlays = crate::overlay::Overlays::from_config(&cfg, ids.clone(), nice_key, clock.now_ms(), &index);
         tracing::info!(overlays = ?overlays.pipeline.names(), frozen = clock.is_frozen(), now = %rfc3339_ms(clock.now_ms()), "overlays and virtual clock");
         let proxy = Arc::new(
-            Proxy::new(Mode::Replay, cfg, index, None, None, clock, name.clone())
+            Proxy::replay(cfg, index, clock, name.clone())
                 .with_overlays(overlays, ids)
                 .with_frames(frames)
                 .with_cassettes_dir(cassettes.to_path_buf()),

@@ -72,3 +72,38 @@ async fn a_server_that_cannot_bind_says_which_listener() {
     let err = server.start().await.err().expect("a taken port must fail the start");
     assert!(err.contains("admin API") && err.contains("--admin"), "{err}");
 }
+
+/// The proxy listener's own refusals (a CONNECT replay will not tunnel, a Host it cannot route)
+/// are answered, journaled and coded like every other refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_refuses_through_the_journal() {
+    let dir = tempdir("server-refuse");
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/cassettes/demo.jsonl");
+    let running = Server::replay(on_free_ports(), &dir.join("certs"), &dir.join("cassettes"), demo)
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let proxy = running.addresses.proxy;
+
+    let mut h1 = H1::over(TcpStream::connect(proxy).await.unwrap()).await;
+    let r = h1.send("CONNECT", "elsewhere.example:443", &[("host", "elsewhere.example:443")], "").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["code"], "callvcr.host.not_configured", "{}", r.text());
+    assert!(r.text().contains("does not tunnel to elsewhere.example:443"), "{}", r.text());
+
+    let mut h1 = H1::over(TcpStream::connect(proxy).await.unwrap()).await;
+    let r = h1.send("GET", "/api/v2/users/me", &[("host", "elsewhere.example")], "").await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "callvcr.host.not_configured", "{}", r.text());
+
+    let journal = running.proxy().journal();
+    let seen: Vec<(&str, &str, u16, &str)> =
+        journal.iter().map(|e| (e.method.as_str(), e.host.as_str(), e.status, e.answered_by.as_str())).collect();
+    assert_eq!(
+        seen,
+        [("CONNECT", "elsewhere.example:443", 403, "callvcr"), ("GET", "elsewhere.example", 400, "callvcr")],
+        "{journal:?}"
+    );
+    running.shutdown().await.unwrap();
+}

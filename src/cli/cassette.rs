@@ -188,7 +188,7 @@ async fn check(name: &str, config: Option<&Path>, no_overlay: &[String], cassett
     let overlays = crate::overlay::Overlays::from_config(&cfg, ids.clone(), nice_key, clock.now_ms(), &index);
     let names = overlays.pipeline.names();
     let proxy = Arc::new(
-        crate::proxy::Proxy::new(crate::proxy::Mode::Replay, Arc::new(cfg), index, None, None, clock, name.clone())
+        crate::proxy::Proxy::replay(Arc::new(cfg), index, clock, name.clone())
             .with_overlays(overlays, ids)
             .with_frames(frames.clone()),
     );

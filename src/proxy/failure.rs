@@ -160,7 +160,7 @@ impl Failure {
 
 impl Proxy {
     /// Answers with `f`: logged, journaled and written as one.
-    pub(super) fn refuse(&self, f: Failure, method: &str, host: &str, path: &str) -> Response<ProxyBody> {
+    pub(crate) fn refuse(&self, f: Failure, method: &str, host: &str, path: &str) -> Response<ProxyBody> {
         f.log(method, host, path);
         self.note(method, host, path, f.status.as_u16(), f.side.answered_by(), f.detail.as_deref());
         f.response()

@@ -37,6 +37,7 @@ use crate::upstream::{FailureKind, Upstream, UpstreamError};
 use crate::journal::client_key;
 pub use crate::journal::{Journal, JournalEntry, JOURNAL_CAP};
 pub use failure::{Failure, Side};
+pub use record::Recorder;
 use record::*;
 pub use replay::replay_response;
 use replay::*;
@@ -115,18 +116,18 @@ pub type ProxyBody = Full<Bytes>;
 
 /// Shared state of a running proxy.
 pub struct Proxy {
-    /// How to answer.
+    /// The mode as reported (admin API, logs, summary). What the proxy does follows from its
+    /// parts, not from this: a [`Recorder`] forwards and stores what the cassette does not answer,
+    /// and without one nothing reaches the network; overlays exist in replay only.
     pub mode: Mode,
     /// Validated configuration.
     pub config: Arc<Config>,
     /// Fingerprinting (with redaction).
     pub matcher: Matcher,
-    /// Replay index (empty in plain record mode).
+    /// Replay index (empty in plain record mode, so every lookup misses there).
     pub index: crate::sharded::ReadMostly<Arc<Index>>,
-    /// Where recordings go.
-    pub store: Option<Arc<Store>>,
-    /// The upstream client (record modes only).
-    pub upstream: Option<Upstream>,
+    /// The record side (record modes only): the upstream, the store, and what recording tracks.
+    recorder: Option<Recorder>,
     /// Virtual time.
     pub clock: Arc<Clock>,
     /// Waiting on virtual time; every change to the clock goes through it.
@@ -140,10 +141,6 @@ pub struct Proxy {
     recorded: Recorded,
     /// WebSocket replay: recorded frames, live sessions, pushed events.
     pub ws: Arc<crate::ws::Hub>,
-    /// Record mode: per client (bearer), the last REST exchange started: (sequence, monotonic ms).
-    recent_rest: Mutex<HashMap<String, (u64, u64)>>,
-    /// Record mode: Genesys notification channel id → the client that created it.
-    channel_owner: Mutex<HashMap<String, String>>,
     /// Long polls waiting for the request that caused their events.
     poll_waiters: std::sync::atomic::AtomicUsize,
     /// Counters.
@@ -168,13 +165,30 @@ impl std::fmt::Debug for Proxy {
 use crate::cassette::model::HOP_BY_HOP;
 
 impl Proxy {
-    /// A proxy in `mode` over `index`, recording into `store` through `upstream` where given.
-    pub fn new(
+    /// A replayer over `index`: answers from the cassette only and never touches the network.
+    /// Overlays are added with [`Proxy::with_overlays`].
+    pub fn replay(config: Arc<Config>, index: Arc<Index>, clock: Arc<Clock>, cassette_name: String) -> Proxy {
+        Proxy::new(Mode::Replay, config, index, None, clock, cassette_name)
+    }
+
+    /// A recorder: forwards through `recorder` and stores what it forwards. With
+    /// [`Recorder::missing_only`], `index` (the cassette so far) answers what it holds first.
+    pub fn record(
+        config: Arc<Config>,
+        index: Arc<Index>,
+        recorder: Recorder,
+        clock: Arc<Clock>,
+        cassette_name: String,
+    ) -> Proxy {
+        let mode = if recorder.missing_only { Mode::RecordMissing } else { Mode::Record };
+        Proxy::new(mode, config, index, Some(recorder), clock, cassette_name)
+    }
+
+    fn new(
         mode: Mode,
         config: Arc<Config>,
         index: Arc<Index>,
-        store: Option<Arc<Store>>,
-        upstream: Option<Upstream>,
+        recorder: Option<Recorder>,
         clock: Arc<Clock>,
         cassette_name: String,
     ) -> Proxy {
@@ -195,13 +209,10 @@ impl Proxy {
         Proxy {
             mode,
             ws,
-            recent_rest: Mutex::new(HashMap::new()),
-            channel_owner: Mutex::new(HashMap::new()),
             poll_waiters: std::sync::atomic::AtomicUsize::new(0),
             matcher,
             index: crate::sharded::ReadMostly::new(index),
-            store,
-            upstream,
+            recorder,
             timer,
             ids,
             overlays: Overlays::none(),
@@ -216,6 +227,11 @@ impl Proxy {
             state_changed: Arc::new(tokio::sync::Notify::new()),
             state_seen: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The record side, in record modes; `None` when replaying (nothing reaches the network).
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.as_ref()
     }
 
     /// The virtual clock and its waiters.
@@ -320,7 +336,7 @@ impl Proxy {
 
     /// Whether a TLS handshake for `host` is refused by an injected fault (replay only); journaled.
     pub fn refuse_tls(&self, host: &str) -> bool {
-        let Some(f) = self.overlays.faults.as_ref().filter(|_| self.mode == Mode::Replay) else { return false };
+        let Some(f) = self.overlays.faults.as_ref() else { return false };
         match f.refuse_tls(host, self.timer.now_ms()) {
             Some(rule) => {
                 tracing::warn!(%host, rule = %rule, "injected fault: TLS handshake refused for {host}");
@@ -454,7 +470,7 @@ impl Proxy {
         let mut ctx = Ctx::default();
         let mut reset: Option<(Arc<CutSwitch>, String)> = None;
         let mut fault_mark: Option<String> = None;
-        if self.mode == Mode::Replay && configured && !self.overlays.pipeline.is_empty() {
+        if configured && !self.overlays.pipeline.is_empty() {
             let pinned = match parts.headers.get(CLOCK_HEADER) {
                 None => None,
                 Some(v) => match v.to_str().ok().and_then(parse_rfc3339) {

@@ -3,7 +3,81 @@
 
 use super::*;
 
+/// The record side of a proxy: the upstream it forwards to, the store every exchange and frame
+/// goes to, and what recording tracks per client so replay can keep causes before effects (a long
+/// poll or a WebSocket event answered after the request that caused it).
+pub struct Recorder {
+    store: Arc<Store>,
+    upstream: Upstream,
+    /// Record only what the cassette does not answer (`record --missing`).
+    pub(super) missing_only: bool,
+    /// Per client (bearer), the last REST exchange started: (sequence, monotonic ms).
+    recent_rest: Mutex<HashMap<String, (u64, u64)>>,
+    /// Genesys notification channel id → the client that created it.
+    channel_owner: Mutex<HashMap<String, String>>,
+}
+
+impl Recorder {
+    /// Records into `store` what it forwards through `upstream`; with `missing_only`, only what
+    /// the cassette already in `store` does not answer.
+    pub fn new(store: Arc<Store>, upstream: Upstream, missing_only: bool) -> Recorder {
+        Recorder {
+            store,
+            upstream,
+            missing_only,
+            recent_rest: Mutex::new(HashMap::new()),
+            channel_owner: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether only misses are recorded.
+    pub fn missing_only(&self) -> bool {
+        self.missing_only
+    }
+
+    /// The upstream client.
+    pub(super) fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// A sequence number for an exchange about to be forwarded, noted as `client`'s latest (and
+    /// anyone's, under the empty key) so a long poll or frame answered later can name its cause.
+    pub(super) fn start(&self, client: &str) -> u64 {
+        let seq = self.store.allocate_seq();
+        let now = crate::clock::mono_ms();
+        let mut recent = self.recent_rest.lock().unwrap_or_else(|e| e.into_inner());
+        recent.insert(client.to_string(), (seq, now));
+        recent.insert(String::new(), (seq, now));
+        seq
+    }
+
+    /// A sequence number for a WebSocket handshake (not a cause of anything by itself).
+    pub(super) fn allocate_seq(&self) -> u64 {
+        self.store.allocate_seq()
+    }
+
+    fn last_rest(&self, client: &str) -> Option<(u64, u64)> {
+        self.recent_rest.lock().unwrap_or_else(|e| e.into_inner()).get(client).copied()
+    }
+
+    /// Notes that `client` created the notification channel `id` (bounded: a run that creates
+    /// more than 10 000 channels forgets the older owners).
+    fn owns_channel(&self, id: String, client: &str) {
+        let mut owners = self.channel_owner.lock().unwrap_or_else(|e| e.into_inner());
+        if owners.len() > 10_000 {
+            owners.clear();
+        }
+        owners.insert(id, client.to_string());
+    }
+
+    /// The client that created the notification channel `id`, if recording saw it.
+    pub(super) fn channel_owner(&self, id: &str) -> Option<String> {
+        self.channel_owner.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+}
+
 impl Proxy {
+    /// The answer to an upstream that failed (refused, timed out, broke the protocol), counted.
     pub(super) fn upstream_failure(
         &self,
         e: &UpstreamError,
@@ -15,8 +89,12 @@ impl Proxy {
         self.refuse(Failure::upstream(e, host), method, host, path)
     }
 
+    /// Forwards a request through `rec` and relays the answer, stored first when `configured`
+    /// (and not ignored); any other host's traffic passes through unrecorded.
+    #[allow(clippy::too_many_arguments)] // the request as the dispatcher split it, and the recorder
     pub(super) async fn forward(
         &self,
+        rec: &Recorder,
         method: Method,
         headers: HeaderMap,
         live: RecordedRequest,
@@ -24,9 +102,6 @@ impl Proxy {
         target: Target,
         configured: bool,
     ) -> Response<ProxyBody> {
-        let Some(upstream) = &self.upstream else {
-            return no_upstream();
-        };
         let uri = format!(
             "{}://{}{}{}",
             target.scheme,
@@ -51,17 +126,9 @@ impl Proxy {
             }
         };
         let started = Clock::instant();
-        let seq = self.store.as_ref().map(|st| st.allocate_seq()).unwrap_or(0);
         let client = client_key(&live.headers);
-        self.recent_rest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(client.clone(), (seq, crate::clock::mono_ms()));
-        self.recent_rest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(String::new(), (seq, crate::clock::mono_ms()));
-        let resp = match upstream.send(up_req).await {
+        let seq = rec.start(&client);
+        let resp = match rec.upstream.send(up_req).await {
             Ok(r) => r,
             Err(e) => return self.upstream_failure(&e, &live.method, &live.host, &live.path),
         };
@@ -81,16 +148,11 @@ impl Proxy {
                     .ok()
                     .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(String::from))
                 {
-                    let mut owners = self.channel_owner.lock().unwrap_or_else(|e| e.into_inner());
-                    if owners.len() > 10_000 {
-                        owners.clear();
-                    }
-                    owners.insert(id, client.clone());
+                    rec.owns_channel(id, &client);
                 }
             }
-            if let Err(refused) =
-                self.record_or_refuse(seq, live.clone(), status, &rparts.headers, rbytes.clone(), duration_ms).await
-            {
+            let stored = Stored { seq, status, headers: &rparts.headers, body: rbytes.clone(), duration_ms };
+            if let Err(refused) = self.store_or_refuse(rec, live.clone(), stored).await {
                 return refused;
             }
             self.note(&live.method, &live.host, &live.path, status, "upstream", None);
@@ -126,41 +188,18 @@ impl Proxy {
     }
 
     /// Stores an exchange before its answer goes out; when the store fails the client gets a 500
-    /// saying so (an answer the cassette does not hold would make the next replay miss).
-    pub(super) async fn record_or_refuse(
+    /// saying so (an answer the cassette does not hold would make the next replay miss). The
+    /// request and answer are redacted, and a token request keeps who it presented itself as, its
+    /// secrets only as verifiers.
+    pub(super) async fn store_or_refuse(
         &self,
-        seq: u64,
+        rec: &Recorder,
         live: RecordedRequest,
-        status: u16,
-        resp_headers: &HeaderMap,
-        rbytes: Bytes,
-        duration_ms: u64,
+        answer: Stored<'_>,
     ) -> Result<(), Response<ProxyBody>> {
         let (method, host, path) = (live.method.clone(), live.host.clone(), live.path.clone());
-        match self.store_exchange(seq, live, status, resp_headers, rbytes, duration_ms).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let message = format!("callvcr could not store this exchange: {e}");
-                Err(self.refuse(
-                    Failure::cassette("callvcr.cassette.write", message, "cassette-write-failed"),
-                    &method,
-                    &host,
-                    &path,
-                ))
-            }
-        }
-    }
-
-    pub(super) async fn store_exchange(
-        &self,
-        seq: u64,
-        live: RecordedRequest,
-        status: u16,
-        resp_headers: &HeaderMap,
-        rbytes: Bytes,
-        duration_ms: u64,
-    ) -> Result<(), String> {
-        let Some(store) = self.store.clone() else { return Ok(()) };
+        let Stored { seq, status, headers: resp_headers, body: rbytes, duration_ms } = answer;
+        let store = rec.store.clone();
         let red = self.matcher.redactor();
         let live_headers_for_anchor = live.headers.clone();
         // A token request keeps who it presented itself as, the secrets only as verifiers.
@@ -188,13 +227,7 @@ impl Proxy {
         // A long poll answered after another request by the same client started: that request
         // caused its events, so replay answers the poll once that one was replayed.
         let after = if crate::platform::is_long_poll(&req.path) && status == 200 {
-            let client = client_key(&live_headers_for_anchor);
-            self.recent_rest
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&client)
-                .map(|(s, _)| *s)
-                .filter(|s| *s > seq)
+            rec.last_rest(&client_key(&live_headers_for_anchor)).map(|(s, _)| s).filter(|s| *s > seq)
         } else {
             None
         };
@@ -208,7 +241,7 @@ impl Proxy {
             request: req,
             response: RecordedResponse { status, headers: rheaders, body: rbody },
         };
-        tokio::task::spawn_blocking(move || {
+        let appended = tokio::task::spawn_blocking(move || {
             let mut ex = ex;
             ex.credentials = presented
                 .into_iter()
@@ -223,19 +256,45 @@ impl Proxy {
             store.append(&ex)
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        self.stats.recorded.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        match appended {
+            Ok(()) => {
+                self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                let message = format!("callvcr could not store this exchange: {e}");
+                let f = Failure::cassette("callvcr.cassette.write", message, "cassette-write-failed");
+                Err(self.refuse(f, &method, &host, &path))
+            }
+        }
     }
 }
 
-/// Frames go to the cassette, redacted, flushed before they are relayed.
+/// An upstream answer about to be stored: its sequence, status, headers, body and how long the
+/// upstream took.
+pub(super) struct Stored<'a> {
+    pub(super) seq: u64,
+    pub(super) status: u16,
+    pub(super) headers: &'a HeaderMap,
+    pub(super) body: Bytes,
+    pub(super) duration_ms: u64,
+}
+
+/// Frames go to the cassette, redacted, flushed before they are relayed. Holds the proxy, which
+/// is known to have a recorder (the sink is made only on the record path).
 pub(super) struct FrameSink(pub(super) Arc<Proxy>);
+
+impl FrameSink {
+    fn recorder(&self) -> Option<&Recorder> {
+        self.0.recorder.as_ref()
+    }
+}
 
 impl crate::ws::RecordSink for FrameSink {
     fn store(&self, mut frame: crate::cassette::Frame) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
-        let store = self.0.store.clone();
+        let store = self.recorder().map(|r| r.store.clone());
         if frame.kind == crate::cassette::FrameKind::Text {
             let red = self.0.matcher.redactor();
             frame.data.bytes = Bytes::from(red.body(Some("application/json"), &frame.data.bytes).into_owned());
@@ -253,11 +312,6 @@ impl crate::ws::RecordSink for FrameSink {
     }
 
     fn last_rest(&self, client: &str) -> Option<(u64, u64)> {
-        self.0.recent_rest.lock().unwrap_or_else(|e| e.into_inner()).get(client).copied()
+        self.recorder()?.last_rest(client)
     }
-}
-
-/// The answer when a forwarding path is reached in a mode without an upstream client (a bug, said plainly).
-pub(super) fn no_upstream() -> Response<ProxyBody> {
-    Failure::internal("callvcr internal error: no upstream client in this mode").response()
 }

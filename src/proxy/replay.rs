@@ -17,7 +17,8 @@ impl Proxy {
         mark: Option<&str>,
     ) -> Lookup {
         let Seen { method, path, query, host, configured } = *seen;
-        if self.mode == Mode::Record || !configured {
+        // Only configured hosts are recorded; in plain record mode the index is empty and misses.
+        if !configured {
             return Lookup::Miss;
         }
         let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), bytes);
@@ -40,8 +41,8 @@ impl Proxy {
         }
     }
 
-    /// The cassette's answer (or, off replay, the upstream's) after [`Proxy::look_up`]: a long
-    /// poll's wait, an overlay's answer for a miss, the miss explained, or the upstream's answer;
+    /// The cassette's answer after [`Proxy::look_up`]: a long poll's wait; for a miss, the
+    /// recorder's forward where there is one, else an overlay's answer or the miss explained;
     /// `mark` notes an injected fault that shaped it (latency) in the journal.
     #[allow(clippy::too_many_arguments)] // the request's parts, as `look_up` takes them, and what it found
     pub(super) async fn answer_from_cassette(
@@ -55,7 +56,6 @@ impl Proxy {
         looked: Lookup,
     ) -> Response<ProxyBody> {
         let Seen { method, path, query, host, configured } = *seen;
-        let mut fp = None;
         match looked {
             Lookup::Answered(r) => return r,
             Lookup::Poll(ex, prepared) => {
@@ -75,7 +75,6 @@ impl Proxy {
                 let call = Call { method, host: &target.host, path, query, headers: &parts.headers, body: &bytes };
                 return self.answer_hit(&call, host, &ex, &prepared, ctx, mark);
             }
-            Lookup::Miss if self.mode != Mode::Record && configured => fp = Some(self.index()),
             Lookup::Miss => {}
         }
 
@@ -83,7 +82,15 @@ impl Proxy {
         strip_hop_by_hop(&mut live_headers);
         live_headers.remove(CLOCK_HEADER);
         let live = live_request(&parts.method, &parts.uri, target, &live_headers, bytes.clone());
-        if self.mode == Mode::Replay && !self.overlays.pipeline.is_empty() && fp.is_some() {
+        if let Some(rec) = &self.recorder {
+            let method = parts.method.clone();
+            return Box::pin(self.forward(rec, method, live_headers, live, bytes, target.clone(), configured)).await;
+        }
+        if !configured {
+            // Not a configured host: replay never touches the network.
+            return self.refuse(Failure::not_intercepted(host), method, host, path);
+        }
+        if !self.overlays.pipeline.is_empty() {
             let call = Call { method, host: &target.host, path, query, headers: &parts.headers, body: &bytes };
             if let Some((name, a)) = self.overlays.pipeline.on_miss(&call, ctx) {
                 let by = answered_by(name, &a.detail);
@@ -92,21 +99,11 @@ impl Proxy {
                 return overlay_response(a, &ctx.response_headers);
             }
         }
-        if self.mode == Mode::Replay {
-            if let Some(index) = &fp {
-                // Off the hit path: the whole fingerprint, to explain the miss.
-                let f =
-                    self.matcher.fingerprint_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
-                let mut r = self.miss(&live, &f, index, mark);
-                add_headers(r.headers_mut(), &ctx.response_headers);
-                return r;
-            }
-        }
-        if self.mode == Mode::Replay {
-            // Not a configured host: replay never touches the network.
-            return self.refuse(Failure::not_intercepted(host), method, host, path);
-        }
-        Box::pin(self.forward(parts.method.clone(), live_headers, live, bytes, target.clone(), configured)).await
+        // Off the hit path: the whole fingerprint, to explain the miss.
+        let f = self.matcher.fingerprint_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
+        let mut r = self.miss(&live, &f, &self.index(), mark);
+        add_headers(r.headers_mut(), &ctx.response_headers);
+        r
     }
 
     /// A cassette hit: counted, journaled, and served as recorded, or as the overlays have the
@@ -134,7 +131,7 @@ impl Proxy {
             }
         }
         let mut r = serve_prepared(prepared);
-        if self.mode == Mode::Replay && !self.overlays.pipeline.is_empty() {
+        if !self.overlays.pipeline.is_empty() {
             if let Some(b) = self.overlays.pipeline.on_answer(call, ctx, ex.response.status, &ex.response.body.bytes) {
                 // The resource as it stands now, encoded as the recording was.
                 let b = match &ex.response.body.encoding {

@@ -15,7 +15,9 @@ impl Proxy {
         let query = parts.uri.query().map(String::from);
         let configured = self.config.is_configured_host(&target.host);
         let live = live_request(&parts.method, &parts.uri, &target, &parts.headers, Bytes::new());
-        if self.mode == Mode::Replay || (self.mode == Mode::RecordMissing && configured) {
+        // Replay looks every handshake up; recording looks up configured hosts only (the index is
+        // the cassette so far with `--missing`, empty otherwise).
+        if self.recorder.is_none() || configured {
             let fp = self.matcher.fingerprint(&live);
             let index = self.index();
             // The recording of this channel: the same URL, else the same URL template (a channel id
@@ -36,15 +38,16 @@ impl Proxy {
                     self.note(&method, &host, &path, ex.response.status, "hit", None);
                     return replay_response(&ex.response);
                 }
-                if self.mode == Mode::Replay {
+                if self.recorder.is_none() {
                     return self.replay_websocket(&parts, on_upgrade, ex, &target, index);
                 }
-            } else if self.mode == Mode::Replay {
+            } else if self.recorder.is_none() {
                 return self.miss(&live, &fp, &index, None);
             }
         }
-        let Some(upstream) = &self.upstream else {
-            return no_upstream();
+        let Some(rec) = &self.recorder else {
+            // Replay found a recording that is not a session (above) or missed: nothing is left.
+            return self.miss(&live, &self.matcher.fingerprint(&live), &self.index(), None);
         };
         let mut headers = parts.headers.clone();
         // Frames are recorded uncompressed (permessage-deflate would hide them).
@@ -70,8 +73,8 @@ impl Proxy {
             return self.refuse(f, &method, &host, &path);
         };
         let started = Clock::instant();
-        let seq = self.store.as_ref().map(|st| st.allocate_seq()).unwrap_or(0);
-        let mut resp = match upstream.upgrade(up_req).await {
+        let seq = rec.allocate_seq();
+        let mut resp = match rec.upstream().upgrade(up_req).await {
             Ok(r) => r,
             Err(e) => return self.upstream_failure(&e, &method, &host, &path),
         };
@@ -87,8 +90,9 @@ impl Proxy {
             strip_hop_by_hop(&mut h);
             if configured {
                 let took = started.elapsed().as_millis() as u64;
-                if let Err(refused) = self.record_or_refuse(seq, live, status.as_u16(), &h, rbytes.clone(), took).await
-                {
+                let stored =
+                    Stored { seq, status: status.as_u16(), headers: &h, body: rbytes.clone(), duration_ms: took };
+                if let Err(refused) = self.store_or_refuse(rec, live, stored).await {
                     return refused;
                 }
             }
@@ -103,7 +107,8 @@ impl Proxy {
         if configured {
             let h = resp.headers().clone();
             let took = started.elapsed().as_millis() as u64;
-            if let Err(refused) = self.record_or_refuse(seq, live, 101, &h, Bytes::new(), took).await {
+            let stored = Stored { seq, status: 101, headers: &h, body: Bytes::new(), duration_ms: took };
+            if let Err(refused) = self.store_or_refuse(rec, live, stored).await {
                 // The upstream session is dropped with `resp`: frames of a handshake the cassette
                 // does not hold could never be replayed.
                 return refused;
@@ -113,7 +118,7 @@ impl Proxy {
         let me = self.clone();
         tokio::spawn(async move {
             match (on_upgrade.await, up_upgrade.await) {
-                (Ok(c), Ok(u)) if configured && me.store.is_some() => {
+                (Ok(c), Ok(u)) if configured => {
                     let max = me.config.ws.max_message_bytes;
                     let sink: Arc<dyn crate::ws::RecordSink> = Arc::new(FrameSink(me));
                     crate::ws::record(c, u, seq, client, sink, max, format!("{host}{path}")).await;
@@ -146,10 +151,11 @@ impl Proxy {
             return client_key(&live.headers);
         }
         let channel = live.path.rsplit('/').next().unwrap_or("");
-        self.channel_owner.lock().unwrap_or_else(|e| e.into_inner()).get(channel).cloned().unwrap_or_default()
+        self.recorder.as_ref().and_then(|r| r.channel_owner(channel)).unwrap_or_default()
     }
 }
 
+/// Whether a request asks to switch protocols (`Upgrade` with `Connection: upgrade`).
 pub(super) fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(http::header::UPGRADE)
         && h.get_all(http::header::CONNECTION)
