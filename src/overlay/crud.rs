@@ -46,11 +46,15 @@ struct Base {
 /// One recorded answer about a collection.
 #[derive(Debug, Clone)]
 struct Recording {
+    /// Request method.
     method: String,
     /// About one item (else the collection itself).
     item: bool,
+    /// Raw request query: a list answer is matched to the live request by it.
     query: Option<String>,
+    /// Response status.
     status: u16,
+    /// Response body, as recorded.
     body: Bytes,
 }
 
@@ -60,6 +64,7 @@ type Picks = (Arc<Index>, Vec<Vec<u32>>);
 /// One collection in memory, once changed.
 #[derive(Debug, Clone)]
 struct Live {
+    /// Items by id as the run left them, in the order first seen (created ones last).
     items: Vec<(String, Value)>,
     /// Ids the run created.
     created: BTreeSet<String>,
@@ -70,12 +75,15 @@ struct Live {
 /// The CRUD overlay.
 #[derive(Debug)]
 pub struct Crud {
+    /// The collections `crud:` lists, checked; a request's collection is its index here.
     cols: Vec<Collection>,
+    /// For fresh UUIDs and error correlation ids, from the run's seed.
     ids: Arc<Ids>,
     /// The cassette, and where each collection's recordings lie in it.
     raw: RwLock<Arc<Picks>>,
     /// Each collection's recorded state, read from its recordings when first needed.
     built: Mutex<HashMap<usize, Arc<Base>>>,
+    /// Collections the run changed, by index; a collection absent here is answered by the cassette.
     live: Mutex<HashMap<usize, Live>>,
     /// Whether any collection changed in this run (read without the lock on the hit path).
     dirty: AtomicBool,
@@ -101,6 +109,8 @@ fn default_of(sample: &Value) -> Value {
     }
 }
 
+/// A JSON answer resting on the run: the run changed the collection, so it stands whatever the
+/// recording shows.
 fn json_answer(status: u16, body: &Value, detail: &str) -> Answer {
     Answer::json(status, body, detail)
 }
@@ -201,10 +211,12 @@ impl Crud {
         b
     }
 
+    /// The changed collections, locked (a poisoned lock is taken over: the data is plain and whole).
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Live>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Forgets every change of the run.
     fn reset_live(&self) {
         let mut live = self.live();
         live.clear();
@@ -237,6 +249,8 @@ impl Crud {
         })
     }
 
+    /// The platform's 404 for `id`: the recorded `not.found` answer when the cassette holds one, else one
+    /// built in the platform's shape.
     fn not_found(&self, call: &Call<'_>, recorded: Option<&Recorded>, id: &str) -> Answer {
         if let Some(a) = recorded.and_then(|r| r.get(404, "not.found")) {
             return a.clone();
@@ -329,6 +343,8 @@ impl Crud {
         Some(item.clone())
     }
 
+    /// Removes item `id`; `false` when there is none. A recorded item is remembered as deleted (so the
+    /// list's `total` drops and later calls get 404); a created one is just forgotten.
     fn delete(&self, i: usize, id: &str) -> bool {
         let mut live = self.live();
         let l = self.live_of(&mut live, i);
@@ -388,19 +404,24 @@ impl Crud {
         out
     }
 
+    /// Whether the run changed collection `i` (the flag first, so unchanged runs never take the lock).
     fn changed(&self, i: usize) -> bool {
         self.dirty.load(Ordering::Acquire) && self.live().contains_key(&i)
     }
 
+    /// The success status the platform recorded for `method` on this collection (a create may be
+    /// 200 or 201 depending on the endpoint), else `default`.
     fn status(&self, i: usize, method: &str, default: u16) -> u16 {
         self.base(i).statuses.get(method).copied().unwrap_or(default)
     }
 }
 
+/// The items of a list answer: the body itself when it is an array, else its `field` (`entities`).
 fn list_of<'a>(v: &'a Value, field: &str) -> Option<&'a Vec<Value>> {
     v.as_array().or_else(|| v.get(field)?.as_array())
 }
 
+/// [`list_of`], to change in place.
 fn list_mut<'a>(v: &'a mut Value, field: &str) -> Option<&'a mut Vec<Value>> {
     if v.is_array() {
         return v.as_array_mut();
@@ -409,10 +430,13 @@ fn list_mut<'a>(v: &'a mut Value, field: &str) -> Option<&'a mut Vec<Value>> {
 }
 
 impl Overlay for Crud {
+    /// `crud`.
     fn name(&self) -> &'static str {
         "crud"
     }
 
+    /// Once a collection changed: answers its list and item reads from memory, and a change to an item
+    /// the run deleted with 404. Everything else goes on to the cassette.
     fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
         let recorded = ev.recorded;
         let Some((i, place)) = self.place(call.host, call.path) else { return Decision::Continue };
@@ -442,6 +466,8 @@ impl Overlay for Crud {
         }
     }
 
+    /// Applies a change the cassette answered with success to the collection in memory (the recorded item
+    /// when the answer is one), leaving the body as recorded.
     fn on_answer(&self, call: &Call<'_>, _ctx: &Ctx, status: u16, body: &[u8]) -> Option<Bytes> {
         if !(200..300).contains(&status) || call.method == "GET" {
             return None;
@@ -473,6 +499,8 @@ impl Overlay for Crud {
         None
     }
 
+    /// Answers a change the cassette has no recording of, as the platform would: create, merge, delete,
+    /// 404 for unknown ids, and 200 with no effect below an item.
     fn on_miss(&self, call: &Call<'_>, _ctx: &Ctx) -> Option<Answer> {
         let (i, place) = self.place(call.host, call.path)?;
         let changes = matches!(call.method, "POST" | "PUT" | "PATCH" | "DELETE");
@@ -513,6 +541,7 @@ impl Overlay for Crud {
         }
     }
 
+    /// Forgets the run's changes; what was learned from the cassette stays.
     fn reset(&self) {
         self.reset_live();
     }

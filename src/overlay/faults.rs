@@ -19,8 +19,11 @@ use crate::platform::ErrorKind;
 pub(crate) struct Rule {
     /// Its id (`f1`, `f2`, ...).
     pub id: String,
+    /// Only requests with this method (any when `None`).
     method: Option<String>,
+    /// Only requests to hosts this pattern matches.
     host: Option<HostPattern>,
+    /// Only paths this expression matches (unanchored, as written).
     path: Option<regex::Regex>,
     /// What it does.
     pub kind: Kind,
@@ -30,6 +33,7 @@ pub(crate) struct Rule {
     until_ms: Option<i64>,
     /// Chance that a matching request gets the fault.
     probability: f64,
+    /// The rule's generator state: seeded once, so the same seed draws the same sequence of hits.
     rng: u64,
     /// The rule as written, for listing.
     pub spec: Value,
@@ -59,12 +63,14 @@ impl Rule {
         }
     }
 
+    /// Whether a request falls under the rule's method, host and path (each unset one matches all).
     fn matches(&self, method: &str, host: &str, path: &str) -> bool {
         self.method.as_deref().is_none_or(|m| m == method)
             && self.host.as_ref().is_none_or(|h| h.matches(host))
             && self.path.as_ref().is_none_or(|p| p.is_match(path))
     }
 
+    /// Whether the window is open at `now_ms`: requests left, and before its end.
     fn live(&self, now_ms: i64) -> bool {
         self.remaining != Some(0) && self.until_ms.is_none_or(|u| now_ms < u)
     }
@@ -100,24 +106,34 @@ impl Rule {
     }
 }
 
+/// A stable hash of a rule id, so rules without their own seed still draw different sequences.
 fn fnv(s: &str) -> u64 {
     crate::encoding::fnv1a(s.as_bytes())
 }
 
+/// The rules in force, behind one lock.
 #[derive(Debug)]
 struct State {
+    /// In the order added: the first live match wins.
     rules: Vec<Rule>,
+    /// The number of the next rule's id (`f<n>`); not reused after a removal.
     next_id: u64,
 }
 
 /// The faults overlay.
 #[derive(Debug)]
 pub struct Faults {
+    /// The rules from `proxy.yaml`, started again on [`Faults::restart`].
     configured: Vec<FaultSpec>,
+    /// `seed:` from `proxy.yaml`, for rules that name none.
     seed: u64,
+    /// Whether `?failure=...` on a request injects a fault (`faults.query_trigger`).
     query_trigger: bool,
+    /// How long `?failure=timeout` holds its 504, in virtual milliseconds.
     query_timeout_ms: u64,
+    /// For the correlation ids of injected error bodies.
     ids: std::sync::Arc<Ids>,
+    /// The rules in force.
     state: Mutex<State>,
     /// How many rules there are, so requests skip the lock when there are none (the common case).
     count: std::sync::atomic::AtomicUsize,
@@ -174,6 +190,7 @@ impl Faults {
         f
     }
 
+    /// The rules, locked (a poisoned lock is taken over).
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -194,10 +211,12 @@ impl Faults {
         st.rules.iter_mut().find(|r| kind(&r.kind) && r.live(now_ms) && r.matches("GET", host, path))
     }
 
+    /// Publishes how many rules there are, for the lock-free check in [`Faults::none`].
     fn recount(&self, st: &State) {
         self.count.store(st.rules.len(), std::sync::atomic::Ordering::Release);
     }
 
+    /// Whether there are no rules at all: the common case, checked without the lock.
     fn none(&self) -> bool {
         self.count.load(std::sync::atomic::Ordering::Acquire) == 0
     }
@@ -335,6 +354,8 @@ impl Faults {
         a
     }
 
+    /// Adds `x-callvcr-fault: <kind>`, so a test (and its reader) can tell an injected failure from a
+    /// real one.
     fn marked(a: Answer, kind: &str) -> Answer {
         a.with_header("x-callvcr-fault", kind)
     }
@@ -346,10 +367,14 @@ fn query_failure(query: Option<&str>) -> Option<String> {
 }
 
 impl Overlay for Faults {
+    /// `faults`.
     fn name(&self) -> &'static str {
         "faults"
     }
 
+    /// A `?failure=` trigger first, then the first live rule that matches and fires: an error answer,
+    /// a timeout (504 held until its delay passes), a hang, added latency or a cut. Rules for TLS and
+    /// WebSocket faults are left to the listeners and sessions.
     fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
         if self.query_trigger && call.query.is_some_and(|q| q.contains(QUERY_TRIGGER)) {
             if let Some(f) = query_failure(call.query) {
@@ -398,6 +423,8 @@ impl Overlay for Faults {
         }
     }
 
+    /// Nothing: windows run on virtual time, so the proxy starts them again at the clock's start
+    /// through [`Faults::restart`], which needs the time this phase does not get.
     fn reset(&self) {
         // The proxy restarts the windows at the clock's start through `restart`.
     }

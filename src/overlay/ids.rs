@@ -6,7 +6,9 @@ use std::sync::Mutex;
 /// A seeded id generator (SplitMix64), shared by the overlays.
 #[derive(Debug)]
 pub struct Ids {
+    /// The seed, kept so [`Ids::reset`] can start the sequence again.
     seed: u64,
+    /// SplitMix64 state.
     state: Mutex<u64>,
 }
 

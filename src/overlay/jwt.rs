@@ -20,6 +20,7 @@ pub enum Signer {
 }
 
 impl std::fmt::Debug for Signer {
+    /// The algorithm and key id only: never key material in a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Signer::Hs256(_) => f.write_str("Signer::Hs256"),
@@ -47,6 +48,7 @@ impl Signer {
         Ok(Signer::Rs256 { key, kid: "default".into() })
     }
 
+    /// The header's `alg`.
     fn alg(&self) -> &'static str {
         match self {
             Signer::Hs256(_) => "HS256",

@@ -95,6 +95,7 @@ pub(crate) enum Refused {
 }
 
 impl std::fmt::Display for Refused {
+    /// The refusal in words, as logs and admin answers show it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refused::NotAllowed { from, to } => write!(f, "the move from {from} to {to} is not allowed"),
@@ -308,6 +309,8 @@ impl Session {
         self.parties.iter().filter_map(|p| self.deadline(p)).min()
     }
 
+    /// When party `p` next moves on its own: its delayed move falling due, or the timeout of its state
+    /// (only when the machine names a state to time out to, and never in a terminal state).
     fn deadline(&self, p: &Party) -> Option<i64> {
         let delayed = p.pending.as_ref().and_then(|x| x.due_ms);
         let timeout = (!self.machine.is_terminal(&p.state))

@@ -1,6 +1,7 @@
-//! Stateful overlays: the platform's rules kept alive in replay (auth, rate limits, and more as they
-//! land). Each overlay is a plain function of (request, its own state, virtual now) → decision; none
-//! of them touches a socket or reads the system time. The proxy runs them in the order DESIGN gives:
+//! Stateful overlays: the platform's rules kept alive in replay (injected faults, auth, rate limits,
+//! SDK versions, request validation, call states, CRUD collections). Each overlay is a plain function
+//! of (request, its own state, virtual now) → decision; none of them touches a socket or reads the
+//! system time. The proxy runs them as one [`Pipeline`] in the order DESIGN gives:
 //! faults → auth → rate-limit → versions → validate → state → crud.
 
 pub(crate) mod auth;
@@ -293,16 +294,20 @@ impl Recorded {
 pub struct Evidence<'a> {
     /// The platform's error answers found in the cassette.
     pub recorded: &'a Recorded,
+    /// Finds the recording the request would get; called at most once, on the first [`Evidence::peek`].
     peek: &'a (dyn Fn() -> Option<Peeked> + 'a),
+    /// What `peek` found, once asked: reading a recording can mean a disk read, so most requests never do.
     seen: std::cell::OnceCell<Option<Peeked>>,
 }
 
 impl std::fmt::Debug for Evidence<'_> {
+    /// Shows what was peeked, if anything (the closure has nothing to show).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Evidence").field("peeked", &self.seen.get()).finish()
     }
 }
 
+/// The peek of [`Evidence::none`]: no recording.
 fn no_peek() -> Option<Peeked> {
     None
 }
@@ -373,24 +378,32 @@ pub trait Overlay: Send + Sync {
 }
 
 impl<T: Overlay> Overlay for std::sync::Arc<T> {
+    /// The inner overlay's; this and the other phases forward to it, so a shared handle (kept for the
+    /// admin API) runs in the pipeline as the overlay itself.
     fn name(&self) -> &'static str {
         (**self).name()
     }
+    /// Forwards to the inner overlay.
     fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
         (**self).on_request(call, ctx, ev)
     }
+    /// Forwards to the inner overlay.
     fn on_response(&self, call: &Call<'_>, ctx: &Ctx, headers: &mut HeaderMap) {
         (**self).on_response(call, ctx, headers)
     }
+    /// Forwards to the inner overlay.
     fn on_answer(&self, call: &Call<'_>, ctx: &Ctx, status: u16, body: &[u8]) -> Option<Bytes> {
         (**self).on_answer(call, ctx, status, body)
     }
+    /// Forwards to the inner overlay.
     fn on_miss(&self, call: &Call<'_>, ctx: &Ctx) -> Option<Answer> {
         (**self).on_miss(call, ctx)
     }
+    /// Forwards to the inner overlay.
     fn owns(&self, host: &str, path: &str) -> bool {
         (**self).owns(host, path)
     }
+    /// Forwards to the inner overlay.
     fn reset(&self) {
         (**self).reset()
     }
@@ -490,10 +503,13 @@ impl Overlays {
 
 /// The overlays switched on, in running order.
 pub struct Pipeline {
+    /// Sorted into [`NAMES`] order by [`Pipeline::new`]; the order is part of the behaviour (faults
+    /// before auth, so an injected outage answers even a request without a token).
     overlays: Vec<Box<dyn Overlay>>,
 }
 
 impl std::fmt::Debug for Pipeline {
+    /// The overlays' names, in running order.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.overlays.iter().map(|o| o.name())).finish()
     }

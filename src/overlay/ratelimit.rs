@@ -21,11 +21,14 @@ const MAX_BUCKETS: usize = 100_000;
 /// rounding however often the bucket is looked at.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
+    /// Capacity left, in request·milliseconds: `limit × window_ms` when full, a request costs `window_ms`.
     level: i128,
+    /// When `level` was last brought up to date (virtual time); never moves backwards.
     at_ms: i64,
 }
 
 impl Bucket {
+    /// A full bucket: a new caller starts with the whole limit.
     fn full(limit: u64, window_ms: u64, now_ms: i64) -> Bucket {
         Bucket { level: limit as i128 * window_ms.max(1) as i128, at_ms: now_ms }
     }
@@ -46,6 +49,7 @@ pub(crate) struct Standing {
     pub retry_after_s: u64,
 }
 
+/// `a / b` rounded up, 0 for `a <= 0`: a wait of 0.2 s is advertised as 1 s, never 0.
 fn ceil_div(a: i128, b: i128) -> i128 {
     if a <= 0 {
         0
@@ -74,9 +78,13 @@ fn take(b: &mut Bucket, limit: u64, window_ms: u64, now_ms: i64) -> Standing {
 /// The rate-limit overlay.
 #[derive(Debug)]
 pub(crate) struct RateLimit {
+    /// Checked rules; the first that applies to a request counts it.
     rules: Vec<RateRule>,
+    /// Where the `inin-ratelimit-*` headers go.
     headers: Headers,
+    /// For the correlation ids of 429 bodies.
     ids: Arc<Ids>,
+    /// Buckets by (rule index, caller key); bounded by [`MAX_BUCKETS`].
     buckets: Mutex<HashMap<(usize, String), Bucket>>,
 }
 
@@ -92,6 +100,7 @@ pub(crate) enum Headers {
 }
 
 impl Headers {
+    /// Whether answers from `host` get the headers.
     fn on(&self, host: &str) -> bool {
         match self {
             Headers::Always => true,
@@ -138,6 +147,8 @@ impl RateLimit {
         RateLimit { rules, headers, ids, buckets: Mutex::new(HashMap::new()) }
     }
 
+    /// The caller a bucket belongs to: the OAuth client once auth recognised the token (`per: client`),
+    /// else the bearer token itself. Requests without a token share one bucket.
     fn key(rule: &RateRule, call: &Call<'_>, ctx: &Ctx) -> String {
         let token = call.bearer();
         match rule.per {
@@ -168,6 +179,7 @@ impl RateLimit {
     }
 }
 
+/// Genesys's `inin-ratelimit-count`, `-allowed` and `-reset` headers for a standing.
 fn headers(s: &Standing) -> [(String, String); 3] {
     [
         ("inin-ratelimit-count".into(), s.count.to_string()),
@@ -177,10 +189,14 @@ fn headers(s: &Standing) -> [(String, String); 3] {
 }
 
 impl Overlay for RateLimit {
+    /// `rate-limit`.
     fn name(&self) -> &'static str {
         "rate-limit"
     }
 
+    /// Counts the request; over the limit, answers the platform's 429 with a `Retry-After` that agrees
+    /// with its message. The answer rests on a rule, so a recording of this very request answered
+    /// otherwise wins.
     fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
         let Some((i, s)) = self.check(call, ctx) else { return Decision::Continue };
         let genesys = call.platform() == Platform::Genesys && self.headers.on(call.host);
@@ -215,6 +231,7 @@ impl Overlay for RateLimit {
         Decision::Answer(a)
     }
 
+    /// Every bucket forgotten: callers start full again.
     fn reset(&self) {
         self.buckets.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }

@@ -21,7 +21,10 @@ use crate::platform::ErrorKind;
 /// What a route's requests must look like.
 #[derive(Debug, Clone)]
 struct Rule {
+    /// The media type the recorded requests carried (without parameters); a JSON route refuses a body
+    /// sent as anything else with 415.
     content_type: String,
+    /// JSON Schema inferred from the recorded request bodies.
     schema: Value,
     /// Recorded requests the schema was inferred from.
     samples: usize,
@@ -40,8 +43,11 @@ type Rules = HashMap<(String, String, String), Rule>;
 /// The validation overlay.
 #[derive(Debug)]
 pub struct Validate {
+    /// `validate:` from `proxy.yaml`: the default mode, per-route modes and pinned required fields.
     cfg: ValidateConfig,
+    /// For the correlation ids of refusal bodies.
     ids: Arc<Ids>,
+    /// The inferred rules, swapped whole on a cassette switch; requests clone the `Arc`, not the map.
     rules: RwLock<Arc<Rules>>,
 }
 
@@ -140,6 +146,8 @@ impl Validate {
         }
     }
 
+    /// A refusal in the platform's shape, naming the field and the rule broken (`required`, `type`,
+    /// `json`, `content-type`) in `details`.
     fn refuse(&self, call: &Call<'_>, status: u16, code: &str, message: String, field: &str, rule: &str) -> Answer {
         let detail = format!("{code}: {message}");
         let details = json!([{"errorCode": rule, "fieldName": field}]);
@@ -148,10 +156,15 @@ impl Validate {
 }
 
 impl Overlay for Validate {
+    /// `validate`.
     fn name(&self) -> &'static str {
         "validate"
     }
 
+    /// Checks the body against pinned fields, the route's content type, JSON syntax and the inferred
+    /// schema, in that order. Under `warn`, or on an inferred schema of one sample the recording gives
+    /// no other support, only logs; otherwise refuses (a pinned field's refusal stands, an inferred one
+    /// yields to a recording of this very request).
     fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
         // The hot path: a request with no body breaks nothing unless a pinned field is required.
         if call.body.is_empty() && self.cfg.required.is_empty() {

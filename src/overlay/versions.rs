@@ -23,7 +23,9 @@ pub(crate) struct Sdk {
 /// The versions overlay.
 #[derive(Debug)]
 pub(crate) struct Versions {
+    /// `versions:` from `proxy.yaml`: routes with SDK ranges, and `User-Agent` patterns for other SDKs.
     cfg: VersionsConfig,
+    /// For the correlation ids of 410 bodies.
     ids: std::sync::Arc<Ids>,
 }
 
@@ -51,10 +53,13 @@ impl Versions {
 }
 
 impl Overlay for Versions {
+    /// `versions`.
     fn name(&self) -> &'static str {
         "versions"
     }
 
+    /// Answers 410 Gone when a deprecated route's range covers the request's SDK: the recorded 410 when
+    /// the cassette holds one, else one naming the replacement path (body, and a `Link` header).
     fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
         let recorded = ev.recorded;
         if self.cfg.routes.is_empty() {

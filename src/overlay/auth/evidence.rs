@@ -139,6 +139,9 @@ pub(super) fn secret_of(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty() && s != crate::cassette::redact::MARKER)
 }
 
+/// Who a token request presents itself as, from its parameters and Basic credentials (which win
+/// over `client_id` in the body): the client, and for a password grant the user, or on NICE the
+/// access key. A redacted secret counts as none.
 pub(super) fn presented_by(
     platform: Platform,
     params: &HashMap<String, String>,

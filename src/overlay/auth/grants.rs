@@ -404,6 +404,7 @@ impl Auth {
     }
 }
 
+/// The PKCE `S256` challenge of `verifier`: base64url (no padding) of its SHA-256 (RFC 7636).
 pub(super) fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()))
 }

@@ -35,33 +35,50 @@ const CODE_TTL_MS: i64 = 5 * 60_000;
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// Presented as a bearer on API calls.
     Access,
+    /// Exchanged at the token endpoint for a new access token (and, rotated, a new refresh token).
     Refresh,
 }
 
+/// What the run knows of one token it issued.
 #[derive(Debug, Clone)]
 struct Issued {
+    /// The OAuth client it was issued to (shared with every [`Principal`] it makes).
     client_id: Arc<str>,
+    /// Access or refresh.
     kind: Kind,
     /// Issued for a user (every grant but client credentials).
     user: bool,
+    /// The platform whose shape it has; the admin listing shows it.
     platform: Platform,
+    /// When it was issued (virtual time).
     issued_ms: i64,
+    /// When it stops working (virtual time); the admin API's `expire` moves this to now.
     expires_ms: i64,
+    /// Set when a refresh token is rotated out; a revoked token is refused like an expired one.
     revoked: bool,
 }
 
+/// An authorization code handed out by the headless `/authorize`, waiting to be exchanged.
 #[derive(Debug, Clone)]
 struct Code {
+    /// The client it was issued to; another client presenting it is refused.
     client_id: String,
+    /// The `redirect_uri` of the authorize request; the token request must send the same one.
     redirect_uri: Option<String>,
+    /// PKCE (`code_challenge_method`, `code_challenge`), when the authorize request sent one.
     challenge: Option<(String, String)>,
+    /// When it stops being accepted ([`CODE_TTL_MS`] after issue).
     expires_ms: i64,
 }
 
+/// Everything the run issued, behind one lock.
 #[derive(Debug, Default)]
 struct State {
+    /// Tokens by their text; bounded by [`MAX_TOKENS`] (expired and revoked ones go first).
     tokens: HashMap<String, Issued>,
+    /// Authorization codes not yet exchanged.
     codes: HashMap<String, Code>,
     /// Client id → virtual time its refresh in flight completes.
     refreshing: HashMap<String, i64>,
@@ -107,11 +124,18 @@ pub(crate) type KeySource = Box<dyn Fn() -> Result<Signer, String> + Send + Sync
 
 /// The auth overlay.
 pub struct Auth {
+    /// `auth:` from `proxy.yaml`: accepted clients, lifetimes, refresh behaviour.
     cfg: RawAuth,
+    /// For token ids, refresh tokens and correlation ids, from the run's seed.
     ids: Arc<Ids>,
+    /// Signs Genesys and generic tokens, with a key drawn from the seed (same seed, same tokens).
     hs: Signer,
+    /// Where the NICE signing key comes from; asked at most once.
     nice_source: KeySource,
+    /// The NICE signer once asked for, or why there is none (every NICE token request then gets a 500
+    /// naming it).
     nice: std::sync::OnceLock<Result<Signer, String>>,
+    /// Issued tokens and codes; writers go through [`Auth::state`], which moves `generation` on.
     state: std::sync::RwLock<State>,
     /// Moves on with every change to `state`: per-thread copies of a checked token are good
     /// while it stands still.
@@ -123,19 +147,30 @@ pub struct Auth {
 /// The last access token a thread checked, with what the check found: the next request with the
 /// same bearer (the common case) needs neither the token table's lock nor a shared count.
 struct Checked {
+    /// The [`Auth::instance`] that checked it: a cache entry of another overlay (a test, a cassette
+    /// check) is never taken.
     auth: u64,
+    /// The overlay's generation when checked; any change since makes the entry stale.
     generation: u64,
+    /// The bearer checked.
     token: String,
     /// This thread's own copy, so handing it out does not touch a count other threads share.
     client_id: Arc<str>,
+    /// Whether the token speaks for a user.
     user: bool,
+    /// Its expiry when checked; compared with each request's own virtual now.
     expires_ms: i64,
+    /// Whether it was revoked when checked.
     revoked: bool,
 }
 
-thread_local!(static CHECKED: std::cell::RefCell<Option<Checked>> = const { std::cell::RefCell::new(None) });
+thread_local! {
+    /// This thread's last checked bearer (see [`Checked`]).
+    static CHECKED: std::cell::RefCell<Option<Checked>> = const { std::cell::RefCell::new(None) };
+}
 
 impl std::fmt::Debug for Auth {
+    /// How many clients are configured: never secrets or tokens.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth").field("clients", &self.cfg.clients.len()).finish_non_exhaustive()
     }
@@ -148,6 +183,7 @@ fn is_api_call(call: &Call<'_>) -> bool {
         && (p.requires_bearer() || call.headers.contains_key(http::header::AUTHORIZATION))
 }
 
+/// Milliseconds to whole seconds, rounding down (also before 1970), as JWT `iat` and `exp` count.
 fn secs(ms: i64) -> i64 {
     ms.div_euclid(1000)
 }
@@ -167,12 +203,14 @@ impl Auth {
             state: std::sync::RwLock::new(State::default()),
             generation: std::sync::atomic::AtomicU64::new(0),
             instance: {
+                /// The next instance number; process-wide, so two overlays never share one.
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             },
         }
     }
 
+    /// The state, to change: moves `generation` on, so every thread's cached check is dropped.
     fn state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         let g = self.state.write().unwrap_or_else(|e| e.into_inner());
         // Moved on while the lock is held: a reader that sees the new number reads the new state.
@@ -214,6 +252,7 @@ impl Auth {
         1000 * configured.map(|s| s as i64).or(recorded_s.filter(|s| *s > 0)).unwrap_or(p.default_token_ttl_s())
     }
 
+    /// Keeps a token just issued; past [`MAX_TOKENS`], expired and revoked ones are forgotten first.
     fn remember(&self, st: &mut State, token: &str, issued: Issued, now_ms: i64) {
         if st.tokens.len() >= MAX_TOKENS {
             st.tokens.retain(|_, t| t.expires_ms > now_ms && !t.revoked);
@@ -221,6 +260,8 @@ impl Auth {
         st.tokens.insert(token.to_string(), issued);
     }
 
+    /// The NICE signer, asking its source the first time; a 500 answer (and one log line) when there is
+    /// no key.
     fn nice_signer(&self) -> Result<&Signer, Answer> {
         self.nice.get_or_init(|| (self.nice_source)()).as_ref().map_err(|e| {
             tracing::error!("cannot sign NICE tokens: {e}");
@@ -373,6 +414,9 @@ impl Auth {
         Answer::from_error(platform.unauthorized(code, message, self.ids.uuid()), detail)
     }
 
+    /// Checks an API call's bearer: missing or unknown tokens are refused by rule (a recording of this
+    /// very request answered otherwise wins); expired, revoked and pre-reset tokens are refused by the
+    /// run. A good token sets `ctx.principal` and lets the request on.
     fn check_bearer(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded) -> Decision {
         let p = call.platform();
         let Some(token) = call.bearer() else {
@@ -451,18 +495,27 @@ impl Auth {
 /// Whether a client id and secret are accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClientCheck {
+    /// Accepted.
     Ok,
+    /// No such client (or no client id at all).
     Unknown,
+    /// A known client, with the wrong secret or none.
     BadSecret,
 }
 
 /// Tokens just issued.
 struct Issue {
+    /// Whose answer shape to use.
     platform: Platform,
+    /// The access token.
     access: String,
+    /// The refresh token, when the grant gives one.
     refresh: Option<String>,
+    /// The OpenID `id_token` (NICE only).
     id_token: Option<String>,
+    /// The access token's lifetime in seconds, as `expires_in` says.
     expires_in: i64,
+    /// Genesys's `inin-correlation-id` for the answer.
     correlation: String,
 }
 
@@ -496,10 +549,13 @@ impl Issue {
 }
 
 impl Overlay for Auth {
+    /// `auth`.
     fn name(&self) -> &'static str {
         "auth"
     }
 
+    /// Answers the platform's auth endpoints (token, access key, authorize, NICE discovery and key set)
+    /// itself; checks the bearer of every API call the platform checks; lets anything else on.
     fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
         let recorded = ev.recorded;
         match call.platform().auth_route(call.host, call.method, call.path) {
@@ -516,10 +572,13 @@ impl Overlay for Auth {
         Decision::Continue
     }
 
+    /// The auth endpoints: their recordings are never replayed, so they do not count as unused.
     fn owns(&self, host: &str, path: &str) -> bool {
         Platform::of_host(host).auth_route(host, "", path).is_some()
     }
 
+    /// Forgets every token and code; access tokens issued so far are remembered as forgotten, so an SDK
+    /// still holding one is refused (401) rather than let through by a recording.
     fn reset(&self) {
         let mut st = self.state();
         let mut forgotten = std::mem::take(&mut st.forgotten);

@@ -4,6 +4,8 @@
 use super::*;
 
 impl Auth {
+    /// The OpenID discovery document for `call`'s host, every endpoint under that host, so the SDK keeps
+    /// talking to callvcr; RS256 and S256 only, as callvcr signs and checks.
     pub(super) fn nice_discovery(&self, call: &Call<'_>) -> Decision {
         let iss = format!("https://{}", call.host);
         Decision::Answer(Answer::json(
@@ -30,6 +32,8 @@ impl Auth {
         ))
     }
 
+    /// The key set holding the public half of the NICE signing key, which the SDK verifies `id_token`
+    /// against; a 500 when there is no key.
     pub(super) fn nice_jwks(&self) -> Decision {
         match self.nice_signer() {
             Ok(s) => {
@@ -43,13 +47,18 @@ impl Auth {
 /// The user and tenant a NICE access key stands for: derived from the key id, so the same key is
 /// always the same user.
 pub(super) struct NiceIdentity {
+    /// A UUID from the first half of the key id's SHA-256.
     pub(super) user_id: String,
+    /// A UUID from the second half.
     pub(super) tenant_id: String,
+    /// The business unit (`icBUId`), from 4000000 to 4999999.
     pub(super) bu_id: i64,
+    /// The token audience, `CXone`.
     pub(super) aud: String,
 }
 
 impl NiceIdentity {
+    /// The identity of an access key id (or client id).
     pub(super) fn of(client_id: &str) -> NiceIdentity {
         let h = ring::digest::digest(&ring::digest::SHA256, client_id.as_bytes());
         let b = h.as_ref();
@@ -62,6 +71,8 @@ impl NiceIdentity {
         }
     }
 
+    /// The claims of a NICE access and id token: the identity, issuer, and the fixed tenant, cluster and
+    /// name fields the SDK reads.
     pub(super) fn claims(&self, iss: &str, iat: i64, exp: i64) -> Value {
         json!({
             "sub": format!("user:{}", self.user_id),

@@ -4,6 +4,7 @@
 use super::*;
 use evidence::Presented;
 
+/// An `Authorization: Basic` value for `id` and `secret`.
 fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }

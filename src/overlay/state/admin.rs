@@ -113,6 +113,7 @@ impl State {
     }
 }
 
+/// The moves party `i`'s state allows, for a refusal message (`nothing` when none).
 pub(super) fn allowed_from(s: &Session, i: usize) -> String {
     let moves: Vec<&String> = s.machine.allowed.get(&s.parties[i].state).into_iter().flatten().collect();
     if moves.is_empty() {
@@ -122,6 +123,7 @@ pub(super) fn allowed_from(s: &Session, i: usize) -> String {
     }
 }
 
+/// A machine as the admin API describes it.
 pub(super) fn machine_json(m: &Machine) -> Value {
     json!({
         "name": m.name,
@@ -135,6 +137,8 @@ pub(super) fn machine_json(m: &Machine) -> Value {
     })
 }
 
+/// A session as the admin API shows it: its primary party's state, flags and waiting move, the
+/// history, and every participant for a Genesys call or a session of several parties.
 pub(super) fn view(t: &Tracked) -> Value {
     let s = &t.session;
     let primary = s.primary();

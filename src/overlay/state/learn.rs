@@ -143,16 +143,23 @@ impl State {
     }
 }
 
+/// What has been seen so far of one resource field (host, template, field), one exchange at a time.
 #[derive(Default)]
 pub(super) struct Acc {
+    /// States in the order first seen: the machine's state list.
     order: Vec<String>,
+    /// A recorded path of the resource, to name it in messages.
     sample: String,
+    /// Each instance's last state seen, by id: the next one seen is a move from it.
     last: HashMap<String, String>,
+    /// How many instances were first seen in each state: the most common is the initial state.
     firsts: BTreeMap<String, usize>,
+    /// Moves seen, (from, to), with how often: the only moves the learned machine allows.
     seen: BTreeMap<(String, String), usize>,
 }
 
 impl Acc {
+    /// Instance `id` seen in `state`: a first sighting, a move, or the same state again (ignored).
     fn observe(&mut self, id: &str, state: &str) {
         if !self.order.iter().any(|s| s == state) {
             self.order.push(state.to_string());
@@ -168,13 +175,21 @@ impl Acc {
 /// What learning found for one resource field, in a form a replay file keeps.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct Part {
+    /// Host, without port.
     host: String,
+    /// Path template of the resource (`/api/v2/widgets/{widgetId}`).
     template: String,
+    /// The state field: `state`, or `participants[].state` for nested parties.
     field: String,
+    /// [`Acc`]'s `order`.
     order: Vec<String>,
+    /// [`Acc`]'s `sample`.
     sample: String,
+    /// How many distinct instances were seen.
     instances: usize,
+    /// [`Acc`]'s `firsts`, as a list (JSON has no tuple keys).
     firsts: Vec<(String, usize)>,
+    /// [`Acc`]'s `seen`, as (from, to, count).
     seen: Vec<(String, String, usize)>,
 }
 
@@ -183,6 +198,7 @@ pub(super) struct Part {
 /// file, so replay need not read every exchange again.
 #[derive(Default)]
 pub(crate) struct Learner {
+    /// Accumulators by (host, template, field).
     accs: BTreeMap<(String, String, String), Acc>,
 }
 
@@ -245,6 +261,7 @@ impl Learner {
         }
     }
 
+    /// What was learned, as the replay file keeps it (fields with no state seen left out).
     fn parts(self) -> Vec<Part> {
         self.accs
             .into_iter()
@@ -264,14 +281,17 @@ impl Learner {
 }
 
 impl crate::cassette::replayfile::Analysis for Learner {
+    /// [`LEARNED`].
     fn name(&self) -> &'static str {
         LEARNED
     }
 
+    /// See [`Learner::observe`].
     fn observe(&mut self, e: &Exchange) {
         Learner::observe(self, e)
     }
 
+    /// The [`Part`]s, as JSON.
     fn finish(self: Box<Self>) -> Value {
         serde_json::to_value(self.parts()).unwrap_or(Value::Null)
     }
@@ -306,6 +326,9 @@ pub(crate) fn learned_of(index: &crate::cassette::Index) -> Vec<Learned> {
     learn(picked.iter().map(|e| &**e))
 }
 
+/// Machines from what was learned (fresh, or read back from a replay file): the states in order
+/// first seen, the most common first state as initial (ties to the earlier seen), only the moves
+/// seen allowed, refusals in the host's platform's words.
 pub(super) fn machines(parts: Vec<Part>) -> Vec<Learned> {
     parts
         .into_iter()

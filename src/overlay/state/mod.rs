@@ -46,9 +46,12 @@ enum Kind {
     Admin,
 }
 
+/// One session the overlay follows, with what it is.
 #[derive(Debug, Clone)]
 struct Tracked {
+    /// Its parties, their states, flags and waiting moves.
     session: Session,
+    /// Which machine family it belongs to: decides its refusals, events and answers.
     kind: Kind,
     /// Whether the run moved it where the recording did not go (an admin move or release, a
     /// timeout, a move the cassette held no answer for): from then on its refusals stand whatever
@@ -115,22 +118,31 @@ impl Emitted {
     }
 }
 
+/// Everything that changes during a run, behind one lock.
 #[derive(Debug, Default)]
 struct Inner {
+    /// Sessions by id (conversation, contact or resource id), made on first mention.
     sessions: BTreeMap<String, Tracked>,
     /// The last conversation body served per Genesys conversation (events are built from it).
     snapshots: HashMap<String, Value>,
+    /// Events waiting for the proxy to deliver (WebSocket topics); see [`State::take_events`].
     emitted: Vec<Emitted>,
+    /// NICE agent events waiting for the next long poll, in order.
     nice_events: VecDeque<Value>,
 }
 
 /// The state overlay.
 #[derive(Debug)]
 pub struct State {
+    /// `state:` from `proxy.yaml`: presets on, declared bindings, machines by name, learning on or off.
     cfg: StateConfig,
+    /// For the correlation ids of refusal bodies.
     ids: Arc<Ids>,
+    /// What the cassette shows, swapped whole on a cassette switch.
     book: RwLock<Arc<Book>>,
+    /// The run's sessions and waiting events.
     inner: Mutex<Inner>,
+    /// Moves on whenever a session appears or moves; see [`State::generation`].
     generation: std::sync::atomic::AtomicU64,
     /// Events wait in `inner.emitted`.
     pending: std::sync::atomic::AtomicBool,
@@ -151,6 +163,7 @@ fn ids_in(path: &str, tpl: &str) -> Vec<String> {
     path.split('/').zip(tpl.split('/')).filter(|(_, t)| t.starts_with('{')).map(|(p, _)| p.to_string()).collect()
 }
 
+/// Whether `method` changes a resource (`POST`, `PUT`, `PATCH`, `DELETE`).
 fn is_change(method: &str) -> bool {
     matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
 }
@@ -171,10 +184,12 @@ impl State {
         s
     }
 
+    /// The run's sessions, locked (a poisoned lock is taken over).
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// What the cassette shows, as it stands now.
     fn book(&self) -> Arc<Book> {
         self.book.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -189,11 +204,13 @@ impl State {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Forgets every session and waiting event; the book stays.
     fn reset_sessions(&self) {
         self.bump();
         *self.inner() = Inner::default();
     }
 
+    /// The machine configured under `name`, else the `generic` preset.
     fn machine(&self, name: &str) -> Arc<Machine> {
         self.cfg.machines.get(name).cloned().unwrap_or_else(|| Arc::new(Machine::preset("generic").expect("preset")))
     }
@@ -264,6 +281,7 @@ impl State {
         std::mem::take(&mut inner.emitted)
     }
 
+    /// Carries out what is due by `now` in session `id` (delayed moves, timeouts) and emits its events.
     fn advance(&self, inner: &mut Inner, id: &str, now: i64) {
         let steps = match inner.sessions.get_mut(id) {
             Some(t) => t.session.advance(now),
@@ -323,6 +341,9 @@ impl State {
         }
     }
 
+    /// Refuses the move `from` → `to`: the platform's recorded refusal of a move to `to` on this route
+    /// when the cassette holds one, else one in the words the machine's [`Refusal`] names (400 for
+    /// `Genesys` and `Nice`, 422 for `Unprocessable`).
     fn refusal(&self, machine: &Machine, call: &Call<'_>, from: &str, to: &str, what: &str) -> Answer {
         let (tpl, _) = template(call.path);
         if let Some(a) = self.book().refusals.get(&(call.host.to_string(), tpl, to.to_ascii_lowercase())) {
@@ -563,12 +584,17 @@ impl State {
 /// What a request asks of a session.
 #[derive(Debug, Clone)]
 struct Asked {
+    /// The session the request names.
     session: String,
+    /// The party it moves; `None` with `all` for every party.
     party: Option<String>,
     /// Every party (a whole-conversation disconnect).
     all: bool,
+    /// The target state, as the request spells it; `None` when it only sets flags.
     to: Option<String>,
+    /// Flags it sets (`held`, `muted`, ...).
     flags: Vec<(String, bool)>,
+    /// Which machine family the route belongs to.
     kind: Kind,
 }
 
@@ -577,6 +603,7 @@ fn mentions(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A string or number as text (NICE sends contact ids as either).
 fn value_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -586,10 +613,14 @@ fn value_text(v: &Value) -> Option<String> {
 }
 
 impl Overlay for State {
+    /// `state`.
     fn name(&self) -> &'static str {
         "state"
     }
 
+    /// Serves waiting NICE events to a long poll, refuses what the platform refuses (client credentials
+    /// placing a Genesys call, a move the machine does not allow), and lets valid moves on to the
+    /// cassette. A refusal yields to the recording while the session is where the recording had it.
     fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
         if call.platform() == Platform::Nice && call.method == "GET" {
             if let Some(sid) = nice_poll(call.path) {
@@ -624,6 +655,8 @@ impl Overlay for State {
         }
     }
 
+    /// After a success: a read of a tracked resource is served in its current state; a placed Genesys
+    /// call starts being tracked; an accepted move is carried out.
     fn on_answer(&self, call: &Call<'_>, ctx: &Ctx, status: u16, body: &[u8]) -> Option<Bytes> {
         if !(200..300).contains(&status) {
             return None;
@@ -669,6 +702,9 @@ impl Overlay for State {
         None
     }
 
+    /// Accepts a valid move the cassette has no answer for, as the platform does (Genesys and NICE 202
+    /// with no body, others 200 with the new state), and marks the session as departed from the
+    /// recording.
     fn on_miss(&self, call: &Call<'_>, ctx: &Ctx) -> Option<Answer> {
         // A valid move the cassette holds no answer for: accepted as the platform accepts it.
         let a = self.asked(call)?;
@@ -713,6 +749,7 @@ impl Overlay for State {
         })
     }
 
+    /// Forgets every session; what was learned from the cassette stays.
     fn reset(&self) {
         self.reset_sessions();
     }

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::overlay::state::learn::{learned_of, LEARNED};
+
+/// A recorded exchange on `api.mypurecloud.com`.
 fn ex(seq: u64, method: &str, path: &str, req: &str, status: u16, resp: &str) -> Exchange {
     crate::cassette::model::test_exchange(seq, method, path, None, req, status, resp)
 }
@@ -47,6 +49,7 @@ fn machines_are_learned_from_the_states_a_cassette_shows() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A state overlay with the default settings, learned from `exchanges`.
 fn overlay(exchanges: &[Exchange]) -> State {
     State::new(StateConfig::default(), Arc::new(Ids::new(1)), &crate::cassette::model::test_index(exchanges))
 }
@@ -55,12 +58,14 @@ const CALL: &str = "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c
 const CID: &str = "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e";
 const AGENT: &str = "7d1e2f3a-0b1c-4d5e-8f9a-0b1c2d3e4f5a";
 
+/// A recorded Genesys call conversation: agent [`AGENT`] in state `agent`, a connected customer.
 fn call_body(agent: &str) -> String {
     format!(
         r#"{{"id":"{CID}","participants":[{{"id":"{AGENT}","purpose":"agent","state":"{agent}","held":false}},{{"id":"8e2f3a4b-1c2d-4e5f-9a0b-1c2d3e4f5a6b","purpose":"customer","state":"connected","held":false}}]}}"#
     )
 }
 
+/// A live request as overlays see it.
 fn req<'a>(method: &'a str, path: &'a str, headers: &'a http::HeaderMap, body: &'a Bytes) -> Call<'a> {
     Call { method, host: "api.mypurecloud.com", path, query: None, headers, body }
 }
