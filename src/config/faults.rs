@@ -84,6 +84,8 @@ impl Kind {
 /// Why a rule was refused.
 pub type RuleError = String;
 
+/// Field `k` of a rule as a whole number, `None` when absent or null; a negative, fractional or
+/// non-numeric value is refused, naming the field.
 pub(crate) fn opt_u64(m: &serde_json::Map<String, Value>, k: &str) -> Result<Option<u64>, RuleError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
@@ -122,6 +124,7 @@ impl FaultSpec {
         let Value::Object(m) = spec else {
             return Err(format!("a fault rule is a JSON object, got {spec}"));
         };
+        /// Every field a rule may have: a misspelt one is refused rather than silently ignored.
         const KNOWN: &[&str] = &[
             "match",
             "kind",

@@ -60,10 +60,12 @@ pub struct Machine {
     pub refusal: Refusal,
 }
 
+/// A set of owned states, for writing presets briefly.
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// Allowed moves from (state, targets) pairs, for writing presets briefly.
 fn moves(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
     pairs.iter().map(|(f, t)| (f.to_string(), set(t))).collect()
 }

@@ -50,6 +50,8 @@ pub struct ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// `file:line:col: message`, or `file: message` without a position: the form editors and CI logs
+    /// turn into a link.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.at {
             Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.message),
@@ -220,6 +222,8 @@ pub struct WsConfig {
 }
 
 impl Default for WsConfig {
+    /// 64 sessions, 256 queued frames each (waiting when full), heartbeats as recorded, no keep-alive
+    /// pings, frames paced as recorded, 1 MiB messages.
     fn default() -> Self {
         WsConfig {
             max_sessions: 64,
@@ -342,6 +346,8 @@ pub struct RawAuth {
 }
 
 impl Default for RawAuth {
+    /// Any client accepted, access tokens living as recorded (else the platform's usual), refresh
+    /// tokens for 30 days, a concurrent refresh refused, no refresh delay.
     fn default() -> Self {
         RawAuth {
             clients: Vec::new(),
@@ -366,6 +372,7 @@ pub struct ListenConfig {
 }
 
 impl Default for ListenConfig {
+    /// Loopback only: TLS on 9443, the proxy on 8080, admin on 9901.
     fn default() -> Self {
         ListenConfig { tls: "127.0.0.1:9443".into(), proxy: "127.0.0.1:8080".into(), admin: "127.0.0.1:9901".into() }
     }
@@ -423,6 +430,8 @@ pub struct RedactConfig {
 }
 
 impl Default for RedactConfig {
+    /// The secrets the README lists: credential headers, OAuth and NICE secret fields, and OAuth
+    /// `code` in query strings and forms; PII off.
     fn default() -> Self {
         RedactConfig {
             headers: ["authorization", "proxy-authorization", "cookie", "set-cookie"].map(String::from).to_vec(),
@@ -471,6 +480,7 @@ pub struct LimitsConfig {
 }
 
 impl Default for LimitsConfig {
+    /// 64 KiB of headers, 32 MiB bodies, 30 s to read a request.
     fn default() -> Self {
         LimitsConfig { max_header_bytes: 64 * 1024, max_body_bytes: 32 * 1024 * 1024, read_timeout_ms: 30_000 }
     }
@@ -626,6 +636,7 @@ impl Config {
 }
 
 impl Default for Config {
+    /// The defaults, through the same validation as a written file (so they cannot drift apart).
     fn default() -> Self {
         validate::validate(RawConfig::default(), None).expect("the defaults are valid")
     }

@@ -1,4 +1,6 @@
-//! The overlays by name, as `overlays.disable` and `--no-overlay` name them.
+//! The overlays by name, as `overlays.disable` and `--no-overlay` name them. Kept in `config` so
+//! a misspelt name is refused when `proxy.yaml` and the flags are read, before any overlay exists;
+//! the order of [`NAMES`] is the order the pipeline runs them in.
 
 /// Every overlay's name, in the order they run.
 pub const NAMES: &[&str] = &["faults", "auth", "rate-limit", "versions", "validate", "state", "crud"];

@@ -1,4 +1,6 @@
-//! The rate-limit section: rules as written and checked, and the shipped presets.
+//! The `rate_limit` section of `proxy.yaml`: rules as written (with positions for errors), rules as
+//! checked (what the rate-limit overlay counts against), and the shipped presets (`genesys`,
+//! `strict`, `none`).
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;

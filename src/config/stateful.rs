@@ -161,11 +161,13 @@ pub struct StateConfig {
 }
 
 impl Default for StateConfig {
+    /// The `state` section's defaults, through the same validation as a written one.
     fn default() -> Self {
         state(&RawState::default(), &|_, m| m).expect("the defaults are valid")
     }
 }
 
+/// A machine's `refusal:` as written: `genesys`, `nice` or `422`.
 fn refusal(text: &str) -> Option<Refusal> {
     match text {
         "422" => Some(Refusal::Unprocessable),
@@ -175,6 +177,7 @@ fn refusal(text: &str) -> Option<Refusal> {
     }
 }
 
+/// Held or delayed moves as written, as the machine keeps them.
 fn gates(list: &[RawGate]) -> Vec<Gate> {
     list.iter().map(|g| Gate { from: g.from.clone(), to: g.to.clone(), ms: g.ms }).collect()
 }

@@ -9,6 +9,9 @@ use serde_saphyr::{Location, Spanned};
 
 use super::*;
 
+/// A YAML or type error from the parser as a [`ConfigError`]: its position, the parser's message cut
+/// to what is wrong (its own "at line" text removed, Rust type names in plain words), and the
+/// offending line quoted, so the user sees the fix without opening the file.
 pub(super) fn yaml_error(e: serde_saphyr::Error, path: &Path, text: &str) -> ConfigError {
     let at = e.location().map(|l| (l.line(), l.column()));
     // The crate's message carries its own position; keep only what is wrong.
@@ -38,14 +41,17 @@ pub(super) fn yaml_error(e: serde_saphyr::Error, path: &Path, text: &str) -> Con
 
 /// Where errors point: the file, and a YAML position when there is one.
 struct Errs {
+    /// The file checked, or `<defaults>` when there is none.
     file: PathBuf,
 }
 
 impl Errs {
+    /// An error at a YAML position.
     fn at(&self, loc: Location, message: String) -> ConfigError {
         ConfigError { file: self.file.clone(), at: Some((loc.line(), loc.column())), message }
     }
 
+    /// An error naming only the file (the value has no position, or the problem is between keys).
     fn plain(&self, message: String) -> ConfigError {
         ConfigError { file: self.file.clone(), at: None, message }
     }
@@ -57,6 +63,8 @@ fn regex_at(e: &Errs, p: &Spanned<String>, what: &str) -> Result<regex::Regex, C
         .map_err(|x| e.at(p.referenced, format!("{what} path `{}` is not a regular expression: {x}", p.value)))
 }
 
+/// The hosts to intercept: the Genesys and NICE defaults when the key is absent; an empty list is
+/// refused (it would intercept nothing, which is never meant).
 fn hosts(e: &Errs, raw: &Option<Vec<Spanned<String>>>) -> Result<Vec<HostPattern>, ConfigError> {
     let Some(list) = raw else {
         return Ok(DEFAULT_HOSTS.iter().map(|h| HostPattern::parse(h).expect("default hosts parse")).collect());
@@ -70,6 +78,7 @@ fn hosts(e: &Errs, raw: &Option<Vec<Spanned<String>>>) -> Result<Vec<HostPattern
     list.iter().map(|h| HostPattern::parse(&h.value).map_err(|m| e.at(h.referenced, m))).collect()
 }
 
+/// Checks that each listener is a `host:port` address.
 fn listen(e: &Errs, l: &ListenConfig) -> Result<(), ConfigError> {
     for (name, addr) in [("tls", &l.tls), ("proxy", &l.proxy), ("admin", &l.admin)] {
         if addr.parse::<SocketAddr>().is_err() {
@@ -81,6 +90,7 @@ fn listen(e: &Errs, l: &ListenConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `upstream.resolve` overrides (host lower-cased) and `upstream.nameservers`, as addresses.
 fn upstream(e: &Errs, u: &RawUpstream) -> Result<(BTreeMap<String, SocketAddr>, Vec<SocketAddr>), ConfigError> {
     let mut resolve = BTreeMap::new();
     for (host, addr) in &u.resolve {
@@ -107,6 +117,7 @@ fn upstream(e: &Errs, u: &RawUpstream) -> Result<(BTreeMap<String, SocketAddr>, 
     Ok((resolve, nameservers))
 }
 
+/// `record.ignore` rules; each needs a host, a path, or both, so no rule ignores everything.
 fn record_ignore(e: &Errs, r: &RawRecord) -> Result<Vec<IgnoreRule>, ConfigError> {
     let mut out = Vec::new();
     for r in &r.ignore {
@@ -128,6 +139,8 @@ fn record_ignore(e: &Errs, r: &RawRecord) -> Result<Vec<IgnoreRule>, ConfigError
     Ok(out)
 }
 
+/// Lower bounds on the size and time limits, and a non-empty redaction marker (an empty one would
+/// make a redacted value look like an absent one).
 fn limits_and_redaction(e: &Errs, raw: &RawConfig) -> Result<(), ConfigError> {
     if raw.limits.max_header_bytes < 1024 {
         return Err(e.plain("limits.max_header_bytes must be at least 1024".into()));
@@ -141,6 +154,7 @@ fn limits_and_redaction(e: &Errs, raw: &RawConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `clock.start` as epoch milliseconds.
 fn clock_start(e: &Errs, c: &RawClock) -> Result<Option<i64>, ConfigError> {
     let Some(s) = &c.start else { return Ok(None) };
     crate::clock::parse_rfc3339(&s.value).map(Some).ok_or_else(|| {
@@ -151,6 +165,7 @@ fn clock_start(e: &Errs, c: &RawClock) -> Result<Option<i64>, ConfigError> {
     })
 }
 
+/// `overlays.disable`, each name checked against the overlays that exist.
 fn overlays_disabled(e: &Errs, o: &RawOverlays) -> Result<Vec<&'static str>, ConfigError> {
     o.disable
         .iter()
@@ -158,6 +173,8 @@ fn overlays_disabled(e: &Errs, o: &RawOverlays) -> Result<Vec<&'static str>, Con
         .collect()
 }
 
+/// Auth clients unique and named, token lifetimes of at least a second, and a remote admin API only
+/// with `admin.allowed_hosts` (the Host check that stops DNS rebinding).
 fn auth_and_admin(e: &Errs, raw: &RawConfig) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
     for c in &raw.auth.clients {
@@ -183,6 +200,7 @@ fn auth_and_admin(e: &Errs, raw: &RawConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The rate-limit rules: written ones, else the named preset, else the `genesys` preset.
 fn rate_rules(e: &Errs, r: &RawRateLimit) -> Result<Vec<RateRule>, ConfigError> {
     let rules = match (&r.rules, &r.preset) {
         (Some(rules), _) => rules,
@@ -224,6 +242,7 @@ fn rate_rules(e: &Errs, r: &RawRateLimit) -> Result<Vec<RateRule>, ConfigError> 
     Ok(out)
 }
 
+/// Fault rules checked once, and the `?failure=` trigger settings with their defaults.
 fn fault_rules(e: &Errs, f: &RawFaults) -> Result<FaultsConfig, ConfigError> {
     let mut rules = Vec::new();
     for r in &f.rules {
@@ -236,6 +255,7 @@ fn fault_rules(e: &Errs, f: &RawFaults) -> Result<FaultsConfig, ConfigError> {
     })
 }
 
+/// `validate:` routes and pinned required fields, paths compiled.
 fn validation(e: &Errs, v: &RawValidate) -> Result<ValidateConfig, ConfigError> {
     let mut out = ValidateConfig { mode: v.mode, ..Default::default() };
     for r in &v.routes {
@@ -255,6 +275,7 @@ fn validation(e: &Errs, v: &RawValidate) -> Result<ValidateConfig, ConfigError> 
     Ok(out)
 }
 
+/// The WebSocket pacing factor (`None` = instant); queue and session limits of at least 1.
 fn websocket(e: &Errs, w: &WsConfig) -> Result<Option<f64>, ConfigError> {
     let speed = ws_speed(w.speed.as_deref()).map_err(|m| e.plain(format!("ws.speed: {m}")))?;
     if w.queue == 0 || w.max_sessions == 0 {
