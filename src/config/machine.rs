@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::platform::CallPreset;
+
 /// How a move the machine does not allow is refused when an SDK asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -70,6 +72,22 @@ fn moves(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
     pairs.iter().map(|(f, t)| (f.to_string(), set(t))).collect()
 }
 
+/// The seed design's generic call, for APIs of no known platform: refused moves answer 422.
+const SEED_CALL: CallPreset = CallPreset {
+    name: "generic",
+    states: &["INIT", "RINGING", "ANSWERED", "HOLD", "COMPLETE", "FAILED", "TIMEOUT"],
+    initial: "INIT",
+    moves: &[
+        ("INIT", &["RINGING", "FAILED"]),
+        ("RINGING", &["ANSWERED", "FAILED", "TIMEOUT"]),
+        ("ANSWERED", &["HOLD", "COMPLETE", "FAILED"]),
+        ("HOLD", &["ANSWERED", "COMPLETE", "FAILED"]),
+    ],
+    terminal: &["COMPLETE", "FAILED", "TIMEOUT"],
+    timeout_state: "TIMEOUT",
+    flags: &[],
+};
+
 /// The names of the shipped presets.
 pub const PRESETS: &[&str] = &["genesys-call", "nice-contact", "generic"];
 
@@ -77,70 +95,28 @@ impl Machine {
     /// A shipped preset by name.
     pub fn preset(name: &str) -> Option<Machine> {
         match name {
-            // Genesys Cloud call participants. Hold, mute and recording are flags, not states.
-            "genesys-call" => Some(Machine {
-                name: name.into(),
-                states: ["alerting", "dialing", "contacting", "offering", "connected", "disconnected", "terminated"]
-                    .map(String::from)
-                    .to_vec(),
-                initial: "alerting".into(),
-                allowed: moves(&[
-                    ("alerting", &["connected", "disconnected", "terminated"]),
-                    ("offering", &["alerting", "connected", "disconnected", "terminated"]),
-                    ("dialing", &["contacting", "connected", "disconnected", "terminated"]),
-                    ("contacting", &["connected", "disconnected", "terminated"]),
-                    ("connected", &["disconnected", "terminated"]),
-                    ("disconnected", &["terminated"]),
-                ]),
-                terminal: set(&["disconnected", "terminated"]),
-                timeout_state: Some("disconnected".into()),
-                timeouts_ms: BTreeMap::new(),
-                delays: Vec::new(),
-                holds: Vec::new(),
-                flags: ["held", "muted", "recording", "confined"].map(String::from).to_vec(),
-                refusal: Refusal::Genesys,
-            }),
-            // NICE CXone contacts as the agent session sees them.
-            "nice-contact" => Some(Machine {
-                name: name.into(),
-                states: ["Incoming", "Dialing", "Active", "Holding", "Disconnected"].map(String::from).to_vec(),
-                initial: "Incoming".into(),
-                allowed: moves(&[
-                    ("Incoming", &["Active", "Disconnected"]),
-                    ("Dialing", &["Active", "Disconnected"]),
-                    ("Active", &["Holding", "Disconnected"]),
-                    ("Holding", &["Active", "Disconnected"]),
-                ]),
-                terminal: set(&["Disconnected"]),
-                timeout_state: Some("Disconnected".into()),
-                timeouts_ms: BTreeMap::new(),
-                delays: Vec::new(),
-                holds: Vec::new(),
-                flags: ["muted", "recording"].map(String::from).to_vec(),
-                refusal: Refusal::Nice,
-            }),
-            // The seed design's generic call.
-            "generic" => Some(Machine {
-                name: name.into(),
-                states: ["INIT", "RINGING", "ANSWERED", "HOLD", "COMPLETE", "FAILED", "TIMEOUT"]
-                    .map(String::from)
-                    .to_vec(),
-                initial: "INIT".into(),
-                allowed: moves(&[
-                    ("INIT", &["RINGING", "FAILED"]),
-                    ("RINGING", &["ANSWERED", "FAILED", "TIMEOUT"]),
-                    ("ANSWERED", &["HOLD", "COMPLETE", "FAILED"]),
-                    ("HOLD", &["ANSWERED", "COMPLETE", "FAILED"]),
-                ]),
-                terminal: set(&["COMPLETE", "FAILED", "TIMEOUT"]),
-                timeout_state: Some("TIMEOUT".into()),
-                timeouts_ms: BTreeMap::new(),
-                delays: Vec::new(),
-                holds: Vec::new(),
-                flags: Vec::new(),
-                refusal: Refusal::Unprocessable,
-            }),
+            "genesys-call" => Some(Machine::from_preset(&crate::platform::genesys::CALL, Refusal::Genesys)),
+            "nice-contact" => Some(Machine::from_preset(&crate::platform::nice::CONTACT, Refusal::Nice)),
+            "generic" => Some(Machine::from_preset(&SEED_CALL, Refusal::Unprocessable)),
             _ => None,
+        }
+    }
+
+    /// A platform's preset compiled: its states, moves, terminal states and flags, no timers.
+    fn from_preset(p: &CallPreset, refusal: Refusal) -> Machine {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Machine {
+            name: p.name.into(),
+            states: list(p.states),
+            initial: p.initial.into(),
+            allowed: moves(p.moves),
+            terminal: set(p.terminal),
+            timeout_state: Some(p.timeout_state.into()),
+            timeouts_ms: BTreeMap::new(),
+            delays: Vec::new(),
+            holds: Vec::new(),
+            flags: list(p.flags),
+            refusal,
         }
     }
 

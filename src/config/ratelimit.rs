@@ -89,25 +89,28 @@ impl RateRule {
 }
 
 /// The Genesys API paths rate limits and auth checks apply to.
-pub const GENESYS_API_PATH: &str = "^/api/v2/";
+pub const GENESYS_API_PATH: &str = crate::platform::genesys::API_PATH;
 
 /// The rules of a rate-limit preset: `genesys`, `strict` or `none`.
 pub fn rate_preset(name: &str) -> Option<Vec<RateRule>> {
     let api = |p: &str| Some(regex::Regex::new(p).expect("preset path parses"));
     match name {
-        "genesys" => Some(
-            crate::platform::Platform::Genesys
-                .domains()
-                .iter()
-                .map(|d| RateRule {
-                    host: Some(HostPattern::Below(d.to_string())),
-                    path: api(GENESYS_API_PATH),
-                    per: RateKey::Token,
-                    limit: 300,
-                    window_ms: 60_000,
-                })
-                .collect(),
-        ),
+        "genesys" => {
+            let p = crate::platform::genesys::RATE_LIMIT;
+            Some(
+                crate::platform::Platform::Genesys
+                    .domains()
+                    .iter()
+                    .map(|d| RateRule {
+                        host: Some(HostPattern::Below(d.to_string())),
+                        path: api(p.path),
+                        per: RateKey::Token,
+                        limit: p.limit,
+                        window_ms: p.window_ms,
+                    })
+                    .collect(),
+            )
+        }
         "strict" => Some(vec![RateRule {
             host: None,
             path: api(r"^/(api/v\d+|incontactapi|inContactAPI)/"),

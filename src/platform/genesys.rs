@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{ApiError, AuthRoute, ErrorBody, ErrorKind};
+use super::{ApiError, AuthRoute, CallPreset, ErrorBody, ErrorKind, RatePreset};
 
 /// Domains of Genesys Cloud regions (and its development and test environments).
 pub(super) const DOMAINS: &[&str] = &[
@@ -25,6 +25,32 @@ pub(super) const HEARTBEAT_S: u64 = 30;
 
 /// The SDKs name themselves and their version in this header.
 pub(super) const SDK_HEADER: &str = "purecloud-sdk";
+
+/// The public API's paths, where rate limits and bearer checks apply.
+pub(crate) const API_PATH: &str = "^/api/v2/";
+
+/// Genesys Cloud's rate limit: 300 requests a minute per token on the API (the platform's
+/// documented default for a client).
+pub(crate) const RATE_LIMIT: RatePreset = RatePreset { path: API_PATH, limit: 300, window_ms: 60_000 };
+
+/// Call participants' states. Hold, mute and recording are flags on a participant, not states;
+/// `disconnected` and `terminated` end a participant.
+pub(crate) const CALL: CallPreset = CallPreset {
+    name: "genesys-call",
+    states: &["alerting", "dialing", "contacting", "offering", "connected", "disconnected", "terminated"],
+    initial: "alerting",
+    moves: &[
+        ("alerting", &["connected", "disconnected", "terminated"]),
+        ("offering", &["alerting", "connected", "disconnected", "terminated"]),
+        ("dialing", &["contacting", "connected", "disconnected", "terminated"]),
+        ("contacting", &["connected", "disconnected", "terminated"]),
+        ("connected", &["disconnected", "terminated"]),
+        ("disconnected", &["terminated"]),
+    ],
+    terminal: &["disconnected", "terminated"],
+    timeout_state: "disconnected",
+    flags: &["held", "muted", "recording", "confined"],
+};
 
 fn code(kind: ErrorKind<'_>) -> &str {
     match kind {

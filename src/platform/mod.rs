@@ -22,6 +22,37 @@ pub enum Platform {
     Generic,
 }
 
+/// A call-state machine as a platform defines it: plain data, so the platform knows its calls'
+/// states without knowing how callvcr checks them (`config::machine` compiles it).
+#[derive(Debug)]
+pub(crate) struct CallPreset {
+    /// The preset's name in `proxy.yaml` (`state.machines`).
+    pub(crate) name: &'static str,
+    /// Every state, in the platform's spelling.
+    pub(crate) states: &'static [&'static str],
+    /// Where a new call starts.
+    pub(crate) initial: &'static str,
+    /// The moves the platform allows: from a state, to any of these.
+    pub(crate) moves: &'static [(&'static str, &'static [&'static str])],
+    /// States a call does not leave.
+    pub(crate) terminal: &'static [&'static str],
+    /// Where a call goes when a timer runs out.
+    pub(crate) timeout_state: &'static str,
+    /// Conditions that are flags beside the state, not states (hold, mute, recording).
+    pub(crate) flags: &'static [&'static str],
+}
+
+/// A platform's published rate limit: `limit` requests per `window_ms` per token on API paths.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RatePreset {
+    /// The API paths it counts (a regular expression).
+    pub(crate) path: &'static str,
+    /// Requests allowed per window.
+    pub(crate) limit: u64,
+    /// The window's length.
+    pub(crate) window_ms: u64,
+}
+
 /// What kind of refusal an overlay makes; each platform names it in its own words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind<'a> {

@@ -2,7 +2,24 @@
 
 use serde_json::{json, Value};
 
-use super::{ApiError, AuthRoute, ErrorBody, ErrorKind};
+use super::{ApiError, AuthRoute, CallPreset, ErrorBody, ErrorKind};
+
+/// Contacts as the agent session sees them: a contact rings in, is answered, may be held and
+/// resumed, and ends disconnected; mute and recording are flags.
+pub(crate) const CONTACT: CallPreset = CallPreset {
+    name: "nice-contact",
+    states: &["Incoming", "Dialing", "Active", "Holding", "Disconnected"],
+    initial: "Incoming",
+    moves: &[
+        ("Incoming", &["Active", "Disconnected"]),
+        ("Dialing", &["Active", "Disconnected"]),
+        ("Active", &["Holding", "Disconnected"]),
+        ("Holding", &["Active", "Disconnected"]),
+    ],
+    terminal: &["Disconnected"],
+    timeout_state: "Disconnected",
+    flags: &["muted", "recording"],
+};
 
 /// Domains of NICE CXone.
 pub(super) const DOMAINS: &[&str] = &["nice-incontact.com", "niceincontact.com"];
