@@ -11,6 +11,7 @@ use crate::cassette::store::{read_jsonl, write_jsonl};
 use crate::cassette::tools;
 use crate::cassette::{Cassette, Matcher, Redactor, Store};
 
+/// `callvcr cassette` subcommands.
 #[derive(Subcommand, Debug)]
 pub(super) enum CassetteCmd {
     /// List the cassettes under --cassettes: stores and exported files, with their sizes.
@@ -125,10 +126,12 @@ fn load_any(name: &str, dir: &Path, redactor: &Redactor) -> Result<Cassette, Str
     crate::cassette::store::load(name, dir).map(|(_, c)| c).map_err(|e| e.to_string())
 }
 
+/// Replaces a store's contents with `c`, the error as text.
 fn store_all(store: &Store, c: &Cassette) -> Result<(), String> {
     store.replace_all(c).map_err(|e| e.to_string())
 }
 
+/// Bytes under `path`: a file's length, or a store directory's files summed (unreadable ones count 0).
 fn size_of(path: &Path) -> u64 {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => {

@@ -1,6 +1,7 @@
-//! The command line: `record`, `replay`, `ca`, `hosts`, `cassette`. Parses flags, resolves them
-//! over `proxy.yaml`, wires the parts together and maps outcomes to exit codes
-//! (0 ok, 1 strict failures, 2 usage or configuration errors). Holds no proxy logic.
+//! The command line: `record`, `replay`, `run`, `ca`, `hosts`, `cassette`, `schema`, `state`.
+//! Parses flags, resolves them over `proxy.yaml`, wires the parts together and maps outcomes to
+//! exit codes (0 ok, 1 strict failures, 2 usage or configuration errors). Holds no proxy logic.
+//! The clap types' doc comments are the `--help` text, so they are written for users.
 
 mod cassette;
 mod schema;
@@ -33,14 +34,17 @@ pub const EXIT_USAGE: i32 = 2;
     version,
     about = "Record and replay contact-center SDK traffic through a TLS-terminating proxy"
 )]
+/// The whole command line. (clap reads doc comments as help text; the explicit `about` wins here.)
 struct Cli {
     /// Log lines as `text` (default) or `json` (one object per line; no status line).
     #[arg(long = "log-format", global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// The subcommand.
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// Every subcommand; each variant's doc comment is its `--help` summary.
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Forward to the real platform and store every exchange in a cassette.
@@ -66,6 +70,7 @@ enum Cmd {
     Run(RunArgs),
 }
 
+/// `callvcr run` flags: the replay flags plus the mode and the command.
 #[derive(Args, Debug)]
 struct RunArgs {
     /// Record from the real platform (default: replay).
@@ -81,6 +86,7 @@ struct RunArgs {
     /// configured hosts at callvcr (TLS on 127.0.0.1:443), for SDKs that ignore HTTPS_PROXY.
     #[arg(long)]
     hosts: bool,
+    /// Cassette, overlays, clock and listener flags, as `replay` takes them (also for `--record`).
     #[command(flatten)]
     replay: ReplayArgs,
     /// The command to run, after `--`.
@@ -88,6 +94,7 @@ struct RunArgs {
     cmd: Vec<String>,
 }
 
+/// Flags every serving command shares: files, directories, listeners and upstream overrides.
 #[derive(Args, Debug, Clone)]
 struct Common {
     /// proxy.yaml to use (default: ./proxy.yaml when present, else built-in defaults).
@@ -120,6 +127,7 @@ struct Common {
     resolve: Vec<String>,
 }
 
+/// `callvcr record` flags.
 #[derive(Args, Debug)]
 struct RecordArgs {
     /// Cassette name (a directory under --cassettes).
@@ -128,10 +136,12 @@ struct RecordArgs {
     /// Replay what matches and record only what misses, keeping the rest of the cassette.
     #[arg(long)]
     missing: bool,
+    /// Files, listeners, upstream overrides.
     #[command(flatten)]
     common: Common,
 }
 
+/// `callvcr replay` flags; each overrides its `proxy.yaml` setting.
 #[derive(Args, Debug)]
 struct ReplayArgs {
     /// Cassette name, or a path to a `.jsonl` cassette.
@@ -160,10 +170,12 @@ struct ReplayArgs {
     /// fast) or `instant` (overrides `ws.speed`).
     #[arg(long = "ws-speed", value_name = "FACTOR|instant")]
     ws_speed: Option<String>,
+    /// Files, listeners, upstream overrides.
     #[command(flatten)]
     common: Common,
 }
 
+/// `callvcr ca` subcommands.
 #[derive(Subcommand, Debug)]
 enum CaCmd {
     /// Create the CA, name-constrained to the configured domains.
@@ -186,6 +198,7 @@ enum CaCmd {
     },
 }
 
+/// `callvcr hosts` flags.
 #[derive(Args, Debug)]
 struct HostsArgs {
     /// Address the lines point at.
@@ -243,6 +256,8 @@ pub fn main() -> i32 {
     })
 }
 
+/// Logs to stderr, filtered by `CALLVCR_LOG` (default `info`): JSON lines, or text with colour only
+/// on a terminal. Stdout stays free for what commands print.
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLVCR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -263,11 +278,13 @@ fn init_logging(json: bool) {
         .try_init();
 }
 
+/// Prints `callvcr: error: <msg>` and gives [`EXIT_USAGE`]: every refusal before serving exits 2.
 pub(crate) fn fail(msg: impl std::fmt::Display) -> i32 {
     eprintln!("callvcr: error: {msg}");
     EXIT_USAGE
 }
 
+/// The configuration: `path` when given, else `./proxy.yaml` when present, else the defaults.
 pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, String> {
     match path {
         Some(p) => Config::load(p).map_err(|e| e.to_string()),
@@ -276,6 +293,7 @@ pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, String> {
     }
 }
 
+/// Listener flags over `proxy.yaml`'s `listen:` addresses.
 fn apply_common(cfg: &mut Config, c: &Common) {
     if let Some(a) = &c.listen {
         cfg.listen.tls = a.clone();
@@ -327,6 +345,7 @@ fn common_quiet() -> bool {
     JSON_LOGS.load(Ordering::Relaxed) || std::env::var_os("CALLVCR_NO_STATUS").is_some()
 }
 
+/// Set once at start from `--log-format json`: the status line would break JSON log lines.
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// On a terminal: one line, redrawn twice a second, with the counters that matter.
@@ -350,6 +369,7 @@ async fn status_line(proxy: Arc<Proxy>) {
     }
 }
 
+/// Waits for Ctrl-C or (on Unix) SIGTERM, whichever comes first.
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -372,6 +392,7 @@ async fn wait_for_signal() {
     }
 }
 
+/// `--resolve HOST=ADDR:PORT` flags as (lower-case host, address) pairs.
 fn parse_resolve(list: &[String]) -> Result<Vec<(String, SocketAddr)>, String> {
     list.iter()
         .map(|r| {
@@ -382,10 +403,12 @@ fn parse_resolve(list: &[String]) -> Result<Vec<(String, SocketAddr)>, String> {
         .collect()
 }
 
+/// `callvcr record` until a signal.
 async fn run_record(a: RecordArgs) -> i32 {
     run_record_until(a, on_signal()).await
 }
 
+/// Records until `until` ends, then prints the summary; exit 0, or 2 when it could not start.
 async fn run_record_until(a: RecordArgs, until: Until) -> i32 {
     let mut cfg = match load_config(a.common.config.as_deref()) {
         Ok(c) => c,
@@ -419,10 +442,13 @@ async fn run_record_until(a: RecordArgs, until: Until) -> i32 {
     EXIT_OK
 }
 
+/// `callvcr replay` until a signal.
 async fn run_replay(a: ReplayArgs) -> i32 {
     run_replay_until(a, on_signal()).await
 }
 
+/// Replays until `until` ends, then prints the summary and every miss; exit 1 when `--strict` saw
+/// a miss or `--fail-on-unused` an unused recording, 2 when it could not start, else 0.
 async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
     let mut cfg = match load_config(a.common.config.as_deref()) {
         Ok(c) => c,
@@ -600,6 +626,7 @@ async fn run_command(mut r: RunArgs) -> i32 {
     crate::run::exit_code(child, code)
 }
 
+/// `callvcr ca init` and `callvcr ca show` (the trust step for each runtime).
 fn run_ca(c: CaCmd) -> i32 {
     match c {
         CaCmd::Init { force, config, certs } => {
@@ -654,6 +681,8 @@ fn run_ca(c: CaCmd) -> i32 {
     }
 }
 
+/// `callvcr hosts`: one hosts-file line per concrete configured host (and, with `--cassette`, every
+/// host it recorded), each once.
 fn run_hosts(h: HostsArgs) -> i32 {
     let cfg = match load_config(h.config.as_deref()) {
         Ok(c) => c,

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use super::{fail, EXIT_OK, EXIT_STRICT};
 use crate::cassette::schema::{diff, Model};
 
+/// `callvcr schema` subcommands.
 #[derive(Subcommand, Debug)]
 pub(super) enum SchemaCmd {
     /// Write the schema inferred from one or more cassettes (merged: each refines the last):
@@ -41,12 +42,14 @@ pub(super) enum SchemaCmd {
     },
 }
 
+/// The schema model of one cassette (name or file), with the label that names it in output.
 fn model_of(name: &str, dir: &Path) -> Result<(String, Model), String> {
     let mut m = Model::default();
     let label = add_to(&mut m, name, dir)?;
     Ok((label, m))
 }
 
+/// Folds one cassette (name or file) into `m`; gives the label it was loaded as.
 fn add_to(m: &mut Model, name: &str, dir: &Path) -> Result<String, String> {
     let (label, c) = crate::cassette::store::load(name, dir).map_err(|e| e.to_string())?;
     m.add(&c.exchanges);

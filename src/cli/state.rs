@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use super::{fail, EXIT_OK};
 
+/// `callvcr state` subcommands.
 #[derive(Subcommand, Debug)]
 pub(super) enum StateCmd {
     /// Print the transitions observed per resource in a cassette, as `state.machines` entries.
