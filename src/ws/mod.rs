@@ -74,6 +74,8 @@ fn close_for(e: &tungstenite::Error) -> Option<(CloseCode, String)> {
     }
 }
 
+/// Limits both a message and a single frame to `max` bytes (`ws.max_message_bytes`), so a client
+/// cannot make callvcr buffer an unbounded message.
 fn ws_config(max: usize) -> WebSocketConfig {
     WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max))
 }
@@ -123,17 +125,24 @@ pub struct Hub {
     frames: RwLock<Arc<HashMap<u64, Vec<Frame>>>>,
     /// Live sessions by id.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Sessions admitted and not yet ended (counted from [`Hub::admit`], before the upgrade completes).
     active: AtomicUsize,
+    /// The number of the next session id (`ws-<n>`).
     next_id: AtomicU64,
     /// Notified whenever a REST exchange is served while sessions are open.
     served: Notify,
+    /// Virtual-time sleeps: pacing, heartbeats, pings, delayed pushes.
     timer: Arc<Timer>,
+    /// Seeded randomness for push jitter.
     ids: Arc<Ids>,
+    /// Where injected WebSocket faults are recorded.
     journal: Arc<crate::journal::Journal>,
+    /// The faults overlay, for `ws_drop` and `heartbeat_miss` rules (none with the overlay off).
     faults: Option<Arc<crate::overlay::faults::Faults>>,
 }
 
 impl std::fmt::Debug for Hub {
+    /// Only the number of active sessions: frames and sessions would swamp a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub").field("active", &self.active.load(Ordering::Relaxed)).finish_non_exhaustive()
     }
@@ -171,6 +180,7 @@ pub struct Push {
     pub reorder: bool,
 }
 
+/// Frames by session (the handshake's sequence number), each session's in recorded order.
 fn group(frames: Vec<Frame>) -> HashMap<u64, Vec<Frame>> {
     let mut by: HashMap<u64, Vec<Frame>> = HashMap::new();
     for f in frames {

@@ -6,16 +6,24 @@ use super::*;
 /// One session's bounded outbound queue.
 #[derive(Debug)]
 pub struct Outbox {
+    /// Messages waiting for the writer, oldest first. A plain mutex: it is held only to push or pop.
     pub(super) q: Mutex<VecDeque<Message>>,
+    /// How many messages may wait (`ws.queue`).
     pub(super) cap: usize,
+    /// What a push into a full queue does: wait, drop the oldest, or close the session.
     pub(super) policy: OnFull,
+    /// Wakes the writer when a message is queued.
     pub(super) more: Notify,
+    /// Wakes pushers waiting for room when the writer takes a message, or the session closes.
     pub(super) room: Notify,
+    /// Set once the session is closing: pushes are refused from then on.
     pub(super) closed: AtomicBool,
+    /// How many messages `drop_oldest` has thrown away, for the log line.
     pub(super) dropped: AtomicU64,
 }
 
 impl Outbox {
+    /// An empty queue holding at most `cap` messages.
     pub(super) fn new(cap: usize, policy: OnFull) -> Outbox {
         Outbox {
             q: Mutex::new(VecDeque::new()),
@@ -28,6 +36,7 @@ impl Outbox {
         }
     }
 
+    /// The queue, locked (a poisoned lock is taken over: a queue of messages is whole at every step).
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Message>> {
         self.q.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -113,6 +122,7 @@ impl Outbox {
         }
     }
 
+    /// Refuses further pushes and wakes everyone waiting, so no task is left parked on a dead session.
     pub(super) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.room.notify_waiters();

@@ -7,12 +7,16 @@ use super::*;
 /// Where a session is: its number, and the host and path it was opened on (for faults and the
 /// journal).
 struct Where {
+    /// The number in its id (`ws-<n>`).
     n: u64,
+    /// Host, without port.
     host: String,
+    /// Path, without query.
     path: String,
 }
 
 impl Where {
+    /// Where `session` is, from its id and URL.
     fn of(session: &Session) -> Where {
         let n = session.id.trim_start_matches("ws-").parse().unwrap_or(0);
         let rest = session.url.trim_start_matches("wss://").trim_start_matches("ws://");
@@ -25,13 +29,18 @@ impl Where {
 /// The recorded client data frames of a session: matched, in any order, by what a replaying
 /// client sends; server frames recorded after one wait until it is matched.
 struct ClientFrames {
+    /// Each recorded client data frame's `n` within the session.
     ns: Vec<u32>,
+    /// Its payload.
     data: Vec<Bytes>,
+    /// Whether the live client has sent it yet.
     consumed: Vec<AtomicBool>,
+    /// Wakes server frames waiting on a client frame whenever one is matched.
     matched: Notify,
 }
 
 impl ClientFrames {
+    /// The client text and binary frames of a recorded session (control frames are not matched).
     fn of(recorded: &[Frame]) -> ClientFrames {
         let frames: Vec<&Frame> = recorded
             .iter()
@@ -343,6 +352,10 @@ impl Hub {
         }
     }
 
+    /// Plays the recorded server frames in order: each waits for what it followed (a REST exchange
+    /// served, a client frame sent), frames following the same thing keep their recorded gaps (scaled by
+    /// `ws.speed`), and recorded heartbeats are left to the heartbeat task. Ends at a close frame or
+    /// when the session closes.
     async fn play(&self, recorded: Vec<Frame>, s: Arc<Session>, index: Arc<Index>, client: Arc<ClientFrames>) {
         let sid: u64 = s.id.trim_start_matches("ws-").parse().unwrap_or(0);
         let mut prev: Option<(Option<Anchor>, u64)> = None;
