@@ -1,6 +1,8 @@
 //! The admin API that tests drive, under `/mock/admin/`: JSON in and out, loopback only unless
-//! configured, optional bearer token: health, journal, reset, cassette switch, the virtual clock and
-//! the auth overlay's tokens. Routes for later overlays join it as they land.
+//! configured, optional bearer token, browser requests refused. Health, journal, reset, cassette
+//! switch, the virtual clock, and the overlays' handles: tokens (auth), fault rules, sessions and
+//! machines (state), WebSocket sessions and pushed events. It decides nothing itself: each route
+//! calls the proxy or an overlay.
 
 // Admin handlers return their error answer directly (`Result<_, Response>`); the admin API is not a
 // hot path, so the size of that error value does not matter.
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 use crate::clock::rfc3339_ms;
 use crate::proxy::Proxy;
 
+/// A JSON answer.
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())));
     *r.status_mut() = status;
@@ -31,6 +34,7 @@ fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     r
 }
 
+/// An error answer: `{"error": code, "message": message}`, the message saying what to send instead.
 fn error(status: StatusCode, code: &str, message: String) -> Response<Full<Bytes>> {
     reply(status, json!({"error": code, "message": message}))
 }
@@ -172,6 +176,8 @@ fn host_allowed(host: &str, local: SocketAddr, listed: &[String]) -> bool {
 /// Largest admin request body.
 const MAX_BODY: usize = 1 << 20;
 
+/// Every admin answer, the refusals too: handlers return `Result<Answer, Answer>` and `?` the
+/// refusal out.
 type Answer = Response<Full<Bytes>>;
 
 /// The JSON body, or a 400 naming what is wrong with it. An empty body reads as `{}`.
@@ -188,6 +194,7 @@ fn json_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, Answer> {
     }
 }
 
+/// What kind of JSON value `v` is, in words, for an error message.
 fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -199,6 +206,7 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
+/// Refuses a body with a field `route` does not take (a typo would otherwise be silently ignored).
 fn unknown_fields(m: &serde_json::Map<String, Value>, allowed: &[&str], route: &str) -> Result<(), Answer> {
     match m.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(error(
@@ -228,10 +236,12 @@ fn running<'a, T>(
     })
 }
 
+/// The auth overlay, or 409 when it is off.
 fn auth_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::auth::Auth>, Answer> {
     running(proxy, proxy.overlays.auth.as_ref(), "auth")
 }
 
+/// The state overlay, or 409 when it is off.
 fn state_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::state::State>, Answer> {
     running(proxy, proxy.overlays.state.as_ref(), "state")
 }
@@ -246,6 +256,8 @@ fn session_route(route: &str) -> Option<(&str, &str)> {
     (!id.is_empty() && matches!(action, "" | "transition" | "release")).then_some((id, action))
 }
 
+/// `GET /session/:id`, `POST /session/:id/transition` and `POST /session/:id/release`; after a
+/// change, lets the proxy deliver the events and deadlines it made.
 async fn session_call(
     method: &Method,
     id: &str,
@@ -306,10 +318,13 @@ async fn session_call(
     Ok(answer)
 }
 
+/// The faults overlay, or 409 when it is off.
 fn faults_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::faults::Faults>, Answer> {
     running(proxy, proxy.overlays.faults.as_ref(), "faults")
 }
 
+/// Every admin route but the session ones, by method and path below `/mock/admin`; 404 names an
+/// unknown one.
 async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Proxy>) -> Result<Answer, Answer> {
     let now = || json!({"now": rfc3339_ms(proxy.timer.now_ms())});
     Ok(match (method, route) {
@@ -512,6 +527,8 @@ async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Prox
     })
 }
 
+/// `POST /cassette`: replays another cassette from the same directory (replay mode only). The new
+/// cassette is opened off the async threads, then the proxy takes its index and resets.
 async fn switch_cassette(proxy: &Arc<Proxy>, name: String) -> Result<Answer, Answer> {
     if proxy.mode != crate::proxy::Mode::Replay {
         return Err(error(

@@ -2,8 +2,9 @@
 //! process (a hyper connection over an in-memory pipe, no socket), through the overlays as
 //! configured, on a virtual clock that follows the recorded times. Every answer that differs from
 //! the recorded one is reported with the overlay and rule that answered it; WebSocket sessions are
-//! opened again and the data frames they deliver compared, in order, with the recorded ones. It is how a user learns
-//! that their org behaves differently from callvcr's built-in model before CI does.
+//! opened again and the data frames they deliver compared, in order, with the recorded ones. It is
+//! how a user learns that their org behaves differently from callvcr's built-in model before CI
+//! does.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -203,8 +204,11 @@ fn compare_frames(
 
 /// A recorded request's answer now.
 struct Got {
+    /// Status answered.
     status: u16,
+    /// Headers, in order.
     headers: Vec<(String, String)>,
+    /// Body, decoded.
     body: Bytes,
 }
 
@@ -319,6 +323,7 @@ pub(crate) async fn check(proxy: Arc<Proxy>, exchanges: &[Arc<Exchange>], frames
     report
 }
 
+/// Where a recorded host is sent in process: `https`, its port when it names one, else 443.
 fn target_of(host: &str) -> Arc<Target> {
     let (name, port) = match host.rsplit_once(':') {
         Some((n, p)) if p.parse::<u16>().is_ok() => (n.to_string(), p.parse().unwrap_or(443)),
@@ -413,6 +418,9 @@ fn same_shape(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.chars().map(class).eq(b.chars().map(class))
 }
 
+/// The differences between a recorded answer and the replayed one, credited to what answered the
+/// last journal entry. Transport headers are skipped; minted values (tokens, ids, dates) pass when
+/// they have the recorded shape or fill a redaction marker; JSON bodies are compared by meaning.
 fn compare(e: &Exchange, got: Result<Got, String>, journal: &[crate::journal::JournalEntry]) -> Option<Difference> {
     let marker = crate::cassette::redact::MARKER;
     let last = journal.last();
@@ -508,6 +516,7 @@ fn redacted_match(want: &str, have: &str) -> bool {
     true
 }
 
+/// The first 80 characters of a body, for a message.
 fn excerpt(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
     let cut: String = s.chars().take(80).collect();
@@ -548,6 +557,7 @@ fn json_diff(want: &Value, have: &Value, at: &str, out: &mut Vec<String>) {
     }
 }
 
+/// A JSON value cut to 60 characters, for a message.
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 60 {

@@ -1,5 +1,7 @@
-//! The one clock everything reads: wall time plus an offset, optionally frozen.
-//! It does not schedule anything; callers ask it for "now" and for elapsed spans.
+//! The one clock everything reads: wall time plus an offset, optionally frozen, and the RFC 3339
+//! formatting and parsing the cassette and admin API use. `SystemTime::now` and `Instant::now` are
+//! banned elsewhere (`clippy.toml`), so nothing bypasses virtual time. It does not schedule
+//! anything; callers ask it for "now" and for elapsed spans (waiting is `timer`'s part).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
@@ -15,9 +17,12 @@ pub struct Clock {
     /// What readers read, without the lock (every request reads the clock): the offset, and the
     /// frozen instant (`i64::MIN` when not frozen).
     offset_ms: AtomicI64,
+    /// The frozen instant, `i64::MIN` when ticking. Stored after the offset with `Release` and read
+    /// first with `Acquire`, so a reader that sees a change sees its offset too.
     frozen_at_ms: AtomicI64,
 }
 
+/// The clock's settings, changed only under [`Clock`]'s lock.
 #[derive(Debug, Clone, Copy)]
 struct ClockState {
     /// Offset added to the wall clock, in milliseconds (may be negative).
@@ -27,6 +32,7 @@ struct ClockState {
 }
 
 impl Default for Clock {
+    /// The wall clock ([`Clock::system`]).
     fn default() -> Self {
         Self::system()
     }
@@ -48,6 +54,7 @@ impl Clock {
         Self::with_state(ClockState { offset_ms: epoch_ms - Self::wall_ms(), frozen_at_ms: None })
     }
 
+    /// A clock in state `s`, which is also where [`Clock::reset`] returns.
     fn with_state(s: ClockState) -> Self {
         let c = Clock {
             inner: Mutex::new(s),
@@ -87,6 +94,7 @@ impl Clock {
         self.publish(&s);
     }
 
+    /// Wall time in milliseconds since the epoch; 0 for a system clock set before 1970.
     #[allow(clippy::disallowed_methods)] // the one place that reads the wall clock
     fn wall_ms() -> i64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -193,6 +201,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(((days * 86_400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + millis)
 }
 
+/// Days in month `m` of year `y` (Gregorian leap years), to refuse dates like February 30.
 fn days_in_month(y: i64, m: u32) -> i64 {
     match m {
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
@@ -237,6 +246,7 @@ pub fn mono_ms() -> u64 {
     ORIGIN.get_or_init(Clock::instant).elapsed().as_millis() as u64
 }
 
+/// The instant [`mono_ms`] counts from: its first call.
 static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
 #[cfg(test)]

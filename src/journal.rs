@@ -31,6 +31,7 @@ pub struct Journal {
     /// One ring per thread shard (see `crate::sharded`): threads noting answers at once do not
     /// wait on one lock; the entries are merged by sequence number when read.
     rings: crate::sharded::PerThread<Mutex<Ring>>,
+    /// The last sequence number handed out: entries from every shard merge in arrival order by it.
     seq: AtomicU64,
 }
 
@@ -42,19 +43,24 @@ const INLINE: usize = 176;
 /// allocation), so a busy replay does not wait on memory the journal last touched long ago.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
+    /// The entry's sequence number.
     seq: u64,
+    /// Status answered.
     status: u16,
     /// Where method, host, path and answered-by end in the text.
     ends: [u16; 4],
     /// Length of the whole text; `u16::MAX` when it lives on the heap.
     len: u16,
+    /// Whether a detail follows answered-by in the text (an empty detail differs from none).
     detail: bool,
+    /// The texts, when they fit.
     inline: [u8; INLINE],
 }
 
 /// The most recent [`JOURNAL_CAP`] slots, oldest overwritten first.
 #[derive(Debug, Default)]
 struct Ring {
+    /// Grows to [`JOURNAL_CAP`], then is overwritten in place.
     slots: Vec<Slot>,
     /// Texts too long for their slot, by slot.
     long: std::collections::HashMap<usize, (String, [usize; 4])>,
@@ -63,6 +69,7 @@ struct Ring {
 }
 
 impl Ring {
+    /// Writes one entry over the oldest slot: its texts inline when they fit, else on the heap.
     fn push(&mut self, seq: u64, status: u16, parts: [&str; 4], detail: Option<&str>) {
         let total: usize = parts.iter().map(|p| p.len()).sum::<usize>() + detail.map_or(0, str::len);
         let mut slot = Slot { seq, status, ends: [0; 4], len: 0, detail: detail.is_some(), inline: [0; INLINE] };
@@ -99,6 +106,7 @@ impl Ring {
         self.next = (at + 1) % JOURNAL_CAP;
     }
 
+    /// The entry in slot `at`, as the journal reports it.
     fn entry(&self, at: usize) -> JournalEntry {
         let s = &self.slots[at];
         let (text, ends): (&str, [usize; 4]) = match self.long.get(&at) {

@@ -21,6 +21,7 @@ pub struct LockError {
 /// id) only names the holder in messages.
 #[derive(Debug)]
 pub(crate) struct LockFile {
+    /// The open lock file; the lock lives as long as this descriptor, and closing it releases the lock.
     file: std::fs::File,
 }
 

@@ -6,14 +6,18 @@ use std::cmp::Ordering;
 /// One segment of a path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {
+    /// A segment that must be exactly this text.
     Lit(String),
+    /// A parameter: any one non-empty segment, named.
     Param(String),
 }
 
 /// A path template: literal segments and `{name}` parameters, each matching one non-empty segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathTemplate {
+    /// The template as written.
     text: String,
+    /// Its segments after the leading `/` (a trailing `/` ignored).
     segs: Vec<Seg>,
 }
 
@@ -74,6 +78,7 @@ impl PathTemplate {
 pub struct Version(Vec<u64>);
 
 impl PartialEq for Version {
+    /// Equal by number, not by spelling: `1.2` equals `1.2.0`.
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other).is_eq()
     }
@@ -82,6 +87,7 @@ impl PartialEq for Version {
 impl Eq for Version {}
 
 impl std::fmt::Display for Version {
+    /// The numbers joined by dots (without any suffix the text had).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let parts: Vec<String> = self.0.iter().map(u64::to_string).collect();
         f.write_str(&parts.join("."))
@@ -105,12 +111,14 @@ impl Version {
 }
 
 impl PartialOrd for Version {
+    /// See the [`Ord`] impl.
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
 impl Ord for Version {
+    /// Part by part from the left, missing parts as 0.
     fn cmp(&self, other: &Self) -> Ordering {
         let n = self.0.len().max(other.0.len());
         (0..n)
@@ -124,7 +132,10 @@ impl Ord for Version {
 /// must hold; `*` matches every version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionRange {
+    /// The range as written.
     text: String,
+    /// Comparators: (which side of the bound, whether equal passes too, the bound); `=` is
+    /// (`Equal`, `true`). Empty for `*`.
     parts: Vec<(Ordering, bool, Version)>,
 }
 

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
+/// Shards per value: more threads than this share shards, which stays correct and only costs some
+/// contention.
 const SHARDS: usize = 8;
 
 /// Keeps its content on a cache line (pair) of its own.
@@ -14,6 +16,7 @@ struct Padded<T>(T);
 
 /// This thread's shard: threads take shards in turn, the first time they ask.
 fn shard() -> usize {
+    /// The shard the next new thread takes.
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local!(static ID: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
     ID.with(|i| *i)
@@ -22,6 +25,7 @@ fn shard() -> usize {
 /// A counter many threads add to and few read.
 #[derive(Debug, Default)]
 pub struct Counter {
+    /// One count per shard; the total is their sum.
     shards: [Padded<AtomicU64>; SHARDS],
 }
 
@@ -46,6 +50,7 @@ impl Counter {
 /// a change writes every copy in turn.
 #[derive(Debug)]
 pub struct ReadMostly<T> {
+    /// One copy per shard, all equal between changes.
     shards: [Padded<RwLock<T>>; SHARDS],
 }
 
@@ -71,6 +76,7 @@ impl<T: Clone> ReadMostly<T> {
 /// One value per thread shard, each on its own cache lines: a thread works on its own.
 #[derive(Debug, Default)]
 pub(crate) struct PerThread<T> {
+    /// One value per shard.
     shards: [Padded<T>; SHARDS],
 }
 

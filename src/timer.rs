@@ -12,7 +12,9 @@ use crate::clock::Clock;
 /// The virtual clock plus a way to wait on it.
 #[derive(Debug)]
 pub struct Timer {
+    /// The one clock; change it only through the timer, or sleepers miss the change.
     clock: Arc<Clock>,
+    /// Woken on every change to the clock, so each sleeper looks at the time again.
     changed: Notify,
 }
 

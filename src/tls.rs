@@ -48,10 +48,12 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
+/// Maps an IO error to [`TlsError::Io`] naming `path`.
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TlsError + '_ {
     move |source| TlsError::Io { path: path.to_path_buf(), source }
 }
 
+/// Any certificate or key failure as [`TlsError::Cert`].
 fn cert_err(e: impl std::fmt::Display) -> TlsError {
     TlsError::Cert(e.to_string())
 }
@@ -74,13 +76,16 @@ pub struct CaInfo {
 
 /// A loaded CA that can sign leaves.
 pub struct Ca {
+    /// The CA's certificate parameters and key, for signing leaves.
     issuer: Issuer<'static, KeyPair>,
+    /// The CA certificate as on disk, sent after each leaf in the chain.
     cert_der: CertificateDer<'static>,
     /// Facts about the CA.
     pub info: CaInfo,
 }
 
 impl std::fmt::Debug for Ca {
+    /// The facts only: never the key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ca").field("info", &self.info).finish_non_exhaustive()
     }
@@ -296,13 +301,20 @@ type MintCell = OnceLock<Result<Arc<ServerConfig>, String>>;
 
 /// Mints and caches one rustls server configuration per host, one mint at a time per host.
 pub struct LeafCache {
+    /// Signs the leaves.
     ca: Ca,
+    /// One P-256 key for every leaf, made at start and never written: a mint is one signature, not a key
+    /// generation.
     leaf_key: KeyPair,
+    /// The clock a leaf's validity is dated from (a day before its now to a year after) when minted.
     clock: Arc<Clock>,
+    /// Minted configurations by host. The lock is held only to find the cell; minting happens in the
+    /// cell, so other hosts never wait on it.
     by_host: Mutex<HashMap<String, Arc<MintCell>>>,
 }
 
 impl std::fmt::Debug for LeafCache {
+    /// The CA's facts only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeafCache").field("ca", &self.ca).finish_non_exhaustive()
     }
@@ -335,6 +347,7 @@ impl LeafCache {
         self.by_host.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|c| c.get().is_some()).count()
     }
 
+    /// Mints `host`'s leaf and the server configuration presenting it, offering HTTP/2 and HTTP/1.1.
     fn build(&self, host: &str) -> Result<Arc<ServerConfig>, TlsError> {
         let chain = self.ca.mint_leaf(host, &self.leaf_key, &self.clock)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));

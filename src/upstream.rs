@@ -90,6 +90,7 @@ pub enum UpstreamConn {
 }
 
 impl Read for UpstreamConn {
+    /// Reads from whichever stream it is.
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamConn::Plain(s) => Pin::new(s).poll_read(cx, buf),
@@ -99,18 +100,21 @@ impl Read for UpstreamConn {
 }
 
 impl Write for UpstreamConn {
+    /// Writes to whichever stream it is.
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamConn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamConn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
+    /// Flushes whichever stream it is.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamConn::Plain(s) => Pin::new(s).poll_flush(cx),
             UpstreamConn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
+    /// Shuts whichever stream it is down (for TLS, with a close_notify first).
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamConn::Plain(s) => Pin::new(s).poll_shutdown(cx),
@@ -120,6 +124,7 @@ impl Write for UpstreamConn {
 }
 
 impl Connection for UpstreamConn {
+    /// Tells the pool the connection speaks HTTP/2 when TLS negotiated `h2`, so hyper multiplexes it.
     fn connected(&self) -> Connected {
         match self {
             UpstreamConn::Plain(_) => Connected::new(),
@@ -137,11 +142,15 @@ impl Connection for UpstreamConn {
 /// Opens upstream connections (the connector behind the pooled client).
 #[derive(Clone)]
 pub struct Connector {
+    /// Overrides, nameservers, timeouts and the TLS client configuration.
     opts: Arc<UpstreamOptions>,
+    /// The DNS resolver, built on the first lookup that needs DNS and shared with the HTTP/1.1
+    /// connector; or why none could be built.
     resolver: Arc<OnceCell<Result<hickory_resolver::TokioResolver, String>>>,
 }
 
 impl std::fmt::Debug for Connector {
+    /// The overrides only (the TLS configuration has nothing to show).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector").field("resolve", &self.opts.resolve).finish_non_exhaustive()
     }
@@ -188,6 +197,8 @@ impl Connector {
         ips.iter().next().map(|ip| SocketAddr::new(ip, port)).ok_or_else(|| fail(FailureKind::Dns, "no address".into()))
     }
 
+    /// Resolves, connects (within the connect timeout) and, for `https`, completes a verified TLS
+    /// handshake with SNI set to the URI's host; each failure classified by its [`FailureKind`].
     async fn connect(self, uri: Uri) -> Result<UpstreamConn, UpstreamError> {
         let host = uri.host().unwrap_or("").to_string();
         let https = uri.scheme_str() != Some("http");
@@ -215,14 +226,19 @@ impl Connector {
 }
 
 impl tower_service::Service<Uri> for Connector {
+    /// The connection made.
     type Response = UpstreamConn;
+    /// A classified failure, so the proxy can say DNS, connect, TLS or timeout.
     type Error = UpstreamError;
+    /// Boxed: the connect future borrows nothing from the connector (it works on a clone).
     type Future = Pin<Box<dyn Future<Output = Result<UpstreamConn, UpstreamError>> + Send>>;
 
+    /// Always ready: there is nothing to wait for before connecting.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
+    /// Connects to `uri`'s host and port.
     fn call(&mut self, uri: Uri) -> Self::Future {
         Box::pin(self.clone().connect(uri))
     }
@@ -231,10 +247,13 @@ impl tower_service::Service<Uri> for Connector {
 /// The pooled upstream client.
 #[derive(Clone, Debug)]
 pub struct Upstream {
+    /// The pooled hyper client for ordinary requests (HTTP/2 where the platform offers it).
     client: Client<Connector, Full<Bytes>>,
+    /// The connector behind `client`, also for tunnels opened by hand.
     connector: Connector,
     /// HTTP/1.1-only connector for upgrades (a WebSocket handshake cannot ride HTTP/2 here).
     h1_connector: Connector,
+    /// How long to wait for the upstream's answer (`upstream.timeout_ms`).
     timeout: Duration,
 }
 
