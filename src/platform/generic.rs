@@ -13,6 +13,7 @@ pub(super) const TOKEN_TTL_S: i64 = 3_600;
 /// The media type of an RFC 7807 problem.
 pub(super) const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The problem's `code` member for `kind`, in snake case.
 fn code(kind: ErrorKind<'_>) -> &str {
     match kind {
         ErrorKind::BadRequest => "bad_request",

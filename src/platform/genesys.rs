@@ -1,4 +1,6 @@
-//! Genesys Cloud: its domains, error bodies, login service, SDK header and notification socket.
+//! Genesys Cloud: its domains, error bodies, login service, SDK header and notification socket,
+//! and its call-participant states and rate limit as plain data (`config` compiles them into a
+//! machine and rate rules). Nothing Genesys-specific belongs anywhere else.
 
 use serde_json::{json, Value};
 
@@ -52,6 +54,8 @@ pub(crate) const CALL: CallPreset = CallPreset {
     flags: &["held", "muted", "recording", "confined"],
 };
 
+/// The platform's dotted error code for `kind` (`not.found`, `bad.request`); `InvalidState` has no
+/// code of its own here and is a plain `bad.request`.
 fn code(kind: ErrorKind<'_>) -> &str {
     match kind {
         ErrorKind::BadRequest | ErrorKind::InvalidState => "bad.request",

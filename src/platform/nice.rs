@@ -1,4 +1,6 @@
-//! NICE CXone: its domains, error bodies, auth endpoints and agent-event long polls.
+//! NICE CXone: its domains, error bodies, auth endpoints and agent-event long polls, and its
+//! contact states as plain data (`config` compiles them into a machine). Nothing NICE-specific
+//! belongs anywhere else.
 
 use serde_json::{json, Value};
 
@@ -27,6 +29,7 @@ pub(super) const DOMAINS: &[&str] = &["nice-incontact.com", "niceincontact.com"]
 /// An access token lives an hour.
 pub(super) const TOKEN_TTL_S: i64 = 3_600;
 
+/// The error code for `kind`, in NICE's PascalCase.
 fn code(kind: ErrorKind<'_>) -> &str {
     match kind {
         ErrorKind::BadRequest => "BadRequest",
