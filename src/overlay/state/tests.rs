@@ -8,6 +8,7 @@ fn ex(seq: u64, method: &str, path: &str, req: &str, status: u16, resp: &str) ->
     crate::cassette::model::test_exchange(seq, method, path, None, req, status, resp)
 }
 
+/// A widget instance's path: no preset covers it, so its states are learned.
 const W: &str = "/api/v2/widgets/0b7c9a52-1111-4c47-9d0e-1f2a3b4c5d6e";
 
 #[test]
@@ -54,8 +55,11 @@ fn overlay(exchanges: &[Exchange]) -> State {
     State::new(StateConfig::default(), Arc::new(Ids::new(1)), &crate::cassette::model::test_index(exchanges))
 }
 
+/// A Genesys call conversation's path.
 const CALL: &str = "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e";
+/// Its conversation id.
 const CID: &str = "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e";
+/// The agent participant's id in [`call_body`].
 const AGENT: &str = "7d1e2f3a-0b1c-4d5e-8f9a-0b1c2d3e4f5a";
 
 /// A recorded Genesys call conversation: agent [`AGENT`] in state `agent`, a connected customer.
