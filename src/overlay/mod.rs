@@ -294,7 +294,7 @@ impl Recorded {
 pub struct Evidence<'a> {
     /// The platform's error answers found in the cassette.
     pub recorded: &'a Recorded,
-    /// Finds the recording the request would get; called at most once, on the first [`Evidence::peek`].
+    /// Finds the recording the request would get; called at most once, on the first [`Evidence::peek()`].
     peek: &'a (dyn Fn() -> Option<Peeked> + 'a),
     /// What `peek` found, once asked: reading a recording can mean a disk read, so most requests never do.
     seen: std::cell::OnceCell<Option<Peeked>>,

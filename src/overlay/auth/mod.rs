@@ -135,7 +135,7 @@ pub struct Auth {
     /// The NICE signer once asked for, or why there is none (every NICE token request then gets a 500
     /// naming it).
     nice: std::sync::OnceLock<Result<Signer, String>>,
-    /// Issued tokens and codes; writers go through [`Auth::state`], which moves `generation` on.
+    /// Issued tokens and codes; writers go through [`Auth::state()`], which moves `generation` on.
     state: std::sync::RwLock<State>,
     /// Moves on with every change to `state`: per-thread copies of a checked token are good
     /// while it stands still.

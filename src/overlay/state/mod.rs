@@ -142,7 +142,7 @@ pub struct State {
     book: RwLock<Arc<Book>>,
     /// The run's sessions and waiting events.
     inner: Mutex<Inner>,
-    /// Moves on whenever a session appears or moves; see [`State::generation`].
+    /// Moves on whenever a session appears or moves; see [`State::generation()`].
     generation: std::sync::atomic::AtomicU64,
     /// Events wait in `inner.emitted`.
     pending: std::sync::atomic::AtomicBool,
