@@ -141,8 +141,7 @@ impl Server {
         let clock = Arc::new(replay_clock(&cfg));
         let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
         let (name, index, frames) =
-            crate::cassette::store::open_for_replay(cassette, cassettes, &matcher, &crate::overlay::analyses)
-                .map_err(|e| e.to_string())?;
+            crate::proxy::open_replay(&cfg, cassette, cassettes, &matcher, clock.now_ms()).map_err(|e| e.to_string())?;
         let index = Arc::new(index);
         let ca = load_ca(certs, &cfg, &clock)?;
         let cfg = Arc::new(cfg);

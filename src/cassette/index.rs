@@ -368,6 +368,9 @@ pub struct Index {
     matcher: Matcher,
     /// What was worked out from the whole cassette when its replay file was written, by name.
     analyses: BTreeMap<String, serde_json::Value>,
+    /// Replay's move of the recording's times onto the virtual clock, applied to each exchange as
+    /// it is read (so a hit costs nothing more, and a large cassette is never read whole for it).
+    shift: Option<super::timeshift::TimeShift>,
 }
 
 impl std::fmt::Debug for Index {
@@ -485,7 +488,32 @@ impl Index {
             source,
             matcher: matcher.clone(),
             analyses,
+            shift: None,
         }
+    }
+
+    /// The index with `shift` applied to every exchange it reads (none when it is the identity).
+    pub fn with_shift(mut self, shift: super::timeshift::TimeShift) -> Index {
+        self.shift = (!shift.is_identity()).then_some(shift);
+        self
+    }
+
+    /// The shift applied to what this index serves, if any.
+    pub fn shift(&self) -> Option<&super::timeshift::TimeShift> {
+        self.shift.as_ref()
+    }
+
+    /// The exchange at `pos` from its source, moved in time where replay shifts it.
+    fn read(&self, pos: usize) -> Result<Arc<Exchange>, CassetteError> {
+        let e = self.source.read(&self.heads.get(pos))?;
+        Ok(match &self.shift {
+            None => e,
+            Some(t) => {
+                let mut e = (*e).clone();
+                t.response(&mut e.response);
+                Arc::new(e)
+            }
+        })
     }
 
     /// How many exchanges are indexed.
@@ -584,7 +612,7 @@ impl Index {
         if let Some(l) = self.loaded[pos].get() {
             return Ok(l);
         }
-        let exchange = self.source.read(&self.heads.get(pos))?;
+        let exchange = self.read(pos)?;
         let prepared = prepare(&exchange.response);
         let _ = self.loaded[pos].set(Box::new(Loaded { exchange, prepared }));
         self.loaded[pos]
@@ -597,7 +625,7 @@ impl Index {
     pub fn exchange(&self, pos: usize) -> Result<Arc<Exchange>, CassetteError> {
         match self.loaded[pos].get() {
             Some(l) => Ok(l.exchange.clone()),
-            None => self.source.read(&self.heads.get(pos)),
+            None => self.read(pos),
         }
     }
 

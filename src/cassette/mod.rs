@@ -11,6 +11,7 @@ pub mod redact;
 pub mod replayfile;
 pub mod schema;
 pub mod store;
+pub mod timeshift;
 pub mod tools;
 pub mod verifier;
 

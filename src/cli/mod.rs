@@ -163,6 +163,11 @@ struct ReplayArgs {
     /// Start virtual time here (RFC 3339), instead of now.
     #[arg(long = "clock-start", value_name = "TIME")]
     clock_start: Option<String>,
+    /// How much of the recording moves onto the virtual clock: `off` (recorded bytes), `headers`
+    /// (`Date`, `Expires`, `Last-Modified`, cookie expiry) or `all` (also JSON bodies, WebSocket
+    /// events and requests' own times); overrides `time_shift` in proxy.yaml.
+    #[arg(long = "time-shift", value_name = "MODE")]
+    time_shift: Option<String>,
     /// Seed for ids and tokens callvcr invents (overrides `seed:` in proxy.yaml).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -479,6 +484,12 @@ async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
                     "--clock-start: `{t}` is not an RFC 3339 time (expected e.g. 2026-01-05T09:00:00Z)"
                 ))
             }
+        }
+    }
+    if let Some(t) = &a.time_shift {
+        match crate::config::ShiftMode::parse(t) {
+            Some(m) => cfg.time_shift = m,
+            None => return fail(format!("--time-shift: `{t}` is not a mode (off, headers or all)")),
         }
     }
     if let Some(seed) = a.seed {

@@ -85,6 +85,8 @@ pub struct RawConfig {
     pub admin: AdminConfig,
     /// The virtual clock.
     pub clock: RawClock,
+    /// How replay moves the recording's times onto the virtual clock.
+    pub time_shift: Option<Spanned<RawTimeShift>>,
     /// Which overlays run in replay.
     pub overlays: RawOverlays,
     /// The auth overlay.
@@ -273,6 +275,81 @@ pub struct FaultsConfig {
     pub query_timeout_ms: u64,
     /// Rules active from the start (checked).
     pub rules: Vec<faults::FaultSpec>,
+}
+
+/// How much of a replay is moved in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShiftMode {
+    /// The recorded bytes, as recorded.
+    Off,
+    /// `Date` is now; `Expires`, `Last-Modified` and cookie expiry are shifted; bodies untouched.
+    Headers,
+    /// Headers, and timestamps in JSON bodies, WebSocket events and requests.
+    #[default]
+    All,
+}
+
+impl ShiftMode {
+    /// The mode named in `proxy.yaml` or on the command line.
+    pub fn parse(s: &str) -> Option<ShiftMode> {
+        match s {
+            "off" => Some(ShiftMode::Off),
+            "headers" => Some(ShiftMode::Headers),
+            "all" => Some(ShiftMode::All),
+            _ => None,
+        }
+    }
+
+    /// The mode's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShiftMode::Off => "off",
+            ShiftMode::Headers => "headers",
+            ShiftMode::All => "all",
+        }
+    }
+}
+
+/// `time_shift` as written: a mode alone (`time_shift: headers`), or a map with a mode and the
+/// fields that hold times beyond those the cassette shows. The mode is checked with the rest
+/// (`config::validate`), at the value's line and column.
+#[derive(Debug, Default)]
+pub struct RawTimeShift {
+    /// `off`, `headers` or `all` (the default), as written.
+    pub mode: Option<String>,
+    /// JSON field names whose values are times (RFC 3339 strings, or epoch numbers).
+    pub fields: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for RawTimeShift {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawTimeShift, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawTimeShift;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mode (off, headers, all) or a map with `mode` and `fields`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawTimeShift, E> {
+                Ok(RawTimeShift { mode: Some(s.to_string()), fields: Vec::new() })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<RawTimeShift, A::Error> {
+                let mut out = RawTimeShift::default();
+                while let Some(k) = m.next_key::<String>()? {
+                    match k.as_str() {
+                        "mode" => out.mode = m.next_value()?,
+                        "fields" => out.fields = m.next_value()?,
+                        other => {
+                            return Err(serde::de::Error::custom(format!(
+                                "time_shift: unknown field `{other}`, expected `mode` or `fields`"
+                            )))
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// The virtual clock as written.
@@ -604,6 +681,10 @@ pub struct Config {
     pub clock_frozen: bool,
     /// Where virtual time starts, in ms since the epoch; `None` = now.
     pub clock_start_ms: Option<i64>,
+    /// How much of a replay moves onto the virtual clock.
+    pub time_shift: ShiftMode,
+    /// Field names `time_shift.fields` lists as holding times.
+    pub time_shift_fields: Vec<String>,
     /// Overlays switched off.
     pub overlays_disabled: Vec<&'static str>,
     /// The auth overlay's settings.

@@ -128,3 +128,16 @@ fn overlay_settings_are_validated_and_located() {
     assert!(d.rate_rules.iter().any(|r| r.applies("api.usw2.pure.cloud", "/api/v2/users/me")));
     assert!(!d.rate_rules.iter().any(|r| r.applies("api.mypurecloud.com", "/oauth/token")));
 }
+
+#[test]
+fn time_shift_takes_a_mode_or_a_map_and_a_wrong_mode_is_located() {
+    let p = Path::new("p.yaml");
+    assert_eq!(Config::parse("", p).unwrap().time_shift, ShiftMode::All);
+    assert_eq!(Config::parse("time_shift: headers\n", p).unwrap().time_shift, ShiftMode::Headers);
+    let c = Config::parse("time_shift: {mode: off, fields: [when, lastSeen]}\n", p).unwrap();
+    assert_eq!((c.time_shift, c.time_shift_fields.clone()), (ShiftMode::Off, vec!["when".into(), "lastSeen".into()]));
+    let c = Config::parse("time_shift:\n  fields: [when]\n", p).unwrap();
+    assert_eq!(c.time_shift, ShiftMode::All);
+    let msg = Config::parse("seed: 1\ntime_shift: sideways\n", p).unwrap_err().to_string();
+    assert!(msg.contains("p.yaml:2:") && msg.contains("`sideways` is not a mode"), "{msg}");
+}

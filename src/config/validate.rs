@@ -165,6 +165,18 @@ fn clock_start(e: &Errs, c: &RawClock) -> Result<Option<i64>, ConfigError> {
     })
 }
 
+/// `time_shift`: its mode named right (at the value's line and column), and the fields it lists.
+fn time_shift(e: &Errs, t: &Option<Spanned<RawTimeShift>>) -> Result<(ShiftMode, Vec<String>), ConfigError> {
+    let Some(t) = t else { return Ok((ShiftMode::All, Vec::new())) };
+    let mode = match &t.value.mode {
+        None => ShiftMode::All,
+        Some(m) => ShiftMode::parse(m).ok_or_else(|| {
+            e.at(t.referenced, format!("time_shift: `{m}` is not a mode (off, headers or all)"))
+        })?,
+    };
+    Ok((mode, t.value.fields.clone()))
+}
+
 /// `overlays.disable`, each name checked against the overlays that exist.
 fn overlays_disabled(e: &Errs, o: &RawOverlays) -> Result<Vec<&'static str>, ConfigError> {
     o.disable
@@ -293,6 +305,7 @@ pub(super) fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, Co
     let record_ignore = record_ignore(&e, &raw.record)?;
     limits_and_redaction(&e, &raw)?;
     let clock_start_ms = clock_start(&e, &raw.clock)?;
+    let (time_shift, time_shift_fields) = time_shift(&e, &raw.time_shift)?;
     let overlays_disabled = overlays_disabled(&e, &raw.overlays)?;
     auth_and_admin(&e, &raw)?;
     let rate_rules = rate_rules(&e, &raw.rate_limit)?;
@@ -321,6 +334,8 @@ pub(super) fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, Co
         admin: raw.admin,
         clock_frozen: raw.clock.frozen,
         clock_start_ms,
+        time_shift,
+        time_shift_fields,
         overlays_disabled,
         auth: raw.auth,
         rate_rules,

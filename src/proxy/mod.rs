@@ -39,7 +39,7 @@ pub use crate::journal::{Journal, JournalEntry, JOURNAL_CAP};
 pub use failure::{Failure, Side};
 pub use record::Recorder;
 use record::*;
-pub use replay::replay_response;
+pub use replay::{open_replay, replay_response};
 use replay::*;
 use respond::*;
 pub use respond::{decoded_body, json_response, strip_hop_by_hop, CutPlan, CutSwitch, CLOCK_HEADER};

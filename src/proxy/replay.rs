@@ -3,6 +3,7 @@
 //! closest recordings, and a recorded WebSocket session played.
 
 use super::*;
+use crate::cassette::timeshift::{TimeAnalysis, TimeShift};
 
 impl Proxy {
     /// The index's answer to a request, found without waiting: the hot path, kept synchronous (and
@@ -21,13 +22,26 @@ impl Proxy {
         if !configured {
             return Lookup::Miss;
         }
-        let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), bytes);
-        let headers = &parts.headers;
-        let sdk = sdk_of(headers);
-        let call = Call { method, host: &target.host, path, query, headers, body: bytes };
         // Answered under this thread's read lock on the index: no reference count is touched.
         // A long poll waits, so it takes its recording out of the lock.
         let index = self.index.read();
+        // A request's own times (a query's `updatedSince`, a body's interval) move back onto the
+        // recording's clock before matching; the overlays see the request as sent.
+        let (shifted_query, shifted_body) = match index.shift() {
+            Some(t) => (query.and_then(|q| t.live_query(q)), t.live_body(bytes)),
+            None => (None, None),
+        };
+        let key = self.matcher.key_parts(
+            method,
+            host,
+            path,
+            shifted_query.as_deref().or(query),
+            |h| header_of(&parts.headers, h),
+            shifted_body.as_ref().unwrap_or(bytes),
+        );
+        let headers = &parts.headers;
+        let sdk = sdk_of(headers);
+        let call = Call { method, host: &target.host, path, query, headers, body: bytes };
         match index.next_by_key_seen(key, sdk) {
             None => Lookup::Miss,
             Some((Err(e), _)) => Lookup::Answered(self.unreadable(method, host, path, &e)),
@@ -131,6 +145,13 @@ impl Proxy {
             }
         }
         let mut r = serve_prepared(prepared);
+        if self.config.time_shift != crate::config::ShiftMode::Off {
+            // `Date` is when the answer is given, on the virtual clock.
+            let now = if ctx.now_ms != 0 { ctx.now_ms } else { self.timer.now_ms() };
+            if let Ok(v) = HeaderValue::from_str(&crate::cassette::timeshift::http_date(now, ' ')) {
+                r.headers_mut().insert(http::header::DATE, v);
+            }
+        }
         if !self.overlays.pipeline.is_empty() {
             if let Some(b) = self.overlays.pipeline.on_answer(call, ctx, ex.response.status, &ex.response.body.bytes) {
                 // The resource as it stands now, encoded as the recording was.
@@ -380,3 +401,45 @@ pub(super) fn serve_prepared(p: &Prepared) -> Response<ProxyBody> {
     *r.headers_mut() = p.headers.clone();
     r
 }
+
+/// Opens `cassette` (a name under `dir`, or a file) for a replay that starts at `now_ms`: its
+/// index and frames with the recording's times moved onto the virtual clock as `cfg` says.
+pub fn open_replay(
+    cfg: &Config,
+    cassette: &str,
+    dir: &std::path::Path,
+    matcher: &Matcher,
+    now_ms: i64,
+) -> Result<(String, Index, Vec<crate::cassette::Frame>), crate::cassette::CassetteError> {
+    let analyses = || {
+        let mut a = crate::overlay::analyses();
+        a.push(Box::<TimeAnalysis>::default());
+        a
+    };
+    let (name, index, mut frames) = crate::cassette::store::open_for_replay(cassette, dir, matcher, &analyses)?;
+    let shift = time_shift(cfg, &index, &frames, now_ms);
+    tracing::info!(cassette = %name, mode = shift.mode.as_str(), shift_ms = shift.delta_ms, "recorded times move onto the virtual clock");
+    frames.iter_mut().for_each(|f| shift.frame(f));
+    Ok((name, index.with_shift(shift), frames))
+}
+
+/// How a replay starting at `now_ms` moves the recording's times: by the distance from the
+/// recording's first exchange to now, over the fields the cassette shows holding times (from its
+/// replay file, else read from the cassette once) and those `time_shift.fields` lists.
+fn time_shift(cfg: &Config, index: &Index, frames: &[crate::cassette::Frame], now_ms: i64) -> TimeShift {
+    let (start, mut fields) =
+        match index.analysis(crate::cassette::timeshift::ANALYSIS).and_then(TimeAnalysis::read) {
+            Some(found) => found,
+            None => {
+                let all = index.select(|_| true);
+                TimeAnalysis::of(all.iter().map(|e| &**e), frames)
+            }
+        };
+    // A replay file's analysis saw the exchanges only; the frames name their own time fields.
+    let (_, in_frames) = TimeAnalysis::of(std::iter::empty(), frames);
+    fields.strings.extend(in_frames.strings);
+    fields.epochs.extend(in_frames.epochs);
+    let delta_ms = start.map(|s| now_ms - s).unwrap_or(0);
+    TimeShift { delta_ms, mode: cfg.time_shift, fields: fields.with_listed(&cfg.time_shift_fields) }
+}
+
