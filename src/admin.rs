@@ -550,8 +550,7 @@ async fn switch_cassette(proxy: &Arc<Proxy>, name: String) -> Result<Answer, Ans
     }
     let matcher = proxy.matcher.clone();
     let (cfg, now) = (proxy.config.clone(), proxy.timer().now_ms());
-    let loaded =
-        tokio::task::spawn_blocking(move || crate::proxy::open_replay(&cfg, &name, &dir, &matcher, now)).await;
+    let loaded = tokio::task::spawn_blocking(move || crate::proxy::open_replay(&cfg, &name, &dir, &matcher, now)).await;
     let (name, index, frames) = match loaded {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return Err(error(StatusCode::NOT_FOUND, "cassette", e.to_string())),

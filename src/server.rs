@@ -68,9 +68,10 @@ pub struct Stopped {
 
 /// The CA under `certs`, made when missing; warns when its name constraints leave out a host the
 /// configuration intercepts.
-pub fn load_ca(certs: &Path, cfg: &Config, clock: &Clock) -> Result<Ca, String> {
+pub fn load_ca(certs: &Path, cfg: &Config) -> Result<Ca, String> {
     let domains = cfg.constraint_domains();
-    let (ca, created) = Ca::load_or_init(certs, &domains, clock).map_err(|e| e.to_string())?;
+    // The CA is dated, and its expiry judged, on real time: clients judge it so.
+    let (ca, created) = Ca::load_or_init(certs, &domains, &Clock::system()).map_err(|e| e.to_string())?;
     if created {
         tracing::info!("created a new CA at {} (trust it: `callvcr ca show`)", certs.join(tls::CA_CERT_FILE).display());
     }
@@ -106,7 +107,7 @@ impl Server {
         missing: bool,
     ) -> Result<Server, String> {
         let clock = Arc::new(Clock::system());
-        let ca = load_ca(certs, &cfg, &clock)?;
+        let ca = load_ca(certs, &cfg)?;
         let tls_cfg =
             Arc::new(tls::upstream_client_config(cfg.upstream_extra_ca.as_deref()).map_err(|e| e.to_string())?);
         let upstream = Upstream::new(UpstreamOptions {
@@ -140,10 +141,10 @@ impl Server {
     pub fn replay(cfg: Config, certs: &Path, cassettes: &Path, cassette: &str) -> Result<Server, String> {
         let clock = Arc::new(replay_clock(&cfg));
         let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
-        let (name, index, frames) =
-            crate::proxy::open_replay(&cfg, cassette, cassettes, &matcher, clock.now_ms()).map_err(|e| e.to_string())?;
+        let (name, index, frames) = crate::proxy::open_replay(&cfg, cassette, cassettes, &matcher, clock.now_ms())
+            .map_err(|e| e.to_string())?;
         let index = Arc::new(index);
-        let ca = load_ca(certs, &cfg, &clock)?;
+        let ca = load_ca(certs, &cfg)?;
         let cfg = Arc::new(cfg);
         tracing::info!(cassette = %name, exchanges = index.len(), "replaying (no network)");
         let key_dir = certs.to_path_buf();
@@ -174,7 +175,9 @@ impl Server {
     pub async fn start(self) -> Result<Running, String> {
         let Server { proxy, ca, store, name } = self;
         let cfg = proxy.config.clone();
-        let leaves = Arc::new(LeafCache::new(ca, proxy.clock.clone()).map_err(|e| e.to_string())?);
+        // Clients check certificates against their own (real) time, not the virtual clock: a
+        // replay whose clock starts a year away must still present a leaf valid today.
+        let leaves = Arc::new(LeafCache::new(ca, Arc::new(Clock::system())).map_err(|e| e.to_string())?);
         let tls_l = listen::bind(&cfg.listen.tls, "TLS listener", "--listen").await.map_err(|e| e.to_string())?;
         let proxy_l =
             listen::bind(&cfg.listen.proxy, "proxy listener", "--proxy-listen").await.map_err(|e| e.to_string())?;

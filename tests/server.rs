@@ -107,3 +107,19 @@ async fn the_listener_refuses_through_the_journal() {
     );
     running.shutdown().await.unwrap();
 }
+
+/// A replay whose virtual clock starts years away still presents certificates valid today:
+/// clients check them against their own time (rustls here, with the real clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_dated_on_real_time_not_the_virtual_clock() {
+    let dir = tempdir("server-leaf-time");
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/cassettes/demo.jsonl");
+    let mut cfg = on_free_ports();
+    cfg.clock_frozen = true;
+    cfg.clock_start_ms = Some(1_577_836_800_000); // 2020-01-01
+    let certs = dir.join("certs");
+    let running = Server::replay(cfg, &certs, &dir.join("cassettes"), demo).unwrap().start().await.unwrap();
+    let r = users_me(running.addresses.tls, &certs).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    running.shutdown().await.unwrap();
+}

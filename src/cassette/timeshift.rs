@@ -149,7 +149,7 @@ pub fn shift_text(s: &str, delta_ms: i64) -> Option<String> {
     let mut at = 0;
     for st in &found {
         out.push_str(&s[at..st.start]);
-        out.push_str(&write_like(st, st.ms + delta_ms, &s[..]));
+        out.push_str(&write_like(st, st.ms + delta_ms, s));
         at = st.end;
     }
     out.push_str(&s[at..]);
@@ -175,7 +175,7 @@ fn parse_http_date(s: &str) -> Option<(i64, char)> {
     let s = s.trim();
     let (_, rest) = s.split_once(", ")?;
     let sep = if rest.as_bytes().get(2) == Some(&b'-') { '-' } else { ' ' };
-    let mut parts = rest.splitn(2, |c| c == ' ' || c == '-');
+    let mut parts = rest.splitn(2, [' ', '-']);
     let d: i64 = parts.next()?.parse().ok()?;
     let rest = parts.next()?;
     let mon = MONTHS.iter().position(|m| rest.starts_with(m))? as u32 + 1;
@@ -564,9 +564,12 @@ pub struct TimeAnalysis {
 
 impl TimeAnalysis {
     /// The analysis of `exchanges` and `frames` at once (a cassette held in memory).
-    pub fn of<'a>(exchanges: impl Iterator<Item = &'a super::Exchange>, frames: &[super::Frame]) -> (Option<i64>, TimeFields) {
+    pub fn of<'a>(
+        exchanges: impl Iterator<Item = &'a super::Exchange>,
+        frames: &[super::Frame],
+    ) -> (Option<i64>, TimeFields) {
         let mut a = TimeAnalysis::default();
-        exchanges.for_each(|e| super::replayfile::Analysis::observe(&mut a, e));
+        exchanges.for_each(|e| a.observe(e));
         a.frames(frames);
         (a.start_ms, a.fields.finish())
     }
@@ -578,18 +581,8 @@ impl TimeAnalysis {
         }
     }
 
-    /// Reads back what [`Analysis::finish`](super::replayfile::Analysis::finish) kept.
-    pub fn read(v: &serde_json::Value) -> Option<(Option<i64>, TimeFields)> {
-        Some((v.get("start_ms").and_then(|s| s.as_i64()), TimeFields::from_json(v.get("fields")?)?))
-    }
-}
-
-impl super::replayfile::Analysis for TimeAnalysis {
-    fn name(&self) -> &'static str {
-        ANALYSIS
-    }
-
-    fn observe(&mut self, e: &super::Exchange) {
+    /// Sees one exchange (in recorded order): its time, and its JSON answer's fields.
+    pub fn observe(&mut self, e: &super::Exchange) {
         if let Some(t) = crate::clock::parse_rfc3339(&e.recorded_at) {
             self.start_ms = Some(self.start_ms.map_or(t, |s| s.min(t)));
         }
@@ -598,8 +591,14 @@ impl super::replayfile::Analysis for TimeAnalysis {
         }
     }
 
-    fn finish(self: Box<Self>) -> serde_json::Value {
+    /// What is kept in a replay file, read back by [`TimeAnalysis::read`].
+    pub fn finish(self) -> serde_json::Value {
         serde_json::json!({"start_ms": self.start_ms, "fields": self.fields.finish().to_json()})
+    }
+
+    /// Reads back what [`TimeAnalysis::finish`] kept.
+    pub fn read(v: &serde_json::Value) -> Option<(Option<i64>, TimeFields)> {
+        Some((v.get("start_ms").and_then(|s| s.as_i64()), TimeFields::from_json(v.get("fields")?)?))
     }
 }
 

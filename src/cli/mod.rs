@@ -553,7 +553,7 @@ async fn run_command(mut r: RunArgs) -> i32 {
         Err(e) => return fail(e),
     };
     // The CA must exist before the child is told to trust it.
-    if let Err(e) = crate::server::load_ca(&certs, &cfg, &Clock::system()) {
+    if let Err(e) = crate::server::load_ca(&certs, &cfg) {
         return fail(e);
     }
     let (bundle, system) = match crate::run::write_bundle(&certs) {

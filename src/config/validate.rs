@@ -170,9 +170,8 @@ fn time_shift(e: &Errs, t: &Option<Spanned<RawTimeShift>>) -> Result<(ShiftMode,
     let Some(t) = t else { return Ok((ShiftMode::All, Vec::new())) };
     let mode = match &t.value.mode {
         None => ShiftMode::All,
-        Some(m) => ShiftMode::parse(m).ok_or_else(|| {
-            e.at(t.referenced, format!("time_shift: `{m}` is not a mode (off, headers or all)"))
-        })?,
+        Some(m) => ShiftMode::parse(m)
+            .ok_or_else(|| e.at(t.referenced, format!("time_shift: `{m}` is not a mode (off, headers or all)")))?,
     };
     Ok((mode, t.value.fields.clone()))
 }

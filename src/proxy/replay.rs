@@ -402,6 +402,22 @@ pub(super) fn serve_prepared(p: &Prepared) -> Response<ProxyBody> {
     r
 }
 
+/// The time analysis kept in a replay file (beside the overlays' own): the recording's start and
+/// its time fields, so a replay need not read the whole cassette to shift it.
+impl crate::cassette::replayfile::Analysis for TimeAnalysis {
+    fn name(&self) -> &'static str {
+        crate::cassette::timeshift::ANALYSIS
+    }
+
+    fn observe(&mut self, e: &Exchange) {
+        TimeAnalysis::observe(self, e)
+    }
+
+    fn finish(self: Box<Self>) -> serde_json::Value {
+        TimeAnalysis::finish(*self)
+    }
+}
+
 /// Opens `cassette` (a name under `dir`, or a file) for a replay that starts at `now_ms`: its
 /// index and frames with the recording's times moved onto the virtual clock as `cfg` says.
 pub fn open_replay(
@@ -427,14 +443,13 @@ pub fn open_replay(
 /// recording's first exchange to now, over the fields the cassette shows holding times (from its
 /// replay file, else read from the cassette once) and those `time_shift.fields` lists.
 fn time_shift(cfg: &Config, index: &Index, frames: &[crate::cassette::Frame], now_ms: i64) -> TimeShift {
-    let (start, mut fields) =
-        match index.analysis(crate::cassette::timeshift::ANALYSIS).and_then(TimeAnalysis::read) {
-            Some(found) => found,
-            None => {
-                let all = index.select(|_| true);
-                TimeAnalysis::of(all.iter().map(|e| &**e), frames)
-            }
-        };
+    let (start, mut fields) = match index.analysis(crate::cassette::timeshift::ANALYSIS).and_then(TimeAnalysis::read) {
+        Some(found) => found,
+        None => {
+            let all = index.select(|_| true);
+            TimeAnalysis::of(all.iter().map(|e| &**e), frames)
+        }
+    };
     // A replay file's analysis saw the exchanges only; the frames name their own time fields.
     let (_, in_frames) = TimeAnalysis::of(std::iter::empty(), frames);
     fields.strings.extend(in_frames.strings);
@@ -442,4 +457,3 @@ fn time_shift(cfg: &Config, index: &Index, frames: &[crate::cassette::Frame], no
     let delta_ms = start.map(|s| now_ms - s).unwrap_or(0);
     TimeShift { delta_ms, mode: cfg.time_shift, fields: fields.with_listed(&cfg.time_shift_fields) }
 }
-
