@@ -103,3 +103,65 @@ async fn headers_mode_moves_headers_and_leaves_bodies() {
     assert_eq!(header(&r, "expires"), ["Wed, 02 Dec 2026 15:27:38 GMT"]);
     assert!(r.text().contains("\"startTime\": \"2026-11-30T15:20:00.000Z\""), "{}", r.text());
 }
+
+/// One call, one timeline: the recorded `startTime` moves onto the replay's clock, and the hold
+/// the state overlay stamps on that clock (the recording shows no read after the hold, so the
+/// overlay answers the second read from the first) lands the recorded distance after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_start_and_an_overlay_stamp_share_one_timeline() {
+    let dir = tempdir("timeshift-state");
+    let path = "/api/v2/conversations/calls/c-1";
+    let party = "/api/v2/conversations/calls/c-1/participants/p-1";
+    let call = || {
+        serde_json::json!({"id": "c-1", "startTime": "2026-11-30T15:21:38.000Z", "participants": [
+            {"id": "p-1", "purpose": "customer", "state": "connected", "held": false,
+             "connectedTime": "2026-11-30T15:21:40.000Z"}]})
+        .to_string()
+    };
+    let ex = |seq: u32, at: &str, method: &str, p: &str, req: &str, status: u16, body: String| {
+        serde_json::json!({"seq": seq, "recorded_at": at, "duration_ms": 5,
+            "request": {"method": method, "scheme": "https", "host": API, "path": p,
+                        "headers": [["host", API], ["content-type", "application/json"]], "body": {"text": req}},
+            "response": {"status": status, "headers": [["content-type", "application/json"]], "body": {"text": body}}})
+    };
+    let lines = [
+        ex(1, "2026-11-30T15:22:38.000Z", "GET", path, "", 200, call()),
+        ex(2, "2026-11-30T15:22:39.000Z", "PATCH", party, r#"{"held":true}"#, 202, String::new()),
+    ];
+    let text = format!(
+        "{{\"format\":\"callvcr-cassette\",\"version\":1}}\n{}\n",
+        lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")
+    );
+    std::fs::write(dir.join("t.jsonl"), text).unwrap();
+    let cv = Callvcr::start(
+        &dir,
+        &[
+            "replay",
+            "--cassette",
+            "t.jsonl",
+            "--clock-frozen",
+            "--clock-start",
+            "2026-12-02T15:22:38Z",
+            "--no-overlay",
+            "auth",
+        ],
+    );
+    let mut c = h1_tls(&cv, API).await;
+    let h = [("host", API), ("content-type", "application/json")];
+    assert_eq!(c.send("GET", path, &h, "").await.status, 200);
+    assert_eq!(c.send("PATCH", party, &h, r#"{"held":true}"#).await.status, 202);
+    let r = c.send("GET", path, &h, "").await;
+    let j = r.json();
+    let at =
+        |v: &serde_json::Value| callvcr::clock::parse_rfc3339(v.as_str().unwrap_or_else(|| panic!("{j}"))).unwrap();
+    let start = at(&j["startTime"]);
+    let customer = &j["participants"][0];
+    assert_eq!(j["startTime"], "2026-12-02T15:21:38.000Z", "{j}");
+    assert_eq!(customer["connectedTime"], "2026-12-02T15:21:40.000Z", "{j}");
+    let hold = at(&customer["startHoldTime"]);
+    assert_eq!(
+        hold - start,
+        60_000,
+        "the hold is stamped on the replay's clock, a minute after the shifted start: {j}"
+    );
+}

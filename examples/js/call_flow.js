@@ -30,6 +30,11 @@ async function signIn() {
   const call = await calls.postConversationsCalls({ phoneNumber: '+13175550100' });
   const details = await calls.getConversationsCall(call.id);
   const customer = details.participants.find((p) => p.purpose === 'customer');
+  // The recording's times arrive moved onto the replay's clock: the customer connected moments ago.
+  const age = Date.now() - new Date(customer.connectedTime).getTime();
+  if (!(age >= 0 && age <= 10 * 60 * 1000)) {
+    throw new Error(`the customer connected ${age} ms ago (${customer.connectedTime}); replayed times are not on the replay's clock`);
+  }
   await calls.patchConversationsCallParticipant(call.id, customer.id, { held: true });
   await calls.patchConversationsCallParticipant(call.id, customer.id, { state: 'disconnected' });
   // The platform refuses to reconnect a disconnected participant; so does callvcr's state overlay.

@@ -2,6 +2,7 @@
 
 Run it with `examples/run.sh`, or: callvcr run --cassette examples/genesys-call.jsonl -- python3 this-file.
 """
+import datetime
 import os
 import ssl
 import sys
@@ -62,6 +63,14 @@ me = genesys.UsersApi(client).get_users_me()
 calls = genesys.ConversationsApi(client)
 call = calls.post_conversations_calls(model(genesys.CreateCallRequest, phone_number="+13175550100"))
 customer = next(p for p in calls.get_conversations_call(call.id).participants if p.purpose == "customer")
+# The recording's times arrive moved onto the replay's clock, and the SDK parses them as datetimes:
+# the customer connected moments ago, not on the day the cassette was recorded.
+connected = customer.connected_time
+if not isinstance(connected, datetime.datetime):
+    sys.exit(f"python: connected_time is not a parsed datetime: {connected!r}")
+age = datetime.datetime.now(datetime.timezone.utc) - connected
+if not datetime.timedelta(0) <= age <= datetime.timedelta(minutes=10):
+    sys.exit(f"python: the customer connected {age} ago; replayed times are not on the replay's clock")
 calls.patch_conversations_call_participant(call.id, customer.id, model(genesys.MediaParticipantRequest, held=True))
 calls.patch_conversations_call_participant(
     call.id, customer.id, model(genesys.MediaParticipantRequest, state="disconnected")
@@ -76,5 +85,8 @@ except genesys.rest.ApiException as e:
     if e.status != 400:
         raise
 state = next(p.state for p in calls.get_conversations_call(call.id).participants if p.id == customer.id)
-print(f"python: {me.name} placed call {call.id}, held and disconnected customer {customer.id} ({state}; reconnect refused)")
+print(
+    f"python: {me.name} placed call {call.id}, held and disconnected customer {customer.id} ({state}; reconnect refused);"
+    f" connected {int(age.total_seconds())} s ago on the replay's clock"
+)
 sys.exit(0)

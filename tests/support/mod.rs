@@ -408,17 +408,25 @@ async fn stand_in_route(
         "/api/v2/conversations/calls" => {
             json(200, serde_json::json!({"entities": [], "pageSize": 25, "pageNumber": 1, "total": 0, "pageCount": 0}))
         }
-        "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e" => json(
-            200,
-            serde_json::json!({
-                "id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e",
-                "participants": [
-                    {"id": "7d1e2f3a-0b1c-4d5e-8f9a-0b1c2d3e4f5a", "purpose": "agent", "state": "connected", "held": false},
-                    {"id": "8e2f3a4b-1c2d-4e5f-9a0b-1c2d3e4f5a6b", "purpose": "customer", "state": "connected", "held": false}
-                ],
-                "recordingState": "none"
-            }),
-        ),
+        "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e" => {
+            // As the platform does: the call and each participant carry their times (UTC, ms).
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+            let at = |ago_ms: i64| callvcr::clock::rfc3339_ms(now - ago_ms);
+            json(
+                200,
+                serde_json::json!({
+                    "id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e",
+                    "startTime": at(60_000),
+                    "participants": [
+                        {"id": "7d1e2f3a-0b1c-4d5e-8f9a-0b1c2d3e4f5a", "purpose": "agent", "state": "connected", "held": false,
+                         "startTime": at(60_000), "connectedTime": at(58_000)},
+                        {"id": "8e2f3a4b-1c2d-4e5f-9a0b-1c2d3e4f5a6b", "purpose": "customer", "state": "connected", "held": false,
+                         "startTime": at(60_000), "connectedTime": at(55_000)}
+                    ],
+                    "recordingState": "none"
+                }),
+            )
+        }
         p if method == "PATCH"
             && p.starts_with("/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e/participants/") =>
         {
