@@ -747,3 +747,38 @@ async fn a_session_is_listed_and_takes_pushes_as_soon_as_its_handshake_is_answer
     }
     assert_eq!(cv.stop().0, 0);
 }
+
+/// A replayed event carries its times moved onto the replay's clock, as REST answers do: a frame
+/// recorded on 30 November plays on 2 December with its `eventTime` two days later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_events_carry_shifted_times() {
+    let dir = tempdir("ws-timeshift");
+    let host = "streaming.mypurecloud.com";
+    let hs = json!({"seq": 1, "recorded_at": "2026-11-30T15:22:38.000Z", "duration_ms": 3,
+        "request": {"method": "GET", "scheme": "https", "host": host, "path": "/channels/ch-t",
+                    "headers": [["host", host], ["upgrade", "websocket"], ["connection", "Upgrade"]], "body": {"text": ""}},
+        "response": {"status": 101, "headers": [["upgrade", "websocket"], ["connection", "Upgrade"]], "body": {"text": ""}}});
+    let event =
+        r#"{"topicName":"v2.users.u-1.presence","eventBody":{"id":"u-1","eventTime":"2026-11-30T15:22:39.500Z"}}"#;
+    let frame =
+        json!({"frame": {"session": 1, "n": 0, "dir": "server", "at_ms": 10, "kind": "text", "data": {"text": event}}});
+    std::fs::write(dir.join("t.jsonl"), format!("{{\"format\":\"callvcr-cassette\",\"version\":1}}\n{hs}\n{frame}\n"))
+        .unwrap();
+    let cv = Callvcr::start(
+        &dir,
+        &[
+            "replay",
+            "--cassette",
+            "t.jsonl",
+            "--clock-frozen",
+            "--clock-start",
+            "2026-12-02T15:22:38Z",
+            "--ws-speed",
+            "instant",
+        ],
+    );
+    let mut ws = ws_connect(&cv, host, "/channels/ch-t").await.expect("replayed handshake");
+    let e = next_event(&mut ws, LONG).await.expect("the recorded event");
+    assert_eq!(e["eventBody"]["eventTime"], "2026-12-02T15:22:39.500Z", "{e}");
+    assert_eq!(e["eventBody"]["id"], "u-1");
+}

@@ -670,6 +670,12 @@ mod tests {
         assert_eq!(pairs[0], ("updatedSince".to_string(), "2026-11-30T10:00:00Z".to_string()));
         assert_eq!(pairs[1], ("pageSize".to_string(), "25".to_string()));
         assert_eq!(t.live_query("pageSize=25"), None);
+        let body = br#"{"interval":"2026-12-01T00:00:00.000Z/2026-12-02T00:00:00.000Z","size":5}"#;
+        assert_eq!(
+            &t.live_body(body).unwrap()[..],
+            br#"{"interval":"2026-11-30T00:00:00.000Z/2026-12-01T00:00:00.000Z","size":5}"#
+        );
+        assert_eq!(t.live_body(br#"{"size":5,"name":"no times here"}"#), None);
         let off = TimeShift { mode: ShiftMode::Off, ..t };
         assert_eq!(off.live_query("updatedSince=2026-12-01T10%3A00%3A00Z"), None);
     }
