@@ -1,5 +1,8 @@
 //! Listeners: the transparent TLS listener (host from SNI), the HTTP listener that also serves
 //! CONNECT and absolute-form requests, and the accept loops with graceful shutdown.
+//! Also the per-connection machinery under them: the drain that closes connections on shutdown,
+//! the reaper that closes slow clients (`limits.read_timeout_ms`), and the IO wrapper that carries
+//! out injected connection faults.
 //! Knows nothing about cassettes: requests go to `Proxy::handle` with their target.
 
 use std::convert::Infallible;
@@ -53,6 +56,7 @@ pub(crate) async fn bind(addr: &str, what: &'static str, flag: &str) -> Result<T
 /// Tells every open connection to finish and close, then waits for them.
 #[derive(Debug)]
 pub(crate) struct DrainSignal {
+    /// State shared with every [`Drain`] handle.
     inner: Arc<DrainInner>,
 }
 
@@ -62,17 +66,22 @@ pub(crate) struct DrainSignal {
 /// every connection took a lock on each poll).
 #[derive(Debug)]
 pub(crate) struct Drain {
+    /// State shared with the signal and the other handles.
     inner: Arc<DrainInner>,
 }
 
+/// What a [`DrainSignal`] and its [`Drain`] handles share.
 #[derive(Debug, Default)]
 struct DrainInner {
+    /// Set once the drain starts; a connection polled after that shuts down gracefully.
     draining: std::sync::atomic::AtomicBool,
     /// Live handles: the signal waits until none is left.
     handles: std::sync::atomic::AtomicUsize,
     /// Each watched connection, to wake it when draining starts or it is too slow.
     conns: std::sync::Mutex<std::collections::HashMap<u64, Arc<ConnWatch>>>,
+    /// The key the next watched connection gets in `conns`.
     next: std::sync::atomic::AtomicU64,
+    /// Notified when the last handle is dropped.
     all_gone: tokio::sync::Notify,
 }
 
@@ -80,7 +89,10 @@ struct DrainInner {
 /// instead of the clock.
 static COARSE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// Milliseconds since the first call, plus one: never 0, because a `waiting_since` of 0 means
+/// "answering a request, not waiting".
 fn monotonic_ms() -> u64 {
+    /// The instant of the first call, the origin of the count.
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let start = *START.get_or_init(crate::clock::Clock::instant);
     crate::clock::Clock::instant().duration_since(start).as_millis() as u64 + 1
@@ -92,12 +104,15 @@ fn monotonic_ms() -> u64 {
 /// connection closed; that costs a request two stores to this connection's own state, not a timer.
 #[derive(Debug, Default)]
 pub(crate) struct ConnWatch {
+    /// The connection's task, woken to see a drain or an expiry.
     waker: futures_util::task::AtomicWaker,
     /// When it began waiting for a request head (coarse ms); 0 while a request is answered.
     waiting_since: std::sync::atomic::AtomicU64,
+    /// Requests being answered: the reaper leaves a connection alone while any is.
     in_flight: std::sync::atomic::AtomicUsize,
     /// Whether the reaper may close it (HTTP/1 listeners; not HTTP/2 or the admin API).
     reapable: std::sync::atomic::AtomicBool,
+    /// Set by the reaper (once): the connection's next poll ends it.
     expired: std::sync::atomic::AtomicBool,
 }
 
@@ -134,6 +149,7 @@ impl ConnWatch {
 pub(crate) struct RequestGuard(Arc<ConnWatch>);
 
 impl Drop for RequestGuard {
+    /// Ends the request; when it was the last in flight, the wait for the next head starts now.
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.0.waiting_since.store(COARSE_MS.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -202,6 +218,7 @@ impl DrainSignal {
 }
 
 impl Clone for Drain {
+    /// Another handle, counted: the drain waits for it to be dropped too.
     fn clone(&self) -> Drain {
         self.inner.handles.fetch_add(1, Ordering::SeqCst);
         Drain { inner: self.inner.clone() }
@@ -209,6 +226,7 @@ impl Clone for Drain {
 }
 
 impl Drop for Drain {
+    /// Uncounts the handle; the last one to go wakes [`DrainSignal::drain`].
     fn drop(&mut self) {
         if self.inner.handles.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.inner.all_gone.notify_waiters();
@@ -347,6 +365,9 @@ where
     serve_http(tls, target, shared).await;
 }
 
+/// The HTTP/1 and HTTP/2 connection builder, its head size capped by `limits.max_header_bytes`
+/// (a bigger head is answered 431). Never below 8192: hyper panics on an HTTP/1 buffer smaller
+/// than its minimum.
 fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     let max = shared.proxy.config.limits.max_header_bytes.max(8192);
@@ -392,6 +413,8 @@ pub(crate) async fn serve_proxy(listener: TcpListener, shared: Shared, stop: wat
     accept_loop(listener, "proxy listener", stop, move |stream, peer| proxy_conn(stream, peer, shared.clone())).await
 }
 
+/// Serves one connection on the proxy listener, each request through [`proxy_request`]. HTTP/1
+/// only: what clients speak to a forward proxy, and CONNECT is taken as an HTTP/1 upgrade.
 async fn proxy_conn(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     let s2 = shared.clone();
     let switch = Arc::new(CutSwitch::default());
@@ -415,6 +438,8 @@ async fn proxy_conn(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     }
 }
 
+/// `host[:port]` as a lower-case host (IPv6 brackets removed) and a port, `default_port` when none
+/// is written; `None` when there is no host.
 fn split_authority(auth: &str, default_port: u16) -> Option<(String, u16)> {
     let a: http::uri::Authority = auth.parse().ok()?;
     let host = a.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
@@ -431,6 +456,9 @@ fn unroutable(proxy: &Proxy, req: &Request<Incoming>, host: &str, message: Strin
     proxy.refuse(f, req.method().as_str(), host, req.uri().path())
 }
 
+/// Routes a request that came to the proxy listener: CONNECT opens a tunnel ([`connect`]); an
+/// absolute-form URI names its own target; an origin-form request goes to the configured host its
+/// `Host` header names, over HTTPS (port 80 read as 443, so it matches what was recorded over TLS).
 async fn proxy_request(
     req: Request<Incoming>,
     peer: SocketAddr,
@@ -464,6 +492,9 @@ async fn proxy_request(
     shared.proxy.handle(req, Arc::new(Target::new("https", host, port)), Some(switch)).await
 }
 
+/// Answers CONNECT. A configured host gets a 200, then TLS is terminated on the tunnel (the
+/// CONNECT host standing in for a missing SNI). Any other host is refused in replay, which never
+/// reaches the network, and gets a blind byte tunnel when recording, with nothing recorded.
 async fn connect(mut req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Response<Full<Bytes>> {
     let Some((host, port)) = req.uri().authority().and_then(|a| split_authority(a.as_str(), 443)) else {
         let message = format!("CONNECT needs host:port, got `{}`", req.uri());
@@ -535,24 +566,31 @@ enum Cutting {
 /// An IO wrapper that carries out connection faults the proxy arms through a [`CutSwitch`]:
 /// otherwise it passes every byte straight through.
 struct FaultIo<T> {
+    /// The client connection.
     inner: T,
+    /// Where the proxy arms a cut for this connection.
     switch: Arc<CutSwitch>,
+    /// The cut under way, once taken from the switch; `None` passes bytes through.
     cutting: Option<Cutting>,
     /// Told when an answer is being written.
     watch: Option<Arc<ConnWatch>>,
 }
 
 impl<T> FaultIo<T> {
+    /// Wraps `inner`, passing bytes through until `switch` is armed.
     fn new(inner: T, switch: Arc<CutSwitch>, watch: Option<Arc<ConnWatch>>) -> FaultIo<T> {
         FaultIo { inner, switch, cutting: None, watch }
     }
 }
 
+/// The write error an injected cut gives hyper, which then drops the connection; `what` names the
+/// fault in the message.
 fn cut_error(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::ConnectionAborted, format!("injected fault: {what}"))
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for FaultIo<T> {
+    /// Passes reads through: faults cut only what the proxy writes.
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -563,6 +601,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for FaultIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for FaultIo<T> {
+    /// Writes `buf`, or carries out an armed cut: the first write after arming takes the plan,
+    /// then refuses (close), writes [`GARBAGE`] instead (malformed), or lets the allowed bytes
+    /// through and flushes them (reset); each ends in an error that closes the connection.
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -615,6 +656,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FaultIo<T> {
         }
     }
 
+    /// Passes straight through while no cut is armed or under way; otherwise writes only the first
+    /// non-empty buffer through [`FaultIo::poll_write`], so a cut counts its bytes exactly.
     fn poll_write_vectored(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -630,10 +673,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FaultIo<T> {
         self.poll_write(cx, first)
     }
 
+    /// As the wrapped connection.
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
 
+    /// Passed through.
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -641,6 +686,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FaultIo<T> {
         std::pin::Pin::new(&mut self.inner).poll_flush(cx)
     }
 
+    /// Passed through.
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

@@ -16,8 +16,9 @@ pub use crate::config::ShiftMode;
 /// A date-time written in text: where it is and what it says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
-    /// Byte range in the text.
+    /// Where it starts in the text (byte offset).
     start: usize,
+    /// Where it ends in the text (exclusive byte offset), after any zone.
     end: usize,
     /// Milliseconds since the epoch, as if UTC when no offset is written.
     ms: i64,
@@ -29,6 +30,7 @@ struct Stamp {
     offset_min: i64,
 }
 
+/// The `n` ASCII digits at `at` as a number; `None` when the text is shorter or any is not a digit.
 fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
     let s = b.get(at..at + n)?;
     if !s.iter().all(u8::is_ascii_digit) {
@@ -166,7 +168,10 @@ pub fn is_time_value(s: &str) -> bool {
     }
 }
 
+/// Month names as HTTP dates write them.
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+/// Weekday names as HTTP dates write them, from Thursday: the epoch's first day (1970-01-01) was
+/// a Thursday, so days since the epoch modulo 7 index this directly.
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 
 /// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, or the cookie spelling `06-Nov-1994`) in
@@ -234,6 +239,7 @@ pub struct TimeFields {
 
 /// Epoch milliseconds from 2001 to 2100: a number in this range at a time-named field is a time.
 const EPOCH_MS: std::ops::Range<f64> = 978_307_200_000.0..4_102_444_800_000.0;
+/// The same years in epoch seconds.
 const EPOCH_S: std::ops::Range<f64> = 978_307_200.0..4_102_444_800.0;
 
 /// Whether a field's name says it holds a time (`startTime`, `created_at`, `timestamp`, `endDate`).
@@ -261,6 +267,8 @@ impl TimeFieldsBuilder {
         self.walk(None, &v);
     }
 
+    /// Counts `v` under the field `key` it sits at: each string as a time or not, each number at a
+    /// time-named field by its epoch unit. An array's items count under the array's field.
     fn walk(&mut self, key: Option<&str>, v: &serde_json::Value) {
         use serde_json::Value;
         match v {
@@ -510,6 +518,8 @@ impl TimeShift {
         }
     }
 
+    /// Moves the times at the time fields of a JSON text in place; other text, and text that is
+    /// not UTF-8, stays as it is.
     fn json_bytes(&self, bytes: &mut bytes::Bytes) {
         if let Ok(text) = std::str::from_utf8(bytes) {
             if let Some(s) = shift_json(text, self.delta_ms, &self.fields) {
@@ -558,7 +568,9 @@ pub const ANALYSIS: &str = "time";
 /// Learns, over a whole cassette, where the recording starts and which fields hold times.
 #[derive(Debug, Default)]
 pub struct TimeAnalysis {
+    /// The earliest `recorded_at` seen (epoch ms): where the recording starts.
     start_ms: Option<i64>,
+    /// The time fields learnt so far.
     fields: TimeFieldsBuilder,
 }
 

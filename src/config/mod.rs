@@ -322,16 +322,23 @@ pub struct RawTimeShift {
 }
 
 impl<'de> Deserialize<'de> for RawTimeShift {
+    /// A mode string or a `{mode, fields}` map. Written by hand so that an unknown key is named in
+    /// the error; an untagged enum would only say that no variant matched.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawTimeShift, D::Error> {
+        /// Reads either spelling of `time_shift`.
         struct Visit;
         impl<'de> serde::de::Visitor<'de> for Visit {
+            /// What either spelling becomes.
             type Value = RawTimeShift;
+            /// The shapes accepted, for serde's "invalid type" message.
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a mode (off, headers, all) or a map with `mode` and `fields`")
             }
+            /// `time_shift: <mode>`: just the mode, checked later with the rest.
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawTimeShift, E> {
                 Ok(RawTimeShift { mode: Some(s.to_string()), fields: Vec::new() })
             }
+            /// `time_shift: {mode, fields}`: either key may be left out; any other is refused.
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<RawTimeShift, A::Error> {
                 let mut out = RawTimeShift::default();
                 while let Some(k) = m.next_key::<String>()? {

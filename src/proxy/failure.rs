@@ -69,6 +69,7 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The common part of the constructors: no extra body fields, the connection kept open.
     fn new(side: Side, status: StatusCode, code: &str, message: String, detail: Option<&str>) -> Failure {
         Failure {
             side,
@@ -145,6 +146,8 @@ impl Failure {
         r
     }
 
+    /// The log line, at the level its side calls for: the client's request or a miss at warn, a
+    /// host not intercepted at info, an upstream, cassette or internal failure at error.
     fn log(&self, method: &str, host: &str, path: &str) {
         match self.side {
             Side::Request => tracing::warn!(%method, %host, %path, code = %self.code, "{}", self.message),

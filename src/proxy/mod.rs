@@ -138,6 +138,8 @@ pub struct Proxy {
     pub overlays: Overlays,
     /// Where named cassettes live, for switching cassettes through the admin API.
     pub cassettes_dir: Option<std::path::PathBuf>,
+    /// The cassette's error and token answers, for overlays to answer with the platform's own
+    /// bytes; rebuilt on a cassette switch.
     recorded: Recorded,
     /// WebSocket replay: recorded frames, live sessions, pushed events.
     pub ws: Arc<crate::ws::Hub>,
@@ -149,6 +151,7 @@ pub struct Proxy {
     pub cassette_name: RwLock<String>,
     /// How each request was answered.
     pub journal: Arc<Journal>,
+    /// Every miss described, in order, for [`Proxy::missed`] and the summary.
     missed: Mutex<Vec<String>>,
     /// Woken when the state overlay may have a new deadline (a move, a session, a reset).
     state_changed: Arc<tokio::sync::Notify>,
@@ -157,6 +160,7 @@ pub struct Proxy {
 }
 
 impl std::fmt::Debug for Proxy {
+    /// The mode only: the index, overlays and journal would swamp a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy").field("mode", &self.mode).finish_non_exhaustive()
     }
@@ -184,6 +188,9 @@ impl Proxy {
         Proxy::new(mode, config, index, Some(recorder), clock, cassette_name)
     }
 
+    /// What both constructors share: the matcher with redaction, the cassette's recorded errors,
+    /// a timer on `clock`, ids from the configured seed, and a WebSocket hub without faults (until
+    /// [`Proxy::with_overlays`] replaces it).
     fn new(
         mode: Mode,
         config: Arc<Config>,
@@ -347,6 +354,7 @@ impl Proxy {
         }
     }
 
+    /// Journals how one request was answered.
     fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
         self.journal.note(method, host, path, status, answered_by, detail)
     }
@@ -436,6 +444,10 @@ impl Proxy {
         });
     }
 
+    /// The dispatch of one request: an upgrade goes to the WebSocket path; otherwise the body is
+    /// read (within the limits), the overlays run in order (at the virtual now, or the time the
+    /// `x-callvcr-clock` header pins) and may answer, wait, delay, hold or cut the connection;
+    /// what they let through is looked up in the cassette, then recorded or explained as a miss.
     async fn handle_request(
         self: &Arc<Self>,
         mut req: Request<Incoming>,

@@ -7,7 +7,9 @@ use super::*;
 /// goes to, and what recording tracks per client so replay can keep causes before effects (a long
 /// poll or a WebSocket event answered after the request that caused it).
 pub struct Recorder {
+    /// The cassette being written.
     store: Arc<Store>,
+    /// The client to the real platform.
     upstream: Upstream,
     /// Record only what the cassette does not answer (`record --missing`).
     pub(super) missing_only: bool,
@@ -56,6 +58,7 @@ impl Recorder {
         self.store.allocate_seq()
     }
 
+    /// The last REST exchange `client` started (sequence, monotonic ms); the empty key is anyone's.
     fn last_rest(&self, client: &str) -> Option<(u64, u64)> {
         self.recent_rest.lock().unwrap_or_else(|e| e.into_inner()).get(client).copied()
     }
@@ -275,10 +278,15 @@ impl Proxy {
 /// An upstream answer about to be stored: its sequence, status, headers, body and how long the
 /// upstream took.
 pub(super) struct Stored<'a> {
+    /// The exchange's sequence number, taken before it was forwarded.
     pub(super) seq: u64,
+    /// HTTP status.
     pub(super) status: u16,
+    /// Response headers (redacted when stored).
     pub(super) headers: &'a HeaderMap,
+    /// The body as received (still encoded; decoded for storage).
     pub(super) body: Bytes,
+    /// How long the upstream took, from sending the request to reading the whole answer.
     pub(super) duration_ms: u64,
 }
 
@@ -287,12 +295,16 @@ pub(super) struct Stored<'a> {
 pub(super) struct FrameSink(pub(super) Arc<Proxy>);
 
 impl FrameSink {
+    /// The proxy's recorder: always there on the record path; were it not, frames would be
+    /// dropped rather than the session panicking.
     fn recorder(&self) -> Option<&Recorder> {
         self.0.recorder.as_ref()
     }
 }
 
 impl crate::ws::RecordSink for FrameSink {
+    /// Redacts a text frame as JSON, appends it off the async threads and counts it; the future
+    /// resolves once it is written, so the frame is relayed only after it is stored.
     fn store(&self, mut frame: crate::cassette::Frame) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
         let store = self.recorder().map(|r| r.store.clone());
         if frame.kind == crate::cassette::FrameKind::Text {
@@ -311,6 +323,7 @@ impl crate::ws::RecordSink for FrameSink {
         })
     }
 
+    /// The recorder's last REST exchange by `client`: the cause a server frame may name.
     fn last_rest(&self, client: &str) -> Option<(u64, u64)> {
         self.recorder()?.last_rest(client)
     }

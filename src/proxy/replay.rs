@@ -183,6 +183,9 @@ impl Proxy {
         )
     }
 
+    /// A replay miss, explained: counted, logged and journaled (with `mark`, an injected fault
+    /// that shaped it), and answered 404 with the closest three recordings and what differs, in
+    /// the platform's error shape so an SDK reads it as an API error.
     pub(super) fn miss(
         &self,
         live: &RecordedRequest,
@@ -345,10 +348,15 @@ pub(super) enum Lookup {
 /// What `handle` already worked out about a request, passed on rather than worked out again.
 #[derive(Clone, Copy)]
 pub(super) struct Seen<'a> {
+    /// The request method.
     pub(super) method: &'a str,
+    /// The request path.
     pub(super) path: &'a str,
+    /// The query string, without `?`.
     pub(super) query: Option<&'a str>,
+    /// The target's authority (`host` or `host:port`), as the cassette records hosts.
     pub(super) host: &'a str,
+    /// Whether the host is one callvcr intercepts (only those are recorded and looked up).
     pub(super) configured: bool,
 }
 
@@ -395,6 +403,8 @@ pub fn replay_response(rec: &RecordedResponse) -> Response<ProxyBody> {
     serve_prepared(&crate::cassette::index::prepare(rec))
 }
 
+/// The response for a prepared recording: status and headers cloned, the body's bytes shared;
+/// decoding and re-encoding were done when it was prepared, not per hit.
 pub(super) fn serve_prepared(p: &Prepared) -> Response<ProxyBody> {
     let mut r = Response::new(Full::new(p.body.clone()));
     *r.status_mut() = p.status;
@@ -405,14 +415,17 @@ pub(super) fn serve_prepared(p: &Prepared) -> Response<ProxyBody> {
 /// The time analysis kept in a replay file (beside the overlays' own): the recording's start and
 /// its time fields, so a replay need not read the whole cassette to shift it.
 impl crate::cassette::replayfile::Analysis for TimeAnalysis {
+    /// The key it is kept under: [`crate::cassette::timeshift::ANALYSIS`].
     fn name(&self) -> &'static str {
         crate::cassette::timeshift::ANALYSIS
     }
 
+    /// Sees one exchange: its recorded time and its JSON answer's fields.
     fn observe(&mut self, e: &Exchange) {
         TimeAnalysis::observe(self, e)
     }
 
+    /// The recording's start and its time fields, as [`TimeAnalysis::read`] reads them back.
     fn finish(self: Box<Self>) -> serde_json::Value {
         TimeAnalysis::finish(*self)
     }

@@ -17,6 +17,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// Headers as the cassette keeps them: (name, value) text pairs in order, a value that is not
+/// UTF-8 read lossily.
 pub(super) fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
     h.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
 }
@@ -51,12 +53,14 @@ pub fn json_response(status: StatusCode, marker: (&'static str, &str), body: ser
     r
 }
 
-/// The body as stored: decoded when the encoding is one we can decode, else as received.
-/// A response body as sent, decoded from its `Content-Encoding`.
+/// A response body as sent, decoded from its `Content-Encoding` (as received when callvcr cannot
+/// decode that encoding).
 pub fn decoded_body(headers: &HeaderMap, bytes: Bytes) -> Bytes {
     stored_body(headers, bytes).bytes
 }
 
+/// The body as stored: decoded when the encoding is one we can decode, else as received. The
+/// encoding it was decoded from is kept, so replay sends it encoded again.
 pub(super) fn stored_body(headers: &HeaderMap, bytes: Bytes) -> Body {
     let enc = headers
         .get(http::header::CONTENT_ENCODING)
@@ -86,7 +90,9 @@ pub enum CutPlan {
 /// when a fault says to cut that connection.
 #[derive(Debug, Default)]
 pub struct CutSwitch {
+    /// Whether a plan is set: read on every write, so the lock is taken only once armed.
     armed: std::sync::atomic::AtomicBool,
+    /// The plan, until the connection's IO wrapper takes it.
     plan: Mutex<Option<CutPlan>>,
 }
 
@@ -125,6 +131,7 @@ pub const CLOCK_HEADER: &str = "x-callvcr-clock";
 /// The SDK a request announces (see [`crate::platform::SDK_HEADER`]), for the index's
 /// per-version recordings.
 pub(super) fn sdk_of(headers: &HeaderMap) -> Option<&str> {
+    /// Built at compile time, so a lookup does not parse the name per request.
     const SDK: http::HeaderName = http::HeaderName::from_static(crate::platform::SDK_HEADER);
     headers.get(SDK).or_else(|| headers.get(http::header::USER_AGENT)).and_then(|v| v.to_str().ok())
 }

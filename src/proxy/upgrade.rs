@@ -3,6 +3,11 @@
 use super::*;
 
 impl Proxy {
+    /// Answers an upgrade request (a WebSocket handshake). The recording is looked up by URL, else
+    /// by URL template: a recorded refusal (401, 404...) is served as it is, and in replay a
+    /// recorded session plays (no recording is a miss). Otherwise recording forwards the
+    /// handshake without compression and stores it and then every frame; a host not configured is
+    /// tunnelled byte for byte, unrecorded.
     pub(super) async fn handle_upgrade(
         self: Arc<Self>,
         parts: http::request::Parts,
