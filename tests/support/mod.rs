@@ -410,7 +410,7 @@ async fn stand_in_route(
         }
         "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e" => {
             // As the platform does: the call and each participant carry their times (UTC, ms).
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+            let now = callvcr::clock::Clock::system().now_ms();
             let at = |ago_ms: i64| callvcr::clock::rfc3339_ms(now - ago_ms);
             json(
                 200,
