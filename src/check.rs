@@ -534,6 +534,28 @@ fn json_diff(want: &Value, have: &Value, at: &str, out: &mut Vec<String>) {
     }
     match (want, have) {
         (Value::String(w), Value::String(_)) if w == crate::cassette::redact::MARKER => {}
+        (Value::String(w), Value::String(h)) if w.ends_with(&format!(".{}", crate::cassette::redact::MARKER)) => {
+            // A recorded JWT kept without its signature: the minted one must carry its claims
+            // (times and token id are minted fresh).
+            let (Some(wc), hc) = (crate::cassette::redact::jwt_claims(w), crate::cassette::redact::jwt_claims(h))
+            else {
+                return;
+            };
+            let Some(hc) = hc else {
+                out.push(format!("body {at}: recorded a JWT, replayed {}", short(have)));
+                return;
+            };
+            let fresh = |k: &str| matches!(k, "iat" | "exp" | "nbf" | "auth_time" | "jti");
+            for (k, wv) in wc.iter().filter(|(k, _)| !fresh(k)) {
+                if hc.get(k) != Some(wv) {
+                    let got = hc.get(k).map(short).unwrap_or_else(|| "none".into());
+                    out.push(format!("body {at} claim {k}: recorded {}, minted {got}", short(wv)));
+                }
+            }
+            for k in hc.keys().filter(|k| !fresh(k) && !wc.contains_key(*k)) {
+                out.push(format!("body {at} claim {k}: not recorded, minted {}", short(&hc[k])));
+            }
+        }
         (Value::Object(w), Value::Object(h)) => {
             for (k, wv) in w {
                 match h.get(k) {
@@ -599,5 +621,29 @@ mod tests {
             "http://localhost/cb?code=%5BREDACTED%5D&state=s1",
             "http://localhost/cb?code=r80&state=s2"
         ));
+    }
+
+    #[test]
+    fn a_minted_token_is_checked_by_its_claims() {
+        use base64::Engine;
+        let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let head = b64(json!({"alg": "RS256"}));
+        let recorded = format!("{head}.{}.[REDACTED]", b64(json!({"tenantId": "t-1", "iat": 1, "jti": "a"})));
+        let same = format!("{head}.{}.sig", b64(json!({"tenantId": "t-1", "iat": 99, "jti": "b"})));
+        let other = format!("{head}.{}.sig", b64(json!({"tenantId": "t-2", "iat": 99, "extra": 1})));
+        let diff = |have: &str| {
+            let mut out = Vec::new();
+            json_diff(&json!({"id_token": recorded}), &json!({"id_token": have}), "$", &mut out);
+            out
+        };
+        assert!(diff(&same).is_empty(), "{:?}", diff(&same));
+        assert_eq!(
+            diff(&other),
+            [
+                "body $.id_token claim tenantId: recorded \"t-1\", minted \"t-2\"",
+                "body $.id_token claim extra: not recorded, minted 1"
+            ]
+        );
+        assert_eq!(diff("opaque"), ["body $.id_token: recorded a JWT, replayed \"opaque\""]);
     }
 }

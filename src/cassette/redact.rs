@@ -27,6 +27,38 @@ pub struct Redactor {
     pii: Option<(regex::Regex, regex::Regex)>,
     /// What a redacted value becomes.
     replacement: String,
+    /// Claims dropped from a stored JWT (lower-case): `redact.jwt_claims`, and the personal ones
+    /// when `redact.pii` is on.
+    jwt_claims: HashSet<String>,
+}
+
+/// Personal claims a stored JWT loses when `redact.pii` is on.
+const PII_CLAIMS: &[&str] = &["email", "name", "given_name", "family_name", "preferred_username", "phone_number"];
+
+/// The parts of a JWT (`header.claims.signature`, base64url, a header naming its `alg`), if `s` is one.
+fn jwt_parts(s: &str) -> Option<(&str, &str, &str)> {
+    use base64::Engine;
+    let mut it = s.split('.');
+    let (h, c, sig) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || h.len() < 10 || c.is_empty() {
+        return None;
+    }
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header: Value = serde_json::from_slice(&b64.decode(h.trim_end_matches('=')).ok()?).ok()?;
+    header.get("alg")?;
+    Some((h, c, sig))
+}
+
+/// The claims of a JWT, as stored or live (the signature is not checked: this reads what a
+/// recording shows, never trusts a token).
+pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
+    use base64::Engine;
+    let (_, c, _) = jwt_parts(token)?;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    match serde_json::from_slice(&b64.decode(c.trim_end_matches('=')).ok()?).ok()? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
 }
 
 impl Redactor {
@@ -42,9 +74,39 @@ impl Redactor {
             headers: cfg.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
             fields: cfg.fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
             query_fields: cfg.query_fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
+            jwt_claims: cfg
+                .jwt_claims
+                .iter()
+                .map(|c| c.to_ascii_lowercase())
+                .chain(cfg.pii.then_some(PII_CLAIMS).into_iter().flatten().map(|c| c.to_string()))
+                .collect(),
             pii,
             replacement: cfg.replacement.clone(),
         }
+    }
+
+    /// A JWT kept as what it says, no longer as a credential: its header and claims (less those
+    /// `jwt_claims` drops), its signature replaced by the marker. `None` when `s` is no JWT.
+    pub fn jwt(&self, s: &str) -> Option<String> {
+        use base64::Engine;
+        let (h, c, sig) = jwt_parts(s)?;
+        if sig == self.replacement {
+            return Some(s.to_string());
+        }
+        let claims = if self.jwt_claims.is_empty() {
+            c.to_string()
+        } else {
+            let mut m = jwt_claims(s)?;
+            m.retain(|k, _| !self.jwt_claims.contains(&k.to_ascii_lowercase()));
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&Value::Object(m)).ok()?)
+        };
+        Some(format!("{h}.{claims}.{}", self.replacement))
+    }
+
+    /// Whether a stored value still holds a secret: not the marker, and not a JWT whose signature
+    /// the marker replaced.
+    fn is_live_secret(&self, v: &str) -> bool {
+        !v.is_empty() && v != self.replacement && jwt_parts(v).is_none_or(|(_, _, sig)| sig != self.replacement)
     }
 
     /// The policy as text, the same for the same settings (sets sorted).
@@ -61,7 +123,13 @@ impl Redactor {
             sorted(&self.query_fields),
             self.pii.is_some(),
             self.replacement
-        )
+        ) + &if self.jwt_claims.is_empty() {
+            String::new()
+        } else {
+            let mut v: Vec<&str> = self.jwt_claims.iter().map(String::as_str).collect();
+            v.sort_unstable();
+            format!(";jwt_claims={}", v.join(","))
+        }
     }
 
     /// The text that replaces a secret.
@@ -178,7 +246,7 @@ impl Redactor {
     /// For auditing cassettes made elsewhere (HAR, hand-edited JSON Lines) or with other settings.
     pub fn sensitive_values(&self, c: &super::model::Cassette) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
-        let live = |v: &str| !v.is_empty() && v != self.replacement;
+        let live = |v: &str| self.is_live_secret(v);
         let json_walk = |at: &str, v: &Value, out: &mut Vec<(String, String, String)>| {
             /// Collects string values under secret field names, at any depth.
             fn walk(r: &Redactor, at: &str, v: &Value, out: &mut Vec<(String, String, String)>) {
@@ -186,7 +254,7 @@ impl Redactor {
                     Value::Object(m) => {
                         for (k, val) in m {
                             match val.as_str() {
-                                Some(s) if r.is_field(k) && !s.is_empty() && s != r.replacement => {
+                                Some(s) if r.is_field(k) && r.is_live_secret(s) => {
                                     out.push((at.to_string(), k.clone(), s.to_string()))
                                 }
                                 _ => walk(r, at, val, out),
@@ -241,22 +309,30 @@ impl Redactor {
 
     /// Redacts a JSON value in place; returns whether anything changed.
     pub fn json(&self, v: &mut Value) -> bool {
+        self.json_with(v, false)
+    }
+
+    /// Redacts a JSON value in place; a secret that is a JWT keeps its claims when `keep_claims`
+    /// (what is stored), else becomes the marker (what is matched, so keys never depend on a token).
+    fn json_with(&self, v: &mut Value, keep_claims: bool) -> bool {
         match v {
             Value::Object(map) => {
                 let mut changed = false;
                 for (k, val) in map.iter_mut() {
                     if self.is_field(k) {
-                        if !val.is_null() && val.as_str() != Some(self.replacement.as_str()) {
-                            *val = Value::String(self.replacement.clone());
+                        let kept = val.as_str().filter(|_| keep_claims).and_then(|s| self.jwt(s));
+                        let to = kept.unwrap_or_else(|| self.replacement.clone());
+                        if !val.is_null() && val.as_str() != Some(to.as_str()) {
+                            *val = Value::String(to);
                             changed = true;
                         }
                     } else {
-                        changed |= self.json(val);
+                        changed |= self.json_with(val, keep_claims);
                     }
                 }
                 changed
             }
-            Value::Array(items) => items.iter_mut().fold(false, |c, i| self.json(i) | c),
+            Value::Array(items) => items.iter_mut().fold(false, |c, i| self.json_with(i, keep_claims) | c),
             Value::String(s) if self.pii.is_some() => {
                 if let Cow::Owned(r) = self.pii_text(s) {
                     *s = r;
@@ -271,6 +347,17 @@ impl Redactor {
 
     /// Redacts a body given its content type. Returns the input unchanged when nothing was redacted.
     pub fn body<'a>(&self, content_type: Option<&str>, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        self.body_with(content_type, bytes, false)
+    }
+
+    /// Redacts a body as it is stored: like [`Redactor::body`], except that a JWT among the
+    /// secrets keeps its header and claims (signature replaced), so replay can mint tokens that
+    /// say what the platform's said.
+    pub fn stored_body<'a>(&self, content_type: Option<&str>, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        self.body_with(content_type, bytes, true)
+    }
+
+    fn body_with<'a>(&self, content_type: Option<&str>, bytes: &'a [u8], keep_claims: bool) -> Cow<'a, [u8]> {
         let ct = content_type.unwrap_or("").to_ascii_lowercase();
         if ct.contains("x-www-form-urlencoded") {
             if let Ok(s) = std::str::from_utf8(bytes) {
@@ -285,7 +372,7 @@ impl Redactor {
             ct.contains("json") || matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
         if looks_json {
             if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
-                if self.json(&mut v) {
+                if self.json_with(&mut v, keep_claims) {
                     return Cow::Owned(serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec()));
                 }
                 return Cow::Borrowed(bytes);
@@ -362,5 +449,44 @@ mod tests {
         let out = r.body(Some("application/json"), br#"{"email":"jo@example.com","phone":"+1 317 555 0100"}"#);
         let s = std::str::from_utf8(&out).unwrap();
         assert!(!s.contains("example.com") && !s.contains("555"), "{s}");
+    }
+
+    fn b64(v: &Value) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    }
+
+    #[test]
+    fn a_stored_jwt_keeps_its_claims_and_loses_its_signature() {
+        let claims = serde_json::json!({"tenantId": "t-1", "icBUId": 4123456, "email": "jo@example.com", "iat": 1});
+        let token = format!("{}.{}.c2lnbmF0dXJl", b64(&serde_json::json!({"alg": "RS256", "kid": "k"})), b64(&claims));
+        let body = serde_json::json!({"access_token": token, "token_type": "bearer"}).to_string();
+        let r = r();
+        let stored: Value = serde_json::from_slice(&r.stored_body(Some("application/json"), body.as_bytes())).unwrap();
+        let kept = stored["access_token"].as_str().unwrap();
+        assert!(kept.ends_with(".[REDACTED]") && !kept.contains("c2lnbmF0dXJl"), "{kept}");
+        assert_eq!(Value::Object(jwt_claims(kept).unwrap()), claims);
+        // What is matched never depends on a token: the marker, whole.
+        let matched: Value = serde_json::from_slice(&r.body(Some("application/json"), body.as_bytes())).unwrap();
+        assert_eq!(matched["access_token"], "[REDACTED]");
+        // An opaque token is no JWT: replaced whole.
+        let opaque = br#"{"access_token":"aGVsbG8gd29ybGQ"}"#;
+        let s: Value = serde_json::from_slice(&r.stored_body(Some("application/json"), opaque)).unwrap();
+        assert_eq!(s["access_token"], "[REDACTED]");
+
+        // `jwt_claims` and `pii` drop claims.
+        let cfg = RedactConfig { pii: true, jwt_claims: vec!["icBUId".into()], ..RedactConfig::default() };
+        let r2 = Redactor::new(&cfg);
+        let c = jwt_claims(&r2.jwt(&token).unwrap()).unwrap();
+        assert_eq!(Value::Object(c), serde_json::json!({"tenantId": "t-1", "iat": 1}));
+
+        // The audit knows a signature-less JWT is no secret, and flags one whose signature survived.
+        let ex = |body: &str| crate::cassette::model::test_exchange(1, "POST", "/oauth/token", None, "", 200, body);
+        let cassette = |b: &str| crate::cassette::Cassette { exchanges: vec![ex(b)], frames: vec![] };
+        let clean = serde_json::json!({"access_token": kept}).to_string();
+        assert!(r.sensitive_values(&cassette(&clean)).is_empty());
+        let found = r.sensitive_values(&cassette(&body));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, "access_token");
     }
 }

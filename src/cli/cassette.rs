@@ -387,6 +387,7 @@ pub(super) async fn run(c: CassetteCmd) -> i32 {
                 fields: vec![],
                 query_fields: vec![],
                 pii: false,
+                jwt_claims: vec![],
                 replacement: cfg.redact.replacement.clone(),
             });
             let c = match load_any(&name, &cassettes, if name.ends_with(".har") { &keep_all } else { &red }) {

@@ -507,8 +507,13 @@ pub struct RedactConfig {
     /// Field names replaced in query strings, form bodies and redirect URLs only: an OAuth `code`
     /// is a secret there, while a JSON `code` is an error code.
     pub query_fields: Vec<String>,
-    /// Also replace phone numbers and e-mail addresses in bodies.
+    /// Also replace phone numbers and e-mail addresses in bodies (and drop the personal claims
+    /// of a stored JWT: `email`, `name`, `given_name`, `family_name`, `preferred_username`,
+    /// `phone_number`).
     pub pii: bool,
+    /// Claims dropped from a stored JWT besides its signature (its other claims are kept, since
+    /// SDKs read them: tenant, user, business unit, scopes, issuer, audience).
+    pub jwt_claims: Vec<String>,
     /// The text that replaces a secret.
     pub replacement: String,
 }
@@ -532,6 +537,7 @@ impl Default for RedactConfig {
             .to_vec(),
             query_fields: vec!["code".into()],
             pii: false,
+            jwt_claims: Vec::new(),
             replacement: REDACTED.into(),
         }
     }

@@ -226,7 +226,7 @@ impl Proxy {
         red.headers(&mut rheaders);
         let mut rbody = stored_body(resp_headers, rbytes);
         let rct = resp_headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        rbody.bytes = Bytes::from(red.body(rct, &rbody.bytes).into_owned());
+        rbody.bytes = Bytes::from(red.stored_body(rct, &rbody.bytes).into_owned());
         // A long poll answered after another request by the same client started: that request
         // caused its events, so replay answers the poll once that one was replayed.
         let after = if crate::platform::is_long_poll(&req.path) && status == 200 {

@@ -219,6 +219,24 @@ struct AgentQueue {
 
 type AgentEvents = Arc<AgentQueue>;
 
+/// The tenant the stand-in's NICE tokens belong to.
+pub const NICE_TENANT: &str = "11eb7bd6-1c2e-4a80-9b7e-0242ac110002";
+
+/// The claims the stand-in's NICE tokens carry, as the platform's do: tenant, user, agent,
+/// business unit, issuer, audience, times.
+pub fn nice_claims() -> serde_json::Value {
+    serde_json::json!({"iss": "https://cxone.niceincontact.com", "aud": "CXone", "sub": "user:11eb-user",
+        "tenantId": NICE_TENANT, "agentId": 4242, "icBUId": 4600123, "icClusterId": "B32",
+        "iat": 1764500000, "exp": 1764503600, "jti": "stand-in-jti"})
+}
+
+/// A JWT with `claims` and a stand-in signature (the sandbox's own secret, never to reach a cassette).
+pub fn nice_jwt(claims: &serde_json::Value, signature: &str) -> String {
+    use base64::Engine;
+    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.{signature}", b64(&serde_json::json!({"alg": "RS256", "kid": "stand-in"})), b64(claims))
+}
+
 /// The NICE long-poll path on the stand-in.
 pub const NICE_POLL: &str = "/incontactapi/services/v27.0/agent-sessions/s-1/get-next-event";
 /// The NICE request that changes the agent's state (and so produces an event).
@@ -463,11 +481,11 @@ async fn stand_in_route(
                 json(
                     200,
                     serde_json::json!({
-                        "access_token": "eyJhbGciOiJSUzI1NiJ9.eyJ0ZW5hbnRJZCI6InQifQ.SECRETSIGNATURE",
+                        "access_token": nice_jwt(&nice_claims(), "SECRETSIGNATURE"),
                         "token_type": "Bearer",
                         "expires_in": 3600,
                         "refresh_token": "SECRET-NICE-REFRESH",
-                        "id_token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.SECRETIDSIGNATURE",
+                        "id_token": nice_jwt(&nice_claims(), "SECRETIDSIGNATURE"),
                         "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"
                     }),
                 )
@@ -476,6 +494,18 @@ async fn stand_in_route(
                     401,
                     serde_json::json!({"error": "invalid_grant", "error_description": "Invalid access key or secret"}),
                 )
+            }
+        }
+        "/.well-known/cxone-configuration" => {
+            // NICE CXone tells an SDK its tenant's hosts by the tenant id its token carries.
+            if req_query.as_deref() == Some(&format!("tenantId={NICE_TENANT}")) {
+                json(
+                    200,
+                    serde_json::json!({"tenantId": NICE_TENANT, "area": "na1", "cluster": "B32",
+                                       "apiEndpoint": "https://api-na1.niceincontact.com"}),
+                )
+            } else {
+                json(404, serde_json::json!({"error": "tenant not found"}))
             }
         }
         "/oauth/token" => {

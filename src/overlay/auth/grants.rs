@@ -65,7 +65,8 @@ impl Auth {
                 serde_json::from_slice::<Value>(&sh.body).ok().is_some_and(|v| v.get("refresh_token").is_some());
             let grant = if grant.is_empty() { "client_credentials" } else { grant };
             let mut st = self.state();
-            let issued = self.issue(&mut st, &who, platform, call.host, grant, with_refresh, ctx.now_ms, ttl);
+            let issued =
+                self.issue(&mut st, &who, platform, call.host, grant, with_refresh, ctx.now_ms, ttl, Some(ev.recorded));
             drop(st);
             ctx.took_recording = fresh;
             return match issued {
@@ -138,6 +139,7 @@ impl Auth {
                     platform == Platform::Nice,
                     now,
                     ttl,
+                    Some(recorded),
                 ))
             }
             "password" if platform == Platform::Nice => {
@@ -159,7 +161,7 @@ impl Auth {
                     _ => return err(401, "invalid_grant", "invalid access key", "invalid-access-key"),
                 }
                 let mut st = self.state();
-                answer(self.issue(&mut st, &key_id, platform, call.host, &grant, true, now, ttl))
+                answer(self.issue(&mut st, &key_id, platform, call.host, &grant, true, now, ttl, Some(recorded)))
             }
             "authorization_code" => {
                 self.code_grant(call, params, &client_id, secret.as_deref(), basic.is_some(), ctx, recorded, ttl)
@@ -176,7 +178,9 @@ impl Auth {
                     .filter(|t| t.kind == Kind::Access && !t.revoked && t.expires_ms > now)
                     .map(|t| t.client_id.to_string());
                 match owner {
-                    Some(c) => answer(self.issue(&mut st, &c, platform, call.host, &grant, true, now, ttl)),
+                    Some(c) => {
+                        answer(self.issue(&mut st, &c, platform, call.host, &grant, true, now, ttl, Some(recorded)))
+                    }
                     None => err(400, "invalid_grant", "subject_token is invalid or expired", "invalid-grant"),
                 }
             }
@@ -263,7 +267,8 @@ impl Auth {
             }
             (None, None) => {}
         }
-        match self.issue(&mut st, client_id, platform, call.host, "authorization_code", true, now, ttl) {
+        match self.issue(&mut st, client_id, platform, call.host, "authorization_code", true, now, ttl, Some(recorded))
+        {
             Ok(i) => Decision::Answer(i.answer()),
             Err(a) => Decision::Answer(a),
         }
@@ -325,10 +330,11 @@ impl Auth {
         if let Some(t) = st.tokens.get_mut(presented.as_str()) {
             t.revoked = true;
         }
-        let mut answer = match self.issue(&mut st, &client, platform, call.host, "refresh_token", true, now, ttl) {
-            Ok(i) => i.answer(),
-            Err(a) => return Decision::Answer(a),
-        };
+        let mut answer =
+            match self.issue(&mut st, &client, platform, call.host, "refresh_token", true, now, ttl, Some(recorded)) {
+                Ok(i) => i.answer(),
+                Err(a) => return Decision::Answer(a),
+            };
         if self.cfg.refresh_delay_ms > 0 {
             let until = now + self.cfg.refresh_delay_ms as i64;
             st.refreshing.insert(client, until);
@@ -380,7 +386,8 @@ impl Auth {
             }
             "token" if platform == Platform::Genesys => {
                 let mut st = self.state();
-                let i = match self.issue(&mut st, &client_id, platform, call.host, "implicit", false, ctx.now_ms, None)
+                let i = match self
+                    .issue(&mut st, &client_id, platform, call.host, "implicit", false, ctx.now_ms, None, None)
                 {
                     Ok(i) => i,
                     Err(a) => return Decision::Answer(a),

@@ -287,6 +287,7 @@ impl Auth {
         with_refresh: bool,
         now_ms: i64,
         recorded_ttl_s: Option<i64>,
+        recorded: Option<&Recorded>,
     ) -> Result<Issue, Answer> {
         let ttl = self.ttl_ms(platform, recorded_ttl_s);
         let refresh_ttl = 1000 * self.cfg.refresh_ttl_s as i64;
@@ -315,9 +316,31 @@ impl Auth {
                     )
                 })
             };
-            let mut claims = who.claims(&iss, iat, exp);
-            claims["jti"] = Value::String(self.ids.uuid());
-            claims["grant"] = Value::String(grant.into());
+            // The claims the platform put in this client's or user's tokens, when the recording
+            // shows them (tenant, user, business unit, issuer, audience), on the virtual clock.
+            let learned = recorded.and_then(|r| recorded_claims(r, issuer_host, client_id));
+            let fresh = |mut c: serde_json::Map<String, Value>| {
+                c.insert("iat".into(), iat.into());
+                c.insert("exp".into(), exp.into());
+                for k in ["nbf", "auth_time"] {
+                    if c.contains_key(k) {
+                        c.insert(k.into(), iat.into());
+                    }
+                }
+                if c.contains_key("jti") {
+                    c.insert("jti".into(), Value::String(self.ids.uuid()));
+                }
+                Value::Object(c)
+            };
+            let claims = match &learned {
+                Some(l) => fresh(l.access.clone()),
+                None => {
+                    let mut c = who.claims(&iss, iat, exp);
+                    c["jti"] = Value::String(self.ids.uuid());
+                    c["grant"] = Value::String(grant.into());
+                    c
+                }
+            };
             let access = sign(&claims)?;
             let refresh = if with_refresh {
                 Some(sign(&json!({
@@ -331,7 +354,10 @@ impl Auth {
             } else {
                 None
             };
-            let id = sign(&who.claims(&iss, iat, exp))?;
+            let id = match learned.as_ref().and_then(|l| l.id.clone()) {
+                Some(c) => sign(&fresh(c))?,
+                None => sign(&who.claims(&iss, iat, exp))?,
+            };
             (access, refresh, Some(id))
         } else {
             let claims = json!({
@@ -548,6 +574,33 @@ impl Issue {
     }
 }
 
+/// The claims of the tokens the recording shows the platform issuing on `host` to `id` (a client,
+/// user or access key), read from its recorded token answer: those of its access token, and of its
+/// `id_token` when it had one.
+#[derive(Debug, Clone)]
+pub(super) struct LearnedClaims {
+    /// The access token's claims.
+    pub(super) access: serde_json::Map<String, Value>,
+    /// The `id_token`'s claims.
+    pub(super) id: Option<serde_json::Map<String, Value>>,
+}
+
+/// What the recording's token answers for `id` on `host` say their tokens carried; `None` when no
+/// recorded answer for it holds a JWT with its claims (a cassette recorded before claims were kept).
+pub(super) fn recorded_claims(recorded: &Recorded, host: &str, id: &str) -> Option<LearnedClaims> {
+    let tokens = recorded.tokens();
+    tokens
+        .iter()
+        .filter(|t| t.host == host && (200..300).contains(&t.answer.status))
+        .filter(|t| t.credentials.iter().any(|c| c.id == id))
+        .find_map(|t| {
+            let body = serde_json::from_slice::<Value>(&t.answer.body).ok()?;
+            let claims = |k: &str| body.get(k).and_then(Value::as_str).and_then(crate::cassette::redact::jwt_claims);
+            let access = claims("access_token")?;
+            Some(LearnedClaims { access, id: claims("id_token") })
+        })
+}
+
 impl Overlay for Auth {
     /// `auth`.
     fn name(&self) -> &'static str {
@@ -562,7 +615,7 @@ impl Overlay for Auth {
             Some(Route::Token) => return self.token_request(call, ctx, ev, false),
             Some(Route::AccessKey) => return self.token_request(call, ctx, ev, true),
             Some(Route::Authorize) => return self.authorize(call, ctx),
-            Some(Route::Discovery) => return self.nice_discovery(call),
+            Some(Route::Discovery) => return self.nice_discovery(call, ev),
             Some(Route::Jwks) => return self.nice_jwks(),
             None => {}
         }

@@ -4,10 +4,22 @@
 use super::*;
 
 impl Auth {
-    /// The OpenID discovery document for `call`'s host, every endpoint under that host, so the SDK keeps
-    /// talking to callvcr; RS256 and S256 only, as callvcr signs and checks.
-    pub(super) fn nice_discovery(&self, call: &Call<'_>) -> Decision {
+    /// The OpenID discovery document for `call`'s host: as recorded, its `jwks_uri` pointing at
+    /// callvcr's key set; else one of callvcr's own, every endpoint under that host so the SDK keeps
+    /// talking to callvcr, RS256 and S256 only, as callvcr signs and checks.
+    pub(super) fn nice_discovery(&self, call: &Call<'_>, ev: &Evidence<'_>) -> Decision {
         let iss = format!("https://{}", call.host);
+        // The platform's own document when the recording holds it (its issuer, endpoints and
+        // claims as the SDK saw them), with the key set moved to the one callvcr signs with.
+        let recorded = ev
+            .peek()
+            .filter(|p| p.exchange.response.status == 200)
+            .and_then(|p| serde_json::from_slice::<Value>(&p.exchange.response.body.bytes).ok())
+            .filter(Value::is_object);
+        if let Some(mut doc) = recorded {
+            doc["jwks_uri"] = Value::String(format!("{iss}/auth/jwks"));
+            return Decision::Answer(Answer::json(200, &doc, "discovery:recorded"));
+        }
         Decision::Answer(Answer::json(
             200,
             &json!({
