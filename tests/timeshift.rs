@@ -42,9 +42,7 @@ fn cassette(dir: &std::path::Path) {
 
 fn start(dir: &std::path::Path, extra: &[&str]) -> Callvcr {
     cassette(dir);
-    let mut args = vec!["replay", "--cassette", "t.jsonl", "--clock-frozen", "--clock-start", "2026-12-02T15:22:38Z"];
-    args.extend_from_slice(extra);
-    Callvcr::start(dir, &args)
+    replay_frozen_at(dir, "t.jsonl", "2026-12-02T15:22:38Z", extra)
 }
 
 async fn get(cv: &Callvcr, path: &str) -> Resp {
@@ -133,19 +131,7 @@ async fn a_recorded_start_and_an_overlay_stamp_share_one_timeline() {
         lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")
     );
     std::fs::write(dir.join("t.jsonl"), text).unwrap();
-    let cv = Callvcr::start(
-        &dir,
-        &[
-            "replay",
-            "--cassette",
-            "t.jsonl",
-            "--clock-frozen",
-            "--clock-start",
-            "2026-12-02T15:22:38Z",
-            "--no-overlay",
-            "auth",
-        ],
-    );
+    let cv = replay_frozen_at(&dir, "t.jsonl", "2026-12-02T15:22:38Z", &["--no-overlay", "auth"]);
     let mut c = h1_tls(&cv, API).await;
     let h = [("host", API), ("content-type", "application/json")];
     assert_eq!(c.send("GET", path, &h, "").await.status, 200);

@@ -764,19 +764,7 @@ async fn replayed_events_carry_shifted_times() {
         json!({"frame": {"session": 1, "n": 0, "dir": "server", "at_ms": 10, "kind": "text", "data": {"text": event}}});
     std::fs::write(dir.join("t.jsonl"), format!("{{\"format\":\"callvcr-cassette\",\"version\":1}}\n{hs}\n{frame}\n"))
         .unwrap();
-    let cv = Callvcr::start(
-        &dir,
-        &[
-            "replay",
-            "--cassette",
-            "t.jsonl",
-            "--clock-frozen",
-            "--clock-start",
-            "2026-12-02T15:22:38Z",
-            "--ws-speed",
-            "instant",
-        ],
-    );
+    let cv = replay_frozen_at(&dir, "t.jsonl", "2026-12-02T15:22:38Z", &["--ws-speed", "instant"]);
     let mut ws = ws_connect(&cv, host, "/channels/ch-t").await.expect("replayed handshake");
     let e = next_event(&mut ws, LONG).await.expect("the recorded event");
     assert_eq!(e["eventBody"]["eventTime"], "2026-12-02T15:22:39.500Z", "{e}");

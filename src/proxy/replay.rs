@@ -148,7 +148,7 @@ impl Proxy {
         if self.config.time_shift != crate::config::ShiftMode::Off {
             // `Date` is when the answer is given, on the virtual clock.
             let now = if ctx.now_ms != 0 { ctx.now_ms } else { self.timer.now_ms() };
-            if let Ok(v) = HeaderValue::from_str(&crate::cassette::timeshift::http_date(now, ' ')) {
+            if let Some(v) = date_header(now) {
                 r.headers_mut().insert(http::header::DATE, v);
             }
         }
@@ -410,6 +410,23 @@ pub(super) fn serve_prepared(p: &Prepared) -> Response<ProxyBody> {
     *r.status_mut() = p.status;
     *r.headers_mut() = p.headers.clone();
     r
+}
+
+/// `Date` for the second holding `now_ms`, made once per second per thread: the hit path formats
+/// no date of its own.
+fn date_header(now_ms: i64) -> Option<HeaderValue> {
+    thread_local! {
+        /// The last second formatted on this thread, and its header value.
+        static LAST: std::cell::RefCell<(i64, Option<HeaderValue>)> = const { std::cell::RefCell::new((i64::MIN, None)) };
+    }
+    let sec = now_ms.div_euclid(1000);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != sec {
+            *last = (sec, HeaderValue::from_str(&crate::cassette::timeshift::http_date(now_ms, ' ')).ok());
+        }
+        last.1.clone()
+    })
 }
 
 /// The time analysis kept in a replay file (beside the overlays' own): the recording's start and

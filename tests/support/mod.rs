@@ -920,6 +920,13 @@ pub fn record_args(stand_in: &StandIn, cassette: &str) -> Vec<String> {
     ]
 }
 
+/// callvcr replaying `cassette` (under `dir`) on a virtual clock frozen at `start`, with `extra` flags.
+pub fn replay_frozen_at(dir: &Path, cassette: &str, start: &str, extra: &[&str]) -> Callvcr {
+    let mut args = vec!["replay", "--cassette", cassette, "--clock-frozen", "--clock-start", start];
+    args.extend_from_slice(extra);
+    Callvcr::start(dir, &args)
+}
+
 /// Every file under `dir`, concatenated.
 pub fn all_bytes(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
