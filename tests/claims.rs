@@ -47,7 +47,10 @@ async fn minted_tokens_carry_the_recorded_claims_and_the_tenant_lookup_hits() {
     let (_, recorded) = parts(r.json()["id_token"].as_str().unwrap());
     let tenant = recorded["tenantId"].as_str().unwrap().to_string();
     let config = format!("/.well-known/cxone-configuration?tenantId={tenant}");
-    assert_eq!(get(&cv, &config).await.status, 200);
+    // Sent with the platform's token as a bearer: stored by its signature too.
+    let bearer = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    let mut c = h1_tls(&cv, NICE).await;
+    assert_eq!(c.send("GET", &config, &[("host", NICE), ("authorization", &bearer)], "").await.status, 200);
     assert_eq!(cv.stop().0, 0);
     si.stop();
 
@@ -57,6 +60,11 @@ async fn minted_tokens_carry_the_recorded_claims_and_the_tenant_lookup_hits() {
     assert!(!contains(&stored, b"NICE-KEY-SECRET-OK") && !contains(&stored, b"SECRET-NICE-REFRESH"));
     let (code, out, err) = run(&dir, &["cassette", "audit", "nice"]);
     assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = run(&dir, &["cassette", "export", "nice", "--out", "nice.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    let exported = std::fs::read_to_string(dir.join("nice.jsonl")).unwrap();
+    let kept_bearer = format!("{}[REDACTED]", bearer.rsplit_once('.').unwrap().0.to_string() + ".");
+    assert!(exported.contains(&kept_bearer), "the bearer's claims are kept: {exported}");
 
     // Replayed on a frozen clock: the minted token says what the platform's said.
     let start = "2026-12-02T10:00:00Z";

@@ -106,7 +106,25 @@ impl Redactor {
     /// Whether a stored value still holds a secret: not the marker, and not a JWT whose signature
     /// the marker replaced.
     fn is_live_secret(&self, v: &str) -> bool {
-        !v.is_empty() && v != self.replacement && jwt_parts(v).is_none_or(|(_, _, sig)| sig != self.replacement)
+        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
+        !v.is_empty() && v != self.replacement && jwt_parts(token).is_none_or(|(_, _, sig)| sig != self.replacement)
+    }
+
+    /// Redacts a list of headers as they are stored: like [`Redactor::headers`], except that a
+    /// bearer JWT in `Authorization` keeps its header and claims (signature replaced).
+    pub fn stored_headers(&self, headers: &mut [(String, String)]) {
+        for (k, v) in headers.iter_mut() {
+            if k.eq_ignore_ascii_case("authorization") && self.headers.contains("authorization") {
+                let kept = v.strip_prefix("Bearer ").and_then(|t| self.jwt(t)).map(|t| format!("Bearer {t}"));
+                if let Some(t) = kept {
+                    *v = t;
+                    continue;
+                }
+            }
+            if let Cow::Owned(r) = self.header(k, v) {
+                *v = r;
+            }
+        }
     }
 
     /// The policy as text, the same for the same settings (sets sorted).
@@ -488,5 +506,18 @@ mod tests {
         let found = r.sensitive_values(&cassette(&body));
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].1, "access_token");
+
+        // A bearer JWT is stored by its signature too; any other credential header whole.
+        let mut h = vec![("Authorization".to_string(), format!("Bearer {token}")), ("Cookie".into(), "s=1".into())];
+        r.stored_headers(&mut h);
+        assert_eq!(h[0].1, format!("Bearer {kept}"));
+        assert_eq!(h[1].1, "[REDACTED]");
+        let mut e = crate::cassette::model::test_exchange(1, "GET", "/x", None, "", 200, "{}");
+        e.request.headers = h;
+        let c = crate::cassette::Cassette { exchanges: vec![e], frames: vec![] };
+        assert!(r.sensitive_values(&c).is_empty(), "{:?}", r.sensitive_values(&c));
+        let mut basic = vec![("Authorization".to_string(), "Basic YTpi".to_string())];
+        r.stored_headers(&mut basic);
+        assert_eq!(basic[0].1, "[REDACTED]");
     }
 }

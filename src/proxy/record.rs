@@ -215,7 +215,7 @@ impl Proxy {
         );
         let mut req = live;
         let sdk = req.header(crate::platform::SDK_HEADER).or_else(|| req.header("user-agent")).map(String::from);
-        red.headers(&mut req.headers);
+        red.stored_headers(&mut req.headers);
         if let Some(q) = &req.query {
             req.query = Some(red.urlencoded(q).into_owned());
         }
