@@ -545,7 +545,7 @@ fn json_diff(want: &Value, have: &Value, at: &str, out: &mut Vec<String>) {
                 out.push(format!("body {at}: recorded a JWT, replayed {}", short(have)));
                 return;
             };
-            let fresh = |k: &str| matches!(k, "iat" | "exp" | "nbf" | "auth_time" | "jti");
+            let fresh = |k: &str| crate::cassette::redact::FRESH_CLAIMS.contains(&k);
             for (k, wv) in wc.iter().filter(|(k, _)| !fresh(k)) {
                 if hc.get(k) != Some(wv) {
                     let got = hc.get(k).map(short).unwrap_or_else(|| "none".into());

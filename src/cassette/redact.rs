@@ -49,6 +49,10 @@ fn jwt_parts(s: &str) -> Option<(&str, &str, &str)> {
     Some((h, c, sig))
 }
 
+/// The claims a token is minted with afresh (its times and id); every other claim is what the
+/// platform said, and a minted token must say it too.
+pub const FRESH_CLAIMS: &[&str] = &["iat", "exp", "nbf", "auth_time", "jti"];
+
 /// The claims of a JWT, as stored or live (the signature is not checked: this reads what a
 /// recording shows, never trusts a token).
 pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, Value>> {

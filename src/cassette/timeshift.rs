@@ -117,16 +117,17 @@ fn write_like(st: &Stamp, ms: i64, original: &str) -> String {
     if st.secs {
         out.push_str(&format!(":{:02}", sod % 60));
     }
+    let zone_at = st.end - zone_len(original, st);
     if st.frac > 0 {
         let f = format!("{millis:03}");
         // Digits past milliseconds were written; they are kept as written (the shift is whole ms).
-        let written = &original[st.end - zone_len(original, st) - st.frac..st.end - zone_len(original, st)];
+        let written = &original.as_bytes()[zone_at - st.frac..zone_at];
         out.push('.');
-        for k in 0..st.frac {
-            out.push(if k < 3 { f.as_bytes()[k] as char } else { written.as_bytes()[k] as char });
+        for (k, &c) in written.iter().enumerate() {
+            out.push(if k < 3 { f.as_bytes()[k] as char } else { c as char });
         }
     }
-    out.push_str(&original[st.end - zone_len(original, st)..st.end]);
+    out.push_str(&original[zone_at..st.end]);
     out
 }
 

@@ -320,15 +320,17 @@ impl Auth {
             // shows them (tenant, user, business unit, issuer, audience), on the virtual clock.
             let learned = recorded.and_then(|r| recorded_claims(r, issuer_host, client_id));
             let fresh = |mut c: serde_json::Map<String, Value>| {
-                c.insert("iat".into(), iat.into());
-                c.insert("exp".into(), exp.into());
-                for k in ["nbf", "auth_time"] {
-                    if c.contains_key(k) {
-                        c.insert(k.into(), iat.into());
+                // The recorded claims, with those minted afresh set now (`iat`/`exp` always; the
+                // others where the platform had them).
+                for &k in crate::cassette::redact::FRESH_CLAIMS {
+                    let v: Value = match k {
+                        "exp" => exp.into(),
+                        "jti" => Value::String(self.ids.uuid()),
+                        _ => iat.into(),
+                    };
+                    if matches!(k, "iat" | "exp") || c.contains_key(k) {
+                        c.insert(k.into(), v);
                     }
-                }
-                if c.contains_key("jti") {
-                    c.insert("jti".into(), Value::String(self.ids.uuid()));
                 }
                 Value::Object(c)
             };
