@@ -10,7 +10,9 @@
 //! `BENCH_ROUNDS` interleaved rounds, default 5; `BENCH_CONCS`, the
 //! keep-alive connection counts, default 1,16,64; `BENCH_CONC`, clients for the new-connection and
 //! record scenarios, default 4;
-//! `CALLVCR_BENCH_BIN` runs another callvcr binary, e.g. an older commit's, for an A/B comparison).
+//! `CALLVCR_BENCH_BIN` runs another callvcr binary instead of this build's; `CALLVCR_BENCH_BASE_BIN`
+//! runs a second callvcr binary, e.g. an older commit's, beside it in the same interleaved rounds
+//! and reports callvcr/base as well, the A/B that noise on a shared machine does not swamp).
 
 use std::net::SocketAddr;
 mod common;
@@ -67,17 +69,22 @@ fn main() {
     std::fs::write(dir.join("bench.jsonl"), format!("{{\"format\":\"callvcr-cassette\",\"version\":1}}\n{ex}\n"))
         .unwrap();
 
-    let ready = dir.join("ready.json");
     let bin = std::env::var("CALLVCR_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_callvcr").to_string());
-    let mut callvcr = Command::new(&bin)
-        .args(["replay", "--cassette", "bench.jsonl", "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
-        .args(["--admin", "127.0.0.1:0", "--ready-file", "ready.json", "--no-overlay", "rate-limit"])
-        .env("CALLVCR_LOG", "warn")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let callvcr_addr = tls_addr_when_ready(&ready);
+    let (callvcr, callvcr_addr) = start_replay(&bin, &dir);
+    // The A/B base, if asked for: its own directory holding the same cassette and CA, so both
+    // serve the same chain to the same client configuration.
+    let base = std::env::var("CALLVCR_BENCH_BASE_BIN").ok().map(|base_bin| {
+        let base_dir = dir.join("base");
+        std::fs::create_dir_all(base_dir.join("certs")).unwrap();
+        std::fs::copy(dir.join("bench.jsonl"), base_dir.join("bench.jsonl")).unwrap();
+        for f in std::fs::read_dir(dir.join("certs")).unwrap() {
+            let f = f.unwrap().path();
+            if f.is_file() {
+                std::fs::copy(&f, base_dir.join("certs").join(f.file_name().unwrap())).unwrap();
+            }
+        }
+        start_replay(&base_bin, &base_dir)
+    });
     let mut bare = Command::new(std::env::current_exe().unwrap())
         .args(["--bare-server", dir.join("certs").to_str().unwrap()])
         .stdout(Stdio::piped())
@@ -93,8 +100,12 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let cfg = common::client_config(&dir.join("certs/ca.pem"));
     // Log in once through the auth overlay; every request then carries the token it issued.
-    let token = rt.block_on(login(callvcr_addr, cfg.clone()));
-    BEARER.set(format!("Bearer {token}")).unwrap();
+    let bearer: Arc<str> = format!("Bearer {}", rt.block_on(login(callvcr_addr, cfg.clone()))).into();
+    let base_bearer: Arc<str> = match &base {
+        Some((_, addr)) => format!("Bearer {}", rt.block_on(login(*addr, cfg.clone()))).into(),
+        None => "".into(),
+    };
+    let none: Arc<str> = "".into();
     println!("replay benchmark: {secs} s per scenario, GET {PATH} ({} byte body)", body().len());
     println!("{:<34} {:>10} {:>10} {:>10} {:>12}", "scenario", "req/s", "p50 µs", "p99 µs", "CPU µs/req");
     let mut ratios = Vec::new();
@@ -109,48 +120,55 @@ fn main() {
     let mut scenarios: Vec<(String, bool, usize)> =
         concs.iter().map(|c| (format!("keep-alive, {c} conn"), false, *c)).collect();
     scenarios.push((format!("new TLS conn per request, {conc} clients"), true, conc));
+    let mut ab = Vec::new();
     for (label, new_conn, conc) in scenarios {
-        rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, warm));
-        rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, warm));
+        rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, warm, none.clone()));
+        rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, warm, bearer.clone()));
+        if let Some((_, addr)) = &base {
+            rt.block_on(load(*addr, cfg.clone(), new_conn, conc, warm, base_bearer.clone()));
+        }
         // Interleaved rounds (bare, callvcr, bare, callvcr, ...) so drift on a shared machine hits both;
         // the reported ratio is the median of the per-round ratios.
         let span = Duration::from_secs_f64(secs / rounds as f64);
         let mut per_round = Vec::new();
         let mut cpu = Vec::new();
+        let mut per_round_ab = Vec::new();
+        // One measured span against one server: the outcome and the server's CPU per request.
+        let measure = |name: &str, pid: u32, addr: SocketAddr, auth: &Arc<str>, round: usize| {
+            let t0 = cpu_us(pid);
+            let o = rt.block_on(load(addr, cfg.clone(), new_conn, conc, span, auth.clone()));
+            let cpu = (cpu_us(pid) - t0) as f64 / o.n.max(1) as f64;
+            let row = format!("{name}, {label} #{}", round + 1);
+            println!("{row:<34} {:>10.0} {:>10} {:>10} {cpu:>12.1}", o.rps, o.p50, o.p99);
+            (o, cpu)
+        };
         for round in 0..rounds {
-            let t0 = cpu_us(bare.id());
-            let b = rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, span));
-            let b_cpu = (cpu_us(bare.id()) - t0) as f64 / b.n.max(1) as f64;
-            let t0 = cpu_us(callvcr.id());
-            let c = rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, span));
-            let c_cpu = (cpu_us(callvcr.id()) - t0) as f64 / c.n.max(1) as f64;
-            println!(
-                "{:<34} {:>10.0} {:>10} {:>10} {:>12.1}",
-                format!("bare, {label} #{}", round + 1),
-                b.rps,
-                b.p50,
-                b.p99,
-                b_cpu
-            );
-            println!(
-                "{:<34} {:>10.0} {:>10} {:>10} {:>12.1}",
-                format!("callvcr, {label} #{}", round + 1),
-                c.rps,
-                c.p50,
-                c.p99,
-                c_cpu
-            );
+            let (b, b_cpu) = measure("bare", bare.id(), bare_addr, &none, round);
+            // With a base, the two callvcr runs swap places each round so neither always goes first.
+            let base_first = round % 2 == 1;
+            let run_base = |round| base.as_ref().map(|(p, addr)| measure("base", p.id(), *addr, &base_bearer, round));
+            let early = if base_first { run_base(round) } else { None };
+            let (c, c_cpu) = measure("callvcr", callvcr.id(), callvcr_addr, &bearer, round);
+            let late = if base_first { None } else { run_base(round) };
+            if let Some((a, a_cpu)) = early.or(late) {
+                per_round_ab.push((c.rps / a.rps, c.p99 as f64 / a.p99.max(1) as f64, c_cpu / a_cpu.max(0.1)));
+            }
             per_round.push((c.rps / b.rps, c.p50 as f64 / b.p50.max(1) as f64, c.p99 as f64 / b.p99.max(1) as f64));
             cpu.push((b_cpu, c_cpu));
         }
         cpu.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
         let (b_cpu, c_cpu) = cpu[cpu.len() / 2];
-        let median = |f: fn(&(f64, f64, f64)) -> f64| {
-            let mut v: Vec<f64> = per_round.iter().map(f).collect();
+        let median = |v: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| {
+            let mut v: Vec<f64> = v.iter().map(f).collect();
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
         };
-        ratios.push((label.clone(), median(|r| r.0), median(|r| r.1), median(|r| r.2), b_cpu, c_cpu));
+        if !per_round_ab.is_empty() {
+            let m = |f| median(&per_round_ab, f);
+            ab.push((label.clone(), m(|r| r.0), m(|r| r.1), m(|r| r.2)));
+        }
+        let m = |f| median(&per_round, f);
+        ratios.push((label.clone(), m(|r| r.0), m(|r| r.1), m(|r| r.2), b_cpu, c_cpu));
     }
     // Record mode: every exchange is written to sled and flushed to disk before the client gets
     // its response. Same client load, through callvcr to the bare server, against the bare server direct.
@@ -166,9 +184,10 @@ fn main() {
         .spawn()
         .unwrap();
     let rec_addr = tls_addr_when_ready(&ready_rec);
-    rt.block_on(load(rec_addr, cfg.clone(), false, conc, warm));
-    let b = rt.block_on(load(bare_addr, cfg.clone(), false, conc, Duration::from_secs_f64(secs)));
-    let r = rt.block_on(load(rec_addr, cfg.clone(), false, conc, Duration::from_secs_f64(secs)));
+    rt.block_on(load(rec_addr, cfg.clone(), false, conc, warm, bearer.clone()));
+    let full = Duration::from_secs_f64(secs);
+    let b = rt.block_on(load(bare_addr, cfg.clone(), false, conc, full, none.clone()));
+    let r = rt.block_on(load(rec_addr, cfg.clone(), false, conc, full, bearer.clone()));
     println!("{:<34} {:>10.0} {:>10} {:>10}", "bare, keep-alive (record baseline)", b.rps, b.p50, b.p99);
     println!("{:<34} {:>10.0} {:>10} {:>10}", "callvcr record, keep-alive", r.rps, r.p50, r.p99);
     let _ = Command::new("kill").arg("-INT").arg(recorder.id().to_string()).status();
@@ -199,11 +218,30 @@ fn main() {
     for (label, r, p50, p99, b_cpu, c_cpu) in &ratios {
         println!("median ratio callvcr/bare over {rounds} rounds, {label}: throughput {r:.2}x, p50 latency {p50:.2}x, p99 latency {p99:.2}x; server CPU per request {c_cpu:.1} µs vs {b_cpu:.1} µs bare");
     }
-    let _ = Command::new("kill").arg("-INT").arg(callvcr.id().to_string()).status();
-    let _ = callvcr.wait();
+    for (label, r, p99, cpu) in &ab {
+        println!("median ratio callvcr/base over {rounds} rounds, {label}: throughput {r:.2}x, p99 latency {p99:.2}x, server CPU per request {cpu:.2}x");
+    }
+    for (mut p, _) in base.into_iter().chain([(callvcr, callvcr_addr)]) {
+        let _ = Command::new("kill").arg("-INT").arg(p.id().to_string()).status();
+        let _ = p.wait();
+    }
     let _ = bare.kill();
     let _ = bare.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts `bin` replaying `dir`'s one-exchange cassette with the bench's overlays; returns the
+/// child and its TLS listener address once it is ready.
+fn start_replay(bin: &str, dir: &Path) -> (std::process::Child, SocketAddr) {
+    let child = Command::new(bin)
+        .args(["replay", "--cassette", "bench.jsonl", "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
+        .args(["--admin", "127.0.0.1:0", "--ready-file", "ready.json", "--no-overlay", "rate-limit"])
+        .env("CALLVCR_LOG", "warn")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, tls_addr_when_ready(&dir.join("ready.json")))
 }
 
 /// Waits for callvcr's `--ready-file` and returns its TLS listener address.
@@ -245,9 +283,6 @@ async fn open(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> Sender {
     sender
 }
 
-/// The `Authorization` header every request carries.
-static BEARER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
 /// A client-credentials login against callvcr's auth overlay; returns the access token.
 async fn login(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> String {
     let tcp = TcpStream::connect(addr).await.unwrap();
@@ -269,9 +304,9 @@ async fn login(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> String {
     v["access_token"].as_str().unwrap().to_string()
 }
 
-async fn one(sender: &mut Sender) {
+/// One GET carrying `bearer` (the token the server under test issued; empty for the bare server).
+async fn one(sender: &mut Sender, bearer: &str) {
     sender.ready().await.unwrap();
-    let bearer = BEARER.get().map(String::as_str).unwrap_or("");
     let req = hyper::Request::get(PATH)
         .header("host", HOST)
         .header("authorization", bearer)
@@ -290,19 +325,21 @@ async fn load(
     new_conn: bool,
     conc: usize,
     span: Duration,
+    bearer: Arc<str>,
 ) -> Outcome {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conc {
         let cfg = cfg.clone();
+        let bearer = bearer.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut sender = if new_conn { None } else { Some(open(addr, cfg.clone()).await) };
             while start.elapsed() < span {
                 let t = Instant::now();
                 match sender.as_mut() {
-                    Some(s) => one(s).await,
-                    None => one(&mut open(addr, cfg.clone()).await).await,
+                    Some(s) => one(s, &bearer).await,
+                    None => one(&mut open(addr, cfg.clone()).await, &bearer).await,
                 }
                 lat.push(t.elapsed().as_micros());
             }
