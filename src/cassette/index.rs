@@ -16,7 +16,7 @@ use super::model::{Exchange, RecordedRequest};
 use crate::route::Version;
 
 /// Bytes per head in [`Heads`].
-pub(crate) const HEAD_BYTES: usize = 80;
+pub(crate) const HEAD_BYTES: usize = 88;
 
 /// Head flag: the request has a body.
 pub const REQ_BODY: u16 = 1;
@@ -28,6 +28,8 @@ pub const RESP_STATE: u16 = 4;
 const HAS_QUERY: u16 = 8;
 /// Head flag: the exchange names the SDK version its request announced.
 const HAS_SDK: u16 = 16;
+/// Head flag: the exchange was recorded in a test scope.
+const HAS_SCOPE: u16 = 32;
 
 /// What the index knows of one exchange without reading it.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +54,8 @@ pub struct Head<'a> {
     pub query: Option<&'a str>,
     /// The SDK version the request announced.
     pub sdk: Option<&'a str>,
+    /// The test scope it was recorded in.
+    pub scope: Option<&'a str>,
     /// Where the exchange's bytes start in the replay file's data section (0 in memory).
     off: u64,
     /// How many bytes the exchange takes there (0 in memory).
@@ -70,7 +74,7 @@ impl Head<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct Heads {
     /// [`HEAD_BYTES`] per exchange: key (16), seq (8), offset (8), length (4), status (2), flags (2), then
-    /// (offset, length) pairs into `strings` for method, host, path, query and SDK version.
+    /// (offset, length) pairs into `strings` for method, host, path, query, SDK version and scope.
     pub(crate) recs: Vec<u8>,
     /// The texts the records point into, UTF-8, laid end to end.
     pub(crate) strings: Vec<u8>,
@@ -137,6 +141,7 @@ impl Heads {
             path: self.text(rec, 56),
             query: (flags & HAS_QUERY != 0).then(|| self.text(rec, 64)),
             sdk: (flags & HAS_SDK != 0).then(|| self.text(rec, 72)),
+            scope: (flags & HAS_SCOPE != 0).then(|| self.text(rec, 80)),
         }
     }
 
@@ -154,7 +159,7 @@ impl Heads {
         let mut last = None;
         for pos in 0..self.len() {
             let rec = &self.recs[pos * HEAD_BYTES..(pos + 1) * HEAD_BYTES];
-            for at in [40, 48, 56, 64, 72] {
+            for at in [40, 48, 56, 64, 72, 80] {
                 let (off, len) = (u32_at(rec, at) as usize, u32_at(rec, at + 4) as usize);
                 match self.strings.get(off..off + len) {
                     Some(b) if std::str::from_utf8(b).is_ok() => {}
@@ -174,12 +179,12 @@ impl Heads {
     }
 }
 
-/// Builds [`Heads`], sharing repeated methods, hosts and SDK versions in the string table.
+/// Builds [`Heads`], sharing repeated methods, hosts, SDK versions and scopes in the string table.
 #[derive(Default)]
 pub(crate) struct HeadsBuilder {
     /// What has been built so far.
     heads: Heads,
-    /// Texts already in the string table, for the columns that repeat (method, host, SDK version).
+    /// Texts already in the string table, for the columns that repeat (method, host, SDK version, scope).
     shared: HashMap<String, (u32, u32)>,
 }
 
@@ -201,6 +206,9 @@ pub(crate) fn flags_of(e: &Exchange) -> u16 {
     }
     if e.sdk.is_some() {
         f |= HAS_SDK;
+    }
+    if e.scope.is_some() {
+        f |= HAS_SCOPE;
     }
     f
 }
@@ -231,6 +239,7 @@ impl HeadsBuilder {
             self.text(&e.request.path, false)?,
             self.text(e.request.query.as_deref().unwrap_or(""), false)?,
             self.text(e.sdk.as_deref().unwrap_or(""), true)?,
+            self.text(e.scope.as_deref().unwrap_or(""), true)?,
         ];
         let r = &mut self.heads.recs;
         let k = key.to_u128();
@@ -316,6 +325,45 @@ impl Slot {
     fn peek(&self) -> usize {
         self.items[self.next.load(Ordering::Relaxed).min(self.items.len() - 1)] as usize
     }
+
+    /// The next position not yet served, moving on; `None` once all were taken (nothing repeats).
+    fn try_take(&self) -> Option<usize> {
+        let n = self.items.len();
+        let at = self.next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |i| (i < n).then_some(i + 1)).ok()?;
+        Some(self.items[at] as usize)
+    }
+
+    /// The position [`Slot::try_take`] would give, without moving on.
+    fn try_peek(&self) -> Option<usize> {
+        self.items.get(self.next.load(Ordering::Relaxed)).map(|&p| p as usize)
+    }
+
+    /// An empty FIFO.
+    fn empty() -> Slot {
+        Slot { items: Vec::new(), next: AtomicUsize::new(0) }
+    }
+}
+
+/// The recordings of one key in a cassette recorded in test scopes: one FIFO per scope, and one
+/// for those recorded outside any scope. A request in a scope takes its scope's recordings first,
+/// then the unscoped ones, then repeats its scope's last; so a test gets what it recorded whatever
+/// ran before it.
+#[derive(Default)]
+struct ScopedRun {
+    /// By scope name.
+    scopes: HashMap<String, Slot>,
+    /// Recorded outside any scope.
+    unscoped: Option<Slot>,
+}
+
+impl ScopedRun {
+    /// The position a request in `scope` gets (moving on when `take`); `None` when neither its
+    /// scope nor the unscoped recordings hold this key, so the key's shared FIFO answers.
+    fn pick(&self, scope: &str, take: bool) -> Option<usize> {
+        let own = self.scopes.get(scope);
+        let next = |s: &Slot| if take { s.try_take() } else { s.try_peek() };
+        own.and_then(next).or_else(|| self.unscoped.as_ref().and_then(next)).or_else(|| own.map(Slot::peek))
+    }
 }
 
 /// The recording the next request with some key would get, seen without taking its place.
@@ -358,6 +406,8 @@ pub struct Index {
     next: Vec<AtomicU32>,
     /// Runs holding recordings from more than one SDK version: one FIFO per version.
     by_sdk: HashMap<u32, HashMap<String, Slot>>,
+    /// Runs holding recordings made in a test scope: one FIFO per scope.
+    by_scope: HashMap<u32, ScopedRun>,
     /// Per position: served since the start or the last rewind (for `unused`, `seq_served`, freshness).
     served: Vec<AtomicBool>,
     /// Per position: the exchange read and prepared on its first hit, kept for later hits.
@@ -454,12 +504,24 @@ impl Index {
     ) -> Index {
         let n = heads.len();
         let mut by_sdk = HashMap::new();
+        let mut by_scope = HashMap::new();
         let mut lo = 0;
         while lo < n {
             let key = heads.key(order[lo] as usize);
             let mut hi = lo + 1;
             while hi < n && heads.key(order[hi] as usize) == key {
                 hi += 1;
+            }
+            if order[lo..hi].iter().any(|&p| heads.get(p as usize).scope.is_some()) {
+                let mut run = ScopedRun::default();
+                for &p in &order[lo..hi] {
+                    let slot = match heads.get(p as usize).scope {
+                        Some(s) => run.scopes.entry(s.to_string()).or_insert_with(Slot::empty),
+                        None => run.unscoped.get_or_insert_with(Slot::empty),
+                    };
+                    slot.items.push(p);
+                }
+                by_scope.insert(lo as u32, run);
             }
             if hi - lo > 1 {
                 let mut versions: HashMap<String, Slot> = HashMap::new();
@@ -485,6 +547,7 @@ impl Index {
             heads,
             order,
             by_sdk,
+            by_scope,
             source,
             matcher: matcher.clone(),
             analyses,
@@ -568,21 +631,20 @@ impl Index {
     /// [`Index::next_by_key`], saying too whether the recording was fresh (not served before in
     /// this run: the run is where the recording was) or repeats.
     pub fn next_by_key_seen(&self, key: Key, sdk: Option<&str>) -> Option<(Result<&Loaded, CassetteError>, bool)> {
+        self.next_in_scope(key, sdk, None)
+    }
+
+    /// [`Index::next_by_key_seen`] for a request made in test scope `scope`: that scope's
+    /// recordings of the key first, each scope with its own FIFO, then those recorded outside any
+    /// scope; the key's shared FIFO when neither holds it.
+    pub fn next_in_scope(
+        &self,
+        key: Key,
+        sdk: Option<&str>,
+        scope: Option<&str>,
+    ) -> Option<(Result<&Loaded, CassetteError>, bool)> {
         let (lo, hi) = self.run(key)?;
-        let versions = sdk.and_then(|v| self.by_sdk.get(&(lo as u32)).map(|m| (m, v)));
-        let pos = match versions.and_then(|(m, v)| m.get(v).or_else(|| nearest_version(m, v))) {
-            Some(slot) => slot.take(),
-            None => {
-                // Only a run with more to serve moves on: single recordings are never written to.
-                let last = (hi - lo - 1) as u32;
-                let n = match self.next[lo]
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < last).then_some(n + 1))
-                {
-                    Ok(n) | Err(n) => n,
-                };
-                self.order[lo + n.min(last) as usize] as usize
-            }
-        };
+        let pos = self.pick(lo, hi, sdk, scope, true);
         let fresh = !self.served[pos].load(Ordering::Relaxed);
         if fresh {
             self.served[pos].store(true, Ordering::Relaxed);
@@ -590,18 +652,37 @@ impl Index {
         Some((self.load(pos), fresh))
     }
 
+    /// The position a request for the run `lo..hi` gets, moving the FIFO on when `take`.
+    fn pick(&self, lo: usize, hi: usize, sdk: Option<&str>, scope: Option<&str>, take: bool) -> usize {
+        if let Some(p) = scope.and_then(|s| self.by_scope.get(&(lo as u32)).and_then(|r| r.pick(s, take))) {
+            return p;
+        }
+        let versions = sdk.and_then(|v| self.by_sdk.get(&(lo as u32)).map(|m| (m, v)));
+        if let Some(slot) = versions.and_then(|(m, v)| m.get(v).or_else(|| nearest_version(m, v))) {
+            return if take { slot.take() } else { slot.peek() };
+        }
+        let last = (hi - lo - 1) as u32;
+        let n = if take {
+            // Only a run with more to serve moves on: single recordings are never written to.
+            match self.next[lo].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < last).then_some(n + 1)) {
+                Ok(n) | Err(n) => n,
+            }
+        } else {
+            self.next[lo].load(Ordering::Relaxed)
+        };
+        self.order[lo + n.min(last) as usize] as usize
+    }
+
     /// What [`Index::next_by_key`] would give for `key` now, without moving any FIFO position;
     /// `None` when nothing is recorded for it or the recording cannot be read.
     pub fn peek_by_key(&self, key: Key, sdk: Option<&str>) -> Option<Peeked> {
+        self.peek_in_scope(key, sdk, None)
+    }
+
+    /// [`Index::peek_by_key`] for a request made in test scope `scope`.
+    pub fn peek_in_scope(&self, key: Key, sdk: Option<&str>, scope: Option<&str>) -> Option<Peeked> {
         let (lo, hi) = self.run(key)?;
-        let versions = sdk.and_then(|v| self.by_sdk.get(&(lo as u32)).map(|m| (m, v)));
-        let pos = match versions.and_then(|(m, v)| m.get(v).or_else(|| nearest_version(m, v))) {
-            Some(slot) => slot.peek(),
-            None => {
-                let last = (hi - lo - 1) as u32;
-                self.order[lo + self.next[lo].load(Ordering::Relaxed).min(last) as usize] as usize
-            }
-        };
+        let pos = self.pick(lo, hi, sdk, scope, false);
         let fresh = !self.served[pos].load(Ordering::Relaxed);
         let exchange = self.load(pos).map_err(|e| tracing::error!("{e}")).ok()?.exchange.clone();
         Some(Peeked { exchange, fresh })
@@ -669,14 +750,39 @@ impl Index {
         for s in self.by_sdk.values().flat_map(HashMap::values) {
             s.next.store(0, Ordering::Relaxed);
         }
+        for r in self.by_scope.values() {
+            r.scopes.values().chain(&r.unscoped).for_each(|s| s.next.store(0, Ordering::Relaxed));
+        }
         for s in &self.served {
             s.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Rewinds test scope `scope`: its FIFO positions to the start and its recordings to unserved,
+    /// so a test run again in one process gets what it recorded again. The recordings outside any
+    /// scope stay where they are (other tests share them).
+    pub fn rewind_scope(&self, scope: &str) {
+        for s in self.by_scope.values().filter_map(|r| r.scopes.get(scope)) {
+            s.next.store(0, Ordering::Relaxed);
+            for &p in &s.items {
+                self.served[p as usize].store(false, Ordering::Relaxed);
+            }
         }
     }
 
     /// Heads of the exchanges never served since start (or the last rewind).
     pub fn unused(&self) -> Vec<Head<'_>> {
         self.heads().filter(|h| !self.served[h.pos].load(Ordering::Relaxed)).collect()
+    }
+
+    /// Heads of the exchanges recorded in test scope `scope` never served since it last started.
+    pub fn unused_in(&self, scope: &str) -> Vec<Head<'_>> {
+        self.heads().filter(|h| h.scope == Some(scope) && !self.served[h.pos].load(Ordering::Relaxed)).collect()
+    }
+
+    /// Whether any exchange was recorded in a test scope.
+    pub fn has_scopes(&self) -> bool {
+        !self.by_scope.is_empty()
     }
 
     /// The `n` closest recorded requests to `fp`, one per distinct key. Off the hit path: a cheap
@@ -753,6 +859,7 @@ mod tests {
             recorded_at: String::new(),
             duration_ms: 0,
             sdk: None,
+            scope: None,
             after: None,
             credentials: Vec::new(),
             request: RecordedRequest {
@@ -821,5 +928,51 @@ mod tests {
         assert_eq!(body(idx.next_by_key(k, Some("0.9"))), "from-v1");
         assert_eq!(body(idx.next_by_key(k, Some("PureCloud SDK/python"))), "from-v1", "no version: recorded order");
         assert_eq!(body(idx.next_by_key(k, None)), "from-v2");
+    }
+
+    #[test]
+    fn a_scope_gets_its_own_recordings_first_then_the_unscoped_ones() {
+        let m = Matcher::new(&MatchConfig::default(), Redactor::new(&RedactConfig::default()));
+        let scoped = |seq, body, scope: Option<&str>| {
+            let mut e = ex(seq, "/me", body);
+            e.scope = scope.map(String::from);
+            e
+        };
+        let idx = Index::new(
+            vec![
+                scoped(1, "a1", Some("test_a")),
+                scoped(2, "b1", Some("test_b")),
+                scoped(3, "a2", Some("test_a")),
+                scoped(4, "u1", None),
+            ],
+            &m,
+        );
+        let k = Key::of(&m.fingerprint(&ex(0, "/me", "").request));
+        let take = |scope| {
+            let (l, _) = idx.next_in_scope(k, None, scope).unwrap();
+            String::from_utf8(l.unwrap().prepared.body.to_vec()).unwrap()
+        };
+        assert!(idx.has_scopes());
+        assert_eq!(idx.unused_in("test_a").len(), 2);
+        // Run in the reverse of the recorded order: each test still gets its own answers.
+        assert_eq!(take(Some("test_b")), "b1");
+        assert_eq!(idx.peek_in_scope(k, None, Some("test_a")).unwrap().exchange.response.body.bytes, "a1");
+        assert_eq!(take(Some("test_a")), "a1");
+        assert_eq!(take(Some("test_a")), "a2");
+        assert!(idx.unused_in("test_a").is_empty());
+        // Past its own: the unscoped recording, then its own last repeats.
+        assert_eq!(take(Some("test_a")), "u1");
+        assert_eq!(take(Some("test_a")), "a2");
+        assert_eq!(take(Some("test_b")), "b1", "the unscoped one was taken; test_b repeats its last");
+        // A scope that recorded nothing, and no scope at all: the key's shared FIFO.
+        assert_eq!(take(Some("test_new")), "a1");
+        assert_eq!(take(None), "b1");
+        // Starting test_a again gives its recordings again, and only its.
+        idx.rewind_scope("test_a");
+        assert_eq!(idx.unused_in("test_a").len(), 2);
+        assert_eq!(take(Some("test_a")), "a1");
+        assert_eq!(take(Some("test_b")), "b1");
+        assert_eq!(idx.head(0).scope, Some("test_a"));
+        assert_eq!(idx.head(3).scope, None);
     }
 }

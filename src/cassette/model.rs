@@ -144,6 +144,11 @@ pub struct Exchange {
     /// wrong secret as the platform did without the cassette holding any secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<Credential>,
+    /// The test scope it was recorded in (`POST /mock/admin/scope` or the `x-callvcr-scope`
+    /// header), if any: replay serves a scope its own recordings first. A WebSocket session's
+    /// frames belong to the scope of its handshake exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// One identity a token request presented: its identifier, which is no secret (an OAuth client id,
@@ -286,6 +291,7 @@ pub(crate) fn test_exchange(
         recorded_at: "2026-01-05T09:00:00.000Z".into(),
         duration_ms: 1,
         sdk: None,
+        scope: None,
         request: RecordedRequest {
             method: method.into(),
             scheme: "https".into(),

@@ -326,6 +326,7 @@ pub fn from_har(text: &str, redactor: &Redactor) -> Result<Vec<Exchange>, HarErr
             recorded_at: e["startedDateTime"].as_str().unwrap_or("").to_string(),
             duration_ms: e["time"].as_f64().map(|t| t.max(0.0) as u64).unwrap_or(0),
             sdk,
+            scope: None,
             request: RecordedRequest {
                 method: method.to_ascii_uppercase(),
                 scheme,

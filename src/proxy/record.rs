@@ -241,6 +241,7 @@ impl Proxy {
             credentials: Vec::new(),
             duration_ms,
             sdk,
+            scope: None,
             request: req,
             response: RecordedResponse { status, headers: rheaders, body: rbody },
         };
