@@ -460,6 +460,27 @@ async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Prox
                 }
             }
         }
+        (&Method::POST, "/scope") => {
+            let m = json_body(body)?;
+            unknown_fields(&m, &["name"], "POST /mock/admin/scope")?;
+            let bad = |msg: String| error(StatusCode::BAD_REQUEST, "bad_request", msg);
+            let name = match m.get("name") {
+                Some(Value::Null) => None,
+                Some(Value::String(s)) => {
+                    crate::scope::check_name(s).map_err(bad)?;
+                    Some(s.as_str())
+                }
+                _ => {
+                    return Err(
+                        bad("send {\"name\": \"<test id>\"} to open a scope, {\"name\": null} to end it".into()),
+                    )
+                }
+            };
+            let open = proxy.open_scope(name);
+            reply(StatusCode::OK, json!({"scope": open.as_deref()}))
+        }
+        (&Method::GET, "/scope") => reply(StatusCode::OK, json!({"scope": proxy.journal.scopes.opened().as_deref()})),
+        (&Method::GET, "/scopes") => reply(StatusCode::OK, serde_json::to_value(proxy.scopes()).unwrap_or(Value::Null)),
         (&Method::GET, "/sessions") => reply(StatusCode::OK, state_overlay(proxy)?.list(proxy.timer.now_ms())),
         (&Method::GET, "/machines") => reply(StatusCode::OK, state_overlay(proxy)?.machines()),
         (_, r) if session_route(r).is_some() => {
@@ -517,7 +538,7 @@ async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Prox
         (
             _,
             "/health" | "/journal" | "/reset" | "/clock" | "/tokens/expire" | "/tokens" | "/cassette" | "/faults"
-            | "/ws/sessions" | "/ws/events" | "/sessions" | "/machines",
+            | "/ws/sessions" | "/ws/events" | "/sessions" | "/machines" | "/scope" | "/scopes",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

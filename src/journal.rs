@@ -23,6 +23,9 @@ pub struct JournalEntry {
     /// `request-too-large`, `bad-request`, `not-intercepted`, `cassette-write-failed`, `websocket-replay-unsupported`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The test scope the request was made in, if any (see `crate::scope`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// The journal: the most recent answers, shared by the HTTP and WebSocket sides.
@@ -33,12 +36,14 @@ pub struct Journal {
     rings: crate::sharded::PerThread<Mutex<Ring>>,
     /// The last sequence number handed out: entries from every shard merge in arrival order by it.
     seq: AtomicU64,
+    /// The open test scope and what each scope saw; noted with each entry made in one.
+    pub scopes: crate::scope::Book,
 }
 
 /// Bytes of an entry's texts kept in its slot; longer entries keep them on the heap.
 const INLINE: usize = 176;
 
-/// One journal entry as kept: method, host, path, answered-by and detail one after another in the
+/// One journal entry as kept: method, host, path, answered-by, scope and detail one after another in the
 /// slot itself. Noting an answer only writes its slot (no read of what the slot held before, no
 /// allocation), so a busy replay does not wait on memory the journal last touched long ago.
 #[derive(Debug, Clone, Copy)]
@@ -47,8 +52,8 @@ struct Slot {
     seq: u64,
     /// Status answered.
     status: u16,
-    /// Where method, host, path and answered-by end in the text.
-    ends: [u16; 4],
+    /// Where method, host, path, answered-by and scope end in the text.
+    ends: [u16; 5],
     /// Length of the whole text; `u16::MAX` when it lives on the heap.
     len: u16,
     /// Whether a detail follows answered-by in the text (an empty detail differs from none).
@@ -63,16 +68,16 @@ struct Ring {
     /// Grows to [`JOURNAL_CAP`], then is overwritten in place.
     slots: Vec<Slot>,
     /// Texts too long for their slot, by slot.
-    long: std::collections::HashMap<usize, (String, [usize; 4])>,
+    long: std::collections::HashMap<usize, (String, [usize; 5])>,
     /// The slot written next.
     next: usize,
 }
 
 impl Ring {
     /// Writes one entry over the oldest slot: its texts inline when they fit, else on the heap.
-    fn push(&mut self, seq: u64, status: u16, parts: [&str; 4], detail: Option<&str>) {
+    fn push(&mut self, seq: u64, status: u16, parts: [&str; 5], detail: Option<&str>) {
         let total: usize = parts.iter().map(|p| p.len()).sum::<usize>() + detail.map_or(0, str::len);
-        let mut slot = Slot { seq, status, ends: [0; 4], len: 0, detail: detail.is_some(), inline: [0; INLINE] };
+        let mut slot = Slot { seq, status, ends: [0; 5], len: 0, detail: detail.is_some(), inline: [0; INLINE] };
         let at = self.next;
         if total <= INLINE {
             let mut n = 0;
@@ -89,7 +94,7 @@ impl Ring {
             }
         } else {
             let mut text = String::with_capacity(total);
-            let mut ends = [0; 4];
+            let mut ends = [0; 5];
             for (i, p) in parts.iter().enumerate() {
                 text.push_str(p);
                 ends[i] = text.len();
@@ -109,11 +114,11 @@ impl Ring {
     /// The entry in slot `at`, as the journal reports it.
     fn entry(&self, at: usize) -> JournalEntry {
         let s = &self.slots[at];
-        let (text, ends): (&str, [usize; 4]) = match self.long.get(&at) {
+        let (text, ends): (&str, [usize; 5]) = match self.long.get(&at) {
             Some((t, e)) if s.len == u16::MAX => (t.as_str(), *e),
             _ => (std::str::from_utf8(&s.inline[..s.len as usize]).unwrap_or(""), s.ends.map(usize::from)),
         };
-        let [a, b, c, d] = ends;
+        let [a, b, c, d, e] = ends;
         let part = |from: usize, to: usize| text.get(from..to).unwrap_or("").to_string();
         JournalEntry {
             seq: s.seq,
@@ -122,17 +127,22 @@ impl Ring {
             path: part(b, c),
             status: s.status,
             answered_by: part(c, d),
-            detail: s.detail.then(|| part(d, text.len())),
+            scope: (e > d).then(|| part(d, e)),
+            detail: s.detail.then(|| part(e, text.len())),
         }
     }
 }
 
 impl Journal {
-    /// Notes one answer.
+    /// Notes one answer, in the scope of the request the current task serves (counted there too).
     pub fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let scope = crate::scope::current();
+        if let Some(s) = &scope {
+            self.scopes.count(s, answered_by);
+        }
         let mut ring = self.rings.mine().lock().unwrap_or_else(|e| e.into_inner());
-        ring.push(seq, status, [method, host, path, answered_by], detail);
+        ring.push(seq, status, [method, host, path, answered_by, scope.as_deref().unwrap_or("")], detail);
     }
 
     /// A copy of the last [`JOURNAL_CAP`] entries, oldest first.
@@ -150,12 +160,13 @@ impl Journal {
         out
     }
 
-    /// Empties it.
+    /// Empties it, and forgets the scopes.
     pub fn clear(&self) {
         for r in self.rings.all() {
             *r.lock().unwrap_or_else(|e| e.into_inner()) = Ring::default();
         }
         self.seq.store(0, Ordering::SeqCst);
+        self.scopes.clear();
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) mod platform;
 pub mod proxy;
 pub(crate) mod route;
 pub(crate) mod run;
+pub mod scope;
 pub mod server;
 pub(crate) mod sharded;
 pub(crate) mod timer;

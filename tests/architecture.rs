@@ -15,7 +15,7 @@ fn tier(module: &str) -> Option<u32> {
         "proxy" => 3,
         "overlay" | "cassette" | "upstream" | "ws" => 4,
         "platform" | "config" | "tls" | "clock" | "journal" | "timer" | "lockfile" => 5,
-        "sharded" | "encoding" | "route" => 6,
+        "sharded" | "encoding" | "route" | "scope" => 6,
         _ => return None,
     })
 }

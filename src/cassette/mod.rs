@@ -17,7 +17,7 @@ pub mod verifier;
 
 pub use error::CassetteError;
 pub use fingerprint::{Fingerprint, Matcher};
-pub use index::Index;
+pub use index::{Head, Index};
 pub use model::{Anchor, Body, Cassette, Dir, Exchange, Frame, FrameKind, RecordedRequest, RecordedResponse};
 pub use redact::Redactor;
 pub use store::Store;

@@ -153,6 +153,10 @@ struct ReplayArgs {
     /// Also exit 1 when recorded exchanges were never replayed.
     #[arg(long = "fail-on-unused")]
     fail_on_unused: bool,
+    /// At shutdown, write a JUnit XML report here: one test case per test scope (the whole
+    /// cassette when none was used), its misses and unused recordings as its failure.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     /// Switch an overlay off (repeatable, or comma-separated): faults, auth, rate-limit, versions,
     /// validate, state, crud.
     #[arg(long = "no-overlay", value_name = "NAME", value_delimiter = ',')]
@@ -520,6 +524,13 @@ async fn run_replay_until(a: ReplayArgs, until: Until) -> i32 {
     );
     for m in p.missed() {
         eprintln!("  miss: {m}");
+    }
+    if let Some(path) = &a.report {
+        if let Err(e) = std::fs::write(path, p.junit()) {
+            eprintln!("callvcr: cannot write the report {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+        eprintln!("callvcr: report written to {}", path.display());
     }
     if a.fail_on_unused {
         for u in &unused {

@@ -12,7 +12,9 @@ mod failure;
 mod record;
 mod replay;
 mod respond;
+mod scopes;
 mod upgrade;
+pub use scopes::ScopeReport;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -296,8 +298,12 @@ impl Proxy {
     /// Recorded exchanges never replayed (`METHOD host/path?query`), leaving out those an overlay
     /// answers in their place.
     pub fn unused(&self) -> Vec<String> {
-        let idx = self.index();
-        idx.unused()
+        self.unused_of(self.index().unused())
+    }
+
+    /// Of `heads`, those an overlay does not answer in the place of, described.
+    fn unused_of(&self, heads: Vec<crate::cassette::Head<'_>>) -> Vec<String> {
+        heads
             .into_iter()
             .filter(|h| {
                 let host = h.host.split(':').next().unwrap_or("").to_ascii_lowercase();
@@ -361,7 +367,26 @@ impl Proxy {
 
     /// Answers one request bound for `target`.
     /// `switch` lets an injected fault cut the connection the request came on.
+    /// The request runs in its test scope (the one its `x-callvcr-scope` header names, which is
+    /// taken off it, else the one open), so the journal, the index and the recorder see it.
     pub async fn handle(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        target: Arc<Target>,
+        switch: Option<Arc<CutSwitch>>,
+    ) -> Response<ProxyBody> {
+        let scope = match req.headers_mut().remove(crate::scope::SCOPE_HEADER) {
+            Some(v) => self.journal.scopes.of_request(Some(&v)),
+            None => self.journal.scopes.opened(),
+        };
+        match scope {
+            None => self.handle_in_scope(req, target, switch).await,
+            Some(s) => crate::scope::within(s, self.handle_in_scope(req, target, switch)).await,
+        }
+    }
+
+    /// [`Proxy::handle`] within the request's scope.
+    async fn handle_in_scope(
         self: &Arc<Self>,
         req: Request<Incoming>,
         target: Arc<Target>,
@@ -514,7 +539,7 @@ impl Proxy {
             // The recorded answer this request would get, looked at only when an overlay asks.
             let peek = || {
                 let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
-                self.index.read().peek_by_key(key, sdk_of(&parts.headers))
+                self.index.read().peek_in_scope(key, sdk_of(&parts.headers), crate::scope::current().as_deref())
             };
             let mut from = 0;
             // (The evidence is made per round: it is not kept across a wait.)
@@ -546,7 +571,8 @@ impl Proxy {
                                 |h| header_of(&parts.headers, h),
                                 &bytes,
                             );
-                            let _ = self.index.read().next_by_key(key, sdk_of(&parts.headers));
+                            let scope = crate::scope::current();
+                            let _ = self.index.read().next_in_scope(key, sdk_of(&parts.headers), scope.as_deref());
                         }
                         return overlay_response(a, &ctx.response_headers);
                     }

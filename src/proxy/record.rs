@@ -241,7 +241,7 @@ impl Proxy {
             credentials: Vec::new(),
             duration_ms,
             sdk,
-            scope: None,
+            scope: crate::scope::current().map(|s| s.to_string()),
             request: req,
             response: RecordedResponse { status, headers: rheaders, body: rbody },
         };

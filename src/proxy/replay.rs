@@ -42,7 +42,8 @@ impl Proxy {
         let headers = &parts.headers;
         let sdk = sdk_of(headers);
         let call = Call { method, host: &target.host, path, query, headers, body: bytes };
-        match index.next_by_key_seen(key, sdk) {
+        let scope = crate::scope::current();
+        match index.next_in_scope(key, sdk, scope.as_deref()) {
             None => Lookup::Miss,
             Some((Err(e), _)) => Lookup::Answered(self.unreadable(method, host, path, &e)),
             Some((Ok(l), _)) if crate::platform::is_long_poll(path) => {
@@ -202,6 +203,10 @@ impl Proxy {
             .unwrap_or_else(|| "; the cassette is empty".into());
         tracing::warn!(cassette = %self.cassette_name.read().map(|s| s.clone()).unwrap_or_default(), "replay miss: {what}{closest_line}");
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).push(what.clone());
+        if let Some(scope) = crate::scope::current() {
+            // The journal counts a plain miss; one an injected fault shaped is counted here.
+            self.journal.scopes.missed(&scope, format!("{what}{closest_line}"), mark.is_none());
+        }
         match mark {
             Some(m) => self.note(
                 &live.method,
