@@ -95,16 +95,27 @@ fn replay_clock(cfg: &Config) -> Clock {
     }
 }
 
+/// What a recording does with the cassette it records into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordInto {
+    /// Cleared first: the recording replaces it (`record`).
+    Fresh,
+    /// Kept and replayed: only what it does not answer goes upstream and is added (`record --missing`).
+    Missing,
+    /// Kept: every request goes upstream, and each test scope that records in this run replaces
+    /// the exchanges it recorded before; other scopes' and unscoped ones stay (`record --by-scope`).
+    ByScope,
+}
+
 impl Server {
     /// A recorder: forwards to the platform over verified TLS and stores every exchange in the
-    /// named cassette under `cassettes` (cleared first unless `missing`: then what the cassette
-    /// holds is replayed and only misses go upstream).
+    /// named cassette under `cassettes`, which `how` says what becomes of.
     pub fn record(
         cfg: Config,
         certs: &Path,
         cassettes: &Path,
         cassette: &str,
-        missing: bool,
+        how: RecordInto,
     ) -> Result<Server, String> {
         let clock = Arc::new(Clock::system());
         let ca = load_ca(certs, &cfg)?;
@@ -124,14 +135,17 @@ impl Server {
         let store = Arc::new(Store::open_writer(&cassettes.join(&name), true).map_err(|e| e.to_string())?);
         let cfg = Arc::new(cfg);
         let matcher = Matcher::new(&cfg.matching, Redactor::new(&cfg.redact));
-        let index = if missing {
-            Index::new(store.load_all().map_err(|e| e.to_string())?, &matcher)
-        } else {
-            store.clear().map_err(|e| e.to_string())?;
-            Index::new(vec![], &matcher)
+        let index = match how {
+            RecordInto::Missing => Index::new(store.load_all().map_err(|e| e.to_string())?, &matcher),
+            RecordInto::Fresh => {
+                store.clear().map_err(|e| e.to_string())?;
+                Index::new(vec![], &matcher)
+            }
+            RecordInto::ByScope => Index::new(vec![], &matcher),
         };
         tracing::info!(cassette = %name, path = %store.path().display(), "recording");
-        let recorder = Recorder::new(store.clone(), upstream, missing);
+        let recorder = Recorder::new(store.clone(), upstream, how == RecordInto::Missing);
+        let recorder = if how == RecordInto::ByScope { recorder.by_scope() } else { recorder };
         let proxy = Arc::new(Proxy::record(cfg, Arc::new(index), recorder, clock, name.clone()));
         Ok(Server { proxy, ca, store: Some(store), name })
     }

@@ -53,6 +53,32 @@ async fn a_recording_keeps_its_scope_and_the_header_stays_home() {
     assert_eq!(stored, vec![Some("tests/test_a.py::test_one"), Some("worker-2::test_two"), None]);
     assert!(!text.contains("x-callvcr-scope"), "the scope header was stored");
 
+    // One test recorded again (`record --by-scope`): only its exchanges are replaced.
+    let si = start_stand_in(&dir).await;
+    let mut args = record_args(&si, "sc");
+    args.push("--by-scope".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cv = Callvcr::start(&dir, &args);
+    admin(&cv, "POST", "/mock/admin/scope", r#"{"name": "tests/test_a.py::test_one"}"#).await;
+    assert_eq!(get(&cv, "/api/v2/users/me", None).await.status, 200);
+    assert_eq!(get(&cv, "/api/v2/users/me", None).await.status, 200);
+    cv.stop();
+    si.stop();
+    assert_eq!(run(&dir, &["cassette", "export", "sc", "--out", "sc2.jsonl"]).0, 0);
+    let text = std::fs::read_to_string(dir.join("sc2.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kept: Vec<(u64, Option<&str>)> =
+        lines.iter().map(|e| (e["seq"].as_u64().unwrap(), e["scope"].as_str())).collect();
+    assert_eq!(
+        kept,
+        vec![
+            (2, Some("worker-2::test_two")),
+            (3, None),
+            (4, Some("tests/test_a.py::test_one")),
+            (5, Some("tests/test_a.py::test_one"))
+        ]
+    );
+
     // Replayed from the store (its replay file carries the scopes): each scope its own.
     let cv = Callvcr::start(&dir, &["replay", "--cassette", "sc", "--no-overlay", "auth"]);
     assert_eq!(get(&cv, "/api/v2/users/me", Some("worker-2::test_two")).await.status, 200);

@@ -32,7 +32,11 @@ async fn a_server_records_and_replays_in_process() {
     let mut cfg = on_free_ports();
     cfg.resolve.insert("*".into(), si.addr);
     cfg.upstream_extra_ca = Some(si.ca_path.clone());
-    let running = Server::record(cfg, &certs, &cassettes, "inproc", false).unwrap().start().await.unwrap();
+    let running = Server::record(cfg, &certs, &cassettes, "inproc", callvcr::server::RecordInto::Fresh)
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     let r = users_me(running.addresses.tls, &certs).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("Agent Smith"), "{}", r.text());

@@ -183,6 +183,45 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the exchanges recorded in test scope `scope`, and the WebSocket frames of those
+    /// that opened a session (a test recorded again replaces only its own); flushed before it
+    /// returns. How many exchanges went.
+    pub fn remove_scope(&self, scope: &str) -> Result<usize, CassetteError> {
+        /// The one field read of each stored exchange.
+        #[derive(serde::Deserialize)]
+        struct ScopeOnly {
+            /// See [`Exchange::scope`].
+            #[serde(default)]
+            scope: Option<String>,
+        }
+        let corrupt = |detail: String| CassetteError::Corrupt { path: self.path.clone(), detail };
+        let mut gone = Vec::new();
+        for item in self.exchanges.iter() {
+            let (k, v) = item.map_err(|e| corrupt(e.to_string()))?;
+            let s: ScopeOnly = serde_json::from_slice(&v)
+                .map_err(|e| corrupt(format!("exchange {} does not parse: {e}", seq_of(&k))))?;
+            if s.scope.as_deref() == Some(scope) {
+                gone.push(k);
+            }
+        }
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        self.before_change()?;
+        let mut frames = sled::Batch::default();
+        let mut exchanges = sled::Batch::default();
+        for k in &gone {
+            for f in self.frames.scan_prefix(k) {
+                frames.remove(f.map_err(|e| corrupt(e.to_string()))?.0);
+            }
+            exchanges.remove(k.clone());
+        }
+        self.frames.apply_batch(frames).map_err(|e| self.io(e))?;
+        self.exchanges.apply_batch(exchanges).map_err(|e| self.io(e))?;
+        self.db.flush().map_err(|e| self.io(e))?;
+        Ok(gone.len())
+    }
+
     /// The next sequence number to use.
     pub fn allocate_seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::SeqCst)

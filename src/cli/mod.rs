@@ -82,6 +82,9 @@ struct RunArgs {
     /// With --record: replay what matches and record only what misses.
     #[arg(long, requires = "record")]
     missing: bool,
+    /// With --record: keep the cassette, each test scope recorded in this run replacing its own.
+    #[arg(long = "by-scope", requires = "record", conflicts_with = "missing")]
+    by_scope: bool,
     /// Linux, as root: run the command in a private mount namespace whose /etc/hosts points the
     /// configured hosts at callvcr (TLS on 127.0.0.1:443), for SDKs that ignore HTTPS_PROXY.
     #[arg(long)]
@@ -136,6 +139,10 @@ struct RecordArgs {
     /// Replay what matches and record only what misses, keeping the rest of the cassette.
     #[arg(long)]
     missing: bool,
+    /// Keep the cassette and record again by test scope: each scope that records in this run
+    /// replaces what it recorded before; other scopes and unscoped exchanges stay.
+    #[arg(long = "by-scope", conflicts_with = "missing")]
+    by_scope: bool,
     /// Files, listeners, upstream overrides.
     #[command(flatten)]
     common: Common,
@@ -431,7 +438,13 @@ async fn run_record_until(a: RecordArgs, until: Until) -> i32 {
     if let Some(ca) = &a.common.upstream_ca {
         cfg.upstream_extra_ca = Some(ca.clone());
     }
-    let server = match Server::record(cfg, &a.common.certs, &a.common.cassettes, &a.cassette, a.missing) {
+    use crate::server::RecordInto;
+    let how = match (a.missing, a.by_scope) {
+        (true, _) => RecordInto::Missing,
+        (false, true) => RecordInto::ByScope,
+        (false, false) => RecordInto::Fresh,
+    };
+    let server = match Server::record(cfg, &a.common.certs, &a.common.cassettes, &a.cassette, how) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -633,7 +646,12 @@ async fn run_command(mut r: RunArgs) -> i32 {
         })
     });
     let code = if r.record {
-        let a = RecordArgs { cassette: r.replay.cassette.clone(), missing: r.missing, common: r.replay.common.clone() };
+        let a = RecordArgs {
+            cassette: r.replay.cassette.clone(),
+            missing: r.missing,
+            by_scope: r.by_scope,
+            common: r.replay.common.clone(),
+        };
         run_record_until(a, until).await
     } else {
         run_replay_until(r.replay, until).await

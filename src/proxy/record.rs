@@ -17,6 +17,9 @@ pub struct Recorder {
     recent_rest: Mutex<HashMap<String, (u64, u64)>>,
     /// Genesys notification channel id → the client that created it.
     channel_owner: Mutex<HashMap<String, String>>,
+    /// Re-recording by test scope (`record --by-scope`): the scopes whose earlier exchanges this
+    /// run already dropped, so each is replaced once, before its first new exchange is stored.
+    by_scope: Option<Arc<Mutex<std::collections::HashSet<String>>>>,
 }
 
 impl Recorder {
@@ -29,7 +32,15 @@ impl Recorder {
             missing_only,
             recent_rest: Mutex::new(HashMap::new()),
             channel_owner: Mutex::new(HashMap::new()),
+            by_scope: None,
         }
+    }
+
+    /// The recorder re-recording by test scope: the cassette is kept, and a scope that records in
+    /// this run has the exchanges (and WebSocket frames) it recorded before dropped first.
+    pub fn by_scope(mut self) -> Recorder {
+        self.by_scope = Some(Arc::new(Mutex::new(std::collections::HashSet::new())));
+        self
     }
 
     /// Whether only misses are recorded.
@@ -245,7 +256,17 @@ impl Proxy {
             request: req,
             response: RecordedResponse { status, headers: rheaders, body: rbody },
         };
+        let replacing = rec.by_scope.clone().zip(ex.scope.clone());
         let appended = tokio::task::spawn_blocking(move || {
+            if let Some((done, scope)) = replacing {
+                // Held while the old ones go, so a scope's first two exchanges at once wait for it.
+                let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+                if !done.contains(&scope) {
+                    let n = store.remove_scope(&scope)?;
+                    tracing::info!(%scope, dropped = n, "scope recorded again: its earlier exchanges dropped");
+                    done.insert(scope);
+                }
+            }
             let mut ex = ex;
             ex.credentials = presented
                 .into_iter()
