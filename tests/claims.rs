@@ -103,3 +103,68 @@ async fn minted_tokens_carry_the_recorded_claims_and_the_tenant_lookup_hits() {
     let e = j.iter().find(|e| e["path"] == "/.well-known/cxone-configuration").expect("journaled");
     assert_eq!(e["answered_by"], "hit", "{j:?}");
 }
+
+/// A Genesys client-credentials sign-in, through callvcr's TLS listener.
+async fn genesys_login(cv: &Callvcr) -> Resp {
+    let mut c = h1_tls(cv, "login.mypurecloud.com").await;
+    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("shape-app:shape-secret"));
+    let h = [
+        ("host", "login.mypurecloud.com"),
+        ("authorization", auth.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    c.send("POST", "/oauth/token", &h, "grant_type=client_credentials").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_are_minted_in_the_recorded_shape() {
+    let dir = tempdir("claims-shape");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &record_args(&si, "gen").iter().map(String::as_str).collect::<Vec<_>>());
+    let r = genesys_login(&cv).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (access, refresh) = (r.json()["access_token"].as_str().unwrap().to_string(), r.json()["refresh_token"].clone());
+    assert_eq!(cv.stop().0, 0);
+    si.stop();
+    // Stored: the shape only, never the token.
+    let stored = all_bytes(&dir.join("cassettes/gen"));
+    assert!(!contains(&stored, access.as_bytes()));
+    assert_eq!(run(&dir, &["cassette", "export", "gen", "--out", "gen.jsonl"]).0, 0);
+    let text = std::fs::read_to_string(dir.join("gen.jsonl")).unwrap();
+    let ex: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(ex["token_shapes"][0]["field"], "access_token");
+    assert_eq!(ex["token_shapes"][0]["len"].as_u64(), Some(access.len() as u64));
+
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "gen"]);
+    let minted = genesys_login(&cv).await;
+    assert_eq!(minted.status, 200, "{}", minted.text());
+    let m = minted.json()["access_token"].as_str().unwrap().to_string();
+    assert_ne!(m, access);
+    assert_eq!(m.len(), access.len(), "minted {m}, recorded {access}");
+    let alphabet = |t: &str| -> std::collections::BTreeSet<char> {
+        t.chars()
+            .map(|c| {
+                if c.is_ascii_uppercase() {
+                    'A'
+                } else if c.is_ascii_digit() {
+                    '0'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    };
+    assert!(alphabet(&m).is_subset(&alphabet(&access)), "minted {m} holds characters {access} never did");
+    if let Some(rt) = refresh.as_str() {
+        let mr = minted.json()["refresh_token"].as_str().unwrap().to_string();
+        assert_eq!(mr.len(), rt.len());
+        assert!(alphabet(&mr).is_subset(&alphabet(rt)), "minted refresh {mr}");
+    }
+    // The minted token is one the auth overlay knows.
+    let mut c = h1_tls(&cv, "api.mypurecloud.com").await;
+    let bearer = format!("Bearer {m}");
+    let me =
+        c.send("GET", "/api/v2/users/me", &[("host", "api.mypurecloud.com"), ("authorization", &bearer)], "").await;
+    assert_ne!(me.status, 401, "{}", me.text());
+    cv.stop();
+}

@@ -860,6 +860,7 @@ mod tests {
             duration_ms: 0,
             sdk: None,
             scope: None,
+            token_shapes: Vec::new(),
             after: None,
             credentials: Vec::new(),
             request: RecordedRequest {

@@ -149,6 +149,81 @@ pub struct Exchange {
     /// frames belong to the scope of its handshake exchange.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// For a token answer: the shape of each opaque token it gave (a JWT keeps its claims
+    /// instead), so replay mints tokens an SDK cannot tell from the platform's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_shapes: Vec<TokenShape>,
+}
+
+/// The shape of an opaque token the platform issued: its length and the characters it is made
+/// of, never the token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenShape {
+    /// The answer's field: `access_token` or `refresh_token`.
+    pub field: String,
+    /// Its length in characters.
+    pub len: usize,
+    /// Its alphabet: any of `a-z`, `A-Z`, `0-9`, then each other character it held, in order.
+    pub alphabet: String,
+}
+
+impl TokenShape {
+    /// The shapes of the opaque tokens in a token answer's JSON body; none for a JWT (its
+    /// claims are kept), an empty value, or a body that is not a JSON object.
+    pub fn of_answer(body: &[u8]) -> Vec<TokenShape> {
+        let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Vec::new();
+        };
+        ["access_token", "refresh_token"]
+            .iter()
+            .filter_map(|&f| {
+                let t = m.get(f)?.as_str()?;
+                if t.is_empty() || t.split('.').count() == 3 || t.len() > 4096 {
+                    return None;
+                }
+                Some(TokenShape { field: f.to_string(), len: t.chars().count(), alphabet: alphabet_of(t) })
+            })
+            .collect()
+    }
+
+    /// The characters a token of this shape may hold.
+    pub fn chars(&self) -> Vec<char> {
+        let mut out = Vec::new();
+        let mut rest = self.alphabet.as_str();
+        for (class, range) in [("a-z", 'a'..='z'), ("A-Z", 'A'..='Z'), ("0-9", '0'..='9')] {
+            if let Some(r) = rest.strip_prefix(class) {
+                out.extend(range);
+                rest = r;
+            }
+        }
+        out.extend(rest.chars());
+        if out.is_empty() {
+            out.extend('a'..='z');
+        }
+        out
+    }
+}
+
+/// The alphabet of `t`, as [`TokenShape::alphabet`] writes it.
+fn alphabet_of(t: &str) -> String {
+    let mut a = String::new();
+    for (class, test) in [
+        ("a-z", char::is_ascii_lowercase as fn(&char) -> bool),
+        ("A-Z", char::is_ascii_uppercase),
+        ("0-9", char::is_ascii_digit),
+    ] {
+        if t.chars().any(|c| test(&c)) {
+            a.push_str(class);
+        }
+    }
+    // Other characters hold no letters or digits, so they never read as a class.
+    let mut others = String::new();
+    for c in t.chars().filter(|c| !c.is_ascii_alphanumeric()) {
+        if !others.contains(c) {
+            others.push(c);
+        }
+    }
+    a + &others
 }
 
 /// One identity a token request presented: its identifier, which is no secret (an OAuth client id,
@@ -292,6 +367,7 @@ pub(crate) fn test_exchange(
         duration_ms: 1,
         sdk: None,
         scope: None,
+        token_shapes: Vec::new(),
         request: RecordedRequest {
             method: method.into(),
             scheme: "https".into(),
@@ -322,6 +398,23 @@ pub(crate) fn test_index(exchanges: &[Exchange]) -> std::sync::Arc<super::Index>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_opaque_token_leaves_its_length_and_alphabet() {
+        let body = br#"{"access_token":"aB3-x_Q9","refresh_token":"zz-zz","id_token":"h.c.s","token_type":"bearer"}"#;
+        let s = TokenShape::of_answer(body);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].field.as_str(), s[0].len, s[0].alphabet.as_str()), ("access_token", 8, "a-zA-Z0-9-_"));
+        assert_eq!(s[1].alphabet, "a-z-");
+        let chars = s[0].chars();
+        assert_eq!(chars.len(), 26 + 26 + 10 + 2);
+        assert_eq!(s[1].chars(), ('a'..='z').chain(['-']).collect::<Vec<_>>());
+        assert!(
+            TokenShape::of_answer(br#"{"access_token":"eyJ.eyJ.sig"}"#).is_empty(),
+            "a JWT keeps its claims instead"
+        );
+        assert!(TokenShape::of_answer(b"not json").is_empty());
+    }
 
     fn round_trip(bytes: &[u8]) -> (String, Vec<u8>) {
         let b = Body { bytes: Bytes::copy_from_slice(bytes), encoding: None };

@@ -327,6 +327,7 @@ pub fn from_har(text: &str, redactor: &Redactor) -> Result<Vec<Exchange>, HarErr
             duration_ms: e["time"].as_f64().map(|t| t.max(0.0) as u64).unwrap_or(0),
             sdk,
             scope: None,
+            token_shapes: Vec::new(),
             request: RecordedRequest {
                 method: method.to_ascii_uppercase(),
                 scheme,

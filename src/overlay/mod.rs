@@ -211,6 +211,8 @@ pub struct RecordedToken {
     pub credentials: Vec<crate::cassette::model::Credential>,
     /// The platform's answer.
     pub answer: Answer,
+    /// The shapes of the opaque tokens it gave.
+    pub shapes: Vec<crate::cassette::model::TokenShape>,
 }
 
 /// A recorded response as an answer (the platform's own bytes; lengths and encodings are the

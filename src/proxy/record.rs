@@ -236,6 +236,12 @@ impl Proxy {
         let mut rheaders = header_pairs(resp_headers);
         red.headers(&mut rheaders);
         let mut rbody = stored_body(resp_headers, rbytes);
+        // An opaque token leaves only its shape: replay mints one alike.
+        let token_shapes = if crate::overlay::auth::is_token_request(&host, &method, &path) && status == 200 {
+            crate::cassette::model::TokenShape::of_answer(&rbody.bytes)
+        } else {
+            Vec::new()
+        };
         let rct = resp_headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         rbody.bytes = Bytes::from(red.stored_body(rct, &rbody.bytes).into_owned());
         // A long poll answered after another request by the same client started: that request
@@ -253,6 +259,7 @@ impl Proxy {
             duration_ms,
             sdk,
             scope: crate::scope::current().map(|s| s.to_string()),
+            token_shapes,
             request: req,
             response: RecordedResponse { status, headers: rheaders, body: rbody },
         };

@@ -378,6 +378,7 @@ pub(super) fn recorded_errors(index: &Index) -> Recorded {
             seq: e.seq,
             host: e.request.host.split(':').next().unwrap_or(&e.request.host).to_ascii_lowercase(),
             credentials: e.credentials.clone(),
+            shapes: e.token_shapes.clone(),
             answer: crate::overlay::recorded_answer(
                 e.response.status,
                 &e.response.headers,

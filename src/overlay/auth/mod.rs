@@ -252,6 +252,12 @@ impl Auth {
         1000 * configured.map(|s| s as i64).or(recorded_s.filter(|s| *s > 0)).unwrap_or(p.default_token_ttl_s())
     }
 
+    /// A new token of `shape`: its length, drawn from its alphabet by the seeded ids.
+    fn shaped(&self, shape: &crate::cassette::model::TokenShape) -> String {
+        let chars = shape.chars();
+        self.ids.bytes(shape.len.min(4096)).iter().map(|b| chars[*b as usize % chars.len()]).collect()
+    }
+
     /// Keeps a token just issued; past [`MAX_TOKENS`], expired and revoked ones are forgotten first.
     fn remember(&self, st: &mut State, token: &str, issued: Issued, now_ms: i64) {
         if st.tokens.len() >= MAX_TOKENS {
@@ -370,8 +376,14 @@ impl Auth {
                 "exp": exp,
                 "jti": self.ids.uuid(),
             });
-            let access = self.hs.sign(&claims).unwrap_or_else(|_| self.ids.uuid());
-            let refresh = with_refresh.then(|| URL_SAFE_NO_PAD.encode(self.ids.bytes(32)));
+            // Tokens shaped like the platform's for this client, when the recording shows them
+            // (length and alphabet); else callvcr's own.
+            let shapes = recorded.map(|r| recorded_shapes(r, issuer_host, client_id)).unwrap_or_default();
+            let shaped = |field: &str| shapes.iter().find(|s| s.field == field).map(|s| self.shaped(s));
+            let access =
+                shaped("access_token").unwrap_or_else(|| self.hs.sign(&claims).unwrap_or_else(|_| self.ids.uuid()));
+            let refresh = with_refresh
+                .then(|| shaped("refresh_token").unwrap_or_else(|| URL_SAFE_NO_PAD.encode(self.ids.bytes(32))));
             (access, refresh, None)
         };
         self.remember(st, &access, issued(Kind::Access, now_ms + ttl), now_ms);
@@ -574,6 +586,17 @@ impl Issue {
             a.with_header("inin-correlation-id", self.correlation.clone())
         }
     }
+}
+
+/// The shapes of the opaque tokens the recording shows the platform issuing on `host` to `id`.
+fn recorded_shapes(recorded: &Recorded, host: &str, id: &str) -> Vec<crate::cassette::model::TokenShape> {
+    let tokens = recorded.tokens();
+    tokens
+        .iter()
+        .filter(|t| t.host == host && (200..300).contains(&t.answer.status) && !t.shapes.is_empty())
+        .find(|t| t.credentials.iter().any(|c| c.id == id))
+        .map(|t| t.shapes.clone())
+        .unwrap_or_default()
 }
 
 /// The claims of the tokens the recording shows the platform issuing on `host` to `id` (a client,
