@@ -47,6 +47,66 @@ pub struct Store {
     replay_file_gone: AtomicBool,
     /// The writer lock, for a store opened to be written ([`Store::open_writer`]).
     _writer: Option<LockFile>,
+    /// Group commit: exchanges and frames written at once share one flush.
+    group: GroupFlush,
+}
+
+/// Group commit for [`Store::append`] and [`Store::append_frame`]: a write takes a ticket, and
+/// returns once a flush that began after its write finished. One writer flushes for all who wrote
+/// before it started; the others wait for it instead of each paying a flush of its own. Nothing
+/// returns before its bytes are on disk.
+#[derive(Debug, Default)]
+struct GroupFlush {
+    /// Tickets handed out, flushed so far, and whether a flush is under way.
+    state: std::sync::Mutex<Tickets>,
+    /// Woken when a flush ends.
+    done: std::sync::Condvar,
+}
+
+/// See [`GroupFlush`].
+#[derive(Debug, Default)]
+struct Tickets {
+    /// The last ticket handed out (one per write).
+    issued: u64,
+    /// Every ticket up to this one is on disk.
+    flushed: u64,
+    /// A writer is flushing now.
+    flushing: bool,
+}
+
+impl GroupFlush {
+    /// The tickets, locked (a writer that panicked holding them left them consistent).
+    fn tickets(&self) -> std::sync::MutexGuard<'_, Tickets> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the write just made (before this call) is on disk, flushing with `flush` when
+    /// no one else is; a failed flush is the error of the writer that ran it, and the others try
+    /// again themselves.
+    fn commit(&self, flush: impl Fn() -> Result<(), CassetteError>) -> Result<(), CassetteError> {
+        let mut t = self.tickets();
+        t.issued += 1;
+        let mine = t.issued;
+        loop {
+            if t.flushed >= mine {
+                return Ok(());
+            }
+            if !t.flushing {
+                t.flushing = true;
+                let covers = t.issued;
+                drop(t);
+                let r = flush();
+                let mut after = self.tickets();
+                after.flushing = false;
+                if r.is_ok() {
+                    after.flushed = after.flushed.max(covers);
+                }
+                self.done.notify_all();
+                return r;
+            }
+            t = self.done.wait(t).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 /// The error for a store another process writes: a recording or import (named by its pid), or a
@@ -127,6 +187,7 @@ impl Store {
             next_seq: AtomicU64::new(next),
             replay_file_gone: AtomicBool::new(false),
             _writer: writer,
+            group: GroupFlush::default(),
         })
     }
 
@@ -227,13 +288,12 @@ impl Store {
         self.next_seq.fetch_add(1, Ordering::SeqCst)
     }
 
-    /// Writes `ex` and flushes it to disk before returning.
+    /// Writes `ex` and returns once it is on disk (sharing a flush with writes made at once).
     pub fn append(&self, ex: &Exchange) -> Result<(), CassetteError> {
         self.before_change()?;
         let v = serde_json::to_vec(ex).map_err(|e| self.io(e))?;
         self.exchanges.insert(ex.seq.to_be_bytes(), v).map_err(|e| self.io(e))?;
-        self.db.flush().map_err(|e| self.io(e))?;
-        Ok(())
+        self.group.commit(|| self.flush())
     }
 
     /// Replaces the whole content with `c` (an import): written as one batch per tree, flushed once.
@@ -259,7 +319,7 @@ impl Store {
         Ok(())
     }
 
-    /// Writes one WebSocket frame and flushes it to disk before returning.
+    /// Writes one WebSocket frame and returns once it is on disk (sharing a flush as [`Store::append`]).
     pub fn append_frame(&self, f: &Frame) -> Result<(), CassetteError> {
         self.before_change()?;
         let v = serde_json::to_vec(f).map_err(|e| self.io(e))?;
@@ -267,8 +327,7 @@ impl Store {
         key[..8].copy_from_slice(&f.session.to_be_bytes());
         key[8..].copy_from_slice(&f.n.to_be_bytes());
         self.frames.insert(key, v).map_err(|e| self.io(e))?;
-        self.db.flush().map_err(|e| self.io(e))?;
-        Ok(())
+        self.group.commit(|| self.flush())
     }
 
     /// Every stored frame, by session and order.
@@ -549,5 +608,51 @@ pub fn load(arg: &str, dir: &Path) -> Result<(String, Cassette), CassetteError> 
             let all = store.load_cassette()?;
             Ok((name, all))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::{mpsc, Arc, Mutex};
+
+    #[test]
+    fn writers_waiting_on_a_flush_share_the_next_one() {
+        let g = Arc::new(GroupFlush::default());
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = mpsc::channel::<Result<(), CassetteError>>();
+        let gate = Arc::new(Mutex::new(gate));
+        let flush = {
+            let (flushes, gate) = (flushes.clone(), gate.clone());
+            move || {
+                // The first flush waits for the test to let it end (and says how it ended); later ones pass.
+                if flushes.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return gate.lock().unwrap().recv().unwrap();
+                }
+                Ok(())
+            }
+        };
+        let spawn = |g: Arc<GroupFlush>, f: Box<dyn Fn() -> Result<(), CassetteError> + Send>| {
+            std::thread::spawn(move || g.commit(f))
+        };
+        let first = spawn(g.clone(), Box::new(flush.clone()));
+        // Two more writers arrive while the first flush is under way.
+        while !g.tickets().flushing {
+            std::thread::yield_now();
+        }
+        let late: Vec<_> = (0..2).map(|_| spawn(g.clone(), Box::new(flush.clone()))).collect();
+        while g.tickets().issued < 3 {
+            std::thread::yield_now();
+        }
+        // The first flush fails: its own writer is told, and the two waiting flush for themselves, once.
+        release.send(Err(CassetteError::Io { path: PathBuf::new(), detail: "disk full".into() })).unwrap();
+        assert!(first.join().unwrap().is_err());
+        for t in late {
+            assert!(t.join().unwrap().is_ok());
+        }
+        assert_eq!(flushes.load(Ordering::SeqCst), 2, "the two late writers shared one flush");
+        let t = g.tickets();
+        assert_eq!((t.issued, t.flushed, t.flushing), (3, 3, false));
     }
 }
