@@ -26,6 +26,31 @@ for sdk in python js; do
     status=1
   fi
 done
+# The test-framework helpers (pytest plugin, Node helper), each against the real binary; their
+# runners end with "clients/<name>: N passed, M failed". Exit 3: their packages could not be
+# installed (skipped outside CI, a failure in CI).
+for client in python node; do
+  runner="clients/$client/run-tests.sh"
+  [ -x "$runner" ] || continue
+  out="$(mktemp)"
+  "$runner" 2>&1 | tee "$out"
+  code=${PIPESTATUS[0]}
+  line=$(grep -E "^clients/$client: [0-9]+ passed, [0-9]+ failed" "$out" | tail -1)
+  rm -f "$out"
+  if [ "$code" -eq 3 ] && [ -z "${CI:-}" ]; then
+    echo "clients/$client: skipped (its packages could not be installed; CI treats this as a failure)"
+    continue
+  fi
+  if [ -n "$line" ]; then
+    passed=$((passed + $(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')))
+    failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+  fi
+  if [ "$code" -ne 0 ]; then
+    echo "clients/$client: FAILED (exit $code)"
+    [ -n "$line" ] || failed=$((failed + 1))
+    status=1
+  fi
+done
 rm -f "$log"
 echo
 echo "tests: $passed passed, $failed failed"
