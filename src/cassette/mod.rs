@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod fingerprint;
+mod heads;
 pub mod index;
 pub mod model;
 pub mod redact;
