@@ -2,8 +2,10 @@
 # Runs the real Genesys Cloud SDKs (Python and JavaScript), unmodified, against the bundled cassette
 # examples/genesys-call.jsonl. python: the pytest module examples/python, through callvcr's pytest
 # plugin (clients/python), which fails a test whose requests miss the cassette; run in order,
-# reversed, each test alone and on two xdist workers. js: through `callvcr run`, strictly (any miss
-# or unused recording fails). Installs the SDKs (and pytest with the plugin) under target/examples on
+# reversed, each test alone and on two xdist workers. js: the node:test file examples/js through
+# callvcr's Node helper (clients/node), as declared, reversed, two at a time and each test alone.
+# Each also runs its plain SDK script through `callvcr run`, strictly (any miss or unused recording
+# fails; Python via a private hosts file when root). Installs the SDKs (and pytest with the plugin) under target/examples on
 # first use (PyPI and npm). Usage: examples/run.sh [python|js]...
 # Exit status: 0 all passed; 3 an SDK could not be installed (no network?); otherwise a failure.
 set -euo pipefail
@@ -72,15 +74,41 @@ for sdk in "${which[@]}"; do
       done
       echo "examples: python, two xdist workers"
       py -q -n 2 examples/python || status=$?
+      # And the unmodified SDK as a script, through `callvcr run`: the Python SDK ignores HTTPS_PROXY,
+      # so as root on Linux it is redirected with a private hosts file; elsewhere the script hands it
+      # the proxy itself. Strict: any miss or unused recording fails.
+      mode=()
+      if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && unshare -m true 2>/dev/null; then mode=(--hosts); fi
+      echo "examples: python SDK script through callvcr run ${mode[*]:-(proxy)}"
+      (cd "$work" && PYTHONPATH="$work/py" "$bin" run "${mode[@]}" --cassette "$cassette" --strict --fail-on-unused \
+        -- python3 "$root/examples/python/call_flow.py") || status=$?
       ;;
     js)
-      if [ ! -d "$work/js/node_modules/purecloud-platform-client-v2" ]; then
-        echo "examples: installing purecloud-platform-client-v2 into $work/js"
+      need=
+      for m in purecloud-platform-client-v2 hpagent callvcr; do [ -e "$work/js/node_modules/$m" ] || need=1; done
+      if [ -n "$need" ]; then
+        echo "examples: installing purecloud-platform-client-v2, hpagent and the Node helper into $work/js"
         mkdir -p "$work/js"
-        npm install --silent --no-audit --no-fund --prefix "$work/js" purecloud-platform-client-v2 >/dev/null \
+        npm install --silent --no-audit --no-fund --prefix "$work/js" purecloud-platform-client-v2 hpagent "$root/clients/node" >/dev/null \
           || { echo "examples: cannot install the JavaScript SDK"; exit 3; }
       fi
-      echo "examples: JavaScript SDK through callvcr run (HTTPS_PROXY)"
+      # The SDK under node:test through the Node helper (one callvcr per test): as declared,
+      # reversed, two at a time, and each test alone; run from target/examples, where certs/ lives.
+      tests="$root/examples/js/call_flow.test.js"
+      js=(env CALLVCR_BIN="$bin" NODE_PATH="$work/js/node_modules")
+      spec=(node --test --test-reporter=spec)
+      echo "examples: JavaScript SDK under node:test through the Node helper (declared order)"
+      (cd "$work" && "${js[@]}" "${spec[@]}" "$tests") || status=$?
+      echo "examples: JavaScript SDK, the tests declared in reverse"
+      (cd "$work" && "${js[@]}" REVERSE=1 "${spec[@]}" "$tests") || status=$?
+      echo "examples: JavaScript SDK, two tests at a time"
+      (cd "$work" && "${js[@]}" CONCURRENCY=2 "${spec[@]}" "$tests") || status=$?
+      for scenario in 'the flow as recorded' 'the token expires mid-flow' 'the platform rate-limits placing the call once' 'the customer hangs up'; do
+        echo "examples: JavaScript SDK, alone: $scenario"
+        (cd "$work" && "${js[@]}" "${spec[@]}" --test-name-pattern="^$scenario\$" "$tests") || status=$?
+      done
+      # And the unmodified SDK as a script, through `callvcr run` (HTTPS_PROXY), strictly.
+      echo "examples: JavaScript SDK script through callvcr run (HTTPS_PROXY)"
       (cd "$work" && NODE_PATH="$work/js/node_modules" "$bin" run --cassette "$cassette" --strict --fail-on-unused \
         -- node "$root/examples/js/call_flow.js") || status=$?
       ;;
