@@ -288,3 +288,47 @@ async fn random_recorded_sessions_replay_as_recorded() {
     }
     si.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_token_gets_the_recording_only_when_it_was_recorded_without_one() {
+    let dir = tempdir("oracle-notoken");
+    let api = "api.mypurecloud.com";
+    let ex = |seq: u64, path: &str, auth: Option<&str>| {
+        let mut headers = vec![serde_json::json!(["host", api])];
+        if let Some(a) = auth {
+            headers.push(serde_json::json!(["authorization", a]));
+        }
+        serde_json::json!({
+            "seq": seq, "recorded_at": "2026-01-05T09:00:00.000Z", "duration_ms": 1,
+            "request": {"method": "GET", "scheme": "https", "host": api, "path": path, "headers": headers, "body": {"text": ""}},
+            "response": {"status": 200, "headers": [["content-type", "application/json"]], "body": {"text": "{\"ok\": true}"}},
+        })
+        .to_string()
+    };
+    let text = format!(
+        "{{\"format\":\"callvcr-cassette\",\"version\":1}}\n{}\n{}\n{}\n",
+        ex(1, "/api/v2/users/me", Some("[REDACTED]")),
+        ex(2, "/api/v2/routing/queues", None),
+        ex(3, "/api/v2/routing/skills", Some("Bearer ")),
+    );
+    std::fs::write(dir.join("nt.jsonl"), text).unwrap();
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "nt.jsonl"]);
+    let get = |path: &'static str| {
+        let cv = &cv;
+        async move {
+            let mut c = h1_tls(cv, api).await;
+            c.send("GET", path, &[("host", api)], "").await
+        }
+    };
+    // Recorded with a token: the platform's rule answers one sent without.
+    let r = get("/api/v2/users/me").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["code"], "authentication.required");
+    // Recorded without one, or with an empty bearer: the recording answers.
+    assert_eq!(get("/api/v2/routing/queues").await.status, 200);
+    assert_eq!(get("/api/v2/routing/skills").await.status, 200);
+    let j = journal(&cv).await;
+    let by: Vec<&str> = j.iter().map(|e| e["answered_by"].as_str().unwrap()).collect();
+    assert_eq!(by, vec!["overlay:auth", "hit", "hit"]);
+    cv.stop_unchecked();
+}

@@ -53,6 +53,13 @@ fn jwt_parts(s: &str) -> Option<(&str, &str, &str)> {
 /// platform said, and a minted token must say it too.
 pub const FRESH_CLAIMS: &[&str] = &["iat", "exp", "nbf", "auth_time", "jti"];
 
+/// Whether a credential header's value carries no credential: empty, or an auth scheme alone
+/// (`Bearer `, `Basic`), as an SDK sends before it has a token.
+pub fn no_credential(value: &str) -> bool {
+    let v = value.trim();
+    v.is_empty() || v.eq_ignore_ascii_case("bearer") || v.eq_ignore_ascii_case("basic")
+}
+
 /// The claims of a JWT, as stored or live (the signature is not checked: this reads what a
 /// recording shows, never trusts a token).
 pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
@@ -111,7 +118,7 @@ impl Redactor {
     /// the marker replaced.
     fn is_live_secret(&self, v: &str) -> bool {
         let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
-        !v.is_empty() && v != self.replacement && jwt_parts(token).is_none_or(|(_, _, sig)| sig != self.replacement)
+        !no_credential(v) && v != self.replacement && jwt_parts(token).is_none_or(|(_, _, sig)| sig != self.replacement)
     }
 
     /// Redacts a list of headers as they are stored: like [`Redactor::headers`], except that a
@@ -175,6 +182,11 @@ impl Redactor {
     pub fn header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
         let name = name.to_ascii_lowercase();
         if self.headers.contains(&name) {
+            // An empty credential holds no secret, and replay must see that it was empty (the
+            // platform answers a request without a token by its own rule).
+            if no_credential(value) {
+                return Cow::Borrowed(value);
+            }
             return Cow::Owned(self.replacement.clone());
         }
         if name == "location" || name == "content-location" {
@@ -414,6 +426,16 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_credential_is_kept_as_sent() {
+        let r = Redactor::new(&RedactConfig::default());
+        assert_eq!(r.header("Authorization", "Bearer "), "Bearer ");
+        assert_eq!(r.header("authorization", ""), "");
+        assert_eq!(r.header("authorization", "Bearer abc"), MARKER);
+        assert_eq!(r.header("authorization", "bearerish"), MARKER);
+        assert!(no_credential(" basic ") && !no_credential("Basic dXNlcjpwYXNz"));
+    }
 
     fn r() -> Redactor {
         Redactor::new(&RedactConfig::default())

@@ -457,21 +457,29 @@ impl Auth {
     /// Checks an API call's bearer: missing or unknown tokens are refused by rule (a recording of this
     /// very request answered otherwise wins); expired, revoked and pre-reset tokens are refused by the
     /// run. A good token sets `ctx.principal` and lets the request on.
-    fn check_bearer(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded) -> Decision {
+    fn check_bearer(&self, call: &Call<'_>, ctx: &mut Ctx, recorded: &Recorded, ev: &Evidence<'_>) -> Decision {
         let p = call.platform();
         let Some(token) = call.bearer() else {
-            return Decision::Answer(
-                self.refusal(
-                    recorded,
-                    self.unauthorized(
-                        p,
-                        "authentication.required",
-                        "No authentication bearer token specified in authorization header.",
-                        "missing-token",
-                    ),
-                )
-                .by_rule(),
+            let refused = self.refusal(
+                recorded,
+                self.unauthorized(
+                    p,
+                    "authentication.required",
+                    "No authentication bearer token specified in authorization header.",
+                    "missing-token",
+                ),
             );
+            // The recording answers a request sent with no credential only when it shows one
+            // sent without: a recording made with a token says nothing of a request that has none.
+            let sent_none = call.header("authorization").is_none_or(crate::cassette::redact::no_credential);
+            let recorded_with_token = sent_none
+                && ev.peek().is_some_and(|pk| {
+                    pk.exchange
+                        .request
+                        .header("authorization")
+                        .is_some_and(|v| !crate::cassette::redact::no_credential(v))
+                });
+            return Decision::Answer(if recorded_with_token { refused } else { refused.by_rule() });
         };
         // The hot path: this thread checked the same token last time and nothing changed since.
         let me = self.instance;
@@ -645,7 +653,7 @@ impl Overlay for Auth {
             None => {}
         }
         if is_api_call(call) {
-            return self.check_bearer(call, ctx, recorded);
+            return self.check_bearer(call, ctx, recorded, ev);
         }
         Decision::Continue
     }
