@@ -123,7 +123,10 @@ async fn certificates_are_dated_on_real_time_not_the_virtual_clock() {
     cfg.clock_start_ms = Some(1_577_836_800_000); // 2020-01-01
     let certs = dir.join("certs");
     let running = Server::replay(cfg, &certs, &dir.join("cassettes"), demo).unwrap().start().await.unwrap();
+    // The handshake passed (rustls checked the leaf against today); the answer is the platform's
+    // to a request without a token, which the demo recording made with one.
     let r = users_me(running.addresses.tls, &certs).await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["code"], "authentication.required", "{}", r.text());
     running.shutdown().await.unwrap();
 }
