@@ -130,6 +130,7 @@ def test_one_process_per_cassette_and_marker_values_stopped_at_the_end(inner):
         class TestNamed:
             def test_named(self, callvcr, http):
                 note("named", callvcr)
+                http.sign_in("c1", "s1")
                 assert http.api("GET", "/api/v2/users/me").json["who"] == "named"
 
             @pytest.mark.callvcr(overlays_off=["auth"])
