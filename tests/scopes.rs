@@ -182,3 +182,19 @@ async fn each_scope_replays_its_own_in_any_order_and_reports_per_test() {
     assert!(case("test_a").contains("unused: GET api.mypurecloud.com/api/v2/routing/queues"));
     assert!(!case("test_c").contains("<failure"), "{}", case("test_c"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_scopes_the_report_has_one_case_for_the_cassette() {
+    let dir = tempdir("scopes-none");
+    cassette(&dir);
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "s.jsonl", "--no-overlay", "auth", "--report", "r.xml"]);
+    assert_eq!(who(&cv, None).await, "a1");
+    assert_eq!(get(&cv, "/api/v2/nope", None).await.status, 404);
+    assert!(admin(&cv, "GET", "/mock/admin/scopes", "").await.json().as_array().unwrap().is_empty());
+    cv.stop_unchecked();
+    let xml = std::fs::read_to_string(dir.join("r.xml")).unwrap();
+    assert!(xml.contains("tests=\"1\" failures=\"1\""), "{xml}");
+    assert!(xml.contains("<testcase classname=\"callvcr\" name=\"s\">"), "named after the cassette: {xml}");
+    assert!(xml.contains("miss: GET api.mypurecloud.com/api/v2/nope"), "{xml}");
+    assert!(xml.contains("unused: GET api.mypurecloud.com/api/v2/routing/queues"), "{xml}");
+}
