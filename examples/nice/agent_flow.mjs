@@ -1,0 +1,101 @@
+// An agent's day on NICE CXone with NICE's own browser SDKs (@nice-devone/*), unmodified, in Node:
+// sign in, start an agent session, take an inbound call (accept, hold, resume, end), survive a
+// token refresh, and see the platform end the session.
+//
+//   node --import ./loader.mjs --import ./shims.mjs agent_flow.mjs
+//
+// Trust and routing: NODE_EXTRA_CA_CERTS=<callvcr or stand-in CA>, and either a hosts file that
+// maps the platform names to the proxy, or HTTPS_PROXY=http://127.0.0.1:8080 (see shims.mjs).
+// Prints one line per step; exits 0 when the whole flow completed, 1 with the reason otherwise.
+import { CXoneAuth, AuthStatus } from '@nice-devone/auth-sdk';
+import { CXoneAcdClient } from '@nice-devone/acd-sdk';
+import { CXoneClient } from '@nice-devone/agent-sdk';
+import { AgentSessionStatus, CXoneLeaderElector } from '@nice-devone/common-sdk';
+
+const env = (k, d) => process.env[k] || d;
+const cfg = {
+  cxoneHostname: env('NICE_CXONE_HOST', 'https://cxone.niceincontact.com'),
+  clientId: env('NICE_CLIENT_ID', 'example-nice-client'),
+  redirectUri: env('NICE_REDIRECT_URI', 'https://localhost/callback'),
+  tenantId: env('NICE_TENANT_ID', '11eb7bd6-1c2e-4a80-9b7e-0242ac110002'),
+  // Seconds to wait for each step (the refresh comes by the SDK's own timer: expires_in - 600 s).
+  stepTimeout: +env('NICE_STEP_TIMEOUT_S', '30'),
+  refreshTimeout: +env('NICE_REFRESH_TIMEOUT_S', '60'),
+};
+if (process.env.NICE_SDK_LOG !== '1') {
+  // The SDKs log every step to the console; keep the script's output to its own lines.
+  for (const k of ['log', 'info', 'debug', 'warn', 'trace']) console[k] = () => {};
+}
+const out = (line) => process.stdout.write(line + '\n');
+function fail(msg) {
+  process.stderr.write(`agent_flow: FAILED: ${msg}\n`);
+  process.exit(1);
+}
+const withTimeout = (p, s, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(`timed out after ${s}s waiting for ${what}`)), s * 1000))]);
+const errText = (e) => (e instanceof Error ? e.message : typeof e === 'string' ? e : JSON.stringify(e));
+// An rxjs Subject's first value that satisfies pred, as a promise.
+const first = (subject, pred, what, s = cfg.stepTimeout) => withTimeout(new Promise((resolve) => {
+  const sub = subject.subscribe((v) => { if (pred(v)) { sub.unsubscribe(); resolve(v); } });
+}), s, what);
+
+async function main() {
+  // a. Sign in: authorization code + PKCE. The SDK builds the authorize URL (and keeps the code
+  //    verifier in sessionStorage); a browser would show the login page and come back to the
+  //    redirect URI with ?code=. Here the authorize URL is fetched and the code taken from the 302.
+  const auth = CXoneAuth.instance;
+  auth.init({ cxoneHostname: cfg.cxoneHostname, clientId: cfg.clientId, redirectUri: cfg.redirectUri });
+  const authorizeUrl = await auth.getAuthorizeUrl('page', 'S256', cfg.tenantId);
+  const r = await fetch(authorizeUrl, { redirect: 'manual' });
+  const location = r.headers.get('location');
+  const code = location && new URL(location, authorizeUrl).searchParams.get('code');
+  if (!code) fail(`authorize answered ${r.status} without a redirect carrying ?code= (location: ${location})`);
+  await auth.getAccessTokenByCode({ clientId: cfg.clientId, code });
+  const user = CXoneClient.instance.cxoneUser.getUserInfo();
+  out(`signed in as agent ${user.icAgentId} (tenant ${user.tenantId}, business unit ${user.icBUId})`);
+
+  // b. Agent session. initAcdEngagement() builds the ACD objects; this tab must win the SDK's
+  //    leader election (broadcast-channel, ~1 s alone) before it polls events or refreshes tokens.
+  CXoneAcdClient.instance.initAcdEngagement();
+  const acd = CXoneAcdClient.instance;
+  if (!CXoneLeaderElector.instance.isLeader) {
+    await first(CXoneLeaderElector.instance.onLeaderChanged, (v) => v, 'leader election');
+  }
+  const refreshed = first(auth.onAuthStatusChange, (v) => v.status === AuthStatus.REFRESH_TOKEN_SUCCESS, 'the token refresh', cfg.refreshTimeout);
+  const ended = first(acd.session.onAgentSessionChange, (v) => v.status === AgentSessionStatus.SESSION_END, 'the session end', cfg.refreshTimeout + cfg.stepTimeout);
+  const contacts = acd.contactManager.voiceContactUpdateEvent;
+  const status = (want) => first(contacts, (c) => c.contactStatus?.toLowerCase?.() === want || c.status?.toLowerCase?.() === want, `contact status ${want}`);
+
+  const incoming = status('incoming');
+  const resp = await acd.session.startSession({ stationId: '', stationPhoneNumber: 'WebRTC' });
+  out(`session ${resp.data.sessionId} started`);
+
+  // c. An inbound call arrives through get-next-event.
+  const contact = await incoming;
+  out(`contact ${contact.contactID} offered from ${contact.ani}`);
+  let active = status('active');
+  await acd.contactManager.contactService.acceptContact(contact.contactID);
+  let c = await active;
+  out(`contact ${c.contactID} accepted`);
+  const holding = status('holding');
+  await c.hold();
+  c = await holding;
+  out(`contact ${c.contactID} on hold`);
+  active = status('active');
+  await c.resume();
+  c = await active;
+  out(`contact ${c.contactID} resumed`);
+  const gone = status('disconnected');
+  await c.end();
+  c = await gone;
+  out(`contact ${c.contactID} ended`);
+
+  // d. Token refresh: the SDK's own timer fires at expires_in - 600 s after the token was issued.
+  const rr = await refreshed;
+  out(`access token refreshed (expires_in ${rr.response.expiresIn})`);
+
+  // e. The platform ends the session (get-next-event answers 409).
+  await ended;
+  out('session ended by the platform');
+}
+
+main().then(() => process.exit(0), (e) => fail(errText(e)));
