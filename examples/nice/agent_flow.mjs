@@ -18,21 +18,28 @@ const cfg = {
   clientId: env('NICE_CLIENT_ID', 'example-nice-client'),
   redirectUri: env('NICE_REDIRECT_URI', 'https://localhost/callback'),
   tenantId: env('NICE_TENANT_ID', '11eb7bd6-1c2e-4a80-9b7e-0242ac110002'),
-  // Seconds to wait for each step (the refresh comes by the SDK's own timer: expires_in - 600 s).
+  // Seconds to wait for each step; the refresh is awaited for (expires_in - 600) s more, as the
+  // SDK refreshes by its own timer at that time.
   stepTimeout: +env('NICE_STEP_TIMEOUT_S', '30'),
-  refreshTimeout: +env('NICE_REFRESH_TIMEOUT_S', '60'),
 };
 if (process.env.NICE_SDK_LOG !== '1') {
   // The SDKs log every step to the console; keep the script's output to its own lines.
   for (const k of ['log', 'info', 'debug', 'warn', 'trace']) console[k] = () => {};
 }
 const out = (line) => process.stdout.write(line + '\n');
+let step = 'starting';
 function fail(msg) {
-  process.stderr.write(`agent_flow: FAILED: ${msg}\n`);
+  process.stderr.write(`agent_flow: FAILED while ${step}: ${msg}\n`);
   process.exit(1);
 }
 const withTimeout = (p, s, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(`timed out after ${s}s waiting for ${what}`)), s * 1000))]);
-const errText = (e) => (e instanceof Error ? e.message : typeof e === 'string' ? e : JSON.stringify(e));
+// The SDKs reject with CXoneSdkError {errorType, message, data: HttpResponse {status, body}} or a string.
+const errText = (e) => {
+  if (typeof e === 'string') return e;
+  if (e?.errorType) return `${e.errorType}: ${e.message}${e.data?.status ? ` (HTTP ${e.data.status} ${JSON.stringify(e.data.body)})` : ' (no HTTP answer: is the platform or proxy reachable, and its CA in NODE_EXTRA_CA_CERTS?)'}`;
+  if (e instanceof Error) return e.message + (e.cause ? ` (${e.cause.code || e.cause.message})` : '');
+  return JSON.stringify(e);
+};
 // An rxjs Subject's first value that satisfies pred, as a promise.
 const first = (subject, pred, what, s = cfg.stepTimeout) => withTimeout(new Promise((resolve) => {
   const sub = subject.subscribe((v) => { if (pred(v)) { sub.unsubscribe(); resolve(v); } });
@@ -42,6 +49,7 @@ async function main() {
   // a. Sign in: authorization code + PKCE. The SDK builds the authorize URL (and keeps the code
   //    verifier in sessionStorage); a browser would show the login page and come back to the
   //    redirect URI with ?code=. Here the authorize URL is fetched and the code taken from the 302.
+  step = 'signing in';
   const auth = CXoneAuth.instance;
   auth.init({ cxoneHostname: cfg.cxoneHostname, clientId: cfg.clientId, redirectUri: cfg.redirectUri });
   const authorizeUrl = await auth.getAuthorizeUrl('page', 'S256', cfg.tenantId);
@@ -49,27 +57,40 @@ async function main() {
   const location = r.headers.get('location');
   const code = location && new URL(location, authorizeUrl).searchParams.get('code');
   if (!code) fail(`authorize answered ${r.status} without a redirect carrying ?code= (location: ${location})`);
-  await auth.getAccessTokenByCode({ clientId: cfg.clientId, code });
+  // getAccessTokenByCode() neither resolves nor rejects when the id_token fails verification
+  // (RS256 against the JWKS, exp/nbf/iat against this machine's clock with 60 s grace): it only
+  // emits AUTHENTICATION_FAILED. Watch for that too.
+  const failed = first(auth.onAuthStatusChange, (v) => v.status === AuthStatus.AUTHENTICATION_FAILED, 'sign-in failure', 3600)
+    .then((v) => { throw new Error(`the SDK reported AUTHENTICATION_FAILED${v.response ? ': ' + errText(v.response) : ' (id_token rejected: signature, kid, or exp/iat vs. the clock)'}`); });
+  await withTimeout(Promise.race([auth.getAccessTokenByCode({ clientId: cfg.clientId, code }), failed]), cfg.stepTimeout, 'the token exchange');
+  const refreshIn = Math.max(0, auth.getAuthToken().expiresIn - 600) + cfg.stepTimeout;
+  const refreshed = first(auth.onAuthStatusChange, (v) => v.status === AuthStatus.REFRESH_TOKEN_SUCCESS, 'the token refresh', refreshIn);
   const user = CXoneClient.instance.cxoneUser.getUserInfo();
   out(`signed in as agent ${user.icAgentId} (tenant ${user.tenantId}, business unit ${user.icBUId})`);
 
   // b. Agent session. initAcdEngagement() builds the ACD objects; this tab must win the SDK's
   //    leader election (broadcast-channel, ~1 s alone) before it polls events or refreshes tokens.
+  step = 'starting the agent session';
   CXoneAcdClient.instance.initAcdEngagement();
   const acd = CXoneAcdClient.instance;
   if (!CXoneLeaderElector.instance.isLeader) {
     await first(CXoneLeaderElector.instance.onLeaderChanged, (v) => v, 'leader election');
   }
-  const refreshed = first(auth.onAuthStatusChange, (v) => v.status === AuthStatus.REFRESH_TOKEN_SUCCESS, 'the token refresh', cfg.refreshTimeout);
-  const ended = first(acd.session.onAgentSessionChange, (v) => v.status === AgentSessionStatus.SESSION_END, 'the session end', cfg.refreshTimeout + cfg.stepTimeout);
+  const ended = first(acd.session.onAgentSessionChange, (v) => v.status === AgentSessionStatus.SESSION_END, 'the session end', refreshIn + cfg.stepTimeout);
   const contacts = acd.contactManager.voiceContactUpdateEvent;
   const status = (want) => first(contacts, (c) => c.contactStatus?.toLowerCase?.() === want || c.status?.toLowerCase?.() === want, `contact status ${want}`);
 
+  // Events come by get-next-event long polls unless the business unit has the UI queue product
+  // (30254) and agent-settings say EnableUIQueue: then the SDK uses a SignalR WebSocket instead.
+  // NICE_UI_QUEUE=0 (the default) keeps this run on get-next-event: CXoneClient's public flag,
+  // read by startSession().
+  if (env('NICE_UI_QUEUE', '0') !== '1') CXoneClient.instance.isUIQueueEnabled = false;
   const incoming = status('incoming');
   const resp = await acd.session.startSession({ stationId: '', stationPhoneNumber: 'WebRTC' });
   out(`session ${resp.data.sessionId} started`);
 
   // c. An inbound call arrives through get-next-event.
+  step = 'handling the call';
   const contact = await incoming;
   out(`contact ${contact.contactID} offered from ${contact.ani}`);
   let active = status('active');
@@ -89,11 +110,14 @@ async function main() {
   c = await gone;
   out(`contact ${c.contactID} ended`);
 
-  // d. Token refresh: the SDK's own timer fires at expires_in - 600 s after the token was issued.
+  // d. Token refresh: the SDK's own timer (started when this tab became leader) fires
+  //    expires_in - 600 s after the token arrived (at once if expires_in <= 600).
+  step = 'waiting for the token refresh';
   const rr = await refreshed;
   out(`access token refreshed (expires_in ${rr.response.expiresIn})`);
 
   // e. The platform ends the session (get-next-event answers 409).
+  step = 'waiting for the platform to end the session';
   await ended;
   out('session ended by the platform');
 }

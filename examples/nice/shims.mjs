@@ -22,6 +22,7 @@
 import { EventEmitter } from 'node:events';
 import { resolveObjectURL } from 'node:buffer';
 import http from 'node:http';
+import https from 'node:https';
 import tls from 'node:tls';
 import 'fake-indexeddb/auto';
 import WsWebSocket from 'ws';
@@ -129,8 +130,8 @@ g.sessionStorage = storage();
 const proxyUrl = process.env.HTTPS_PROXY || process.env.https_proxy || '';
 if (proxyUrl) setGlobalDispatcher(new EnvHttpProxyAgent());
 
-// A CONNECT tunnel for `ws` (https agent whose sockets are TLS over a proxy tunnel).
-class ConnectTunnelAgent extends http.Agent {
+// A CONNECT tunnel for `ws` (an https agent whose sockets are TLS over a proxy tunnel).
+class ConnectTunnelAgent extends https.Agent {
   constructor(proxy) { super({ keepAlive: false }); this.proxy = new URL(proxy); }
   createConnection(options, callback) {
     const host = options.host || options.hostname;
