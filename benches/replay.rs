@@ -31,6 +31,69 @@ use tokio::net::{TcpListener, TcpStream};
 const HOST: &str = "api.mypurecloud.com";
 const PATH: &str = "/api/v2/users/me";
 
+/// One request shape an SDK sends: method, path and JSON body (empty for GET).
+struct Shape {
+    label: String,
+    method: &'static str,
+    path: &'static str,
+    body: Bytes,
+}
+
+/// A JSON request body of about `size` bytes, as SDKs send them: a query's filter clauses, or a
+/// user update, padded with more of the same.
+fn request_body(kind: &str, size: usize) -> String {
+    let mut v = match kind {
+        // No times in it: replay would move those onto the recording's clock (time shift).
+        "query" => serde_json::json!({
+            "order": "asc", "orderBy": "conversationStart", "paging": {"pageSize": 25, "pageNumber": 1},
+            "segmentFilters": [],
+        }),
+        _ => serde_json::json!({"version": 7, "department": "Support", "title": "Agent", "addresses": []}),
+    };
+    let mut i = 0;
+    while v.to_string().len() < size {
+        match kind {
+            "query" => v["segmentFilters"].as_array_mut().unwrap().push(serde_json::json!({
+                "type": "or", "predicates": [{"dimension": "queueId", "value": format!("{i:08}-7c1e-4d2a-9b3f-0a1b2c3d4e5f")}]
+            })),
+            _ => v["addresses"].as_array_mut().unwrap().push(serde_json::json!({
+                "mediaType": "PHONE", "type": "WORK", "address": format!("+1317555{i:04}")
+            })),
+        }
+        i += 1;
+    }
+    v.to_string()
+}
+
+/// The shapes measured: GET, and POST and PATCH with JSON bodies of 0.2 KB and 8 KB
+/// (`BENCH_SHAPES`, a comma-separated list of labels, picks some).
+fn shapes() -> Vec<Shape> {
+    const USER: &str = "/api/v2/users/0c2f6a1e-9b7d-4a53-8f0e-2d4c6b8a1e3f";
+    const QUERY: &str = "/api/v2/analytics/conversations/details/query";
+    let mut all = vec![Shape { label: "GET".into(), method: "GET", path: PATH, body: Bytes::new() }];
+    for (kb, size) in [("0.2KB", 200), ("8KB", 8192)] {
+        all.push(Shape {
+            label: format!("POST {kb}"),
+            method: "POST",
+            path: QUERY,
+            body: request_body("query", size).into(),
+        });
+        all.push(Shape {
+            label: format!("PATCH {kb}"),
+            method: "PATCH",
+            path: USER,
+            body: request_body("user", size).into(),
+        });
+    }
+    match std::env::var("BENCH_SHAPES") {
+        Ok(pick) => {
+            let pick: Vec<&str> = pick.split(',').map(str::trim).collect();
+            all.into_iter().filter(|s| pick.contains(&s.label.as_str())).collect()
+        }
+        Err(_) => all,
+    }
+}
+
 fn body() -> String {
     let mut v = serde_json::json!({
         "id": "0c2f6a1e-9b7d-4a53-8f0e-2d4c6b8a1e3f",
@@ -60,14 +123,25 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
 
-    // A one-exchange cassette holding exactly the bytes the bare server returns.
-    let ex = serde_json::json!({
-        "seq": 1, "recorded_at": "2026-01-01T00:00:00.000Z", "duration_ms": 1,
-        "request": {"method": "GET", "scheme": "https", "host": HOST, "path": PATH, "headers": [], "body": {}},
-        "response": {"status": 200, "headers": [["content-type", "application/json"]], "body": {"text": body()}}
-    });
-    std::fs::write(dir.join("bench.jsonl"), format!("{{\"format\":\"callvcr-cassette\",\"version\":1}}\n{ex}\n"))
-        .unwrap();
+    // A cassette of one exchange per shape, each answered with exactly the bytes the bare server
+    // returns; the POST and PATCH requests recorded with their JSON bodies, as an SDK sent them.
+    let shapes: Vec<Arc<Shape>> = shapes().into_iter().map(Arc::new).collect();
+    let mut cassette = String::from("{\"format\":\"callvcr-cassette\",\"version\":1}\n");
+    for (i, sh) in shapes.iter().enumerate() {
+        let (headers, req_body) = if sh.body.is_empty() {
+            (serde_json::json!([]), serde_json::json!({}))
+        } else {
+            let json: serde_json::Value = serde_json::from_slice(&sh.body).unwrap();
+            (serde_json::json!([["content-type", "application/json"]]), serde_json::json!({"json": json}))
+        };
+        let ex = serde_json::json!({
+            "seq": i + 1, "recorded_at": "2026-01-01T00:00:00.000Z", "duration_ms": 1,
+            "request": {"method": sh.method, "scheme": "https", "host": HOST, "path": sh.path, "headers": headers, "body": req_body},
+            "response": {"status": 200, "headers": [["content-type", "application/json"]], "body": {"text": body()}}
+        });
+        cassette.push_str(&format!("{ex}\n"));
+    }
+    std::fs::write(dir.join("bench.jsonl"), cassette).unwrap();
 
     let bin = std::env::var("CALLVCR_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_callvcr").to_string());
     let (callvcr, callvcr_addr) = start_replay(&bin, &dir);
@@ -105,9 +179,11 @@ fn main() {
         Some((_, addr)) => format!("Bearer {}", rt.block_on(login(*addr, cfg.clone()))).into(),
         None => "".into(),
     };
-    let none: Arc<str> = "".into();
-    println!("replay benchmark: {secs} s per scenario, GET {PATH} ({} byte body)", body().len());
-    println!("{:<34} {:>10} {:>10} {:>10} {:>12}", "scenario", "req/s", "p50 µs", "p99 µs", "CPU µs/req");
+    // The bare server gets the same request bytes, bearer included (it reads no header).
+    let none = bearer.clone();
+    let sizes: Vec<String> = shapes.iter().map(|s| format!("{} ({} B)", s.label, s.body.len())).collect();
+    println!("replay benchmark: {secs} s per scenario; shapes {}; answer {} bytes", sizes.join(", "), body().len());
+    println!("{:<52} {:>10} {:>10} {:>10} {:>12}", "scenario", "req/s", "p50 µs", "p99 µs", "CPU µs/req");
     let mut ratios = Vec::new();
     // Interleaved rounds per scenario (BENCH_ROUNDS): more rounds, a steadier median on a shared machine.
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
@@ -117,15 +193,21 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .unwrap_or_else(|| if benching { vec![1, 16, 64] } else { vec![conc] });
-    let mut scenarios: Vec<(String, bool, usize)> =
-        concs.iter().map(|c| (format!("keep-alive, {c} conn"), false, *c)).collect();
-    scenarios.push((format!("new TLS conn per request, {conc} clients"), true, conc));
+    let mut scenarios: Vec<(String, bool, usize, Arc<Shape>)> = Vec::new();
+    for sh in &shapes {
+        for c in &concs {
+            scenarios.push((format!("{}, keep-alive, {c} conn", sh.label), false, *c, sh.clone()));
+        }
+        scenarios.push((format!("{}, new TLS conn per request, {conc} clients", sh.label), true, conc, sh.clone()));
+    }
     let mut ab = Vec::new();
-    for (label, new_conn, conc) in scenarios {
-        rt.block_on(load(bare_addr, cfg.clone(), new_conn, conc, warm, none.clone()));
-        rt.block_on(load(callvcr_addr, cfg.clone(), new_conn, conc, warm, bearer.clone()));
+    for (label, new_conn, conc, shape) in scenarios {
+        let load =
+            |addr, span, auth: &Arc<str>| load(addr, cfg.clone(), new_conn, conc, span, auth.clone(), shape.clone());
+        rt.block_on(load(bare_addr, warm, &none));
+        rt.block_on(load(callvcr_addr, warm, &bearer));
         if let Some((_, addr)) = &base {
-            rt.block_on(load(*addr, cfg.clone(), new_conn, conc, warm, base_bearer.clone()));
+            rt.block_on(load(*addr, warm, &base_bearer));
         }
         // Interleaved rounds (bare, callvcr, bare, callvcr, ...) so drift on a shared machine hits both;
         // the reported ratio is the median of the per-round ratios.
@@ -136,10 +218,10 @@ fn main() {
         // One measured span against one server: the outcome and the server's CPU per request.
         let measure = |name: &str, pid: u32, addr: SocketAddr, auth: &Arc<str>, round: usize| {
             let t0 = cpu_us(pid);
-            let o = rt.block_on(load(addr, cfg.clone(), new_conn, conc, span, auth.clone()));
+            let o = rt.block_on(load(addr, span, auth));
             let cpu = (cpu_us(pid) - t0) as f64 / o.n.max(1) as f64;
             let row = format!("{name}, {label} #{}", round + 1);
-            println!("{row:<34} {:>10.0} {:>10} {:>10} {cpu:>12.1}", o.rps, o.p50, o.p99);
+            println!("{row:<52} {:>10.0} {:>10} {:>10} {cpu:>12.1}", o.rps, o.p50, o.p99);
             (o, cpu)
         };
         for round in 0..rounds {
@@ -184,10 +266,11 @@ fn main() {
         .spawn()
         .unwrap();
     let rec_addr = tls_addr_when_ready(&ready_rec);
-    rt.block_on(load(rec_addr, cfg.clone(), false, conc, warm, bearer.clone()));
+    let get = Arc::new(Shape { label: "GET".into(), method: "GET", path: PATH, body: Bytes::new() });
+    rt.block_on(load(rec_addr, cfg.clone(), false, conc, warm, bearer.clone(), get.clone()));
     let full = Duration::from_secs_f64(secs);
-    let b = rt.block_on(load(bare_addr, cfg.clone(), false, conc, full, none.clone()));
-    let r = rt.block_on(load(rec_addr, cfg.clone(), false, conc, full, bearer.clone()));
+    let b = rt.block_on(load(bare_addr, cfg.clone(), false, conc, full, none.clone(), get.clone()));
+    let r = rt.block_on(load(rec_addr, cfg.clone(), false, conc, full, bearer.clone(), get));
     println!("{:<34} {:>10.0} {:>10} {:>10}", "bare, keep-alive (record baseline)", b.rps, b.p50, b.p99);
     println!("{:<34} {:>10.0} {:>10} {:>10}", "callvcr record, keep-alive", r.rps, r.p50, r.p99);
     let _ = Command::new("kill").arg("-INT").arg(recorder.id().to_string()).status();
@@ -304,16 +387,20 @@ async fn login(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> String {
     v["access_token"].as_str().unwrap().to_string()
 }
 
-/// One GET carrying `bearer` (the token the server under test issued; empty for the bare server).
-async fn one(sender: &mut Sender, bearer: &str) {
+/// One request of `shape` carrying `bearer` (the token the server under test issued; empty for the
+/// bare server).
+async fn one(sender: &mut Sender, bearer: &str, shape: &Shape) {
     sender.ready().await.unwrap();
-    let req = hyper::Request::get(PATH)
-        .header("host", HOST)
-        .header("authorization", bearer)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let mut req = hyper::Request::builder().method(shape.method).uri(shape.path).header("host", HOST);
+    if !bearer.is_empty() {
+        req = req.header("authorization", bearer);
+    }
+    if !shape.body.is_empty() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req.body(Full::new(shape.body.clone())).unwrap();
     let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.status(), 200, "{} {}", shape.method, shape.path);
     let b = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(b.len() > 700);
 }
@@ -326,20 +413,22 @@ async fn load(
     conc: usize,
     span: Duration,
     bearer: Arc<str>,
+    shape: Arc<Shape>,
 ) -> Outcome {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conc {
         let cfg = cfg.clone();
         let bearer = bearer.clone();
+        let shape = shape.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut sender = if new_conn { None } else { Some(open(addr, cfg.clone()).await) };
             while start.elapsed() < span {
                 let t = Instant::now();
                 match sender.as_mut() {
-                    Some(s) => one(s, &bearer).await,
-                    None => one(&mut open(addr, cfg.clone()).await, &bearer).await,
+                    Some(s) => one(s, &bearer, &shape).await,
+                    None => one(&mut open(addr, cfg.clone()).await, &bearer, &shape).await,
                 }
                 lat.push(t.elapsed().as_micros());
             }
@@ -421,9 +510,11 @@ fn bare_server(certs: &Path) {
             let body = body.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let svc = hyper::service::service_fn(move |_req| {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let body = body.clone();
                     async move {
+                        // Read the request's body, as any server answering a POST does.
+                        let _ = req.into_body().collect().await;
                         let mut r = hyper::Response::new(Full::new(body));
                         r.headers_mut().insert("content-type", "application/json".parse().unwrap());
                         Ok::<_, std::convert::Infallible>(r)

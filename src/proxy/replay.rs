@@ -27,10 +27,7 @@ impl Proxy {
         let index = self.index.read();
         // A request's own times (a query's `updatedSince`, a body's interval) move back onto the
         // recording's clock before matching; the overlays see the request as sent.
-        let (shifted_query, shifted_body) = match index.shift() {
-            Some(t) => (query.and_then(|q| t.live_query(q)), t.live_body(bytes)),
-            None => (None, None),
-        };
+        let (shifted_query, shifted_body) = shifted(&index, query, bytes);
         let key = self.matcher.key_parts(
             method,
             host,
@@ -114,9 +111,19 @@ impl Proxy {
                 return overlay_response(a, &ctx.response_headers);
             }
         }
-        // Off the hit path: the whole fingerprint, to explain the miss.
-        let f = self.matcher.fingerprint_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
-        let mut r = self.miss(&live, &f, &self.index(), mark);
+        // Off the hit path: the whole fingerprint, to explain the miss, of the request as it was
+        // matched (its own times moved back onto the recording's clock).
+        let index = self.index();
+        let (shifted_query, shifted_body) = shifted(&index, query, &bytes);
+        let f = self.matcher.fingerprint_parts(
+            method,
+            host,
+            path,
+            shifted_query.as_deref().or(query),
+            |h| header_of(&parts.headers, h),
+            shifted_body.as_ref().unwrap_or(&bytes),
+        );
+        let mut r = self.miss(&live, &f, &index, mark);
         add_headers(r.headers_mut(), &ctx.response_headers);
         r
     }
@@ -492,4 +499,13 @@ fn time_shift(cfg: &Config, index: &Index, frames: &[crate::cassette::Frame], no
     fields.epochs.extend(in_frames.epochs);
     let delta_ms = start.map(|s| now_ms - s).unwrap_or(0);
     TimeShift { delta_ms, mode: cfg.time_shift, fields: fields.with_listed(&cfg.time_shift_fields) }
+}
+
+/// A live request's query and body with their own times moved back onto the recording's clock
+/// (each `None` when nothing moved): what matching compares with the recordings.
+fn shifted(index: &Index, query: Option<&str>, body: &[u8]) -> (Option<String>, Option<Bytes>) {
+    match index.shift() {
+        Some(t) => (query.and_then(|q| t.live_query(q)), t.live_body(body)),
+        None => (None, None),
+    }
 }
