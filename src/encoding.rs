@@ -56,3 +56,31 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
+
+/// A request body, parsed as JSON at most once (when a step first asks) and shared by every step
+/// that reads it: matching, validation, call state and collections. An 8 KB body costs one parse
+/// per request, not one per reader.
+#[derive(Debug)]
+pub struct ParsedBody<'a> {
+    bytes: &'a [u8],
+    json: std::sync::OnceLock<Option<serde_json::Value>>,
+}
+
+impl<'a> ParsedBody<'a> {
+    /// `bytes`, not parsed yet.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        ParsedBody { bytes, json: std::sync::OnceLock::new() }
+    }
+
+    /// The body as received.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The body as JSON; `None` when it is empty or not JSON.
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        self.json
+            .get_or_init(|| if self.bytes.is_empty() { None } else { serde_json::from_slice(self.bytes).ok() })
+            .as_ref()
+    }
+}

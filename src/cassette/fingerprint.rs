@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::model::RecordedRequest;
-use super::redact::Redactor;
+use super::redact::{looks_json, Redactor};
 use crate::config::MatchConfig;
-use crate::encoding::{decode_pairs, fnv1a};
+use crate::encoding::{decode_pairs, fnv1a, ParsedBody};
 
 /// The parts of a request that decide a replay match.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -179,7 +179,20 @@ impl Matcher {
         header: impl Fn(&str) -> Option<&'h str>,
         body: &[u8],
     ) -> Key {
-        let plain = matches!(query, None | Some("")) && body.is_empty() && self.cfg.headers.is_empty();
+        self.key_parsed(method, host, path, query, header, &ParsedBody::new(body))
+    }
+
+    /// [`Matcher::key_parts`] of a body that may already be parsed.
+    pub fn key_parsed<'h>(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        header: impl Fn(&str) -> Option<&'h str>,
+        body: &ParsedBody<'_>,
+    ) -> Key {
+        let plain = matches!(query, None | Some("")) && body.bytes().is_empty() && self.cfg.headers.is_empty();
         let (mut m, mut h) = ([0u8; 16], [0u8; 256]);
         if plain && method.len() <= m.len() && host.len() <= h.len() {
             let m = &mut m[..method.len()];
@@ -190,7 +203,7 @@ impl Matcher {
             h.make_ascii_lowercase();
             return Key::from_parts(m, h, path.as_bytes(), &[], &[], &BodyKey::Empty);
         }
-        Key::of(&self.fingerprint_parts(method, host, path, query, header, body))
+        Key::of(&self.fingerprint_parsed(method, host, path, query, header, body))
     }
 
     /// The fingerprint from a request's parts, without building a [`RecordedRequest`] (the hit path).
@@ -203,6 +216,20 @@ impl Matcher {
         query: Option<&str>,
         header: impl Fn(&str) -> Option<&'h str>,
         body: &[u8],
+    ) -> Fingerprint {
+        self.fingerprint_parsed(method, host, path, query, header, &ParsedBody::new(body))
+    }
+
+    /// [`Matcher::fingerprint_parts`] of a body that may already be parsed (shared with the
+    /// overlays that read it).
+    pub fn fingerprint_parsed<'h>(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        header: impl Fn(&str) -> Option<&'h str>,
+        body: &ParsedBody<'_>,
     ) -> Fingerprint {
         let mut query: Vec<(String, String)> = match query {
             None | Some("") => Vec::new(),
@@ -221,7 +248,7 @@ impl Matcher {
             .collect();
         headers.sort();
         let ct = header("content-type");
-        let body = if body.is_empty() { BodyKey::Empty } else { self.body_key(ct, &self.redactor.body(ct, body)) };
+        let body = if body.bytes().is_empty() { BodyKey::Empty } else { self.request_body_key(ct, body) };
         Fingerprint {
             method: method.to_ascii_uppercase(),
             host: host.to_ascii_lowercase(),
@@ -234,6 +261,29 @@ impl Matcher {
 
     /// The body's match form: form fields sorted when the type says form-encoded, canonical JSON when it
     /// parses as JSON (whatever the type claims), otherwise length and hash.
+    /// The key of a request body as it is sent: redacted as the recorder stores it, then compared by
+    /// meaning. A JSON body is read from its one parse, redacted while it is written out.
+    fn request_body_key(&self, content_type: Option<&str>, body: &ParsedBody<'_>) -> BodyKey {
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        let json =
+            if ct.contains("x-www-form-urlencoded") || !looks_json(&ct, body.bytes()) { None } else { body.json() };
+        let Some(v) = json else {
+            return self.body_key(content_type, &self.redactor.body(content_type, body.bytes()));
+        };
+        let mut out = Vec::with_capacity(body.bytes().len());
+        if self.ignore_paths.is_empty() {
+            write_canonical(v, Some(&self.redactor), &mut out);
+        } else {
+            let mut v = v.clone();
+            self.redactor.json(&mut v);
+            for p in &self.ignore_paths {
+                remove_path(&mut v, p);
+            }
+            write_canonical(&v, None, &mut out);
+        }
+        BodyKey::Json(into_text(out))
+    }
+
     fn body_key(&self, content_type: Option<&str>, bytes: &[u8]) -> BodyKey {
         if bytes.is_empty() {
             return BodyKey::Empty;
@@ -250,9 +300,9 @@ impl Matcher {
             for p in &self.ignore_paths {
                 remove_path(&mut v, p);
             }
-            let mut out = String::new();
-            canonical(&v, &mut out);
-            return BodyKey::Json(out);
+            let mut out = Vec::with_capacity(bytes.len());
+            write_canonical(&v, None, &mut out);
+            return BodyKey::Json(into_text(out));
         }
         BodyKey::Raw { len: bytes.len(), hash: fnv1a(bytes) }
     }
@@ -296,35 +346,56 @@ fn remove_path(v: &mut Value, path: &[String]) {
     }
 }
 
-/// Canonical JSON text: object keys sorted, no whitespace.
-fn canonical(v: &Value, out: &mut String) {
+/// JSON with object keys sorted, no whitespace: equal for bodies equal in meaning. With a redactor,
+/// written as it would be after redaction (a secret field's value as the marker, personal data in
+/// strings replaced), so a live body needs no redacted copy.
+fn write_canonical(v: &Value, redact: Option<&Redactor>, out: &mut Vec<u8>) {
+    // Writing JSON text into a Vec cannot fail.
+    let text = |out: &mut Vec<u8>, s: &str| {
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
     match v {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String((*k).clone()).to_string());
-                out.push(':');
-                canonical(&m[k.as_str()], out);
+                text(out, k);
+                out.push(b':');
+                let val = &m[k.as_str()];
+                match redact {
+                    Some(r) if !val.is_null() && r.is_field(k) => text(out, r.replacement()),
+                    _ => write_canonical(val, redact, out),
+                }
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(a) => {
-            out.push('[');
+            out.push(b'[');
             for (i, x) in a.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                canonical(x, out);
+                write_canonical(x, redact, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        Value::String(s) => match redact {
+            Some(r) => text(out, &r.pii_text(s)),
+            None => text(out, s),
+        },
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
+}
+
+/// Text that serde_json wrote.
+fn into_text(out: Vec<u8>) -> String {
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// How a live fingerprint differs from a recorded one, with a score (lower is closer).
@@ -408,6 +479,39 @@ mod tests {
     use super::*;
     use crate::cassette::model::Body;
     use crate::config::RedactConfig;
+
+    #[test]
+    fn a_body_keyed_from_its_one_parse_equals_the_redacted_copy_keyed() {
+        let pii = RedactConfig { pii: true, ..RedactConfig::default() };
+        let ignoring =
+            MatchConfig { ignore_json_paths: vec!["$.meta.id".into(), "items.*.at".into()], ..MatchConfig::default() };
+        let matchers = [
+            Matcher::new(&MatchConfig::default(), Redactor::new(&RedactConfig::default())),
+            Matcher::new(&MatchConfig::default(), Redactor::new(&pii)),
+            Matcher::new(&ignoring, Redactor::new(&pii)),
+        ];
+        let bodies = [
+            r#"{"b":1,"a":2}"#,
+            r#"{"password":"hunter2","nested":{"client_secret":{"x":1},"token":null},"list":[{"access_token":"t"},2.5,"a@b.example"]}"#,
+            r#"{"note":"call +1 317 555 0100 or mail x@y.example","meta":{"id":"m-1","n":[1,2]},"items":[{"at":"2026-01-05T09:00:00Z","k":"é\"q"}]}"#,
+            r#"[{"refresh_token":"r"},"plain",true,null,-3]"#,
+            "  {\"a\":1}",
+            "42",
+            "not json at all",
+            "grant_type=password&password=x",
+        ];
+        for (i, m) in matchers.iter().enumerate() {
+            for b in bodies {
+                for ct in
+                    [Some("application/json"), Some("text/plain"), None, Some("application/x-www-form-urlencoded")]
+                {
+                    let one = m.request_body_key(ct, &ParsedBody::new(b.as_bytes()));
+                    let copied = m.body_key(ct, &m.redactor.body(ct, b.as_bytes()));
+                    assert_eq!(one, copied, "matcher {i}, {ct:?}: {b}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_hit_path_key_equals_the_fingerprint_key() {

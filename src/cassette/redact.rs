@@ -167,7 +167,7 @@ impl Redactor {
     }
 
     /// Whether `name` is a secret field (any case).
-    fn is_field(&self, name: &str) -> bool {
+    pub(crate) fn is_field(&self, name: &str) -> bool {
         self.fields.contains(&name.to_ascii_lowercase())
     }
 
@@ -261,7 +261,7 @@ impl Redactor {
     }
 
     /// `s` with e-mail addresses and phone numbers replaced, borrowed when nothing matched or PII is off.
-    fn pii_text<'a>(&self, s: &'a str) -> Cow<'a, str> {
+    pub(crate) fn pii_text<'a>(&self, s: &'a str) -> Cow<'a, str> {
         match &self.pii {
             None => Cow::Borrowed(s),
             Some((email, phone)) => {
@@ -402,9 +402,7 @@ impl Redactor {
             }
             return Cow::Borrowed(bytes);
         }
-        let looks_json =
-            ct.contains("json") || matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
-        if looks_json {
+        if looks_json(&ct, bytes) {
             if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
                 if self.json_with(&mut v, keep_claims) {
                     return Cow::Owned(serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec()));
@@ -421,6 +419,12 @@ impl Redactor {
         }
         Cow::Borrowed(bytes)
     }
+}
+
+/// Whether a body with this (lower-case) content type is read as JSON: the type says so, or the
+/// body opens an object or an array.
+pub(crate) fn looks_json(content_type: &str, bytes: &[u8]) -> bool {
+    content_type.contains("json") || matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
 }
 
 #[cfg(test)]

@@ -473,7 +473,7 @@ impl Overlay for Crud {
             return None;
         }
         let (i, place) = self.place(call.host, call.path)?;
-        let req: Value = serde_json::from_slice(call.body).unwrap_or(Value::Null);
+        let req = call.json().unwrap_or(&Value::Null);
         let answered: Option<Value> = serde_json::from_slice(body).ok();
         match (call.method, place) {
             ("POST", Place::Root) => {
@@ -504,7 +504,7 @@ impl Overlay for Crud {
     fn on_miss(&self, call: &Call<'_>, _ctx: &Ctx) -> Option<Answer> {
         let (i, place) = self.place(call.host, call.path)?;
         let changes = matches!(call.method, "POST" | "PUT" | "PATCH" | "DELETE");
-        let req: Value = serde_json::from_slice(call.body).unwrap_or(Value::Null);
+        let req = call.json().unwrap_or(&Value::Null);
         match (call.method, place) {
             ("POST", Place::Root) => {
                 let item = self.create(i, &req, None);

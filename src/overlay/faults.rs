@@ -494,8 +494,16 @@ mod tests {
     fn latency_jitter_is_bounded_and_repeats_with_the_seed() {
         let h = http::HeaderMap::new();
         let body = bytes::Bytes::new();
-        let call =
-            Call { method: "GET", host: "api.mypurecloud.com", path: "/x", query: None, headers: &h, body: &body };
+        let parsed = crate::overlay::ParsedBody::new(&body);
+        let call = Call {
+            method: "GET",
+            host: "api.mypurecloud.com",
+            path: "/x",
+            query: None,
+            headers: &h,
+            body: &body,
+            parsed: &parsed,
+        };
         let delays = || {
             let f = Faults::new(vec![], 0, true, 5_000, std::sync::Arc::new(Ids::new(0)), 0);
             f.add(&json!({"kind": "latency", "delay_ms": 100, "jitter_ms": 50, "seed": 9}), 0).unwrap();

@@ -23,6 +23,7 @@ use http::HeaderMap;
 use crate::cassette::index::Peeked;
 use crate::cassette::model::Exchange;
 
+pub(crate) use crate::encoding::ParsedBody;
 pub(crate) use crate::platform::Platform;
 use crate::platform::{ApiError, ErrorBody, ErrorKind};
 pub(crate) use ids::Ids;
@@ -44,9 +45,17 @@ pub struct Call<'a> {
     pub headers: &'a HeaderMap,
     /// Request body.
     pub body: &'a Bytes,
+    /// The same body, parsed once when first read as JSON (see [`Call::json`]).
+    pub parsed: &'a ParsedBody<'a>,
 }
 
 impl Call<'_> {
+    /// The body as JSON, parsed once per request and shared by every overlay (and the matcher);
+    /// `None` when it is empty or not JSON.
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        self.parsed.json()
+    }
+
     /// A header's value as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -338,8 +347,8 @@ impl<'a> Evidence<'a> {
         let same = rec[..] == call.body[..]
             || (!call.body.is_empty()
                 && matches!(
-                    (serde_json::from_slice::<serde_json::Value>(rec), serde_json::from_slice::<serde_json::Value>(call.body)),
-                    (Ok(a), Ok(b)) if a == b
+                    (serde_json::from_slice::<serde_json::Value>(rec), call.json()),
+                    (Ok(a), Some(b)) if a == *b
                 ));
         same.then_some(&*p.exchange)
     }

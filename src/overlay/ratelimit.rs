@@ -290,6 +290,7 @@ mod tests {
             h
         };
         let hs: Vec<(&str, http::HeaderMap)> = ["t1", "t2", "t3"].iter().map(|t| (*t, headers(t))).collect();
+        let parsed = crate::overlay::ParsedBody::new(&body);
         let call_as = |token: &str| {
             let h = &hs.iter().find(|(t, _)| *t == token).unwrap().1;
             Call {
@@ -299,6 +300,7 @@ mod tests {
                 query: None,
                 headers: h,
                 body: &body,
+                parsed: &parsed,
             }
         };
         let ctx = |client: &str| Ctx {

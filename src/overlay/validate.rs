@@ -7,6 +7,7 @@
 //! pinned; and a refusal yields to a recorded answer accepting this very request.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
 use serde_json::{json, Value};
@@ -54,12 +55,19 @@ pub struct Validate {
 /// The first way `v` breaks `schema` (the inferred subset: type, properties, required, items):
 /// the field's dotted name and the rule.
 pub(crate) fn violation(schema: &Value, v: &Value, at: &str) -> Option<(String, String)> {
-    let field = |k: &str| if at.is_empty() { k.to_string() } else { format!("{at}.{k}") };
+    let mut path = at.to_string();
+    first_violation(schema, v, &mut path)
+}
+
+/// [`violation`] with the field's name built in one buffer as the walk goes down, so a body that
+/// keeps the rules costs no allocation per field.
+fn first_violation(schema: &Value, v: &Value, at: &mut String) -> Option<(String, String)> {
+    let field = |at: &str, k: &str| if at.is_empty() { k.to_string() } else { format!("{at}.{k}") };
     if let Some(t) = schema.get("type") {
-        let allowed: Vec<&str> = match t {
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
+        let allowed: &[Value] = match t {
+            Value::String(_) => std::slice::from_ref(t),
+            Value::Array(a) => a,
+            _ => &[],
         };
         let actual = match v {
             Value::Null => "null",
@@ -70,24 +78,32 @@ pub(crate) fn violation(schema: &Value, v: &Value, at: &str) -> Option<(String, 
             Value::Array(_) => "array",
             Value::Object(_) => "object",
         };
-        let ok =
-            allowed.is_empty() || allowed.contains(&actual) || (actual == "integer" && allowed.contains(&"number"));
+        let has = |name: &str| allowed.iter().any(|a| a.as_str() == Some(name));
+        let ok = allowed.is_empty() || has(actual) || (actual == "integer" && has("number"));
         if !ok {
             let name = if at.is_empty() { "the body".to_string() } else { format!("`{at}`") };
-            return Some((at.to_string(), format!("{name} must be {}, not {actual}", allowed.join(" or "))));
+            let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
+            return Some((at.clone(), format!("{name} must be {}, not {actual}", names.join(" or "))));
         }
     }
     if let Value::Object(m) = v {
         for r in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
             if !m.contains_key(r) {
-                return Some((field(r), format!("`{}` is required", field(r))));
+                return Some((field(at, r), format!("`{}` is required", field(at, r))));
             }
         }
         if let Some(props) = schema.get("properties").and_then(Value::as_object) {
             for (k, val) in m {
                 if let Some(ps) = props.get(k) {
-                    if let Some(x) = violation(ps, val, &field(k)) {
-                        return Some(x);
+                    let len = at.len();
+                    if !at.is_empty() {
+                        at.push('.');
+                    }
+                    at.push_str(k);
+                    let found = first_violation(ps, val, at);
+                    at.truncate(len);
+                    if found.is_some() {
+                        return found;
                     }
                 }
             }
@@ -95,8 +111,12 @@ pub(crate) fn violation(schema: &Value, v: &Value, at: &str) -> Option<(String, 
     }
     if let (Value::Array(items), Some(is)) = (v, schema.get("items")) {
         for (i, item) in items.iter().enumerate() {
-            if let Some(x) = violation(is, item, &format!("{at}[{i}]")) {
-                return Some(x);
+            let len = at.len();
+            let _ = write!(at, "[{i}]");
+            let found = first_violation(is, item, at);
+            at.truncate(len);
+            if found.is_some() {
+                return found;
             }
         }
     }
@@ -197,16 +217,21 @@ impl Overlay for Validate {
                 "content-type",
             ))
         } else {
-            match serde_json::from_slice::<Value>(call.body) {
-                Err(e) if !call.body.is_empty() => Some((
+            // The body's one parse; a body that is not JSON is parsed again, for the error.
+            let parsed = match call.json() {
+                Some(v) => Ok(v),
+                None if call.body.is_empty() => Ok(&Value::Null),
+                None => serde_json::from_slice::<Value>(call.body).map(|_| &Value::Null),
+            };
+            match parsed {
+                Err(e) => Some((
                     400,
                     "bad.request",
                     format!("The request body is not valid JSON: {e}"),
                     String::new(),
                     "json",
                 )),
-                parsed => {
-                    let v = parsed.unwrap_or(Value::Null);
+                Ok(v) => {
                     let missing = pinned.iter().find(|f| v.get(f.as_str()).is_none());
                     match (missing, rule) {
                         (Some(f), _) => Some((
@@ -216,7 +241,7 @@ impl Overlay for Validate {
                             f.to_string(),
                             "required",
                         )),
-                        (None, Some(r)) if !call.body.is_empty() => violation(&r.schema, &v, "").map(|(field, msg)| {
+                        (None, Some(r)) if !call.body.is_empty() => violation(&r.schema, v, "").map(|(field, msg)| {
                             let kind = if msg.ends_with("is required") { "required" } else { "type" };
                             (400, "bad.request", format!("Validation failed: {msg}"), field, kind)
                         }),

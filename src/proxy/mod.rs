@@ -32,7 +32,7 @@ use crate::cassette::{Body, Exchange, Index, Matcher, RecordedRequest, RecordedR
 use crate::clock::{parse_rfc3339, rfc3339_ms, Clock};
 use crate::config::Config;
 use crate::overlay::faults::Cut;
-use crate::overlay::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlays, Recorded};
+use crate::overlay::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlays, ParsedBody, Recorded};
 use crate::timer::Timer;
 use crate::upstream::{FailureKind, Upstream, UpstreamError};
 
@@ -503,6 +503,8 @@ impl Proxy {
             }
         };
 
+        // Parsed as JSON once, when first read, for the overlays and the matcher alike.
+        let parsed = ParsedBody::new(&bytes);
         // Overlays first (replay only): they may answer in the platform's place.
         let mut ctx = Ctx::default();
         let mut reset: Option<(Arc<CutSwitch>, String)> = None;
@@ -535,10 +537,11 @@ impl Proxy {
                 query,
                 headers: &parts.headers,
                 body: &bytes,
+                parsed: &parsed,
             };
             // The recorded answer this request would get, looked at only when an overlay asks.
             let peek = || {
-                let key = self.matcher.key_parts(method, host, path, query, |h| header_of(&parts.headers, h), &bytes);
+                let key = self.matcher.key_parsed(method, host, path, query, |h| header_of(&parts.headers, h), &parsed);
                 self.index.read().peek_in_scope(key, sdk_of(&parts.headers), crate::scope::current().as_deref())
             };
             let mut from = 0;
@@ -563,13 +566,13 @@ impl Proxy {
                         self.note(method, host, path, a.status, &by, Some(&a.detail));
                         if ctx.took_recording {
                             // Answered in the place of the recording: the next request gets the one after it.
-                            let key = self.matcher.key_parts(
+                            let key = self.matcher.key_parsed(
                                 method,
                                 host,
                                 path,
                                 query,
                                 |h| header_of(&parts.headers, h),
-                                &bytes,
+                                &parsed,
                             );
                             let scope = crate::scope::current();
                             let _ = self.index.read().next_in_scope(key, sdk_of(&parts.headers), scope.as_deref());
@@ -617,7 +620,7 @@ impl Proxy {
         }
         if let Some((switch, detail)) = reset {
             let seen = Seen { method, path, query, host, configured };
-            let looked = self.look_up(&parts, &bytes, target, &seen, &ctx, None);
+            let looked = self.look_up(&parts, (&bytes, &parsed), target, &seen, &ctx, None);
             let r = Box::pin(self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, None, looked)).await;
             tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: reset mid-response");
             self.note(method, host, path, r.status().as_u16(), "fault:reset", Some(&detail));
@@ -626,7 +629,7 @@ impl Proxy {
         }
         let seen = Seen { method, path, query, host, configured };
         let mark = fault_mark.as_deref();
-        match self.look_up(&parts, &bytes, target, &seen, &ctx, mark) {
+        match self.look_up(&parts, (&bytes, &parsed), target, &seen, &ctx, mark) {
             Lookup::Answered(r) => r,
             // Boxed: the slower paths' state stays out of every request's future.
             looked => Box::pin(self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, mark, looked)).await,

@@ -11,7 +11,7 @@ impl Proxy {
     pub(super) fn look_up(
         &self,
         parts: &http::request::Parts,
-        bytes: &Bytes,
+        (bytes, parsed): (&Bytes, &ParsedBody<'_>),
         target: &Target,
         seen: &Seen<'_>,
         ctx: &Ctx,
@@ -28,17 +28,18 @@ impl Proxy {
         // A request's own times (a query's `updatedSince`, a body's interval) move back onto the
         // recording's clock before matching; the overlays see the request as sent.
         let (shifted_query, shifted_body) = shifted(&index, query, bytes);
-        let key = self.matcher.key_parts(
+        let shifted_parsed = shifted_body.as_ref().map(|b| ParsedBody::new(b));
+        let key = self.matcher.key_parsed(
             method,
             host,
             path,
             shifted_query.as_deref().or(query),
             |h| header_of(&parts.headers, h),
-            shifted_body.as_ref().unwrap_or(bytes),
+            shifted_parsed.as_ref().unwrap_or(parsed),
         );
         let headers = &parts.headers;
         let sdk = sdk_of(headers);
-        let call = Call { method, host: &target.host, path, query, headers, body: bytes };
+        let call = Call { method, host: &target.host, path, query, headers, body: bytes, parsed };
         let scope = crate::scope::current();
         match index.next_in_scope(key, sdk, scope.as_deref()) {
             None => Lookup::Miss,
@@ -84,7 +85,16 @@ impl Proxy {
                     let index = self.index();
                     Box::pin(self.await_served(&index, cause, secs.saturating_mul(1000))).await;
                 }
-                let call = Call { method, host: &target.host, path, query, headers: &parts.headers, body: &bytes };
+                let parsed = ParsedBody::new(&bytes);
+                let call = Call {
+                    method,
+                    host: &target.host,
+                    path,
+                    query,
+                    headers: &parts.headers,
+                    body: &bytes,
+                    parsed: &parsed,
+                };
                 return self.answer_hit(&call, host, &ex, &prepared, ctx, mark);
             }
             Lookup::Miss => {}
@@ -103,7 +113,16 @@ impl Proxy {
             return self.refuse(Failure::not_intercepted(host), method, host, path);
         }
         if !self.overlays.pipeline.is_empty() {
-            let call = Call { method, host: &target.host, path, query, headers: &parts.headers, body: &bytes };
+            let parsed = ParsedBody::new(&bytes);
+            let call = Call {
+                method,
+                host: &target.host,
+                path,
+                query,
+                headers: &parts.headers,
+                body: &bytes,
+                parsed: &parsed,
+            };
             if let Some((name, a)) = self.overlays.pipeline.on_miss(&call, ctx) {
                 let by = answered_by(name, &a.detail);
                 tracing::info!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "overlay answered (no recording)");

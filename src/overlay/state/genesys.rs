@@ -119,7 +119,7 @@ impl State {
         let places = call.method == "POST" && call.path.trim_end_matches('/') == "/api/v2/conversations/calls";
         let answers = call.method == "PATCH"
             && matches!(genesys_path(call.path), Some((_, Some(_), _)))
-            && serde_json::from_slice::<Value>(call.body).ok().is_some_and(|b| {
+            && call.json().is_some_and(|b| {
                 b.get("state").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("connected"))
             });
         if !(places || answers) {

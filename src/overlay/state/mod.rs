@@ -383,7 +383,7 @@ impl State {
         let p = call.platform();
         if p == Platform::Genesys && self.cfg.presets.iter().any(|x| x == "genesys-call") {
             if let Some((cid, pid, _)) = genesys_path(call.path) {
-                let body: Value = serde_json::from_slice(call.body).unwrap_or(Value::Null);
+                let body = call.json().unwrap_or(&Value::Null);
                 let to = body.get("state").and_then(Value::as_str).map(str::to_ascii_lowercase);
                 let flags: Vec<(String, bool)> = ["held", "muted", "recording", "confined"]
                     .iter()
@@ -424,7 +424,7 @@ impl State {
         for (i, b) in self.cfg.bindings.iter().enumerate().filter(|(_, b)| b.covers(call.host)) {
             for t in b.triggers.iter().filter(|t| t.method == call.method) {
                 let Some(id) = t.path.id_of(call.path) else { continue };
-                let body: Value = serde_json::from_slice(call.body).unwrap_or(Value::Null);
+                let body = call.json().unwrap_or(&Value::Null);
                 if t.body.iter().all(|(k, v)| body.get(k) == Some(v)) {
                     return Some(Asked {
                         session: id.to_string(),
@@ -441,7 +441,7 @@ impl State {
         if !book.learned.is_empty() {
             let (tpl, _) = template(call.path);
             if let Some(l) = book.learned.get(&(call.host.to_string(), tpl.clone())) {
-                let body: Value = serde_json::from_slice(call.body).unwrap_or(Value::Null);
+                let body = call.json().unwrap_or(&Value::Null);
                 if let (Some(to), Some(id)) =
                     (body.get(&l.field).and_then(Value::as_str), ids_in(call.path, &tpl).pop())
                 {

@@ -71,7 +71,9 @@ fn call_body(agent: &str) -> String {
 
 /// A live request as overlays see it.
 fn req<'a>(method: &'a str, path: &'a str, headers: &'a http::HeaderMap, body: &'a Bytes) -> Call<'a> {
-    Call { method, host: "api.mypurecloud.com", path, query: None, headers, body }
+    // Leaked: a test's calls live as long as the test.
+    let parsed = Box::leak(Box::new(crate::overlay::ParsedBody::new(body)));
+    Call { method, host: "api.mypurecloud.com", path, query: None, headers, body, parsed }
 }
 
 #[test]
