@@ -57,19 +57,34 @@ fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
-/// A request body, parsed as JSON at most once (when a step first asks) and shared by every step
-/// that reads it: matching, validation, call state and collections. An 8 KB body costs one parse
-/// per request, not one per reader.
+/// A body, parsed as JSON at most once (when a step first asks) and shared by every step that
+/// reads it: matching, validation, call state and collections. An 8 KB body costs one parse per
+/// request, not one per reader; a recorded answer's, one per cassette.
 #[derive(Debug)]
 pub struct ParsedBody<'a> {
     bytes: &'a [u8],
-    json: std::sync::OnceLock<Option<serde_json::Value>>,
+    json: Slot<'a>,
+}
+
+/// Where a [`ParsedBody`] keeps its parse.
+#[derive(Debug)]
+enum Slot<'a> {
+    /// Its own: lives as long as the request.
+    Own(std::sync::OnceLock<Option<serde_json::Value>>),
+    /// One kept beside the bytes, for as long as they are (a recorded answer's).
+    Shared(&'a std::sync::OnceLock<Option<serde_json::Value>>),
 }
 
 impl<'a> ParsedBody<'a> {
     /// `bytes`, not parsed yet.
     pub fn new(bytes: &'a [u8]) -> Self {
-        ParsedBody { bytes, json: std::sync::OnceLock::new() }
+        ParsedBody { bytes, json: Slot::Own(std::sync::OnceLock::new()) }
+    }
+
+    /// `bytes`, parsed into `slot` (once, by whichever reader comes first); `slot` must only ever
+    /// hold the parse of these bytes.
+    pub fn shared(bytes: &'a [u8], slot: &'a std::sync::OnceLock<Option<serde_json::Value>>) -> Self {
+        ParsedBody { bytes, json: Slot::Shared(slot) }
     }
 
     /// The body as received.
@@ -79,8 +94,10 @@ impl<'a> ParsedBody<'a> {
 
     /// The body as JSON; `None` when it is empty or not JSON.
     pub fn json(&self) -> Option<&serde_json::Value> {
-        self.json
-            .get_or_init(|| if self.bytes.is_empty() { None } else { serde_json::from_slice(self.bytes).ok() })
-            .as_ref()
+        let slot = match &self.json {
+            Slot::Own(s) => s,
+            Slot::Shared(s) => *s,
+        };
+        slot.get_or_init(|| if self.bytes.is_empty() { None } else { serde_json::from_slice(self.bytes).ok() }).as_ref()
     }
 }

@@ -1,6 +1,7 @@
 //! Request fingerprints for replay matching, and the explanation of a miss.
 //! Pure: a fingerprint is computed from a redacted request and the matching configuration.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde_json::Value;
@@ -112,6 +113,61 @@ pub struct Matcher {
     ignore_paths: Vec<Vec<String>>,
     /// Applied before fingerprinting, so a live secret and its recorded placeholder give one key.
     redactor: Redactor,
+    /// Keys of requests with a body, by their exact bytes (shared by the matcher's clones).
+    memo: std::sync::Arc<KeyMemo>,
+}
+
+/// Keys already worked out for requests with a body, by the request's exact bytes: the key is a
+/// function of them (under one matcher), so an entry is checked byte for byte, never guessed from
+/// a hash. Bounded: full, it starts over.
+#[derive(Default)]
+struct KeyMemo {
+    /// By a hash of head and body, each request seen with that hash; and the bytes held.
+    entries: std::sync::Mutex<(HashMap<u64, Vec<Remembered>>, usize)>,
+}
+
+/// A request's head (method, host, path, query and the headers that take part, length-prefixed),
+/// its body, and its key.
+type Remembered = (Box<[u8]>, Box<[u8]>, Key);
+
+/// What the memo may hold, in bytes of requests, before it starts over.
+const MEMO_BYTES: usize = 16 << 20;
+
+impl KeyMemo {
+    fn hash(head: &[u8], body: &[u8]) -> u64 {
+        use std::hash::Hasher;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        h.write(head);
+        h.write(body);
+        h.finish()
+    }
+
+    fn get(&self, head: &[u8], body: &[u8]) -> Option<Key> {
+        let h = Self::hash(head, body);
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.0.get(&h)?.iter().find(|(hd, b, _)| **hd == *head && **b == *body).map(|(_, _, k)| *k)
+    }
+
+    fn put(&self, head: Vec<u8>, body: &[u8], key: Key) {
+        let size = head.len() + body.len();
+        if size > MEMO_BYTES / 64 {
+            return;
+        }
+        let h = Self::hash(&head, body);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.1 + size > MEMO_BYTES {
+            *entries = Default::default();
+        }
+        entries.1 += size;
+        entries.0.entry(h).or_default().push((head.into_boxed_slice(), body.into(), key));
+    }
+}
+
+impl std::fmt::Debug for KeyMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.entries.lock().map(|e| e.0.len()).unwrap_or(0);
+        write!(f, "KeyMemo({n} bodies)")
+    }
 }
 
 impl Matcher {
@@ -122,7 +178,7 @@ impl Matcher {
             .iter()
             .map(|p| p.trim_start_matches("$.").split('.').map(String::from).collect())
             .collect();
-        Matcher { cfg: cfg.clone(), ignore_paths, redactor }
+        Matcher { cfg: cfg.clone(), ignore_paths, redactor, memo: Default::default() }
     }
 
     /// A number that changes whenever keys made by this matcher could: the callvcr version, the
@@ -203,7 +259,30 @@ impl Matcher {
             h.make_ascii_lowercase();
             return Key::from_parts(m, h, path.as_bytes(), &[], &[], &BodyKey::Empty);
         }
-        Key::of(&self.fingerprint_parsed(method, host, path, query, header, body))
+        if body.bytes().is_empty() {
+            return Key::of(&self.fingerprint_parsed(method, host, path, query, header, body));
+        }
+        // A request with a body: SDKs send the same bodies again and again, so the key of each
+        // distinct request (its exact bytes) is worked out once and remembered.
+        let mut head = Vec::with_capacity(64 + path.len() + query.map_or(0, str::len));
+        for part in [Some(method), Some(host), Some(path), query, header("content-type")]
+            .into_iter()
+            .chain(self.cfg.headers.iter().map(|h| header(&h.to_ascii_lowercase())))
+        {
+            match part {
+                Some(p) => {
+                    head.extend_from_slice(&(p.len() as u64).to_le_bytes());
+                    head.extend_from_slice(p.as_bytes());
+                }
+                None => head.extend_from_slice(&u64::MAX.to_le_bytes()),
+            }
+        }
+        if let Some(k) = self.memo.get(&head, body.bytes()) {
+            return k;
+        }
+        let k = Key::of(&self.fingerprint_parsed(method, host, path, query, header, body));
+        self.memo.put(head, body.bytes(), k);
+        k
     }
 
     /// The fingerprint from a request's parts, without building a [`RecordedRequest`] (the hit path).
@@ -511,6 +590,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_remembered_key_is_the_key_of_exactly_that_request() {
+        let m = Matcher::new(&MatchConfig::default(), Redactor::new(&RedactConfig::default()));
+        let json = |h: &str| (h == "content-type").then_some("application/json");
+        let form = |h: &str| (h == "content-type").then_some("application/x-www-form-urlencoded");
+        let fresh = |ct: &dyn Fn(&str) -> Option<&'static str>, q: Option<&str>, b: &str| {
+            Key::of(&m.fingerprint_parts("POST", "h", "/p", q, ct, b.as_bytes()))
+        };
+        for _ in 0..2 {
+            // The second round is answered from the memo: each must still be its own request's key.
+            assert_eq!(m.key_parts("POST", "h", "/p", None, json, br#"{"a":1}"#), fresh(&json, None, r#"{"a":1}"#));
+            assert_eq!(m.key_parts("POST", "h", "/p", None, json, br#"{"a":2}"#), fresh(&json, None, r#"{"a":2}"#));
+            assert_eq!(
+                m.key_parts("POST", "h", "/p", Some("x=1"), json, br#"{"a":1}"#),
+                fresh(&json, Some("x=1"), r#"{"a":1}"#)
+            );
+            assert_eq!(m.key_parts("POST", "h", "/p", None, form, b"a=1&b=2"), fresh(&form, None, "a=1&b=2"));
+            assert_eq!(m.key_parts("POST", "h", "/p", None, |_| None, b"a=1&b=2"), fresh(&|_| None, None, "a=1&b=2"));
+        }
+        assert_ne!(
+            m.key_parts("POST", "h", "/p", None, json, br#"{"a":1}"#),
+            m.key_parts("POST", "h", "/q", None, json, br#"{"a":1}"#)
+        );
+        assert_eq!(
+            m.key_parts("POST", "h", "/p", None, json, br#"{"b":1,"a":2}"#),
+            m.key_parts("POST", "h", "/p", None, json, br#"{"a":2, "b":1}"#)
+        );
     }
 
     #[test]

@@ -142,6 +142,8 @@ pub struct Loaded {
     pub exchange: Arc<Exchange>,
     /// Its response, ready to serve.
     pub prepared: Prepared,
+    /// Its response body as JSON, parsed on the first hit that an overlay reads it on.
+    pub answer_json: OnceLock<Option<serde_json::Value>>,
 }
 
 /// Recorded exchanges, indexed for replay.
@@ -443,7 +445,7 @@ impl Index {
         }
         let exchange = self.read(pos)?;
         let prepared = prepare(&exchange.response);
-        let _ = self.loaded[pos].set(Box::new(Loaded { exchange, prepared }));
+        let _ = self.loaded[pos].set(Box::new(Loaded { exchange, prepared, answer_json: OnceLock::new() }));
         self.loaded[pos]
             .get()
             .map(|b| &**b)

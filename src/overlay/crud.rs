@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{Answer, Basis, Call, Ctx, Decision, Evidence, Ids, Overlay, Recorded};
+use super::{Answer, Basis, Call, Ctx, Decision, Evidence, Ids, Overlay, ParsedBody, Recorded};
 use crate::cassette::Index;
 use crate::config::Collection;
 use crate::platform::ErrorKind;
@@ -468,26 +468,27 @@ impl Overlay for Crud {
 
     /// Applies a change the cassette answered with success to the collection in memory (the recorded item
     /// when the answer is one), leaving the body as recorded.
-    fn on_answer(&self, call: &Call<'_>, _ctx: &Ctx, status: u16, body: &[u8]) -> Option<Bytes> {
+    fn on_answer(&self, call: &Call<'_>, _ctx: &Ctx, status: u16, body: &ParsedBody<'_>) -> Option<Bytes> {
         if !(200..300).contains(&status) || call.method == "GET" {
             return None;
         }
         let (i, place) = self.place(call.host, call.path)?;
-        let req = call.json().unwrap_or(&Value::Null);
-        let answered: Option<Value> = serde_json::from_slice(body).ok();
+        // The request's body is read only where the answer does not carry the item.
+        let req = || call.json().unwrap_or(&Value::Null);
+        let answered = body.json();
         match (call.method, place) {
             ("POST", Place::Root) => {
-                self.create(i, &req, answered.as_ref());
+                self.create(i, req(), answered);
             }
             ("PUT" | "PATCH", Place::Item(id)) => {
                 let col = &self.cols[i];
                 // The platform's answer is the item as it now is, when it is one.
                 match answered.filter(|a| a.get(&col.id_field).and_then(id_text).as_deref() == Some(id)) {
                     Some(full) => {
-                        self.update(i, id, &full, true);
+                        self.update(i, id, full, true);
                     }
                     None => {
-                        self.update(i, id, &req, call.method == "PUT");
+                        self.update(i, id, req(), call.method == "PUT");
                     }
                 }
             }
@@ -507,10 +508,10 @@ impl Overlay for Crud {
         let req = call.json().unwrap_or(&Value::Null);
         match (call.method, place) {
             ("POST", Place::Root) => {
-                let item = self.create(i, &req, None);
+                let item = self.create(i, req, None);
                 Some(json_answer(self.status(i, "POST", 200), &item, "crud-created"))
             }
-            ("PUT" | "PATCH", Place::Item(id)) => Some(match self.update(i, id, &req, call.method == "PUT") {
+            ("PUT" | "PATCH", Place::Item(id)) => Some(match self.update(i, id, req, call.method == "PUT") {
                 Some(item) => json_answer(self.status(i, call.method, 200), &item, "crud-updated"),
                 None => self.not_found(call, None, id),
             }),

@@ -369,7 +369,7 @@ pub trait Overlay: Send + Sync {
 
     /// After the cassette answered with `status` and (decoded) `body`: may replace the body the
     /// client gets (a resource shown in its current state), or take note of the answer.
-    fn on_answer(&self, _call: &Call<'_>, _ctx: &Ctx, _status: u16, _body: &[u8]) -> Option<Bytes> {
+    fn on_answer(&self, _call: &Call<'_>, _ctx: &Ctx, _status: u16, _body: &ParsedBody<'_>) -> Option<Bytes> {
         None
     }
 
@@ -403,7 +403,7 @@ impl<T: Overlay> Overlay for std::sync::Arc<T> {
         (**self).on_response(call, ctx, headers)
     }
     /// Forwards to the inner overlay.
-    fn on_answer(&self, call: &Call<'_>, ctx: &Ctx, status: u16, body: &[u8]) -> Option<Bytes> {
+    fn on_answer(&self, call: &Call<'_>, ctx: &Ctx, status: u16, body: &ParsedBody<'_>) -> Option<Bytes> {
         (**self).on_answer(call, ctx, status, body)
     }
     /// Forwards to the inner overlay.
@@ -591,11 +591,11 @@ impl Pipeline {
 
     /// Runs every overlay's answer phase over a cassette answer; the last replacement body wins
     /// (each overlay sees the body as the one before it left it).
-    pub fn on_answer(&self, call: &Call<'_>, ctx: &Ctx, status: u16, body: &[u8]) -> Option<Bytes> {
+    pub fn on_answer(&self, call: &Call<'_>, ctx: &Ctx, status: u16, body: &ParsedBody<'_>) -> Option<Bytes> {
         let mut out: Option<Bytes> = None;
         for o in &self.overlays {
-            let current = out.as_deref().unwrap_or(body);
-            if let Some(b) = o.on_answer(call, ctx, status, current) {
+            let replaced = out.as_ref().map(|b| ParsedBody::new(b));
+            if let Some(b) = o.on_answer(call, ctx, status, replaced.as_ref().unwrap_or(body)) {
                 out = Some(b);
             }
         }

@@ -185,7 +185,7 @@ impl Overlay for Validate {
     /// schema, in that order. Under `warn`, or on an inferred schema of one sample the recording gives
     /// no other support, only logs; otherwise refuses (a pinned field's refusal stands, an inferred one
     /// yields to a recording of this very request).
-    fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
+    fn on_request(&self, call: &Call<'_>, _ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
         // The hot path: a request with no body breaks nothing unless a pinned field is required.
         if call.body.is_empty() && self.cfg.required.is_empty() {
             return Decision::Continue;
@@ -201,6 +201,11 @@ impl Overlay for Validate {
             self.cfg.required.iter().filter(|r| r.applies(call.method, call.path)).flat_map(|r| &r.value).collect();
         let rule = rules.get(&key);
         if rule.is_none() && pinned.is_empty() {
+            return Decision::Continue;
+        }
+        // With no field pinned, any refusal here rests on an inferred rule, and yields to a
+        // recording of this very request (the pipeline's rule): such a request is not read at all.
+        if pinned.is_empty() && ev.following(call).is_some() {
             return Decision::Continue;
         }
         let ct = call.header("content-type").unwrap_or("").to_ascii_lowercase();

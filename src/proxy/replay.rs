@@ -49,7 +49,14 @@ impl Proxy {
             }
             Some((Ok(l), fresh)) => {
                 ctx.repeated.store(!fresh, Ordering::Relaxed);
-                Lookup::Answered(self.answer_hit(&call, host, &l.exchange, &l.prepared, ctx, mark))
+                Lookup::Answered(self.answer_hit(
+                    &call,
+                    host,
+                    &l.exchange,
+                    (&l.prepared, Some(&l.answer_json)),
+                    ctx,
+                    mark,
+                ))
             }
         }
     }
@@ -95,7 +102,7 @@ impl Proxy {
                     body: &bytes,
                     parsed: &parsed,
                 };
-                return self.answer_hit(&call, host, &ex, &prepared, ctx, mark);
+                return self.answer_hit(&call, host, &ex, (&prepared, None), ctx, mark);
             }
             Lookup::Miss => {}
         }
@@ -154,7 +161,7 @@ impl Proxy {
         call: &Call<'_>,
         authority: &str,
         ex: &Exchange,
-        prepared: &Prepared,
+        (prepared, answer_json): (&Prepared, Option<&std::sync::OnceLock<Option<serde_json::Value>>>),
         ctx: &Ctx,
         mark: Option<&str>,
     ) -> Response<ProxyBody> {
@@ -180,7 +187,16 @@ impl Proxy {
             }
         }
         if !self.overlays.pipeline.is_empty() {
-            if let Some(b) = self.overlays.pipeline.on_answer(call, ctx, ex.response.status, &ex.response.body.bytes) {
+            // The recorded answer as JSON is parsed once per cassette (kept with the loaded exchange).
+            let own;
+            let answer = match answer_json {
+                Some(slot) => ParsedBody::shared(&ex.response.body.bytes, slot),
+                None => {
+                    own = ParsedBody::new(&ex.response.body.bytes);
+                    own
+                }
+            };
+            if let Some(b) = self.overlays.pipeline.on_answer(call, ctx, ex.response.status, &answer) {
                 // The resource as it stands now, encoded as the recording was.
                 let b = match &ex.response.body.encoding {
                     Some(e) => Bytes::from(crate::cassette::model::encode(e, &b)),

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::machine::{Ask, Machine, Moved, Refusal, Refused, Session, Step};
-use super::{Answer, Basis, Call, Ctx, Decision, Evidence, Ids, Overlay, Platform};
+use super::{Answer, Basis, Call, Ctx, Decision, Evidence, Ids, Overlay, ParsedBody, Platform};
 use crate::cassette::index::REQ_STATE;
 use crate::cassette::schema::template;
 use crate::cassette::{Exchange, Index};
@@ -657,10 +657,11 @@ impl Overlay for State {
 
     /// After a success: a read of a tracked resource is served in its current state; a placed Genesys
     /// call starts being tracked; an accepted move is carried out.
-    fn on_answer(&self, call: &Call<'_>, ctx: &Ctx, status: u16, body: &[u8]) -> Option<Bytes> {
+    fn on_answer(&self, call: &Call<'_>, ctx: &Ctx, status: u16, answer: &ParsedBody<'_>) -> Option<Bytes> {
         if !(200..300).contains(&status) {
             return None;
         }
+        let body = answer.bytes();
         let now = ctx.now_ms;
         let repeated = ctx.repeated.load(std::sync::atomic::Ordering::Relaxed);
         if call.method == "GET" {
@@ -686,8 +687,7 @@ impl Overlay for State {
         }
         if call.method == "POST" && call.path == "/api/v2/conversations/calls" && call.platform() == Platform::Genesys {
             // A placed call: its conversation is tracked from here (parties from the cassette).
-            let v: Value = serde_json::from_slice(body).ok()?;
-            let cid = v.get("id")?.as_str()?;
+            let cid = answer.json()?.get("id")?.as_str()?;
             let mut inner = self.inner();
             if !self.materialize(&mut inner, cid, now) {
                 let s = Session::empty(cid, self.machine("genesys-call"));

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::overlay::state::learn::{learned_of, LEARNED};
+use crate::overlay::ParsedBody;
 
 /// A recorded exchange on `api.mypurecloud.com`.
 fn ex(seq: u64, method: &str, path: &str, req: &str, status: u16, resp: &str) -> Exchange {
@@ -72,7 +73,7 @@ fn call_body(agent: &str) -> String {
 /// A live request as overlays see it.
 fn req<'a>(method: &'a str, path: &'a str, headers: &'a http::HeaderMap, body: &'a Bytes) -> Call<'a> {
     // Leaked: a test's calls live as long as the test.
-    let parsed = Box::leak(Box::new(crate::overlay::ParsedBody::new(body)));
+    let parsed = Box::leak(Box::new(ParsedBody::new(body)));
     Call { method, host: "api.mypurecloud.com", path, query: None, headers, body, parsed }
 }
 
@@ -92,22 +93,27 @@ fn genesys_participants_answer_hold_and_disconnect_and_refuse_a_reconnect() {
         ),
         Decision::Continue
     );
-    s.on_answer(&c, &ctx, 202, b"");
+    s.on_answer(&c, &ctx, 202, &ParsedBody::new(b""));
     assert_eq!(s.view(CID, 1_000).unwrap()["participants"][0]["state"], "connected");
     let hold = Bytes::from_static(br#"{"held":true}"#);
-    s.on_answer(&req("PATCH", &patch, &h, &hold), &ctx, 202, b"");
+    s.on_answer(&req("PATCH", &patch, &h, &hold), &ctx, 202, &ParsedBody::new(b""));
     let get = Bytes::new();
     // A fresh recording of the GET is what the platform answered there: served as recorded.
-    assert_eq!(s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, call_body("alerting").as_bytes()), None);
+    assert_eq!(
+        s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, &ParsedBody::new(call_body("alerting").as_bytes())),
+        None
+    );
     // A recording served before (the run went past it) shows the run's state instead.
     let again = Ctx { now_ms: 1_000, repeated: true.into(), ..Default::default() };
-    let served = s.on_answer(&req("GET", CALL, &h, &get), &again, 200, call_body("alerting").as_bytes()).unwrap();
+    let served = s
+        .on_answer(&req("GET", CALL, &h, &get), &again, 200, &ParsedBody::new(call_body("alerting").as_bytes()))
+        .unwrap();
     let v: Value = serde_json::from_slice(&served).unwrap();
     assert_eq!(v["participants"][0]["state"], "connected");
     assert_eq!(v["participants"][0]["held"], true);
     assert_eq!(v["participants"][0]["startHoldTime"], "1970-01-01T00:00:01.000Z");
     let bye = Bytes::from_static(br#"{"state":"disconnected"}"#);
-    s.on_answer(&req("PATCH", &patch, &h, &bye), &ctx, 202, b"");
+    s.on_answer(&req("PATCH", &patch, &h, &bye), &ctx, 202, &ParsedBody::new(b""));
     // Reconnecting is refused as the platform refuses it, and nothing changes.
     let d = s.on_request(
         &req("PATCH", &patch, &h, &answer),
@@ -150,10 +156,13 @@ fn moves_the_recording_makes_on_its_own_are_followed() {
     let h = http::HeaderMap::new();
     let get = Bytes::new();
     let ctx = Ctx { now_ms: 5, ..Default::default() };
-    s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, call_body("alerting").as_bytes());
+    s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, &ParsedBody::new(call_body("alerting").as_bytes()));
     // The platform connected the agent (no request of the run did): the run follows, so the
     // recorded bytes go out unchanged.
-    assert_eq!(s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, call_body("connected").as_bytes()), None);
+    assert_eq!(
+        s.on_answer(&req("GET", CALL, &h, &get), &ctx, 200, &ParsedBody::new(call_body("connected").as_bytes())),
+        None
+    );
     let v = s.view(CID, 5).unwrap();
     assert_eq!(v["participants"][0]["state"], "connected");
     assert_eq!(v["history"][0]["by"], "recording");
