@@ -5,8 +5,12 @@
 # reversed, each test alone and on two xdist workers. js: the node:test file examples/js through
 # callvcr's Node helper (clients/node), as declared, reversed, two at a time and each test alone.
 # Each also runs its plain SDK script through `callvcr run`, strictly (any miss or unused recording
-# fails; Python via a private hosts file when root). Installs the SDKs (and pytest with the plugin) under target/examples on
-# first use (PyPI and npm). Usage: examples/run.sh [python|js]...
+# fails; Python via a private hosts file when root). nice: NICE CXone's own agent SDKs (@nice-devone/*
+# 25.1.2, unmodified, examples/nice/agent_flow.mjs) against examples/nice-agent.jsonl, as the node:test
+# file examples/nice/agent.test.mjs (proxy mode through the Node helper, and hosts mode through
+# `callvcr run --hosts` when root), as declared, reversed and each test alone. Installs the SDKs (and
+# pytest with the plugin) under target/examples on first use (PyPI and npm).
+# Usage: examples/run.sh [python|js|nice]...
 # Exit status: 0 all passed; 3 an SDK could not be installed (no network?); otherwise a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +19,7 @@ work="$root/target/examples"
 mkdir -p "$work"
 bin="${CALLVCR_BIN:-$root/target/debug/callvcr}"
 [ -x "$bin" ] || cargo build --quiet --bin callvcr
-which=("${@:-python js}")
+which=("${@:-python js nice}")
 which=(${which[*]})
 cassette="$root/examples/genesys-call.jsonl"
 status=0
@@ -112,7 +116,38 @@ for sdk in "${which[@]}"; do
       (cd "$work" && NODE_PATH="$work/js/node_modules" "$bin" run --cassette "$cassette" --strict --fail-on-unused \
         -- node "$root/examples/js/call_flow.js") || status=$?
       ;;
-    *) echo "examples: unknown SDK '$sdk' (python or js)"; exit 2 ;;
+    nice)
+      nice_dir="$work/nice"
+      need=
+      for m in @nice-devone/auth-sdk @nice-devone/agent-sdk @nice-devone/acd-sdk @nice-devone/core-sdk @nice-devone/common-sdk \
+        yup fake-indexeddb ws undici callvcr; do
+        [ -e "$nice_dir/node_modules/$m" ] || need=1
+      done
+      if [ -n "$need" ]; then
+        echo "examples: installing NICE CXone's agent SDKs (@nice-devone/* 25.1.2) and the Node helper into $nice_dir"
+        mkdir -p "$nice_dir"
+        npm install --silent --no-audit --no-fund --prefix "$nice_dir" @nice-devone/auth-sdk@25.1.2 @nice-devone/agent-sdk@25.1.2 \
+          @nice-devone/acd-sdk@25.1.2 @nice-devone/core-sdk@25.1.2 @nice-devone/common-sdk@25.1.2 yup@0.32 fake-indexeddb ws undici \
+          "$root/clients/node" >/dev/null \
+          || { echo "examples: cannot install the NICE SDKs"; exit 3; }
+      fi
+      # One callvcr per test (the helper in proxy mode, `callvcr run --hosts` in hosts mode); run
+      # from target/examples, where certs/ lives. As declared, reversed, and each test alone.
+      tests="$root/examples/nice/agent.test.mjs"
+      nice=(env CALLVCR_BIN="$bin" NICE_SDK_DIR="$nice_dir")
+      spec=(node --test --test-reporter=spec)
+      echo "examples: NICE agent SDKs under node:test through callvcr (declared order)"
+      (cd "$work" && "${nice[@]}" "${spec[@]}" "$tests") || status=$?
+      echo "examples: NICE agent SDKs, the tests declared in reverse"
+      (cd "$work" && "${nice[@]}" REVERSE=1 "${spec[@]}" "$tests") || status=$?
+      for mode in proxy hosts; do
+        for scenario in 'a contact is accepted' 'an expired access token' 'the platform ends the session early'; do
+          echo "examples: NICE agent SDKs, alone: $mode mode, $scenario"
+          (cd "$work" && "${nice[@]}" NICE_MODES="$mode" "${spec[@]}" --test-name-pattern="^$scenario" "$tests") || status=$?
+        done
+      done
+      ;;
+    *) echo "examples: unknown SDK '$sdk' (python, js or nice)"; exit 2 ;;
   esac
 done
 exit $status
