@@ -37,26 +37,33 @@ pub(crate) fn write_bundle(certs: &Path) -> Result<(PathBuf, Option<PathBuf>), S
 }
 
 /// The environment a child gets: proxy variables that send HTTPS through callvcr (and keep the
-/// admin API direct), and CA settings for each runtime.
+/// admin API direct), and CA settings for each runtime. With the hosts-file redirect there are no
+/// proxy variables: the hosts file alone brings the child to callvcr, as it would a user's SDK.
 pub(crate) fn child_env(addrs: &Addrs, ca: &Path, bundle: &Path, redirect: &str) -> Vec<(String, String)> {
     let proxy = format!("http://{}", addrs.proxy);
     let admin = format!("http://{}", addrs.admin);
     let no_proxy = "127.0.0.1,localhost,::1".to_string();
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
-    vec![
-        ("HTTPS_PROXY".into(), proxy.clone()),
-        ("https_proxy".into(), proxy.clone()),
-        ("NO_PROXY".into(), no_proxy.clone()),
-        ("no_proxy".into(), no_proxy),
-        ("SSL_CERT_FILE".into(), abs(bundle)),
-        ("REQUESTS_CA_BUNDLE".into(), abs(bundle)),
-        ("CURL_CA_BUNDLE".into(), abs(bundle)),
-        ("NODE_EXTRA_CA_CERTS".into(), abs(ca)),
-        ("CALLVCR_CA".into(), abs(ca)),
-        ("CALLVCR_PROXY".into(), proxy),
-        ("CALLVCR_ADMIN".into(), admin),
-        ("CALLVCR_REDIRECT".into(), redirect.into()),
-    ]
+    let proxied = if redirect == "hosts" {
+        vec![]
+    } else {
+        vec![("HTTPS_PROXY".into(), proxy.clone()), ("https_proxy".into(), proxy.clone())]
+    };
+    proxied
+        .into_iter()
+        .chain([
+            ("NO_PROXY".into(), no_proxy.clone()),
+            ("no_proxy".into(), no_proxy),
+            ("SSL_CERT_FILE".into(), abs(bundle)),
+            ("REQUESTS_CA_BUNDLE".into(), abs(bundle)),
+            ("CURL_CA_BUNDLE".into(), abs(bundle)),
+            ("NODE_EXTRA_CA_CERTS".into(), abs(ca)),
+            ("CALLVCR_CA".into(), abs(ca)),
+            ("CALLVCR_PROXY".into(), proxy),
+            ("CALLVCR_ADMIN".into(), admin),
+            ("CALLVCR_REDIRECT".into(), redirect.into()),
+        ])
+        .collect()
 }
 
 /// Writes a hosts file: the machine's own lines, then one line pointing `names` at 127.0.0.1.
@@ -130,5 +137,9 @@ mod tests {
         assert_eq!(get("NODE_EXTRA_CA_CERTS"), Some("/c/ca.pem"));
         assert_eq!(get("REQUESTS_CA_BUNDLE"), Some("/c/bundle.pem"));
         assert!(get("HTTP_PROXY").is_none(), "plain HTTP (the admin API) is never proxied");
+        // The hosts-file redirect is tested alone: no proxy to fall back on.
+        let hosts = child_env(&a, Path::new("/c/ca.pem"), Path::new("/c/bundle.pem"), "hosts");
+        assert!(hosts.iter().all(|(k, _)| !k.eq_ignore_ascii_case("https_proxy")), "{hosts:?}");
+        assert!(hosts.iter().any(|(k, v)| k == "CALLVCR_REDIRECT" && v == "hosts"));
     }
 }

@@ -462,8 +462,9 @@ fn write_canonical(v: &Value, redact: Option<&Redactor>, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::String(s) => match redact {
-            Some(r) => text(out, &r.pii_text(s)),
+        Value::String(s) => match redact.map(|r| (r, r.jwt_text(s, false))) {
+            Some((_, Some(marker))) => text(out, &marker),
+            Some((r, None)) => text(out, &r.pii_text(s)),
             None => text(out, s),
         },
         other => {
@@ -574,6 +575,7 @@ mod tests {
             r#"{"password":"hunter2","nested":{"client_secret":{"x":1},"token":null},"list":[{"access_token":"t"},2.5,"a@b.example"]}"#,
             r#"{"note":"call +1 317 555 0100 or mail x@y.example","meta":{"id":"m-1","n":[1,2]},"items":[{"at":"2026-01-05T09:00:00Z","k":"é\"q"}]}"#,
             r#"[{"refresh_token":"r"},"plain",true,null,-3]"#,
+            r#"{"token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln","also":["eyJhbGciOiJub25lIn0.eyJhIjoxfQ."]}"#,
             "  {\"a\":1}",
             "42",
             "not json at all",

@@ -38,6 +38,10 @@ const PII_CLAIMS: &[&str] = &["email", "name", "given_name", "family_name", "pre
 /// The parts of a JWT (`header.claims.signature`, base64url, a header naming its `alg`), if `s` is one.
 fn jwt_parts(s: &str) -> Option<(&str, &str, &str)> {
     use base64::Engine;
+    // A JWT's header is a JSON object: its base64url text opens with `eyJ` (`{"`).
+    if !s.starts_with("eyJ") {
+        return None;
+    }
     let mut it = s.split('.');
     let (h, c, sig) = (it.next()?, it.next()?, it.next()?);
     if it.next().is_some() || h.len() < 10 || c.is_empty() {
@@ -58,6 +62,17 @@ pub const FRESH_CLAIMS: &[&str] = &["iat", "exp", "nbf", "auth_time", "jti"];
 pub fn no_credential(value: &str) -> bool {
     let v = value.trim();
     v.is_empty() || v.eq_ignore_ascii_case("bearer") || v.eq_ignore_ascii_case("basic")
+}
+
+/// The header of a JWT (`alg`, `kid`, ...), as stored or live.
+pub fn jwt_header(token: &str) -> Option<serde_json::Map<String, Value>> {
+    use base64::Engine;
+    let (h, _, _) = jwt_parts(token)?;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    match serde_json::from_slice(&b64.decode(h.trim_end_matches('=')).ok()?).ok()? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
 }
 
 /// The claims of a JWT, as stored or live (the signature is not checked: this reads what a
@@ -112,6 +127,17 @@ impl Redactor {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&Value::Object(m)).ok()?)
         };
         Some(format!("{h}.{claims}.{}", self.replacement))
+    }
+
+    /// What a JWT found in text becomes: as stored (`keep_claims`), its claims kept and signature
+    /// replaced; as matched, the marker. `None` when `s` is no JWT.
+    pub(crate) fn jwt_text(&self, s: &str, keep_claims: bool) -> Option<String> {
+        jwt_parts(s)?;
+        if keep_claims {
+            self.jwt(s)
+        } else {
+            Some(self.replacement.clone())
+        }
     }
 
     /// Whether a stored value still holds a secret: not the marker, and not a JWT whose signature
@@ -367,12 +393,18 @@ impl Redactor {
                 changed
             }
             Value::Array(items) => items.iter_mut().fold(false, |c, i| self.json_with(i, keep_claims) | c),
-            Value::String(s) if self.pii.is_some() => {
-                if let Cow::Owned(r) = self.pii_text(s) {
-                    *s = r;
-                    true
-                } else {
-                    false
+            Value::String(s) => {
+                // A signed JWT is a credential under any name (`{"token": "eyJ…"}`).
+                let to = match self.jwt_text(s, keep_claims) {
+                    Some(t) => Cow::Owned(t),
+                    None => self.pii_text(s),
+                };
+                match to {
+                    Cow::Owned(r) if r != *s => {
+                        *s = r;
+                        true
+                    }
+                    _ => false,
                 }
             }
             _ => false,
@@ -408,6 +440,14 @@ impl Redactor {
                     return Cow::Owned(serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec()));
                 }
                 return Cow::Borrowed(bytes);
+            }
+            // Labelled JSON but sent as form fields (NICE's SDKs post their token requests so).
+            if let Ok(s) = std::str::from_utf8(bytes) {
+                if !s.trim_start().starts_with(['{', '[']) && s.contains('=') {
+                    if let Cow::Owned(o) = self.urlencoded(s) {
+                        return Cow::Owned(o.into_bytes());
+                    }
+                }
             }
         }
         if self.pii.is_some() {
@@ -549,5 +589,27 @@ mod tests {
         let mut basic = vec![("Authorization".to_string(), "Basic YTpi".to_string())];
         r.stored_headers(&mut basic);
         assert_eq!(basic[0].1, "[REDACTED]");
+    }
+
+    #[test]
+    fn a_jwt_under_any_name_and_form_fields_labelled_json_are_redacted() {
+        let claims = serde_json::json!({"tenantId": "t-1", "sub": "user:1"});
+        let token = format!("{}.{}.c2lnbmF0dXJl", b64(&serde_json::json!({"alg": "RS256"})), b64(&claims));
+        let r = r();
+        // NICE's whoami sends the access token as `token`.
+        let body = serde_json::json!({"token": token, "note": "api.example.com", "v": "1.2.3"}).to_string();
+        let stored: Value = serde_json::from_slice(&r.stored_body(Some("application/json"), body.as_bytes())).unwrap();
+        let kept = stored["token"].as_str().unwrap();
+        assert!(kept.ends_with(".[REDACTED]") && !kept.contains("c2lnbmF0dXJl"), "{kept}");
+        assert_eq!(Value::Object(jwt_claims(kept).unwrap()), claims);
+        assert_eq!((stored["note"].as_str(), stored["v"].as_str()), (Some("api.example.com"), Some("1.2.3")));
+        let matched: Value = serde_json::from_slice(&r.body(Some("application/json"), body.as_bytes())).unwrap();
+        assert_eq!(matched["token"], "[REDACTED]");
+        // A token request labelled JSON whose body is form fields.
+        let form = b"grant_type=authorization_code&code=abc&code_verifier=xyz&client_id=app";
+        let stored = r.stored_body(Some("application/json"), form);
+        let text = std::str::from_utf8(&stored).unwrap();
+        assert!(!text.contains("abc") && !text.contains("xyz"), "{text}");
+        assert!(text.contains("grant_type=authorization_code") && text.contains("client_id=app"), "{text}");
     }
 }

@@ -58,9 +58,15 @@ impl Signer {
 
     /// A signed token carrying `claims`.
     pub fn sign(&self, claims: &Value) -> Result<String, SignError> {
+        self.sign_as(claims, None)
+    }
+
+    /// A signed token carrying `claims`, its header naming the key `kid` (the platform's key id,
+    /// as the recording shows it) instead of this signer's own.
+    pub fn sign_as(&self, claims: &Value, kid: Option<&str>) -> Result<String, SignError> {
         let mut header = json!({"alg": self.alg(), "typ": "JWT"});
-        if let Signer::Rs256 { kid, .. } = self {
-            header["kid"] = Value::String(kid.clone());
+        if let Signer::Rs256 { kid: own, .. } = self {
+            header["kid"] = Value::String(kid.unwrap_or(own).to_string());
         }
         let input = format!(
             "{}.{}",
@@ -93,7 +99,13 @@ impl Signer {
 
     /// The public key as a JWK (`kty`, `n`, `e`, `kid`, `alg`, `use`), for RS256 signers.
     pub fn jwk(&self) -> Option<Value> {
-        let Signer::Rs256 { key, kid } = self else { return None };
+        self.jwk_as(None)
+    }
+
+    /// [`Signer::jwk`] under the key id `kid` (see [`Signer::sign_as`]).
+    pub fn jwk_as(&self, kid: Option<&str>) -> Option<Value> {
+        let Signer::Rs256 { key, kid: own } = self else { return None };
+        let kid = kid.unwrap_or(own);
         use ring::signature::KeyPair;
         let pk = key.public_key();
         let comps: ring::rsa::PublicKeyComponents<Vec<u8>> = pk.into();

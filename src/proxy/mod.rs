@@ -576,6 +576,11 @@ impl Proxy {
                             );
                             let scope = crate::scope::current();
                             let _ = self.index.read().next_in_scope(key, sdk_of(&parts.headers), scope.as_deref());
+                            // A long poll may be waiting for this very exchange (a refresh before
+                            // the platform ended a session).
+                            if self.poll_waiters.load(Ordering::Relaxed) > 0 {
+                                self.ws.served();
+                            }
                         }
                         return overlay_response(a, &ctx.response_headers);
                     }

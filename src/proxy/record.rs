@@ -22,6 +22,9 @@ pub struct Recorder {
     by_scope: Option<Arc<Mutex<std::collections::HashSet<String>>>>,
 }
 
+/// The client key of requests sent without a credential (token requests), apart from anyone's.
+const ANONYMOUS: &str = "(no credential)";
+
 impl Recorder {
     /// Records into `store` what it forwards through `upstream`; with `missing_only`, only what
     /// the cassette already in `store` does not answer.
@@ -61,6 +64,11 @@ impl Recorder {
         let mut recent = self.recent_rest.lock().unwrap_or_else(|e| e.into_inner());
         recent.insert(client.to_string(), (seq, now));
         recent.insert(String::new(), (seq, now));
+        if client.is_empty() {
+            // No credential: a sign-in or a token refresh, which any client's later answers may
+            // follow from.
+            recent.insert(ANONYMOUS.to_string(), (seq, now));
+        }
         seq
     }
 
@@ -69,7 +77,8 @@ impl Recorder {
         self.store.allocate_seq()
     }
 
-    /// The last REST exchange `client` started (sequence, monotonic ms); the empty key is anyone's.
+    /// The last REST exchange `client` started (sequence, monotonic ms); the empty key is anyone's,
+    /// [`ANONYMOUS`] the last one sent without a credential.
     fn last_rest(&self, client: &str) -> Option<(u64, u64)> {
         self.recent_rest.lock().unwrap_or_else(|e| e.into_inner()).get(client).copied()
     }
@@ -244,10 +253,13 @@ impl Proxy {
         };
         let rct = resp_headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         rbody.bytes = Bytes::from(red.stored_body(rct, &rbody.bytes).into_owned());
-        // A long poll answered after another request by the same client started: that request
-        // caused its events, so replay answers the poll once that one was replayed.
-        let after = if crate::platform::is_long_poll(&req.path) && status == 200 {
-            rec.last_rest(&client_key(&live_headers_for_anchor)).map(|(s, _)| s).filter(|s| *s > seq)
+        // A long poll answered (with events, or the session's end: anything but the idle 304)
+        // after another request by the same client started, or a token request: that request
+        // caused its answer, so replay answers the poll once that one was replayed.
+        let after = if crate::platform::is_long_poll(&req.path) && status != 304 {
+            let by_client = rec.last_rest(&client_key(&live_headers_for_anchor)).map(|(s, _)| s);
+            let by_sign_in = rec.last_rest(ANONYMOUS).map(|(s, _)| s);
+            by_client.max(by_sign_in).filter(|s| *s > seq)
         } else {
             None
         };

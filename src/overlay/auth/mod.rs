@@ -311,10 +311,11 @@ impl Auth {
         };
         let (access, refresh, id_token) = if platform == Platform::Nice {
             let signer = self.nice_signer()?;
+            let kid = recorded.and_then(|r| recorded_kid(r, issuer_host));
             let who = NiceIdentity::of(client_id);
             let iss = format!("https://{issuer_host}");
             let sign = |c: &Value| {
-                signer.sign(c).map_err(|e| {
+                signer.sign_as(c, kid.as_deref()).map_err(|e| {
                     Answer::json(
                         500,
                         &json!({"error": "server_error", "error_description": e.to_string()}),
@@ -620,6 +621,46 @@ pub(super) struct LearnedClaims {
 
 /// What the recording's token answers for `id` on `host` say their tokens carried; `None` when no
 /// recorded answer for it holds a JWT with its claims (a cassette recorded before claims were kept).
+/// An answer of this overlay with the headers the recording shows the platform sending with the
+/// same status to this request (caching, the content type's parameters), where it has none of its
+/// own; the content type as recorded when it names the same media type.
+fn dressed(d: Decision, ev: &Evidence<'_>) -> Decision {
+    let Decision::Answer(mut a) = d else { return d };
+    let Some(p) = ev.peek().filter(|p| p.exchange.response.status == a.status) else { return Decision::Answer(a) };
+    let media = |v: &str| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    for (k, v) in &p.exchange.response.headers {
+        let name = k.to_ascii_lowercase();
+        let skip = v == crate::cassette::redact::MARKER
+            || matches!(
+                name.as_str(),
+                "content-length" | "transfer-encoding" | "connection" | "date" | "location" | "set-cookie"
+            )
+            || crate::cassette::model::HOP_BY_HOP.contains(&name.as_str());
+        if skip {
+            continue;
+        }
+        match a.headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            Some((_, ours)) if name == "content-type" && media(ours) == media(v) => *ours = v.clone(),
+            Some(_) => {}
+            None => a.headers.push((k.clone(), v.clone())),
+        }
+    }
+    Decision::Answer(a)
+}
+
+/// The key id the platform's tokens on `host` name in their header, as the recording shows them:
+/// tokens callvcr signs name it too, and its key set serves callvcr's key under it.
+pub(super) fn recorded_kid(recorded: &Recorded, host: &str) -> Option<String> {
+    let tokens = recorded.tokens();
+    tokens.iter().filter(|t| t.host == host && (200..300).contains(&t.answer.status)).find_map(|t| {
+        let body = serde_json::from_slice::<Value>(&t.answer.body).ok()?;
+        ["id_token", "access_token"].iter().find_map(|k| {
+            let header = crate::cassette::redact::jwt_header(body.get(*k)?.as_str()?)?;
+            header.get("kid")?.as_str().map(String::from)
+        })
+    })
+}
+
 pub(super) fn recorded_claims(recorded: &Recorded, host: &str, id: &str) -> Option<LearnedClaims> {
     let tokens = recorded.tokens();
     tokens
@@ -647,9 +688,10 @@ impl Overlay for Auth {
         match call.platform().auth_route(call.host, call.method, call.path) {
             Some(Route::Token) => return self.token_request(call, ctx, ev, false),
             Some(Route::AccessKey) => return self.token_request(call, ctx, ev, true),
-            Some(Route::Authorize) => return self.authorize(call, ctx),
-            Some(Route::Discovery) => return self.nice_discovery(call, ev),
-            Some(Route::Jwks) => return self.nice_jwks(),
+            // Answered as the platform's recorded answer was sent: its headers too.
+            Some(Route::Authorize) => return dressed(self.authorize(call, ctx), ev),
+            Some(Route::Discovery) => return dressed(self.nice_discovery(call, ev), ev),
+            Some(Route::Jwks) => return dressed(self.nice_jwks(call, ev), ev),
             None => {}
         }
         if is_api_call(call) {

@@ -45,14 +45,37 @@ impl Auth {
     }
 
     /// The key set holding the public half of the NICE signing key, which the SDK verifies `id_token`
-    /// against; a 500 when there is no key.
-    pub(super) fn nice_jwks(&self) -> Decision {
-        match self.nice_signer() {
-            Ok(s) => {
-                Decision::Answer(Answer::json(200, &json!({"keys": s.jwk().into_iter().collect::<Vec<_>>()}), "jwks"))
-            }
-            Err(a) => Decision::Answer(a),
+    /// against, under the key id the recorded tokens name; shaped as the recorded key set (its
+    /// first key's fields, with callvcr's modulus and exponent, and no certificate chain callvcr
+    /// cannot sign for); a 500 when there is no key.
+    pub(super) fn nice_jwks(&self, call: &Call<'_>, ev: &Evidence<'_>) -> Decision {
+        let signer = match self.nice_signer() {
+            Ok(s) => s,
+            Err(a) => return Decision::Answer(a),
+        };
+        let kid = super::recorded_kid(ev.recorded, call.host);
+        let Some(ours) = signer.jwk_as(kid.as_deref()) else {
+            return Decision::Answer(Answer::json(200, &json!({"keys": []}), "jwks"));
+        };
+        let recorded = ev
+            .peek()
+            .filter(|p| p.exchange.response.status == 200)
+            .and_then(|p| serde_json::from_slice::<Value>(&p.exchange.response.body.bytes).ok())
+            .filter(|d| {
+                d.get("keys").and_then(Value::as_array).is_some_and(|k| k.first().is_some_and(Value::is_object))
+            });
+        let Some(mut doc) = recorded else {
+            return Decision::Answer(Answer::json(200, &json!({"keys": [ours]}), "jwks"));
+        };
+        let mut key = doc["keys"][0].as_object().cloned().unwrap_or_default();
+        for drop in ["x5c", "x5t", "x5t#S256", "x5u"] {
+            key.remove(drop);
         }
+        for (k, v) in ours.as_object().into_iter().flatten() {
+            key.insert(k.clone(), v.clone());
+        }
+        doc["keys"] = json!([key]);
+        Decision::Answer(Answer::json(200, &doc, "jwks:recorded"))
     }
 }
 

@@ -525,8 +525,9 @@ impl State {
         None
     }
 
-    /// Carries out a request's move once the platform accepted it.
-    fn apply(&self, a: &Asked, now: i64) {
+    /// Carries out a request's move once the platform accepted it: the cassette (`recorded`), or
+    /// this overlay in its place.
+    fn apply(&self, a: &Asked, now: i64, recorded: bool) {
         let mut inner = self.inner();
         if !self.session_for(&mut inner, a, now) {
             // A party the cassette never showed: start tracking it where the move leaves it.
@@ -574,7 +575,16 @@ impl State {
         }
         if !steps.is_empty() || flagged {
             let id = a.session.clone();
-            self.emit(&mut inner, &id, &steps, now);
+            if recorded && a.kind == Kind::Nice {
+                // The recording's own event polls carry what a recorded command caused: the move
+                // is tracked, and no event of callvcr's joins them.
+                self.bump();
+                for s in &steps {
+                    tracing::info!(session = %id, party = %s.party, from = %s.from, to = %s.to, by = s.by, at = %rfc3339_ms(s.at_ms), "state moved (the recording carries its events)");
+                }
+            } else {
+                self.emit(&mut inner, &id, &steps, now);
+            }
         }
     }
 
@@ -697,7 +707,7 @@ impl Overlay for State {
             return None;
         }
         if let Some(a) = self.asked(call) {
-            self.apply(&a, now);
+            self.apply(&a, now, true);
         }
         None
     }
@@ -715,7 +725,7 @@ impl Overlay for State {
         if !known {
             return None;
         }
-        self.apply(&a, ctx.now_ms);
+        self.apply(&a, ctx.now_ms, false);
         let mut inner = self.inner();
         if let Some(t) = inner.sessions.get_mut(&a.session) {
             t.departed = true;
