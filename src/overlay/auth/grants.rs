@@ -60,6 +60,13 @@ impl Auth {
                 .or_else(|| ids.first())
                 .map(|p| p.id.clone())
                 .or_else(|| ev.peek().and_then(|p| p.exchange.credentials.first().map(|c| c.id.clone())))
+                // A refresh names no one: it continues the sign-in recorded before it on this host.
+                .or_else(|| {
+                    let seq = ev.peek()?.exchange.seq;
+                    let tokens = ev.recorded.tokens();
+                    let earlier = tokens.iter().rev().filter(|t| t.host == call.host && t.seq < seq);
+                    earlier.filter_map(|t| t.credentials.first()).map(|c| c.id.clone()).next()
+                })
                 .unwrap_or_default();
             let with_refresh =
                 serde_json::from_slice::<Value>(&sh.body).ok().is_some_and(|v| v.get("refresh_token").is_some());
