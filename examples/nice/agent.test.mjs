@@ -254,9 +254,9 @@ const scenarios = [
       const passed = Date.parse(access[0].expires_at) - Date.parse((await cv.clock()).now) + 1000;
       await cv.advanceClock(passed);
       const now = await cv.tokens();
-      const byPrefix = new Map(now.map((t) => [t.token_prefix, t]));
-      assert.equal(byPrefix.get(access[0].token_prefix).expired, true, 'the first access token has expired');
-      assert.equal(byPrefix.get(access[1].token_prefix).expired, false, 'the refreshed access token lives');
+      const byId = new Map(now.map((t) => [t.token_id, t]));
+      assert.equal(byId.get(access[0].token_id).expired, true, 'the first access token has expired');
+      assert.equal(byId.get(access[1].token_id).expired, false, 'the refreshed access token lives');
       flow.release();
 
       await flow.waitFor(/^paused before exit/);

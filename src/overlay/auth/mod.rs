@@ -90,8 +90,10 @@ struct State {
 /// A token as the admin API lists it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TokenInfo {
-    /// The first characters of the token.
+    /// The first characters of the token (a JWT's are its header, the same for every token).
     pub token_prefix: String,
+    /// A short fingerprint of the whole token (FNV-1a, hex): tells tokens apart without showing them.
+    pub token_id: String,
     /// The client it was issued to.
     pub client_id: String,
     /// `access` or `refresh`.
@@ -423,6 +425,7 @@ impl Auth {
                     t.issued_ms,
                     TokenInfo {
                         token_prefix: tok.chars().take(12).collect(),
+                        token_id: format!("{:016x}", crate::encoding::fnv1a(tok.as_bytes())),
                         client_id: t.client_id.to_string(),
                         kind: if t.kind == Kind::Access { "access" } else { "refresh" },
                         platform: t.platform.as_str(),
@@ -434,7 +437,7 @@ impl Auth {
                 )
             })
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.token_prefix.cmp(&b.1.token_prefix)));
+        v.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.token_id.cmp(&b.1.token_id)));
         v.into_iter().map(|(_, t)| t).collect()
     }
 
