@@ -11,9 +11,9 @@ cargo test --locked --all-targets --no-fail-fast "$@" 2>&1 | tee -a "$log" || st
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 passed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
-# The real Genesys SDKs (Python, JavaScript) through `callvcr run`, one test each. They need PyPI and
+# The real SDKs (Genesys Python and JavaScript, NICE CXone agent SDKs) through callvcr, one test each. They need PyPI and
 # npm the first time; without them the examples are skipped, except in CI, where that is a failure.
-for sdk in python js; do
+for sdk in python js nice; do
   examples/run.sh "$sdk" 2>&1 | grep -v -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}T'
   code=${PIPESTATUS[0]}
   if [ "$code" -eq 0 ]; then
