@@ -81,7 +81,8 @@ async fn minted_tokens_carry_the_recorded_claims_and_the_tenant_lookup_hits() {
         assert_eq!(claims["iat"], now_s, "{field} issued on the virtual clock: {claims}");
         assert!(claims["exp"].as_i64().unwrap() > now_s, "{claims}");
         assert_ne!(claims["jti"], recorded["jti"], "a fresh token id: {claims}");
-        assert_ne!(header["kid"], "stand-in", "callvcr's own key: {header}");
+        // The platform's key id, naming callvcr's key in the key set it serves (below).
+        assert_eq!(header["kid"], "stand-in", "the recorded key id: {header}");
 
         // The signature verifies against the key set callvcr serves, found by its key id.
         let jwks = get(&cv, "/auth/jwks").await.json();
