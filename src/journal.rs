@@ -1,8 +1,8 @@
 //! The journal: how each request was answered, the most recent entries in a bounded ring, shared
 //! by the HTTP and WebSocket sides (it sits below both). And who made a request, as a key.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// How one request was answered, as the journal reports it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -26,6 +26,9 @@ pub struct JournalEntry {
     /// The test scope the request was made in, if any (see `crate::scope`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// When it was answered, on the virtual clock (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
 /// The journal: the most recent answers, shared by the HTTP and WebSocket sides.
@@ -38,6 +41,67 @@ pub struct Journal {
     seq: AtomicU64,
     /// The open test scope and what each scope saw; noted with each entry made in one.
     pub scopes: crate::scope::Book,
+    /// The virtual clock entries are timed by (none: untimed).
+    clock: Option<Arc<crate::clock::Clock>>,
+    /// Pages watching live (the inspector's event stream).
+    pub live: Arc<Live>,
+}
+
+/// What the inspector's event stream carries: each event a server-sent event's text, made only
+/// while someone watches (the hit path pays one atomic read otherwise).
+#[derive(Debug)]
+pub struct Live {
+    /// Open streams.
+    watchers: AtomicUsize,
+    /// Events as `event: NAME\ndata: JSON\n\n`.
+    tx: tokio::sync::broadcast::Sender<Arc<str>>,
+}
+
+impl Default for Live {
+    fn default() -> Live {
+        Live { watchers: AtomicUsize::new(0), tx: tokio::sync::broadcast::channel(LIVE_BACKLOG).0 }
+    }
+}
+
+/// Events a slow page may fall behind by before it is told it missed some.
+const LIVE_BACKLOG: usize = 4096;
+
+/// One page's subscription to [`Live`]; counted while it lives.
+pub struct Watch {
+    live: Arc<Live>,
+    /// The events, in order.
+    pub rx: tokio::sync::broadcast::Receiver<Arc<str>>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.live.watchers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Live {
+    /// Whether any page watches.
+    pub fn watched(&self) -> bool {
+        self.watchers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Starts watching.
+    pub fn watch(self: &Arc<Self>) -> Watch {
+        self.watchers.fetch_add(1, Ordering::AcqRel);
+        Watch { live: self.clone(), rx: self.tx.subscribe() }
+    }
+
+    /// Sends `event` with `data` to every page watching (nothing when none does).
+    pub fn publish(&self, event: &str, data: &serde_json::Value) {
+        if self.watched() {
+            let _ = self.tx.send(Arc::from(sse(event, data)));
+        }
+    }
+}
+
+/// A server-sent event's text.
+pub fn sse(event: &str, data: &serde_json::Value) -> String {
+    format!("event: {event}\ndata: {data}\n\n")
 }
 
 /// Bytes of an entry's texts kept in its slot; longer entries keep them on the heap.
@@ -50,6 +114,8 @@ const INLINE: usize = 176;
 struct Slot {
     /// The entry's sequence number.
     seq: u64,
+    /// When, on the virtual clock (ms since the epoch; 0 untimed).
+    at_ms: i64,
     /// Status answered.
     status: u16,
     /// Where method, host, path, answered-by and scope end in the text.
@@ -75,9 +141,9 @@ struct Ring {
 
 impl Ring {
     /// Writes one entry over the oldest slot: its texts inline when they fit, else on the heap.
-    fn push(&mut self, seq: u64, status: u16, parts: [&str; 5], detail: Option<&str>) {
+    fn push(&mut self, (seq, at_ms): (u64, i64), status: u16, parts: [&str; 5], detail: Option<&str>) {
         let total: usize = parts.iter().map(|p| p.len()).sum::<usize>() + detail.map_or(0, str::len);
-        let mut slot = Slot { seq, status, ends: [0; 5], len: 0, detail: detail.is_some(), inline: [0; INLINE] };
+        let mut slot = Slot { seq, at_ms, status, ends: [0; 5], len: 0, detail: detail.is_some(), inline: [0; INLINE] };
         let at = self.next;
         if total <= INLINE {
             let mut n = 0;
@@ -129,20 +195,58 @@ impl Ring {
             answered_by: part(c, d),
             scope: (e > d).then(|| part(d, e)),
             detail: s.detail.then(|| part(e, text.len())),
+            at: (s.at_ms != 0).then(|| crate::clock::rfc3339_ms(s.at_ms)),
         }
     }
 }
 
 impl Journal {
-    /// Notes one answer, in the scope of the request the current task serves (counted there too).
-    pub fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
+    /// The time entries are noted at (ms since the epoch, virtual; 0 untimed).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.as_ref().map_or(0, |c| c.now_ms())
+    }
+
+    /// A journal whose entries are timed on `clock`.
+    pub fn timed(clock: Arc<crate::clock::Clock>) -> Journal {
+        Journal { clock: Some(clock), ..Journal::default() }
+    }
+
+    /// Notes one answer, in the scope of the request the current task serves (counted there too);
+    /// returns its sequence number. A page watching gets the entry at once.
+    pub fn note(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        status: u16,
+        answered_by: &str,
+        detail: Option<&str>,
+    ) -> u64 {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let at_ms = self.now_ms();
         let scope = crate::scope::current();
         if let Some(s) = &scope {
             self.scopes.count(s, answered_by);
         }
-        let mut ring = self.rings.mine().lock().unwrap_or_else(|e| e.into_inner());
-        ring.push(seq, status, [method, host, path, answered_by, scope.as_deref().unwrap_or("")], detail);
+        {
+            let mut ring = self.rings.mine().lock().unwrap_or_else(|e| e.into_inner());
+            ring.push((seq, at_ms), status, [method, host, path, answered_by, scope.as_deref().unwrap_or("")], detail);
+        }
+        if self.live.watched() {
+            let entry = JournalEntry {
+                seq,
+                method: method.into(),
+                host: host.into(),
+                path: path.into(),
+                status,
+                answered_by: answered_by.into(),
+                detail: detail.map(String::from),
+                scope: scope.map(|s| s.to_string()),
+                at: (at_ms != 0).then(|| crate::clock::rfc3339_ms(at_ms)),
+            };
+            self.live.publish("journal", &serde_json::to_value(&entry).unwrap_or_default());
+        }
+        seq
     }
 
     /// A copy of the last [`JOURNAL_CAP`] entries, oldest first.

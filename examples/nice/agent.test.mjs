@@ -9,14 +9,15 @@
 //    the flow runs without HTTPS_PROXY there, so the hosts file is the only way it reaches callvcr.
 //    Skipped, saying why, when not root or without unshare.
 // Each test has a callvcr of its own, so the tests pass alone and in any order (REVERSE=1 declares
-// them in reverse; NICE_MODES=proxy or NICE_MODES=hosts runs one mode). Replay is strict: a miss fails the test, and where the whole flow runs, so
+// them in reverse; NICE_MODES=proxy or NICE_MODES=hosts runs one mode; CONCURRENCY=N runs proxy-mode
+// tests N at a time). Replay is strict: a miss fails the test, and where the whole flow runs, so
 // does a recording never replayed (--fail-on-unused).
 //
 // Run from a directory where certs/ may be written (examples/run.sh uses target/examples):
 //   CALLVCR_BIN=target/debug/callvcr NICE_SDK_DIR=target/examples/nice node --test examples/nice/agent.test.mjs
 // NICE_CASSETTE replays another recording (default examples/nice-agent.jsonl); NICE_CALLVCR_CONFIG
 // gives callvcr a proxy.yaml (default: none, callvcr's built-in settings).
-import { after, afterEach, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -187,10 +188,17 @@ const misses = (entries) => entries.filter((e) => e.answered_by === 'miss').map(
 
 // ---- the scenarios ----
 
+// The SDK looks a contact's skill up (its dispositions, tags and the skill) for each contact event
+// it handles; events that arrive close together share one lookup, so a replay (faster than the
+// sandbox) may make fewer of them than the recording holds. Only these may go unused where the
+// whole flow runs; any other recording never replayed fails the test.
+const SKILL_LOOKUPS = /^GET \S+\/InContactAPI\/services\/v\d+\.0\/skills\/\d+(\/(tags|dispositions))?$/;
+
 const scenarios = [
   {
     name: 'a contact is accepted, held, resumed and ended, and the platform ends the session (the flow as recorded)',
-    failOnUnused: true,
+    failOnUnused: false,
+    unusedMayBe: SKILL_LOOKUPS,
     env: { NICE_PAUSE: 'exit' },
     async run({ cv, flow }) {
       await flow.waitFor(/^paused before exit/);
@@ -239,7 +247,8 @@ const scenarios = [
   },
   {
     name: 'an expired access token: after the SDK\'s refresh the clock passes the first token\'s 605 s, the refreshed one still works, the first is refused',
-    failOnUnused: true,
+    failOnUnused: false,
+    unusedMayBe: SKILL_LOOKUPS,
     env: { NICE_PAUSE: 'refresh,exit', NICE_CHECK_FIRST_TOKEN: '1' },
     async run({ cv, flow }) {
       await flow.waitFor(/^paused after the token refresh$/);
@@ -315,15 +324,15 @@ if (process.env.REVERSE === '1') modes.reverse();
 const took = [];
 /** Runs not finished yet: a test that failed or timed out leaves nothing running behind it. */
 const live = new Set();
-afterEach(async () => {
-  for (const r of [...live]) { live.delete(r); await r.abort().catch(() => {}); }
-});
 after(() => {
   for (const t of took) process.stdout.write(`# ${t.ms} ms: ${t.name}\n`);
 });
 
 for (const mode of modes) {
-  describe(`NICE agent SDKs through callvcr, ${mode.name}`, { skip: mode.skip() ?? false }, () => {
+  // CONCURRENCY=N runs proxy-mode tests N at a time (each with its own callvcr on free ports);
+  // hosts mode runs one at a time, as each needs callvcr on 127.0.0.1:443.
+  const concurrency = mode.key === 'proxy' ? Number(process.env.CONCURRENCY || 1) : 1;
+  describe(`NICE agent SDKs through callvcr, ${mode.name}`, { skip: mode.skip() ?? false, concurrency }, () => {
     for (const s of scenarios) {
       it(s.name, { timeout: 90_000 }, async () => {
         const started = Date.now();
@@ -339,8 +348,15 @@ for (const mode of modes) {
           assert.equal(got.flowCode, want.flowCode, `the flow (or callvcr run) exited ${got.flowCode}\n${r.flow.tail()}\n${got.log.slice(-4000)}`);
           assert.equal(got.callvcrCode, want.flowCode === 0 || mode.start === proxyMode ? 0 : want.flowCode,
             `callvcr exited ${got.callvcrCode} (strict${s.failOnUnused ? ', --fail-on-unused' : ''}):\n${got.log.slice(-4000)}`);
+          if (s.unusedMayBe) {
+            // callvcr's summary names each recording never replayed.
+            const unused = [...got.log.matchAll(/^\s*unused: (.*)$/gm)].map((m) => m[1].trim());
+            for (const u of unused) assert.match(u, s.unusedMayBe, `a recording other than the SDK's skill lookups was never replayed:\n${got.log.slice(-4000)}`);
+          }
         } finally {
           took.push({ name: `${mode.name}: ${s.name}`, ms: Date.now() - started });
+          // This test's own run only (others may be running beside it, CONCURRENCY).
+          if (live.delete(r)) await r.abort().catch(() => {});
         }
       });
     }

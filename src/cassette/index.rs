@@ -490,6 +490,11 @@ impl Index {
         }
     }
 
+    /// Whether the exchange at `pos` has been served since the start (or the last rewind).
+    pub fn served_at(&self, pos: usize) -> bool {
+        self.served.get(pos).is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
     /// Rewinds every FIFO position to the start.
     pub fn rewind(&self) {
         for n in &self.next {

@@ -8,12 +8,14 @@
 //! - `upgrade.rs`: WebSocket handshakes in both modes;
 //! - `respond.rs`: response writing and the helpers every path shares.
 
+mod capture;
 mod failure;
 mod record;
 mod replay;
 mod respond;
 mod scopes;
 mod upgrade;
+pub use capture::Captures;
 pub use scopes::ScopeReport;
 
 use std::collections::HashMap;
@@ -153,6 +155,8 @@ pub struct Proxy {
     pub cassette_name: RwLock<String>,
     /// How each request was answered.
     pub journal: Arc<Journal>,
+    /// Requests and answers kept for the inspector while a page watches.
+    pub captures: Captures,
     /// Every miss described, in order, for [`Proxy::missed`] and the summary.
     missed: Mutex<Vec<String>>,
     /// Woken when the state overlay may have a new deadline (a move, a session, a reset).
@@ -205,7 +209,7 @@ impl Proxy {
         let recorded = recorded_errors(&index);
         let timer = Arc::new(Timer::new(clock.clone()));
         let ids = Arc::new(Ids::new(config.seed));
-        let journal = Arc::new(Journal::default());
+        let journal = Arc::new(Journal::timed(clock.clone()));
         let ws = Arc::new(crate::ws::Hub::new(
             config.ws.clone(),
             config.ws_speed,
@@ -232,6 +236,7 @@ impl Proxy {
             stats: Stats::default(),
             cassette_name: RwLock::new(cassette_name),
             journal,
+            captures: Captures::default(),
             missed: Mutex::new(Vec::new()),
             state_changed: Arc::new(tokio::sync::Notify::new()),
             state_seen: AtomicU64::new(u64::MAX),
@@ -339,6 +344,7 @@ impl Proxy {
             f.restart(self.timer.now_ms());
         }
         self.journal.clear();
+        self.captures.clear();
         self.missed.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.state_changed.notify_waiters();
         self.stats.hits.reset();
@@ -362,7 +368,10 @@ impl Proxy {
 
     /// Journals how one request was answered.
     fn note(&self, method: &str, host: &str, path: &str, status: u16, answered_by: &str, detail: Option<&str>) {
-        self.journal.note(method, host, path, status, answered_by, detail)
+        let seq = self.journal.note(method, host, path, status, answered_by, detail);
+        if self.journal.live.watched() {
+            capture::noted(seq);
+        }
     }
 
     /// Answers one request bound for `target`.
@@ -392,7 +401,12 @@ impl Proxy {
         target: Arc<Target>,
         switch: Option<Arc<CutSwitch>>,
     ) -> Response<ProxyBody> {
-        let r = self.handle_request(req, &target, switch).await;
+        let r = if self.journal.live.watched() {
+            // A page watches: the request and its answer are kept for it (boxed: rare).
+            Box::pin(self.handle_captured(req, &target, switch)).await
+        } else {
+            self.handle_request(req, &target, switch).await
+        };
         if self.overlays.state.is_some() {
             self.state_moved().await;
         }
@@ -412,6 +426,7 @@ impl Proxy {
         // Read first: most requests move nothing, and a write would bounce the line between cores.
         if self.state_seen.load(Ordering::Acquire) != g && self.state_seen.swap(g, Ordering::AcqRel) != g {
             self.state_changed.notify_waiters();
+            self.journal.live.publish("state", &json!({"generation": g}));
         }
     }
 
@@ -502,6 +517,9 @@ impl Proxy {
                 Err(r) => return r,
             }
         };
+        if self.journal.live.watched() {
+            capture::body_read(&bytes);
+        }
 
         // Parsed as JSON once, when first read, for the overlays and the matcher alike.
         let parsed = ParsedBody::new(&bytes);

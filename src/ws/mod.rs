@@ -113,6 +113,39 @@ pub struct Session {
     pub outbox: Outbox,
     /// The channel id in its URL, when it has one (Genesys `/channels/<id>`).
     pub channel: Option<String>,
+    /// Its frames as the inspector shows them, kept only while a page watches (the last
+    /// [`FRAMES_KEPT`]).
+    log: Mutex<std::collections::VecDeque<serde_json::Value>>,
+}
+
+/// Frames a session keeps for the inspector.
+const FRAMES_KEPT: usize = 500;
+
+/// Bytes of a frame's text kept for the inspector.
+const FRAME_TEXT: usize = 4096;
+
+impl Session {
+    /// Notes a frame for the inspector, and tells the pages watching: `direction` `sent` (to the
+    /// client) or `received`; `kind` `frame`, `heartbeat` or `pushed`. Nothing when none watches.
+    pub fn log_frame(&self, journal: &crate::journal::Journal, direction: &str, kind: &str, data: &[u8]) {
+        if !journal.live.watched() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&data[..data.len().min(FRAME_TEXT)]).into_owned();
+        let kind = if kind == "frame" && text.contains("Heartbeat") { "heartbeat" } else { kind };
+        let at = crate::clock::rfc3339_ms(journal.now_ms());
+        let f = serde_json::json!({"at": at, "direction": direction, "kind": kind, "text": text, "bytes": data.len()});
+        {
+            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            if log.len() >= FRAMES_KEPT {
+                log.pop_front();
+            }
+            log.push_back(f.clone());
+        }
+        let mut event = f;
+        event["session"] = serde_json::Value::String(self.id.clone());
+        journal.live.publish("ws", &event);
+    }
 }
 
 /// Replay-side WebSocket state shared by every session.
@@ -259,6 +292,14 @@ impl Hub {
         v
     }
 
+    /// A session's frames as the inspector keeps them; `None` for no such open session.
+    pub fn frames_of(&self, id: &str) -> Option<Vec<serde_json::Value>> {
+        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let session = s.get(id)?;
+        let log = session.log.lock().unwrap_or_else(|e| e.into_inner());
+        Some(log.iter().cloned().collect())
+    }
+
     /// Adds topics to the sessions on `channel` (a replayed Genesys subscription request).
     pub fn subscribe_channel(&self, channel: &str, topics: &[String], replace: bool) {
         for s in self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values() {
@@ -304,6 +345,7 @@ impl Hub {
         let copies = 1 + p.duplicate as usize;
         let mut queued = 0;
         for s in targets {
+            s.log_frame(&self.journal, "sent", "pushed", text.as_bytes());
             for _ in 0..copies {
                 let jitter = if p.jitter_ms > 0 { self.ids.next_u64() % (p.jitter_ms + 1) } else { 0 };
                 let delay = p.delay_ms + jitter;
@@ -363,6 +405,7 @@ impl Hub {
             topics: Mutex::new(Vec::new()),
             outbox: Outbox::new(self.cfg.queue, self.cfg.on_full),
             channel,
+            log: Mutex::new(std::collections::VecDeque::new()),
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), session.clone());
         tracing::info!(session = %id, %url, "WebSocket session opened (replay)");

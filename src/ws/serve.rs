@@ -161,8 +161,16 @@ impl Hub {
                     sent += 1;
                 }
                 let closing = matches!(m, Message::Close(_));
+                let shown = match (&m, journal.live.watched()) {
+                    (Message::Text(t), true) => Some(t.as_bytes().to_vec()),
+                    (Message::Binary(b), true) => Some(b.to_vec()),
+                    _ => None,
+                };
                 if sink.send(m).await.is_err() || closing {
                     break;
+                }
+                if let Some(data) = shown {
+                    out.log_frame(&journal, "sent", "frame", &data);
                 }
             }
             wrote_close.notify_one();
@@ -308,6 +316,7 @@ impl Hub {
                         Message::Binary(b) => b,
                         _ => &[],
                     };
+                    session.log_frame(&self.journal, "received", "frame", data);
                     if client.consume(data) {
                         continue;
                     }

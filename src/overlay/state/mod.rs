@@ -127,8 +127,11 @@ struct Inner {
     snapshots: HashMap<String, Value>,
     /// Events waiting for the proxy to deliver (WebSocket topics); see [`State::take_events`].
     emitted: Vec<Emitted>,
-    /// NICE agent events waiting for the next long poll, in order.
-    nice_events: VecDeque<Value>,
+    /// NICE agent events waiting for the next long poll, in order; each says whether a command the
+    /// cassette answered caused it (the recording's own polls then carry it, while they last).
+    nice_events: VecDeque<(Value, bool)>,
+    /// Set while a move the cassette answered is carried out (see `nice_events`).
+    recorded_move: bool,
 }
 
 /// The state overlay.
@@ -322,7 +325,8 @@ impl State {
                         .unwrap_or_else(|| json!({"Type": "CallContactEvent", "ContactID": id}));
                     ev["Status"] = Value::String(s.to.clone());
                     ev["LastStateChangeTime"] = Value::String(rfc3339_ms(s.at_ms));
-                    inner.nice_events.push_back(ev);
+                    let recorded = inner.recorded_move;
+                    inner.nice_events.push_back((ev, recorded));
                 }
             }
             Kind::Declared(i) => {
@@ -575,16 +579,9 @@ impl State {
         }
         if !steps.is_empty() || flagged {
             let id = a.session.clone();
-            if recorded && a.kind == Kind::Nice {
-                // The recording's own event polls carry what a recorded command caused: the move
-                // is tracked, and no event of callvcr's joins them.
-                self.bump();
-                for s in &steps {
-                    tracing::info!(session = %id, party = %s.party, from = %s.from, to = %s.to, by = s.by, at = %rfc3339_ms(s.at_ms), "state moved (the recording carries its events)");
-                }
-            } else {
-                self.emit(&mut inner, &id, &steps, now);
-            }
+            inner.recorded_move = recorded;
+            self.emit(&mut inner, &id, &steps, now);
+            inner.recorded_move = false;
         }
     }
 
@@ -631,12 +628,18 @@ impl Overlay for State {
     /// Serves waiting NICE events to a long poll, refuses what the platform refuses (client credentials
     /// placing a Genesys call, a move the machine does not allow), and lets valid moves on to the
     /// cassette. A refusal yields to the recording while the session is where the recording had it.
-    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, _ev: &Evidence<'_>) -> Decision {
+    fn on_request(&self, call: &Call<'_>, ctx: &mut Ctx, ev: &Evidence<'_>) -> Decision {
         if call.platform() == Platform::Nice && call.method == "GET" {
             if let Some(sid) = nice_poll(call.path) {
                 let mut inner = self.inner();
+                // What a recorded command caused, the recording's next poll carries: while it has
+                // one to give, those events are its own, and only callvcr's (an admin move, an
+                // overlay-accepted command) are answered here.
+                if ev.peek().is_some_and(|p| p.fresh) {
+                    inner.nice_events.retain(|(_, recorded)| !recorded);
+                }
                 if !inner.nice_events.is_empty() {
-                    let events: Vec<Value> = inner.nice_events.drain(..).collect();
+                    let events: Vec<Value> = inner.nice_events.drain(..).map(|(e, _)| e).collect();
                     return Decision::Answer(Answer::json(
                         200,
                         &json!({"sessionId": sid, "events": events}),

@@ -26,6 +26,8 @@ use tokio::sync::watch;
 use crate::clock::rfc3339_ms;
 use crate::proxy::Proxy;
 
+mod ui;
+
 /// A JSON answer.
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())));
@@ -39,36 +41,54 @@ fn error(status: StatusCode, code: &str, message: String) -> Response<Full<Bytes
     reply(status, json!({"error": code, "message": message}))
 }
 
-/// Answers one admin request from `peer`.
+/// Answers one admin request from `peer`: the same rules for the API, the inspector's page and
+/// its event stream (loopback, `Host` and `Origin`, then `admin.token`, as a bearer or the
+/// page's cookie). `stop` ends event streams when callvcr shuts down.
 pub(crate) async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     local: SocketAddr,
     proxy: Arc<Proxy>,
-) -> Response<Full<Bytes>> {
+    stop: watch::Receiver<bool>,
+) -> Response<ui::Body> {
     let admin = &proxy.config.admin;
     if !peer.ip().is_loopback() && !admin.allow_remote {
-        return error(
+        return ui::boxed(error(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!("the admin API answers loopback callers only; {peer} is not one (set admin.allow_remote: true in proxy.yaml to allow it)"),
-        );
+        ));
     }
     if let Err(refused) = browser_checks(&req, local, admin) {
-        return refused;
+        return ui::boxed(refused);
+    }
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    if path == "/ui" || path.starts_with("/ui/") {
+        return ui::page(&req, &path, admin);
     }
     if let Some(token) = &admin.token {
-        let ok = req
+        let bearer = req
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|t| t == token);
-        if !ok {
-            return error(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <admin.token>".into());
+        if !bearer && !ui::cookie_matches(&req, token) {
+            return ui::boxed(error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer <admin.token> (a browser: open /ui?token=<admin.token> once)".into(),
+            ));
         }
     }
-    let path = req.uri().path().trim_end_matches('/').to_string();
+    if req.method() == Method::GET && path == "/mock/admin/events" {
+        return ui::events(proxy, stop);
+    }
+    ui::boxed(answer(req, path, proxy).await)
+}
+
+/// An API call past the checks: its body read (bounded), then its route.
+async fn answer(req: Request<Incoming>, path: String, proxy: Arc<Proxy>) -> Response<Full<Bytes>> {
     let Some(route) = path.strip_prefix("/mock/admin").map(String::from) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -87,10 +107,18 @@ pub(crate) async fn handle(
             )
         }
     };
-    match route_call(&method, &route, &body, &proxy).await {
+    let r = match route_call(&method, &route, &body, &proxy).await {
         Ok(r) => r,
         Err(e) => e,
+    };
+    if method != Method::GET && r.status().is_success() {
+        // Pages watching refetch what the call changed (the clock, tokens, faults, a session...).
+        proxy.journal.live.publish(
+            "changed",
+            &json!({"method": method.as_str(), "route": route, "now": rfc3339_ms(proxy.timer.now_ms())}),
+        );
     }
+    r
 }
 
 /// The admin API's defences against web pages: a `Host` it does not know (DNS rebinding) and an
@@ -323,21 +351,26 @@ fn faults_overlay(proxy: &Proxy) -> Result<&std::sync::Arc<crate::overlay::fault
     running(proxy, proxy.overlays.faults.as_ref(), "faults")
 }
 
+/// `GET /mock/admin/health`'s answer.
+fn health(proxy: &Proxy) -> Value {
+    json!({
+        "status": "ok",
+        "mode": proxy.mode.as_str(),
+        "cassette": proxy.cassette_name.read().map(|s| s.clone()).unwrap_or_default(),
+        "overlays": proxy.overlays.pipeline.names(),
+        "clock": {"now": rfc3339_ms(proxy.timer.now_ms()), "frozen": proxy.clock.is_frozen()},
+    })
+}
+
 /// Every admin route but the session ones, by method and path below `/mock/admin`; 404 names an
 /// unknown one.
 async fn route_call(method: &Method, route: &str, body: &Bytes, proxy: &Arc<Proxy>) -> Result<Answer, Answer> {
     let now = || json!({"now": rfc3339_ms(proxy.timer.now_ms())});
+    if let Some(r) = ui::route(method, route, proxy) {
+        return Ok(r);
+    }
     Ok(match (method, route) {
-        (&Method::GET, "/health") => reply(
-            StatusCode::OK,
-            json!({
-                "status": "ok",
-                "mode": proxy.mode.as_str(),
-                "cassette": proxy.cassette_name.read().map(|s| s.clone()).unwrap_or_default(),
-                "overlays": proxy.overlays.pipeline.names(),
-                "clock": {"now": rfc3339_ms(proxy.timer.now_ms()), "frozen": proxy.clock.is_frozen()},
-            }),
-        ),
+        (&Method::GET, "/health") => reply(StatusCode::OK, health(proxy)),
         (&Method::GET, "/journal") => {
             reply(StatusCode::OK, serde_json::to_value(proxy.journal()).unwrap_or(Value::Null))
         }
@@ -589,13 +622,17 @@ pub(crate) async fn serve(listener: TcpListener, proxy: Arc<Proxy>, drain: Drain
         tracing::error!("the admin listener has no address; not serving the admin API");
         return;
     };
+    let stop_events = stop.clone();
     crate::listen::accept_loop(listener, "admin API", stop, move |stream, peer| {
+        let stop_events = stop_events.clone();
         let p = proxy.clone();
         let w = drain.clone();
         async move {
+            let stop = stop_events.clone();
             let svc = service_fn(move |req| {
                 let p = p.clone();
-                async move { Ok::<_, Infallible>(handle(req, peer, local, p).await) }
+                let stop = stop.clone();
+                async move { Ok::<_, Infallible>(handle(req, peer, local, p, stop).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
             let _ = w.watch(conn, crate::listen::ConnWatch::new(false)).await;
