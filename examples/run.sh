@@ -140,6 +140,8 @@ for sdk in "${which[@]}"; do
       (cd "$work" && "${nice[@]}" "${spec[@]}" "$tests") || status=$?
       echo "examples: NICE agent SDKs, the tests declared in reverse"
       (cd "$work" && "${nice[@]}" REVERSE=1 "${spec[@]}" "$tests") || status=$?
+      echo "examples: NICE agent SDKs, proxy mode, all three tests at once"
+      (cd "$work" && "${nice[@]}" NICE_MODES=proxy CONCURRENCY=3 "${spec[@]}" "$tests") || status=$?
       for mode in proxy hosts; do
         for scenario in 'a contact is accepted' 'an expired access token' 'the platform ends the session early'; do
           echo "examples: NICE agent SDKs, alone: $mode mode, $scenario"

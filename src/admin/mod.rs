@@ -113,10 +113,19 @@ async fn answer(req: Request<Incoming>, path: String, proxy: Arc<Proxy>) -> Resp
     };
     if method != Method::GET && r.status().is_success() {
         // Pages watching refetch what the call changed (the clock, tokens, faults, a session...).
-        proxy.journal.live.publish(
-            "changed",
-            &json!({"method": method.as_str(), "route": route, "now": rfc3339_ms(proxy.timer.now_ms())}),
-        );
+        let now = rfc3339_ms(proxy.timer.now_ms());
+        proxy.journal.live.publish("changed", &json!({"method": method.as_str(), "route": route, "now": now}));
+        // And by name, for a page that follows one thing.
+        let named = match route.as_str() {
+            "/clock" => Some("clock"),
+            "/tokens/expire" => Some("tokens"),
+            r if r.starts_with("/faults") => Some("faults"),
+            r if r.starts_with("/session/") => Some("state"),
+            _ => None,
+        };
+        if let Some(name) = named {
+            proxy.journal.live.publish(name, &json!({"route": route, "now": now}));
+        }
     }
     r
 }
