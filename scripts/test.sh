@@ -51,6 +51,29 @@ for client in python node; do
     status=1
   fi
 done
+# The web inspector (GET /ui) in a real browser: headless chromium over the DevTools protocol against
+# the debug binary; its runner ends with "browser: N passed, M failed". Exit 3: chromium (or node) is
+# not installed (skipped outside CI, a failure in CI; .ci/run installs it).
+if [ -x tests/browser/run.sh ]; then
+  out="$(mktemp)"
+  tests/browser/run.sh 2>&1 | tee "$out"
+  code=${PIPESTATUS[0]}
+  line=$(grep -E "^browser: [0-9]+ passed, [0-9]+ failed" "$out" | tail -1)
+  rm -f "$out"
+  if [ "$code" -eq 3 ] && [ -z "${CI:-}" ]; then
+    echo "browser: skipped (chromium could not be found; CI treats this as a failure)"
+  else
+    if [ -n "$line" ]; then
+      passed=$((passed + $(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')))
+      failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+    fi
+    if [ "$code" -ne 0 ]; then
+      echo "browser: FAILED (exit $code)"
+      [ -n "$line" ] || failed=$((failed + 1))
+      status=1
+    fi
+  fi
+fi
 rm -f "$log"
 echo
 echo "tests: $passed passed, $failed failed"
