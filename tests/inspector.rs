@@ -83,7 +83,10 @@ fn cassette(dir: &std::path::Path) {
     write_cassette(
         dir,
         "c.jsonl",
-        &[("GET", API, "/api/v2/users/me", "", 200, r#"{"id":"u-1","name":"Agent Smith"}"#)],
+        &[
+            ("GET", API, "/api/v2/users/me", "", 200, r#"{"id":"u-1","name":"Agent Smith"}"#),
+            ("POST", API, "/api/v2/analytics/conversations/details/query", r#"{"order":"asc","size":25}"#, 200, "{}"),
+        ],
     );
 }
 
@@ -187,14 +190,33 @@ async fn a_watching_page_sees_each_answer_live_and_can_read_it_in_full() {
     let closest = &body["closest"][0];
     assert!(closest["recorded"].as_str().unwrap().contains("/api/v2/users/me"), "{body}");
     assert!(closest["differences"].to_string().contains("path"), "{body}");
+    assert_eq!(closest["parts"][0]["part"], "path", "{body}");
+    assert_eq!(closest["parts"][0]["recorded"], "/api/v2/users/me");
+    // A body that differs in one field: that field, side by side, and the setting that ignores it.
+    let h = [("host", API), ("content-type", "application/json")];
+    let q = "/api/v2/analytics/conversations/details/query";
+    assert_eq!(api.send("POST", q, &h, r#"{"order":"desc","size":25}"#).await.status, 404);
+    let miss = ev.next("journal").await;
+    ev.next("captured").await;
+    let full = admin(&cv, "GET", &format!("/mock/admin/journal/{}", miss["seq"]), "").await.json();
+    assert!(full["request"]["body"].as_str().unwrap().contains("desc"), "{full}");
+    let body: serde_json::Value = serde_json::from_str(full["response"]["body"].as_str().unwrap()).unwrap();
+    let closest = &body["closest"][0];
+    assert_eq!(
+        closest["parts"],
+        serde_json::json!([{"part": "body", "field": "$.order", "live": "desc", "recorded": "asc"}]),
+        "{body}"
+    );
+    assert_eq!(closest["hint"], "match.ignore_json_paths: [$.order]");
 
     // An admin change is announced, so the page refetches what it shows.
     assert_eq!(admin(&cv, "POST", "/mock/admin/clock", r#"{"advance_ms": 1000}"#).await.status, 200);
     assert_eq!(ev.next("changed").await["route"], "/clock");
     // The loaded cassette, with what was served.
     let listing = admin(&cv, "GET", "/mock/admin/cassette", "").await.json();
-    assert_eq!(listing["total"], 1);
+    assert_eq!(listing["total"], 2);
     assert_eq!(listing["exchanges"][0]["served"], true, "{listing}");
+    assert_eq!(listing["exchanges"][1]["served"], false, "{listing}");
     assert_eq!(admin(&cv, "GET", "/mock/admin/journal/999999", "").await.status, 404);
     drop(ev);
     assert_eq!(cv.stop().0, 0);

@@ -224,6 +224,10 @@ pub struct NearMiss {
     pub score: u32,
     /// What differs.
     pub differences: Vec<String>,
+    /// What differs, field by field.
+    pub fields: Vec<super::explain::Field>,
+    /// The `match:` setting that would make it a hit, when one would.
+    pub hint: Option<String>,
 }
 
 impl Index {
@@ -563,8 +567,10 @@ impl Index {
             .into_iter()
             .filter_map(|(_, p)| {
                 let e = self.exchange(p).map_err(|e| tracing::error!("{e}")).ok()?;
-                let d = differences(fp, &self.matcher.fingerprint(&e.request));
-                Some(NearMiss { recorded: describe(&e.request), score: d.score, differences: d.parts })
+                let rec = self.matcher.fingerprint(&e.request);
+                let d = differences(fp, &rec);
+                let (fields, hint) = super::explain::fields(fp, &rec);
+                Some(NearMiss { recorded: describe(&e.request), score: d.score, differences: d.parts, fields, hint })
             })
             .collect();
         out.sort_by(|a, b| a.score.cmp(&b.score).then_with(|| a.recorded.cmp(&b.recorded)));

@@ -4,6 +4,7 @@
 //! records through [`Store`] and replays through [`Index`].
 
 pub mod error;
+pub mod explain;
 pub mod fingerprint;
 mod heads;
 pub mod index;

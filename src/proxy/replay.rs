@@ -267,7 +267,7 @@ impl Proxy {
             "details": [],
             "errors": [],
             "request": {"method": live.method, "host": live.host, "path": live.path, "query": live.query},
-            "closest": near.iter().map(|m| json!({"recorded": m.recorded, "differences": m.differences})).collect::<Vec<_>>(),
+            "closest": near.iter().map(|m| json!({"recorded": m.recorded, "differences": m.differences, "parts": m.fields, "hint": m.hint})).collect::<Vec<_>>(),
         });
         let serde_json::Value::Object(extra) = extra else { unreachable!("a JSON object literal") };
         Failure::miss(format!("callvcr replay miss: no recording matches {what}{closest_line}"), extra).response()
