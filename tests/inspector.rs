@@ -178,6 +178,7 @@ async fn a_watching_page_sees_each_answer_live_and_can_read_it_in_full() {
     // A secret in a header is shown redacted, never as sent.
     let shown = full["request"]["headers"].to_string();
     assert!(!shown.contains("live-secret-token") && shown.contains("[REDACTED]"), "{shown}");
+    assert_eq!(full["redacted"], serde_json::json!(["request.header.authorization"]), "names only: {full}");
 
     // A miss: the page can show its closest recording and what differs.
     let r = api.send("GET", "/api/v2/users/you", &[("host", API)], "").await;
@@ -220,4 +221,39 @@ async fn a_watching_page_sees_each_answer_live_and_can_read_it_in_full() {
     assert_eq!(admin(&cv, "GET", "/mock/admin/journal/999999", "").await.status, 404);
     drop(ev);
     assert_eq!(cv.stop().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_shows_live_what_was_stored_and_the_names_of_what_was_redacted() {
+    let dir = tempdir("inspector-record");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &record_args(&si, "rec").iter().map(String::as_str).collect::<Vec<_>>());
+    let (status, mut ev) = Events::open(&cv, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(ev.next("hello").await["mode"], "record");
+    let mut c = h1_tls(&cv, "login.mypurecloud.com").await;
+    let h = [
+        ("host", "login.mypurecloud.com"),
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("authorization", "Basic ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ="),
+    ];
+    assert_eq!(c.send("POST", "/oauth/token", &h, "grant_type=client_credentials").await.status, 200);
+    let e = ev.next("journal").await;
+    assert_eq!((e["answered_by"].as_str(), e["path"].as_str()), (Some("upstream"), Some("/oauth/token")), "{e}");
+    ev.next("captured").await;
+    let full = admin(&cv, "GET", &format!("/mock/admin/journal/{}", e["seq"]), "").await.json();
+    let names =
+        full["redacted"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    for n in ["request.header.authorization", "response.body.$.access_token", "response.body.$.refresh_token"] {
+        assert!(names.contains(&n.to_string()), "{n} in {names:?}");
+    }
+    let text = full.to_string();
+    for secret in
+        ["SECRET-ACCESS-TOKEN-123", "SECRET-REFRESH-456", "SECRET-COOKIE-789", "ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ="]
+    {
+        assert!(!text.contains(secret), "no value ({secret}): {text}");
+    }
+    drop(ev);
+    assert_eq!(cv.stop().0, 0);
+    si.stop();
 }

@@ -90,6 +90,13 @@ fn pairs(part: &'static str, live: &[(String, String)], recorded: &[(String, Str
     }
 }
 
+/// The JSON paths where `after` differs from `before` (what redaction replaced, by name only).
+pub fn changed_paths(before: &Value, after: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    json_fields(before, after, "$", &mut out);
+    out.into_iter().map(|f| f.field).collect()
+}
+
 /// The leaves where two JSON bodies differ, by path.
 fn json_fields(live: &Value, recorded: &Value, at: &str, out: &mut Vec<Field>) {
     if out.len() >= MAX_FIELDS {

@@ -132,16 +132,41 @@ impl Proxy {
             Err(never) => match never {},
         };
         let red = self.matcher.redactor();
-        let pairs = |h: &HeaderMap| -> Vec<Value> {
+        // What redaction replaced, by name only (`request.header.authorization`, `response.body.$.access_token`).
+        let mut redacted: Vec<String> = Vec::new();
+        let mut pairs = |side: &str, h: &HeaderMap| -> Vec<Value> {
             h.iter()
-                .map(|(k, v)| json!([k.as_str(), red.header(k.as_str(), &String::from_utf8_lossy(v.as_bytes()))]))
+                .map(|(k, v)| {
+                    let value = String::from_utf8_lossy(v.as_bytes());
+                    let shown = red.header(k.as_str(), &value);
+                    if shown != value {
+                        redacted.push(format!("{side}.header.{}", k.as_str()));
+                    }
+                    json!([k.as_str(), shown])
+                })
                 .collect()
         };
+        let (req_headers, resp_headers) = (pairs("request", &headers), pairs("response", &parts.headers));
         let req_body = pending.body.unwrap_or_default();
         let ct = header_of(&headers, "content-type");
-        let (rb, rb_cut) = shown(&red.body(ct, &req_body));
+        let req_shown = red.body(ct, &req_body);
         let resp_plain = decoded_body(&parts.headers, bytes.clone());
-        let (ab, ab_cut) = shown(&red.stored_body(header_of(&parts.headers, "content-type"), &resp_plain));
+        let resp_shown = red.stored_body(header_of(&parts.headers, "content-type"), &resp_plain);
+        for (side, before, after) in
+            [("request", &req_body[..], &req_shown[..]), ("response", &resp_plain[..], &resp_shown[..])]
+        {
+            if before == after {
+                continue;
+            }
+            match (serde_json::from_slice::<Value>(before), serde_json::from_slice::<Value>(after)) {
+                (Ok(b), Ok(a)) => redacted.extend(
+                    crate::cassette::explain::changed_paths(&b, &a).into_iter().map(|p| format!("{side}.body.{p}")),
+                ),
+                _ => redacted.push(format!("{side}.body")),
+            }
+        }
+        let (rb, rb_cut) = shown(&req_shown);
+        let (ab, ab_cut) = shown(&resp_shown);
         // The recording this request would get: what an overlay's answer departed from.
         let recorded = if self.recorder.is_none() {
             let (path, query) = (uri.path(), uri.query());
@@ -168,9 +193,10 @@ impl Proxy {
         let v = json!({
             "seq": pending.seqs[0],
             "seqs": pending.seqs,
-            "request": {"method": method.as_str(), "url": red.url(&url), "headers": pairs(&headers),
+            "redacted": redacted,
+            "request": {"method": method.as_str(), "url": red.url(&url), "headers": req_headers,
                         "body": rb, "body_bytes": req_body.len(), "body_truncated": rb_cut},
-            "response": {"status": parts.status.as_u16(), "headers": pairs(&parts.headers),
+            "response": {"status": parts.status.as_u16(), "headers": resp_headers,
                          "body": ab, "body_bytes": resp_plain.len(), "body_truncated": ab_cut},
             "recorded": recorded,
         });
