@@ -170,6 +170,13 @@
     return (ms < 0 ? '−' : '') + t;
   }
 
+  /** A path as text that may wrap after each `/`, `?` or `&` (and nowhere else unless it must). */
+  function breakable(text) {
+    const out = [];
+    for (const piece of String(text).split(/(?<=[/?&])/)) out.push(piece, h('wbr'));
+    return out;
+  }
+
   function kindOf(answeredBy) {
     return String(answeredBy || '').split(':')[0];
   }
@@ -302,7 +309,6 @@
     const recording = String(hl.mode || '').startsWith('record');
     document.body.classList.toggle('recording', recording);
     $('record-note').hidden = !recording;
-    if (recording) setRecordCols(true);
     if (hl.clock && hl.clock.now) setClock(hl.clock.now, hl.clock.frozen);
     if (!$('cassette-name').value && hl.cassette) $('cassette-name').value = hl.cassette;
   }
@@ -384,7 +390,7 @@
     h('td', { class: 'time', title: e.at || '' }, shortTime(e.at)),
     h('td', { class: 'method' }, e.method || ''),
     h('td', { class: 'host' }, e.host || ''),
-    h('td', { class: 'path', title: (e.path || '') + (e.query ? '?' + e.query : '') }, (e.path || '') + (e.query ? '?' + e.query : '')),
+    h('td', { class: 'path', title: (e.path || '') + (e.query ? '?' + e.query : '') }, breakable((e.path || '') + (e.query ? '?' + e.query : ''))),
     h('td', { class: 'status ' + statusClass(e.status) }, e.status === 0 ? '0 (none)' : e.status ?? ''),
     h('td', { class: 'answered' }, answerBadge(e.answered_by)),
     h('td', { class: 'detail-cell' }, e.detail || ''),
@@ -569,6 +575,38 @@
     else renderDetail(pane, e, r.missing ? 'The request and response are not available in this callvcr (GET /mock/admin/journal/' + seq + ' answered ' + r.status + '): only the journal line is shown.' : failureText(r, 'GET /mock/admin/journal/' + seq));
   }
 
+  const MARKER = /\[REDACTED\]|%5BREDACTED%5D/i;
+
+  /**
+   * The names of what callvcr redacted in a captured exchange (headers, query, form and JSON
+   * fields whose value is, or ends in, the marker): names only, since the values are gone.
+   */
+  function redactedNames(d) {
+    const names = new Set();
+    const walk = (v, key) => {
+      if (typeof v === 'string') { if (key && MARKER.test(v)) names.add(key); return; }
+      if (Array.isArray(v)) v.forEach((x) => walk(x, key));
+      else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, k);
+    };
+    const form = (text) => {
+      for (const p of String(text).split(/[&#?]/)) {
+        const i = p.indexOf('=');
+        if (i > 0 && MARKER.test(p.slice(i + 1))) { try { names.add(decodeURIComponent(p.slice(0, i))); } catch { names.add(p.slice(0, i)); } }
+      }
+    };
+    for (const side of [d.request, d.response, d.recorded]) {
+      if (!side || typeof side !== 'object') continue;
+      for (const [k, v] of headerList(side.headers)) {
+        if (MARKER.test(v)) { if (/^location$/i.test(k)) form(v); else names.add(k.toLowerCase()); }
+      }
+      const b = bodyOf(side.body);
+      if (b.kind === 'json') walk(b.value, '');
+      else if (b.kind === 'text') form(b.text);
+      if (side.url) form(String(side.url).split('?').slice(1).join('?'));
+    }
+    return [...names];
+  }
+
   function pick(o, ...names) {
     for (const n of names) if (o && o[n] !== undefined && o[n] !== null) return o[n];
     return undefined;
@@ -589,7 +627,8 @@
         ['at (virtual clock)', d.at], ['status', status], ['answered by', answerBadge(d.answered_by)],
         ['rule / detail', d.detail], ['scope', d.scope],
         ['stored', d.stored === undefined ? undefined : d.stored ? 'yes' : 'no'],
-        ['redacted', Array.isArray(d.redacted) && d.redacted.length ? d.redacted.join(', ') : undefined],
+        ['redacted', Array.isArray(d.redacted) && d.redacted.length ? d.redacted.join(', ')
+          : (redactedNames(d).join(', ') || undefined)],
         ['recording', d.recorded && d.recorded.seq !== undefined ? '#' + d.recorded.seq + ' of the cassette' + (d.recorded.fresh === false ? ' (already served before: the last one repeats)' : '') : undefined],
       ]),
     ];
@@ -993,7 +1032,8 @@
     $('machines-list').replaceChildren(...S.machines.map((m) => h('div', { class: 'card' },
       h('h3', null, m.name), machineGraph(m, { state: null, visited: new Set(), taken: new Set() }),
       dl([['initial', m.initial], ['terminal', (m.terminal || []).join(', ')], ['timeout state', m.timeout_state],
-        ['timeouts', timeoutsText(m.timeouts_ms)], ['flags', (m.flags || []).join(', ')]]))));
+        ['timeouts', timeoutsText(m.timeouts_ms)], ['flags', (m.flags || []).join(', ')],
+        ['learned from', m.learned ? (m.learned.host || '') + (m.learned.resource || '') + (m.learned.field ? ' (field ' + m.learned.field + ')' : '') + (m.learned.instances ? ', ' + m.learned.instances + ' seen' : '') : undefined]]))));
     if (focusKey) { const el = document.querySelector('[data-key="' + CSS.escape(focusKey) + '"]'); if (el) el.focus({ preventScroll: true }); }
   }
 
@@ -1041,9 +1081,19 @@
       type: 'button', dataset: { to, key: 'move:' + id + ':' + to }, 'aria-label': 'Move ' + (party ? (party.purpose || 'participant') : 'the session') + ' to ' + to,
       onclick: () => transition(id, to, party ? party.id : null, msg),
     }, '→ ' + to));
-    const known = new Set(['id', 'machine', 'state', 'flags', 'history', 'participants']);
+    const known = new Set(['id', 'machine', 'state', 'flags', 'history', 'participants', 'pending']);
     const extra = Object.fromEntries(Object.entries(sess).filter(([k]) => !known.has(k)));
-    const held = pick(sess, 'held', 'held_moves', 'pending', 'pending_moves');
+    // A move waiting: held until released, or delayed until a time on the virtual clock.
+    const pending = (party ? party.pending : sess.pending) || null;
+    // A timer: the machine moves a party left in this state that long to its timeout state.
+    const limit = m.timeouts_ms && Number(m.timeouts_ms[current]);
+    const lastMove = hist.length ? hist[hist.length - 1].at : null;
+    const since = party ? party.since : lastMove;
+    const due = limit && since ? parseTime(since) + limit : NaN;
+    const waits = [];
+    if (pending && pending.held) waits.push(h('p', { class: 'wait held' }, 'Held move to ', h('strong', null, pending.to), ': it waits until released.'));
+    else if (pending && pending.at) waits.push(h('p', { class: 'wait' }, 'Delayed move to ', h('strong', null, pending.to), ' at ' + shortTime(pending.at) + ' (' + duration(parseTime(pending.at) - now()) + ' from now on the virtual clock).'));
+    if (Number.isFinite(due)) waits.push(h('p', { class: 'wait' }, 'Timer: ' + current + ' times out to ' + (m.timeout_state || '?') + ' at ' + shortTime(iso(due)) + ' (' + (due > now() ? 'in ' + duration(due - now()) : 'due') + ').'));
     return h('article', { class: 'session card', dataset: { id, state: current || '' } },
       h('header', null,
         h('h3', null, h('span', { class: 'mono' }, id)),
@@ -1053,17 +1103,17 @@
       parts.length ? h('label', { class: 'inline' }, 'Show participant ',
         h('select', { dataset: { key: 'part:' + id }, onchange: (ev) => { S.partSel.set(id, ev.target.value); renderCalls(); } },
           parts.map((p) => h('option', { value: p.id, selected: p.id === sel }, (p.purpose || 'participant') + ' · ' + p.state + ' · ' + p.id)))) : null,
-      machineGraph(m, { state: current, visited, taken }),
+      machineGraph(m, { state: current, visited, taken, pending: pending && pending.to }),
+      waits,
       h('div', { class: 'row moves', role: 'group', 'aria-label': 'Allowed moves from ' + current },
         moves.length ? moves : h('span', { class: 'muted' }, 'No move is allowed from ' + (current || 'here') + ' (terminal).'),
-        h('button', { type: 'button', class: 'quiet', dataset: { key: 'release:' + id }, onclick: () => release(id, party ? party.id : null, msg) }, 'Release a held move')),
+        pending && pending.held ? h('button', { type: 'button', dataset: { key: 'release:' + id }, onclick: () => release(id, party ? party.id : null, msg) }, 'Release the held move to ' + pending.to) : null),
       msg,
       hist.length ? h('details', null, h('summary', null, 'Path taken (' + hist.length + (hist.length === 1 ? ' move)' : ' moves)')),
         h('ol', { class: 'history' }, hist.map((x) => h('li', null, shortTime(x.at) + ' ' + x.from + ' → ' + x.to + (x.by ? ' by ' + x.by : '') + (x.participantId ? ' (' + x.participantId + ')' : ''))))) : h('p', { class: 'muted' }, 'No moves yet.'),
-      parts.length > 1 ? h('table', { class: 'grid small' }, h('caption', { class: 'vh' }, 'Participants'),
+      parts.length > 1 ? h('div', { class: 'table-wrap flat' }, h('table', { class: 'grid small' }, h('caption', { class: 'vh' }, 'Participants'),
         h('thead', null, h('tr', null, ['participant', 'purpose', 'state', 'since', 'flags'].map((c) => h('th', { scope: 'col' }, c)))),
-        h('tbody', null, parts.map((p) => h('tr', null, h('td', { class: 'mono' }, p.id), h('td', null, p.purpose || ''), h('td', null, p.state), h('td', null, shortTime(p.since)), h('td', null, flagsOn(p.flags).join(', ')))))) : null,
-      held !== undefined ? h('p', null, 'Held moves: ', h('span', { class: 'mono' }, valueText(held))) : null,
+        h('tbody', null, parts.map((p) => h('tr', null, h('td', { class: 'mono' }, p.id), h('td', null, p.purpose || ''), h('td', null, p.state), h('td', null, shortTime(p.since)), h('td', null, flagsOn(p.flags).join(', '))))))) : null,
       Object.keys(extra).length ? h('details', null, h('summary', null, 'More about this session'), jsonView(extra)) : null);
   }
 
@@ -1216,7 +1266,8 @@
     const bold = s('g', { class: 'edges taken' });
     for (const e of L.edges) {
       const taken = hl.taken.has(e.key);
-      (taken ? bold : plain).append(s('path', { d: e.d, class: 'edge' + (taken ? ' taken' : ''), dataset: { from: e.from, to: e.to }, 'marker-end': 'url(#' + id + (taken ? '-t' : '-a') + ')' },
+      const waiting = hl.pending && e.from === hl.state && e.to === hl.pending;
+      (taken ? bold : plain).append(s('path', { d: e.d, class: 'edge' + (taken ? ' taken' : '') + (waiting ? ' pending' : ''), dataset: { from: e.from, to: e.to }, 'marker-end': 'url(#' + id + (taken ? '-t' : '-a') + ')' },
         s('title', null, e.from + ' → ' + e.to + (taken ? ' (taken)' : ''))));
     }
     // Taken moves drawn last, over the others.
@@ -1224,7 +1275,7 @@
     const nodes = s('g', { class: 'nodes' });
     for (const st of L.states) {
       const p = L.pos.get(st);
-      const cls = ['node', st === hl.state && 'current', hl.visited.has(st) && 'visited', terminal.has(st) && 'terminal', st === m.initial && 'initial'].filter(Boolean).join(' ');
+      const cls = ['node', st === hl.state && 'current', hl.visited.has(st) && 'visited', terminal.has(st) && 'terminal', st === m.initial && 'initial', hl.pending === st && 'pending'].filter(Boolean).join(' ');
       nodes.append(s('g', { class: cls, dataset: { state: st }, transform: `translate(${p.x},${p.y})` },
         s('rect', { width: L.W, height: L.H, rx: 8, ry: 8 }),
         terminal.has(st) && s('rect', { class: 'inner', x: 3, y: 3, width: L.W - 6, height: L.H - 6, rx: 6, ry: 6 }),
@@ -1373,7 +1424,7 @@
     const cut = shown.slice(0, MAX_ROWS);
     $('cassette-body').replaceChildren(...cut.map((x) => h('tr', { dataset: { seq: x.seq, served: String(served(x)) } },
       h('td', { class: 'num' }, x.seq), h('td', { class: 'method' }, x.method || ''), h('td', { class: 'host' }, x.host || ''),
-      h('td', { class: 'path' }, (x.path || '') + (x.query ? '?' + x.query : '')),
+      h('td', { class: 'path' }, breakable((x.path || '') + (x.query ? '?' + x.query : ''))),
       h('td', { class: 'status ' + statusClass(x.status) }, x.status ?? ''),
       h('td', null, typeof x.served === 'number' ? (x.served ? '×' + x.served : h('span', { class: 'muted' }, 'never')) : served(x) ? 'yes' : h('span', { class: 'muted' }, 'never')))));
     $('cassette-empty').hidden = !S.cassette || ex.length > 0;

@@ -58,13 +58,16 @@ async function until(what, check, ms = LONG, every = 25) {
   }
 }
 
-/** callvcr replaying `cassette` in its own directory; resolves once its ready file names the listeners. */
-async function startCallvcr(name, cassette, configYaml) {
+/**
+ * callvcr in its own directory, replaying `cassette` (or running `mode`: ['record', ...]); resolves
+ * once its ready file names the listeners. Every instance shares one CA (work/certs).
+ */
+async function startCallvcr(name, cassette, configYaml, mode) {
   const dir = path.join(work, name);
   fs.mkdirSync(path.join(dir, 'cassettes'), { recursive: true });
   const ready = path.join(dir, 'ready.json');
-  const args = ['replay', '--cassette', cassette, '--cassettes', path.join(dir, 'cassettes'), '--certs', path.join(work, 'certs'),
-    '--listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--ready-file', ready, '--ws-speed', 'instant'];
+  const args = [...(mode || ['replay', '--cassette', cassette, '--ws-speed', 'instant']), '--cassettes', path.join(dir, 'cassettes'), '--certs', path.join(work, 'certs'),
+    '--listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--ready-file', ready];
   if (configYaml) {
     fs.writeFileSync(path.join(dir, 'proxy.yaml'), configYaml);
     args.push('--config', path.join(dir, 'proxy.yaml'));
@@ -485,9 +488,38 @@ async function main() {
     const stacked = await page.eval(`(() => { const a = document.getElementById('journal-wrap').getBoundingClientRect(); const b = document.getElementById('journal-detail').getBoundingClientRect(); return b.top >= a.bottom - 1; })()`);
     if (!stacked) throw new Error('the detail pane is not below the table');
     await page.shot('journal-narrow');
-    await page.view('calls');
-    await page.shot('calls-narrow');
+    const wide = [];
+    for (const v of ['misses', 'ws', 'calls', 'tokens', 'faults', 'cassette']) {
+      await page.view(v);
+      const x = await page.eval(`({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth})`);
+      if (x.scroll > x.client) wide.push(`${v} ${x.scroll} px`);
+      if (v === 'calls' || v === 'tokens') await page.shot(`${v}-narrow`);
+    }
+    if (wide.length) throw new Error(`wider than the 390 px window: ${wide.join(', ')}`);
     await page.size(1280, 800);
+  });
+
+  // ---------------------------------------------------------------- record mode
+  // Recording with the replaying callvcr above as the sandbox: its CA is the one both share.
+  const rec = await startCallvcr('record', null, null, ['record', '--cassette', 'recorded', '--resolve', `*=${cv.tlsHost}:${cv.tlsPort}`, '--upstream-ca', path.join(work, 'certs/ca.pem')]);
+  const rb = FROM_TREE ? await treeServer(rec) : `http://${rec.admin}`;
+
+  await check('record mode: the journal shows the exchange live, answered upstream, and names what was redacted (names only)', async () => {
+    await page.goto(`${rb}/ui#journal`);
+    await page.waitFor('the page live in record mode', `document.body.dataset.live === 'live' && document.getElementById('fact-mode').textContent === 'record' && !document.getElementById('record-note').hidden`);
+    const live = await signIn(rec);
+    const t0 = Date.now();
+    const { value: seq, ms } = await soon(page, 'the recorded token request', rowExpr('/oauth/token', 'upstream', 200), t0);
+    await page.eval(`document.querySelector('#journal-body tr[data-seq="${seq}"]').focus()`);
+    await page.key('Enter');
+    const d = await page.waitFor('the detail naming access_token as redacted', `(() => { const p = document.getElementById('journal-detail');
+      const dt = [...p.querySelectorAll('dt')].find((x) => x.textContent === 'redacted');
+      return dt && /access_token/.test(dt.nextElementSibling.textContent) ? {names: dt.nextElementSibling.textContent, text: p.textContent} : null; })()`);
+    if (d.text.includes(live)) throw new Error('the detail shows the live access token');
+    await page.shot('record-mode');
+    await page.view('tokens');
+    await page.waitFor('the tokens view saying the auth overlay is off', `(document.querySelector('#view-tokens .unavail') || {}).textContent.includes('not running')`);
+    return `row ${ms} ms after the answer; redacted: ${d.names}`;
   });
 
   // ---------------------------------------------------------------- admin.token and the browser checks
