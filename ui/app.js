@@ -65,6 +65,7 @@
     cassette: null,
     view: 'journal',
     stale: new Set(), // views to reload when shown
+    deadlines: [], // state timers and delayed moves, ms on the virtual clock
     hosts: new Set(),
     scopes: new Set(),
     recordCols: false,
@@ -510,7 +511,7 @@
     else if (route.startsWith('/faults')) loadSoon('faults', 30);
     else if (route.startsWith('/session')) loadSoon('calls', 30);
     else if (route.startsWith('/ws')) loadSoon('ws', 60);
-    else if (route === '/clock') loadSoon('tokens', 30);
+    else if (route === '/clock') { loadSoon('tokens', 30); loadSoon('calls', 30); }
   }
 
   function selectRow(seq, focus) {
@@ -1023,7 +1024,22 @@
     renderCalls();
   }
 
+  /**
+   * The next state deadline (a timer or a delayed move) on a ticking clock: the sessions are
+   * fetched again once it has passed, since nothing else tells the page that time alone moved one.
+   */
+  let deadlineTimer = null;
+  function watchDeadlines() {
+    clearTimeout(deadlineTimer);
+    if (S.clock.frozen || !S.deadlines.length) return;
+    const next = Math.min(...S.deadlines);
+    const wait = next - now();
+    if (!Number.isFinite(wait)) return;
+    deadlineTimer = setTimeout(() => loadSoon('calls', 0), Math.max(50, Math.min(wait + 100, 2 ** 31 - 1)));
+  }
+
   function renderCalls() {
+    S.deadlines = [];
     const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.key : null;
     const cards = S.sessions.map(sessionCard);
     $('calls-list').replaceChildren(...cards);
@@ -1035,6 +1051,7 @@
         ['timeouts', timeoutsText(m.timeouts_ms)], ['flags', (m.flags || []).join(', ')],
         ['learned from', m.learned ? (m.learned.host || '') + (m.learned.resource || '') + (m.learned.field ? ' (field ' + m.learned.field + ')' : '') + (m.learned.instances ? ', ' + m.learned.instances + ' seen' : '') : undefined]]))));
     if (focusKey) { const el = document.querySelector('[data-key="' + CSS.escape(focusKey) + '"]'); if (el) el.focus({ preventScroll: true }); }
+    watchDeadlines();
   }
 
   function timeoutsText(t) {
@@ -1091,6 +1108,9 @@
     const since = party ? party.since : lastMove;
     const due = limit && since ? parseTime(since) + limit : NaN;
     const waits = [];
+    // Only deadlines still ahead: GET /sessions carries out those already passed.
+    if (Number.isFinite(due) && due > now()) S.deadlines.push(due);
+    if (pending && pending.at && parseTime(pending.at) > now()) S.deadlines.push(parseTime(pending.at));
     if (pending && pending.held) waits.push(h('p', { class: 'wait held' }, 'Held move to ', h('strong', null, pending.to), ': it waits until released.'));
     else if (pending && pending.at) waits.push(h('p', { class: 'wait' }, 'Delayed move to ', h('strong', null, pending.to), ' at ' + shortTime(pending.at) + ' (' + duration(parseTime(pending.at) - now()) + ' from now on the virtual clock).'));
     if (Number.isFinite(due)) waits.push(h('p', { class: 'wait' }, 'Timer: ' + current + ' times out to ' + (m.timeout_state || '?') + ' at ' + shortTime(iso(due)) + ' (' + (due > now() ? 'in ' + duration(due - now()) : 'due') + ').'));
@@ -1497,7 +1517,8 @@
     es.addEventListener('journal', (ev) => onJournalEvent(parse(ev)));
     es.addEventListener('ws', (ev) => onWsEvent(parse(ev)));
     es.addEventListener('state', () => loadSoon('calls', 30));
-    es.addEventListener('clock', (ev) => { const d = parse(ev); if (d && d.now) setClock(d.now); });
+    // A moved clock may have fired state timers and delayed moves.
+    es.addEventListener('clock', (ev) => { const d = parse(ev); if (d && d.now) setClock(d.now); loadSoon('calls', 30); });
     es.addEventListener('tokens', () => loadSoon('tokens', 30));
     es.addEventListener('faults', () => loadSoon('faults', 30));
     es.addEventListener('cassette', () => refreshAll());

@@ -419,6 +419,9 @@ async function main() {
     if (r.status >= 300) throw new Error(`the hang-up answered ${r.status}: ${r.text.slice(0, 200)}`);
     const { ms } = await soon(page, 'disconnected highlighted', `!!document.querySelector('${sel} .node.current[data-state="disconnected"]') && !!document.querySelector('${sel} .edge.taken[data-from="connected"][data-to="disconnected"]')`, r.at);
     await page.shot('calls-disconnected');
+    // The admin transition one click away: disconnected → terminated.
+    await page.click(`.session[data-id="${CALL}"] button[data-to="terminated"]`);
+    await page.waitFor('terminated highlighted after the click', `!!document.querySelector('${sel} .node.current[data-state="terminated"]')`, SOON);
     return `drawn ${first.ms} ms after the call was placed, moved ${ms} ms after the hang-up`;
   });
 
@@ -523,7 +526,9 @@ async function main() {
   });
 
   // ---------------------------------------------------------------- admin.token and the browser checks
-  const cvt = await startCallvcr('token', cassette, `admin:\n  token: ${ADMIN_TOKEN}\n`);
+  const cvt = await startCallvcr('token', cassette, [
+    'admin:', `  token: ${ADMIN_TOKEN}`,
+    'state:', '  machines:', '    - name: generic', '      timeouts_ms: {RINGING: 60000}', '      hold: [{from: INIT, to: RINGING}]', ''].join('\n'));
   const tb = FROM_TREE ? await treeServer(cvt) : `http://${cvt.admin}`;
 
   await check('with admin.token set, /ui is refused without the token or with a wrong one (401)', async () => {
@@ -549,6 +554,24 @@ async function main() {
     await page.waitFor('the page at /ui without the token in its address', `location.pathname === '/ui' && location.search === ''`);
     await page.waitFor('the page live', `document.body.dataset.live === 'live' && document.getElementById('fact-mode').textContent === 'replay'`);
     await page.shot('signed-in');
+  });
+
+  await check('a held move and a state timer are shown; releasing it and advancing the clock from the page move the session', async () => {
+    const bearer = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+    const r = await adminRaw(cvt, 'POST', '/mock/admin/session/t-1/transition', bearer, JSON.stringify({ to: 'RINGING' }));
+    if (r.status !== 200 || !/"held"/.test(r.text)) throw new Error(`the held transition answered ${r.status}: ${r.text}`);
+    await page.view('calls');
+    const sel = '.session[data-id="t-1"]';
+    await page.waitFor('the held move shown', `!!document.querySelector('${sel} .wait.held') && !!document.querySelector('${sel} svg .node.pending[data-state="RINGING"]') && !!document.querySelector('${sel} svg .node.current[data-state="INIT"]')`, SOON);
+    await page.shot('calls-held');
+    await page.click(`${sel} button[data-key^="release:"]`);
+    const timer = await page.waitFor('RINGING current, its timer shown', `(() => { const c = document.querySelector('${sel}');
+      return c && c.querySelector('svg .node.current[data-state="RINGING"]') && [...c.querySelectorAll('.wait')].map((w) => w.textContent).find((x) => /times out to TIMEOUT/.test(x)); })()`);
+    await page.view('tokens');
+    await page.click('[data-advance="60000"]');
+    await page.view('calls');
+    await page.waitFor('TIMEOUT current once the clock passed the timer', `!!document.querySelector('${sel} svg .node.current[data-state="TIMEOUT"]')`);
+    return timer;
   });
 
   await check('/ui and its event stream refuse a foreign Host or Origin (403) and allow their own origin', async () => {
