@@ -758,6 +758,14 @@
     return h('span', null, a.slice(0, p), h('mark', null, a.slice(p, a.length - q) || '∅'), a.slice(a.length - q));
   }
 
+  /** One side of a difference: a whole body pretty-printed, an absent body said so, else marked. */
+  function side(p, v, other) {
+    if (p.whole) return bodyView(v);
+    if (p.part === 'body' && (v === null || v === undefined || v === '')) return h('span', { class: 'muted' }, '(no body)');
+    if (p.part === 'body' && !p.field && (typeof v === 'object' || bodyOf(v).kind === 'json')) return bodyView(typeof v === 'object' ? { json: v } : v);
+    return marked(v, other);
+  }
+
   function explanationView(x) {
     const items = (x.closest || []).map((c, i) => {
       const parts = Array.isArray(c.parts) && c.parts.length ? c.parts : partsFromDifferences(c.differences);
@@ -766,8 +774,8 @@
         : h('tr', { class: 'diff', dataset: { part: p.part || '', field: p.field || '' } },
           h('th', { scope: 'row' }, p.part || ''),
           h('td', { class: 'diff-field' }, p.field ? h('mark', null, p.field) : h('span', { class: 'muted' }, p.part === 'body' ? 'whole body' : '—')),
-          h('td', { class: 'live' }, p.whole ? bodyView(p.live) : marked(p.live, p.recorded)),
-          h('td', { class: 'recorded' }, p.whole ? bodyView(p.recorded) : marked(p.recorded, p.live)))));
+          h('td', { class: 'live' }, side(p, p.live, p.recorded)),
+          h('td', { class: 'recorded' }, side(p, p.recorded, p.live)))));
       return h('li', { class: 'closest' },
         h('h4', null, (i === 0 ? 'Closest recording: ' : 'Next closest: '), h('span', { class: 'mono' }, c.recorded || '?')),
         rows.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'grid diff-table' },
@@ -1305,7 +1313,8 @@
     svg.append(nodes);
     return h('div', { class: 'graph-wrap' }, svg,
       h('p', { class: 'legend muted' }, h('span', { class: 'lg lg-current' }), 'current state ', h('span', { class: 'lg lg-visited' }), 'visited ',
-        h('span', { class: 'lg lg-taken' }), 'move taken ', h('span', { class: 'lg lg-terminal' }), 'terminal'));
+        h('span', { class: 'lg lg-taken' }), 'move taken ', h('span', { class: 'lg lg-terminal' }), 'terminal',
+        hl.pending ? [' ', h('span', { class: 'lg lg-pending' }), 'move waiting'] : null));
   }
 
   // ---------------------------------------------------------------- tokens

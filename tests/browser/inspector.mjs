@@ -254,6 +254,46 @@ class Page {
 }
 
 const q = (s) => JSON.stringify(s);
+
+/**
+ * Page expression: every visible piece of text whose colour against its background falls short of
+ * WCAG AA (4.5:1; 3:1 for large text), as "tag.class "text" ratio". Backgrounds with transparency
+ * are blended over what lies under them.
+ */
+const CONTRAST = `(() => {
+  const parse = (c) => {
+    let m = /rgba?\\(([^)]+)\\)/.exec(c);
+    if (m) { const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; }
+    m = /color\\(srgb ([^)]+)\\)/.exec(c);
+    if (m) { const p = m[1].split(/[\\s\\/]+/).filter(Boolean).map(Number); return [p[0] * 255, p[1] * 255, p[2] * 255, p.length > 3 ? p[3] : 1]; }
+    return null;
+  };
+  const blend = (top, under) => [0, 1, 2].map((i) => top[i] * top[3] + under[i] * (1 - top[3])).concat(1);
+  const backdrop = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    return layers.reverse().reduce((under, c) => blend(c, under), [255, 255, 255, 1]);
+  };
+  const lum = (c) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }; return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+  const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.closest('svg') || el.getClientRects().length === 0) continue;
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const cs = getComputedStyle(el);
+    if (cs.visibility === 'hidden') continue;
+    const under = backdrop(el);
+    const fg = blend(parse(cs.color) || [0, 0, 0, 1], under);
+    const [hi, lo] = [lum(fg), lum(under)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    const size = parseFloat(cs.fontSize);
+    const large = size >= 24 || (size >= 18.6 && Number(cs.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) bad.push(el.tagName.toLowerCase() + '.' + String(el.className).replace(/ /g, '.') + ' "' + el.textContent.trim().slice(0, 24) + '" ' + ratio.toFixed(2));
+  }
+  return bad;
+})()`;
 /** Page expression: the journal row for `path` answered by `answered` (prefix), as {seq, ms}. */
 const rowExpr = (pathText, answered, status) => `(() => { const rows = [...document.querySelectorAll('#journal-body tr[data-seq]')]
   .filter((r) => r.querySelector('td.path').textContent === ${q(pathText)} && r.dataset.answered.startsWith(${q(answered)})
@@ -408,6 +448,22 @@ async function main() {
     await page.shot('journal');
   });
 
+  await check('the journal filters: answered-by, host and text narrow the rows', async () => {
+    await page.view('journal');
+    const rows = `[...document.querySelectorAll('#journal-body tr[data-seq]')]`;
+    const set = (id, v) => page.eval(`(() => { const el = document.getElementById(${q(id)}); el.value = ${q(v)}; el.dispatchEvent(new Event('input', {bubbles: true})); })()`);
+    await set('f-kind', 'miss');
+    await page.waitFor('only misses', `${rows}.length > 0 && ${rows}.every((r) => r.dataset.kind === 'miss')`, SOON);
+    await set('f-kind', '');
+    await set('f-host', 'login.mypurecloud.com');
+    await page.waitFor('only login rows', `${rows}.length > 0 && ${rows}.every((r) => r.querySelector('td.host').textContent === 'login.mypurecloud.com')`, SOON);
+    await set('f-host', '');
+    await set('f-text', 'unknown-token');
+    await page.waitFor('only the unknown-token row', `${rows}.length === 1 && ${rows}[0].dataset.answered === 'overlay:auth'`, SOON);
+    await set('f-text', '');
+    await page.waitFor('every row back', `${rows}.length === document.getElementById('journal-shown').textContent.match(/^(\\d+)/).map(Number)[1]`, SOON);
+  });
+
   await check("a call's graph highlights its current state and moves to disconnected when the SDK hangs up", async () => {
     await page.view('calls');
     const placed = await send(cv, 'POST', 'api.mypurecloud.com', '/api/v2/conversations/calls', { headers: { authorization: `Bearer ${token}` }, body: { phoneNumber: '+13175550100' } });
@@ -481,6 +537,20 @@ async function main() {
     await page.eval(`document.getElementById('tab-journal').focus()`);
     await page.key('ArrowRight');
     await page.waitFor('ArrowRight shows the Misses view', `!document.getElementById('view-misses').hidden && document.activeElement.id === 'tab-misses'`, SOON);
+  });
+
+  await check('readable colours: all text meets WCAG AA contrast in every view, light and dark', async () => {
+    const bad = [];
+    for (const scheme of ['light', 'dark']) {
+      await page.send('Emulation.setEmulatedMedia', { features: [{ name: 'prefers-color-scheme', value: scheme }] });
+      for (const v of ['journal', 'misses', 'ws', 'calls', 'tokens', 'faults', 'cassette']) {
+        await page.view(v);
+        for (const x of await page.eval(CONTRAST)) bad.push(`${scheme} ${v}: ${x}`);
+        if (scheme === 'dark' && (v === 'journal' || v === 'calls' || v === 'misses')) await page.shot(`${v}-dark`);
+      }
+    }
+    await page.send('Emulation.setEmulatedMedia', { features: [{ name: 'prefers-color-scheme', value: 'light' }] });
+    if (bad.length) throw new Error(`${bad.length} below AA: ${[...new Set(bad)].slice(0, 12).join('; ')}`);
   });
 
   await check('at a narrow width (390 px) the page fits: no sideways scrolling, panes stacked', async () => {
