@@ -477,9 +477,17 @@
     renderMissesSoon();
   }
 
+  /** Entries the page keeps (the oldest go first), so a long run does not fill the tab's memory. */
+  const KEEP = 5000;
+
   function onJournalEvent(e) {
     if (!e || e.seq === undefined) return;
     S.journal.set(e.seq, e);
+    if (S.journal.size > KEEP) {
+      for (const seq of [...S.journal.keys()].sort((a, b) => a - b).slice(0, S.journal.size - KEEP)) {
+        S.journal.delete(seq); S.rows.delete(seq); S.missCards.delete(seq); S.missDetail.delete(seq);
+      }
+    }
     if (S.journalDuring) S.journalDuring.set(e.seq, e);
     noteEntry(e);
     renderJournalSoon();
@@ -579,33 +587,62 @@
   const MARKER = /\[REDACTED\]|%5BREDACTED%5D/i;
 
   /**
-   * The names of what callvcr redacted in a captured exchange (headers, query, form and JSON
-   * fields whose value is, or ends in, the marker): names only, since the values are gone.
+   * What callvcr redacted in a captured exchange, found where the marker stands (headers, query,
+   * form and JSON fields), as `request.header.authorization`, `response.body.$.access_token`,
+   * `request.body.code`: names only, since the values are gone.
    */
   function redactedNames(d) {
-    const names = new Set();
-    const walk = (v, key) => {
-      if (typeof v === 'string') { if (key && MARKER.test(v)) names.add(key); return; }
-      if (Array.isArray(v)) v.forEach((x) => walk(x, key));
-      else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, k);
+    const names = [];
+    const add = (n) => { if (!names.includes(n)) names.push(n); };
+    const walk = (v, path, side) => {
+      if (typeof v === 'string') { if (path !== '$' && MARKER.test(v)) add(side + '.body.' + path); return; }
+      if (Array.isArray(v)) v.forEach((x, i) => walk(x, path + '[' + i + ']', side));
+      else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, path + '.' + k, side);
     };
-    const form = (text) => {
+    const form = (text, prefix) => {
       for (const p of String(text).split(/[&#?]/)) {
         const i = p.indexOf('=');
-        if (i > 0 && MARKER.test(p.slice(i + 1))) { try { names.add(decodeURIComponent(p.slice(0, i))); } catch { names.add(p.slice(0, i)); } }
+        if (i <= 0 || !MARKER.test(p.slice(i + 1))) continue;
+        let k = p.slice(0, i);
+        try { k = decodeURIComponent(k); } catch { /* as sent */ }
+        add(prefix + k);
       }
     };
-    for (const side of [d.request, d.response, d.recorded]) {
-      if (!side || typeof side !== 'object') continue;
-      for (const [k, v] of headerList(side.headers)) {
-        if (MARKER.test(v)) { if (/^location$/i.test(k)) form(v); else names.add(k.toLowerCase()); }
+    for (const [side, x] of [['request', d.request], ['response', d.response]]) {
+      if (!x || typeof x !== 'object') continue;
+      for (const [k, v] of headerList(x.headers)) {
+        if (!MARKER.test(v)) continue;
+        if (/^location$/i.test(k)) form(v.split('?').slice(1).join('?'), side + '.header.location ');
+        else add(side + '.header.' + k.toLowerCase());
       }
-      const b = bodyOf(side.body);
-      if (b.kind === 'json') walk(b.value, '');
-      else if (b.kind === 'text') form(b.text);
-      if (side.url) form(String(side.url).split('?').slice(1).join('?'));
+      const b = bodyOf(x.body);
+      if (b.kind === 'json') walk(b.value, '$', side);
+      else if (b.kind === 'text') form(b.text, side + '.body.');
+      if (x.url) form(String(x.url).split('?').slice(1).join('?'), side + '.query.');
     }
-    return [...names];
+    return names;
+  }
+
+  /** callvcr's list of what it redacted, a whole body it names refined to the fields the marker shows. */
+  function redactedList(d) {
+    const found = redactedNames(d);
+    if (!Array.isArray(d.redacted)) return found;
+    const out = [];
+    for (const n of d.redacted) {
+      const finer = found.filter((f) => f.startsWith(n + '.'));
+      for (const x of finer.length ? finer : [n]) if (!out.includes(x)) out.push(x);
+    }
+    return out;
+  }
+
+  /** What was redacted, by name: `request.header.authorization` reads "authorization (request header)". */
+  function redactedView(names) {
+    if (!names || !names.length) return undefined;
+    return h('ul', { class: 'chips', 'aria-label': 'redacted, names only' }, names.map((n) => {
+      const m = /^(request|response)\.(header|body|query)\.?(.*)$/.exec(String(n));
+      const where = m ? m[1] + ' ' + (m[2] === 'body' && m[3] && !m[3].startsWith('$') ? 'form field' : m[2] === 'body' && m[3] ? 'body field' : m[2]) : '';
+      return h('li', null, h('code', null, m ? (m[3] || m[2]) : String(n)), m ? h('span', { class: 'muted' }, ' ' + where) : null);
+    }));
   }
 
   function pick(o, ...names) {
@@ -628,8 +665,7 @@
         ['at (virtual clock)', d.at], ['status', status], ['answered by', answerBadge(d.answered_by)],
         ['rule / detail', d.detail], ['scope', d.scope],
         ['stored', d.stored === undefined ? undefined : d.stored ? 'yes' : 'no'],
-        ['redacted', Array.isArray(d.redacted) && d.redacted.length ? d.redacted.join(', ')
-          : (redactedNames(d).join(', ') || undefined)],
+        ['redacted', redactedView(redactedList(d))],
         ['recording', d.recorded && d.recorded.seq !== undefined ? '#' + d.recorded.seq + ' of the cassette' + (d.recorded.fresh === false ? ' (already served before: the last one repeats)' : '') : undefined],
       ]),
     ];
@@ -916,7 +952,7 @@
     const f = Object.assign({}, d);
     delete f.session;
     // Frames arriving while the full list loads would be counted twice; the loaded list has them.
-    if (w.framesState !== 'loading') w.frames.push(f);
+    if (w.framesState !== 'loading') { w.frames.push(f); if (w.frames.length > 500) w.frames.shift(); }
     if (!known || !w.url) loadWsSoon();
     else if (f.kind === 'pushed' || f.direction === 'sent') loadSoon('ws', 250);
     if (S.wsSelected === null) S.wsSelected = w.id;
