@@ -483,10 +483,10 @@
   function onJournalEvent(e) {
     if (!e || e.seq === undefined) return;
     S.journal.set(e.seq, e);
-    if (S.journal.size > KEEP) {
-      for (const seq of [...S.journal.keys()].sort((a, b) => a - b).slice(0, S.journal.size - KEEP)) {
-        S.journal.delete(seq); S.rows.delete(seq); S.missCards.delete(seq); S.missDetail.delete(seq);
-      }
+    // The map holds entries in the order they came, oldest first.
+    while (S.journal.size > KEEP) {
+      const seq = S.journal.keys().next().value;
+      S.journal.delete(seq); S.rows.delete(seq); S.missCards.delete(seq); S.missDetail.delete(seq);
     }
     if (S.journalDuring) S.journalDuring.set(e.seq, e);
     noteEntry(e);
@@ -569,12 +569,14 @@
     return h('button', { type: 'button', class: 'quiet close', 'aria-label': 'Close the request details (Escape)', onclick: closeDetail }, 'Close');
   }
 
+  let detailAsked = 0;
   async function loadDetail(seq) {
     const pane = $('journal-detail');
     const e = S.journal.get(seq) || { seq };
     pane.replaceChildren(closeButton(), h('h2', null, '#' + seq + ' ' + (e.method || '') + ' ' + (e.host || '') + (e.path || '')), h('p', { class: 'muted' }, 'Loading…'));
+    const ask = ++detailAsked;
     const r = await api('GET', '/journal/' + seq);
-    if (S.selected !== seq) return;
+    if (S.selected !== seq || ask !== detailAsked) return;
     S.detailUncaptured = r.ok && r.data && r.data.captured === false ? seq : null;
     if (r.ok && r.data && typeof r.data === 'object') {
       const d = Object.assign({}, e, r.data.entry || {}, r.data);
@@ -861,23 +863,29 @@
 
   const missQueue = [];
   let missActive = 0;
+  let missAsked = 0;
   function loadMiss(seq) {
-    S.missDetail.set(seq, { state: 'loading' });
-    missQueue.push(seq);
+    // Each ask is numbered: an older answer arriving late does not overwrite a newer one.
+    const ask = ++missAsked;
+    S.missDetail.set(seq, { state: 'loading', ask });
+    if (!missQueue.includes(seq)) missQueue.push(seq);
     pumpMisses();
   }
 
   function pumpMisses() {
     while (missActive < 3 && missQueue.length) {
       const seq = missQueue.shift();
+      const ask = (S.missDetail.get(seq) || {}).ask;
       missActive++;
       api('GET', '/journal/' + seq).then((r) => {
         missActive--;
+        pumpMisses();
+        const latest = S.missDetail.get(seq);
+        if (!latest || latest.ask !== ask) return;
         const card = S.missCards.get(seq);
-        S.missDetail.set(seq, { state: r.ok ? 'ok' : 'error', data: r.data });
+        S.missDetail.set(seq, { state: r.ok ? 'ok' : 'error', data: r.data, ask });
         if (card && !(r.ok && r.data && r.data.captured === false && !r.data.response)) fillMiss(card, seq, r);
         else if (card) fillMiss(card, seq, r, true);
-        pumpMisses();
       });
     }
   }
