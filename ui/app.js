@@ -1104,6 +1104,17 @@
         ['learned from', m.learned ? (m.learned.host || '') + (m.learned.resource || '') + (m.learned.field ? ' (field ' + m.learned.field + ')' : '') + (m.learned.instances ? ', ' + m.learned.instances + ' seen' : '') : undefined]]))));
     if (focusKey) { const el = document.querySelector('[data-key="' + CSS.escape(focusKey) + '"]'); if (el) el.focus({ preventScroll: true }); }
     watchDeadlines();
+    requestAnimationFrame(centreGraphs);
+  }
+
+  /** A graph wider than its card (a narrow screen) is scrolled to show the current state. */
+  function centreGraphs() {
+    for (const wrap of $('calls-list').querySelectorAll('.graph-wrap')) {
+      const node = wrap.querySelector('.node.current');
+      if (!node || wrap.scrollWidth <= wrap.clientWidth) continue;
+      const a = node.getBoundingClientRect(); const b = wrap.getBoundingClientRect();
+      wrap.scrollLeft += (a.left + a.width / 2) - (b.left + b.width / 2);
+    }
   }
 
   function timeoutsText(t) {
@@ -1617,6 +1628,7 @@
     if (S.stale.has(view)) { S.stale.delete(view); loaders[view](); }
     if (view === 'misses') renderMisses();
     if (view === 'tokens') paintClock();
+    if (view === 'calls') centreGraphs();
   }
 
   function tabKeys(ev) {
@@ -1637,6 +1649,7 @@
     for (const t of tabs()) t.addEventListener('click', () => showView(t.dataset.view));
     document.querySelector('[role=tablist]').addEventListener('keydown', tabKeys);
     window.addEventListener('hashchange', () => showView(location.hash.slice(1)));
+    window.addEventListener('resize', () => { if (S.view === 'calls') centreGraphs(); });
 
     const jb = $('journal-body');
     jb.addEventListener('click', (ev) => { const tr = ev.target.closest('tr[data-seq]'); if (tr) selectRow(Number(tr.dataset.seq), true); });
