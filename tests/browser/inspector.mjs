@@ -671,6 +671,10 @@ async function main() {
     if (after - before > 3600e3) throw new Error('a cross-site request from the browser moved the clock a year');
   });
 
+  await check('the page threw no exception in any of the above', async () => {
+    if (pageErrors.length) throw new Error(`${pageErrors.length}: ${pageErrors.slice(0, 3).join(' | ')}`);
+  });
+
   try { await cdp.send('Browser.close'); } catch { /* closing */ }
   await until('chromium to exit', () => browser.exitCode !== null || browser.signalCode !== null, 5000, 50).catch(() => {});
   const passed = results.filter((r) => r.ok).length;
