@@ -8,8 +8,8 @@
 //!
 //! `cargo bench --bench replay` (env: `BENCH_SECS` per scenario, default 4, split over
 //! `BENCH_ROUNDS` interleaved rounds, default 5; `BENCH_CONCS`, the
-//! keep-alive connection counts, default 1,16,64; `BENCH_CONC`, clients for the new-connection and
-//! record scenarios, default 4;
+//! keep-alive connection counts, default 1,16,64; `BENCH_CONC`, clients for the new-connection
+//! scenario, default 4; `BENCH_REC_CONC`, keep-alive connections for record mode, default 16;
 //! `CALLVCR_BENCH_BIN` runs another callvcr binary instead of this build's; `CALLVCR_BENCH_BASE_BIN`
 //! runs a second callvcr binary, e.g. an older commit's, beside it in the same interleaved rounds
 //! and reports callvcr/base as well, the A/B that noise on a shared machine does not swamp).
@@ -267,12 +267,27 @@ fn main() {
         .unwrap();
     let rec_addr = tls_addr_when_ready(&ready_rec);
     let get = Arc::new(Shape { label: "GET".into(), method: "GET", path: PATH, body: Bytes::new() });
-    rt.block_on(load(rec_addr, cfg.clone(), false, conc, warm, bearer.clone(), get.clone()));
+    // Keep-alive connections for record mode (BENCH_REC_CONC, default 16): concurrent exchanges
+    // share a flush (group commit).
+    let rec_conc: usize = std::env::var("BENCH_REC_CONC").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
+    rt.block_on(load(rec_addr, cfg.clone(), false, rec_conc, warm, bearer.clone(), get.clone()));
     let full = Duration::from_secs_f64(secs);
-    let b = rt.block_on(load(bare_addr, cfg.clone(), false, conc, full, none.clone(), get.clone()));
-    let r = rt.block_on(load(rec_addr, cfg.clone(), false, conc, full, bearer.clone(), get));
-    println!("{:<34} {:>10.0} {:>10} {:>10}", "bare, keep-alive (record baseline)", b.rps, b.p50, b.p99);
-    println!("{:<34} {:>10.0} {:>10} {:>10}", "callvcr record, keep-alive", r.rps, r.p50, r.p99);
+    let b = rt.block_on(load(bare_addr, cfg.clone(), false, rec_conc, full, none.clone(), get.clone()));
+    let r = rt.block_on(load(rec_addr, cfg.clone(), false, rec_conc, full, bearer.clone(), get));
+    println!(
+        "{:<34} {:>10.0} {:>10} {:>10}",
+        format!("bare, keep-alive, {rec_conc} conn (record baseline)"),
+        b.rps,
+        b.p50,
+        b.p99
+    );
+    println!(
+        "{:<34} {:>10.0} {:>10} {:>10}",
+        format!("callvcr record, keep-alive, {rec_conc} conn"),
+        r.rps,
+        r.p50,
+        r.p99
+    );
     let _ = Command::new("kill").arg("-INT").arg(recorder.id().to_string()).status();
     let _ = recorder.wait();
 
@@ -287,7 +302,7 @@ fn main() {
 
     println!();
     println!(
-        "record mode (forward + store + fsync per exchange) vs bare direct: throughput {:.2}x, p50 latency {:.2}x, added p50 {:.2} ms",
+        "record mode (forward + store + flush shared by concurrent exchanges), {rec_conc} conn, vs bare direct: throughput {:.2}x, p50 latency {:.2}x, added p50 {:.2} ms",
         r.rps / b.rps,
         r.p50 as f64 / b.p50.max(1) as f64,
         (r.p50 as f64 - b.p50 as f64) / 1000.0

@@ -41,6 +41,11 @@ const FILES: &[(&str, &str, &str)] = &[
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
 frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
+/// What a browser without the token sees.
+const SIGN_IN: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>callvcr inspector</title></head>\
+<body><h1>callvcr inspector</h1><p>This admin API has a token (<code>admin.token</code>). Open \
+<code>/ui?token=&lt;admin.token&gt;</code> once; the browser then keeps it in a cookie for this page only.</p></body></html>\n";
+
 /// Whether the request carries `admin.token` in the inspector's cookie.
 pub(crate) fn cookie_matches(req: &Request<Incoming>, token: &str) -> bool {
     req.headers()
@@ -75,11 +80,13 @@ pub(crate) fn page(req: &Request<Incoming>, path: &str, admin: &crate::config::A
             }
             Some(_) => return boxed(error(StatusCode::UNAUTHORIZED, "unauthorized", "that is not admin.token".into())),
             None if !cookie_matches(req, token) => {
-                return boxed(error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "this admin API has a token: open /ui?token=<admin.token> once (the browser keeps it in a cookie for this page)".into(),
-                ))
+                let mut r = Response::new(Full::new(Bytes::from_static(SIGN_IN.as_bytes())));
+                *r.status_mut() = StatusCode::UNAUTHORIZED;
+                let h = r.headers_mut();
+                h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+                h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                h.insert(http::header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+                return boxed(r);
             }
             None => {}
         }

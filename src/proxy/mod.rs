@@ -478,7 +478,12 @@ impl Proxy {
                     None => changed.await,
                 }
                 let Some(p) = weak.upgrade() else { return };
+                let before = state.generation();
                 state.tick(timer.now_ms());
+                if state.generation() != before {
+                    // A move on the state's own clock (a timeout, a delayed move): pages refetch.
+                    p.journal.live.publish("state", &json!({"generation": state.generation(), "by": "clock"}));
+                }
                 p.deliver_state_events().await;
             }
         });

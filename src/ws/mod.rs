@@ -118,6 +118,9 @@ pub struct Session {
     log: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
+/// Closed sessions whose frames the inspector can still read.
+const CLOSED_KEPT: usize = 50;
+
 /// Frames a session keeps for the inspector.
 const FRAMES_KEPT: usize = 500;
 
@@ -160,6 +163,8 @@ pub struct Hub {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Sessions admitted and not yet ended (counted from [`Hub::admit`], before the upgrade completes).
     active: AtomicUsize,
+    /// The frames of sessions that closed while a page watched (the last [`CLOSED_KEPT`]).
+    closed: Mutex<std::collections::VecDeque<(String, Vec<serde_json::Value>)>>,
     /// The number of the next session id (`ws-<n>`).
     next_id: AtomicU64,
     /// Notified whenever a REST exchange is served while sessions are open.
@@ -242,6 +247,7 @@ impl Hub {
             frames: RwLock::new(Arc::new(group(frames))),
             sessions: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
+            closed: Mutex::new(std::collections::VecDeque::new()),
             next_id: AtomicU64::new(1),
             served: Notify::new(),
             timer,
@@ -294,10 +300,31 @@ impl Hub {
 
     /// A session's frames as the inspector keeps them; `None` for no such open session.
     pub fn frames_of(&self, id: &str) -> Option<Vec<serde_json::Value>> {
-        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let session = s.get(id)?;
-        let log = session.log.lock().unwrap_or_else(|e| e.into_inner());
-        Some(log.iter().cloned().collect())
+        if let Some(session) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            let log = session.log.lock().unwrap_or_else(|e| e.into_inner());
+            return Some(log.iter().cloned().collect());
+        }
+        let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        closed.iter().find(|(s, _)| s == id).map(|(_, f)| f.clone())
+    }
+
+    /// A session ends: while a page watches, its frames stay readable and the page is told.
+    pub(super) fn ended(&self, session: &Session) {
+        if !self.journal.live.watched() {
+            return;
+        }
+        let frames: Vec<serde_json::Value> =
+            session.log.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        if closed.len() >= CLOSED_KEPT {
+            closed.pop_front();
+        }
+        closed.push_back((session.id.clone(), frames));
+        drop(closed);
+        let at = crate::clock::rfc3339_ms(self.journal.now_ms());
+        self.journal
+            .live
+            .publish("ws_session", &serde_json::json!({"session": session.id, "state": "closed", "at": at}));
     }
 
     /// Adds topics to the sessions on `channel` (a replayed Genesys subscription request).
@@ -409,6 +436,10 @@ impl Hub {
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), session.clone());
         tracing::info!(session = %id, %url, "WebSocket session opened (replay)");
+        let at = crate::clock::rfc3339_ms(self.journal.now_ms());
+        self.journal
+            .live
+            .publish("ws_session", &serde_json::json!({"session": id, "state": "open", "url": url, "at": at}));
         session
     }
 

@@ -121,6 +121,7 @@ impl Hub {
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session.id);
+        self.ended(&session);
         self.active.fetch_sub(1, Ordering::AcqRel);
         tracing::info!(session = %session.id, "WebSocket session closed and freed");
     }
