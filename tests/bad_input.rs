@@ -547,6 +547,11 @@ fn the_admin_api_refuses_a_caller_off_loopback() {
     let out = fetch(&url, &ns);
     assert!(out.starts_with("403"), "{out}");
     assert!(out.contains("loopback callers only") && out.contains("admin.allow_remote"), "{out}");
+    // The inspector's page and its event stream likewise.
+    for path in ["/ui", "/mock/admin/events"] {
+        let out = fetch(&format!("http://{}{path}", cv.admin), &ns);
+        assert!(out.starts_with("403") && out.contains("loopback callers only"), "{path}: {out}");
+    }
     assert_eq!(cv.stop().0, 0);
 
     // With admin.allow_remote the same caller gets its answer.
