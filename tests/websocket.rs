@@ -159,10 +159,17 @@ async fn a_recorded_channel_replays_in_step_with_the_rest_calls_that_caused_its_
         &dir,
         &["replay", "--cassette", "chan", "--strict", "--clock-frozen", "--clock-start", "2026-01-05T09:00:00Z"],
     );
+    // A page watches (the inspector's event stream): the session's frames are kept for it.
+    let (status, mut events) = Events::open(&cv, &[]).await;
+    assert_eq!(status, 200);
+    events.next("hello").await;
     let token = login(&cv).await;
     let ch = rest(&cv, "POST", "/api/v2/notifications/channels", &token, "").await.json();
     assert_eq!(ch["id"], CHANNEL_ID);
     let mut ws = ws_connect(&cv, "streaming.mypurecloud.com", &path).await.expect("a fresh, valid accept key");
+    let opened = events.next("ws_session").await;
+    assert_eq!(opened["state"], "open", "{opened}");
+    let sid = opened["session"].as_str().unwrap().to_string();
     assert_eq!(rest(&cv, "PUT", &sub, &token, &body).await.status, 200);
     let sessions = admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json();
     assert_eq!(sessions[0]["topics"], json!([CALLS_TOPIC]), "{sessions}");
@@ -200,6 +207,27 @@ async fn a_recorded_channel_replays_in_step_with_the_rest_calls_that_caused_its_
     ws.close(None).await.unwrap();
     wait_for_session_count(&cv, 0).await;
     assert_eq!(admin(&cv, "GET", "/mock/admin/ws/sessions", "").await.json(), json!([]), "freed on close");
+    // The inspector's view of the session, after it closed: each frame, what made it, and what
+    // a replayed one waited for.
+    let frames = admin(&cv, "GET", &format!("/mock/admin/ws/sessions/{sid}/frames"), "").await.json();
+    let find = |needle: &str, kind: &str| {
+        frames
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == kind && f["text"].as_str().unwrap().contains(needle))
+            .cloned()
+    };
+    let alerting = find("alerting", "frame").unwrap_or_else(|| panic!("the alerting frame: {frames}"));
+    assert_eq!(alerting["direction"], "sent");
+    assert_eq!(alerting["waited_for"], format!("exchange #{calls_seq} replayed"), "{alerting}");
+    let pong = find("pong", "frame").unwrap_or_else(|| panic!("the pong: {frames}"));
+    assert!(pong["waited_for"].as_str().unwrap().starts_with("client frame"), "{pong}");
+    assert!(find("ping", "frame").is_some_and(|f| f["direction"] == "received"), "the client's ping: {frames}");
+    assert!(find("WebSocket Heartbeat", "heartbeat").is_some(), "a synthesized heartbeat: {frames}");
+    let pushed: Vec<_> = frames.as_array().unwrap().iter().filter(|f| f["kind"] == "pushed").collect();
+    assert_eq!(pushed.len(), 2, "the pushed event and its duplicate: {frames}");
+    drop(events);
     let (code, log) = cv.stop();
     assert_eq!(code, 0, "strict replay: every request hit: {log}");
 }

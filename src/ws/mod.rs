@@ -116,7 +116,13 @@ pub struct Session {
     /// Its frames as the inspector shows them, kept only while a page watches (the last
     /// [`FRAMES_KEPT`]).
     log: Mutex<std::collections::VecDeque<serde_json::Value>>,
+    /// What made a frame queued while a page watches, by its text's hash, until the writer sends
+    /// it: (kind, what it waited for).
+    made_by: Mutex<std::collections::HashMap<u64, std::collections::VecDeque<Made>>>,
 }
+
+/// What made a queued frame, for the inspector: its kind and what it waited for.
+type Made = (&'static str, Option<String>);
 
 /// Closed sessions whose frames the inspector can still read.
 const CLOSED_KEPT: usize = 50;
@@ -128,6 +134,17 @@ const FRAMES_KEPT: usize = 500;
 const FRAME_TEXT: usize = 4096;
 
 impl Session {
+    /// Says what made a frame just queued (`pushed`, or a replayed `frame` and what it waited
+    /// for), so the inspector shows it when the frame goes out. Nothing when no page watches.
+    pub fn made(&self, journal: &crate::journal::Journal, data: &[u8], kind: &'static str, waited_for: Option<String>) {
+        if journal.live.watched() {
+            let mut m = self.made_by.lock().unwrap_or_else(|e| e.into_inner());
+            if m.len() < FRAMES_KEPT {
+                m.entry(crate::encoding::fnv1a(data)).or_default().push_back((kind, waited_for));
+            }
+        }
+    }
+
     /// Notes a frame for the inspector, and tells the pages watching: `direction` `sent` (to the
     /// client) or `received`; `kind` `frame`, `heartbeat` or `pushed`. Nothing when none watches.
     pub fn log_frame(&self, journal: &crate::journal::Journal, direction: &str, kind: &str, data: &[u8]) {
@@ -135,9 +152,28 @@ impl Session {
             return;
         }
         let text = String::from_utf8_lossy(&data[..data.len().min(FRAME_TEXT)]).into_owned();
-        let kind = if kind == "frame" && text.contains("Heartbeat") { "heartbeat" } else { kind };
+        let made = if direction == "sent" {
+            let mut m = self.made_by.lock().unwrap_or_else(|e| e.into_inner());
+            let key = crate::encoding::fnv1a(data);
+            let made = m.get_mut(&key).and_then(|q| q.pop_front());
+            if m.get(&key).is_some_and(|q| q.is_empty()) {
+                m.remove(&key);
+            }
+            made
+        } else {
+            None
+        };
+        let (kind, waited_for) = match made {
+            Some((k, w)) => (k, w),
+            None if kind == "frame" && crate::platform::is_heartbeat(&text) => ("heartbeat", None),
+            None => (kind, None),
+        };
         let at = crate::clock::rfc3339_ms(journal.now_ms());
-        let f = serde_json::json!({"at": at, "direction": direction, "kind": kind, "text": text, "bytes": data.len()});
+        let mut f =
+            serde_json::json!({"at": at, "direction": direction, "kind": kind, "text": text, "bytes": data.len()});
+        if let Some(w) = waited_for {
+            f["waited_for"] = serde_json::Value::String(w);
+        }
         {
             let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             if log.len() >= FRAMES_KEPT {
@@ -372,8 +408,8 @@ impl Hub {
         let copies = 1 + p.duplicate as usize;
         let mut queued = 0;
         for s in targets {
-            s.log_frame(&self.journal, "sent", "pushed", text.as_bytes());
             for _ in 0..copies {
+                s.made(&self.journal, text.as_bytes(), "pushed", None);
                 let jitter = if p.jitter_ms > 0 { self.ids.next_u64() % (p.jitter_ms + 1) } else { 0 };
                 let delay = p.delay_ms + jitter;
                 let hub = self.clone();
@@ -433,6 +469,7 @@ impl Hub {
             outbox: Outbox::new(self.cfg.queue, self.cfg.on_full),
             channel,
             log: Mutex::new(std::collections::VecDeque::new()),
+            made_by: Mutex::new(std::collections::HashMap::new()),
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), session.clone());
         tracing::info!(session = %id, %url, "WebSocket session opened (replay)");

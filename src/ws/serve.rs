@@ -399,6 +399,12 @@ impl Hub {
                 }
             }
             prev = Some((f.after, f.at_ms));
+            let waited = match f.after {
+                Some(Anchor::Rest(seq)) => Some(format!("exchange #{seq} replayed")),
+                Some(Anchor::Client(cn)) => Some(format!("client frame {cn}")),
+                None => None,
+            };
+            s.made(&self.journal, &f.data.bytes, "frame", waited);
             let Some(m) = to_message(f) else { continue };
             let closing = matches!(m, Message::Close(_));
             if !s.outbox.push(m, false, sid).await || closing {

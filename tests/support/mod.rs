@@ -1187,3 +1187,62 @@ pub async fn stays_pending<T: std::fmt::Debug>(what: &str, task: &mut tokio::tas
         panic!("{what}: it finished within {window:?}: {done:?}");
     }
 }
+
+/// An open event stream: its events as (name, data) in order.
+pub struct Events {
+    tcp: TcpStream,
+    buf: String,
+}
+
+impl Events {
+    pub async fn open(cv: &Callvcr, headers: &[(&str, &str)]) -> (u16, Events) {
+        let mut tcp = TcpStream::connect(cv.admin).await.unwrap();
+        let mut req = format!("GET /mock/admin/events HTTP/1.1\r\nhost: {}\r\n", cv.admin);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut e = Events { tcp, buf: String::new() };
+        let head = e.until("\r\n\r\n").await;
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, e)
+    }
+
+    /// Reads until `end` has arrived; returns what came before it (and takes it off).
+    pub async fn until(&mut self, end: &str) -> String {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(i) = self.buf.find(end) {
+                let out = self.buf[..i].to_string();
+                self.buf.drain(..i + end.len());
+                return out;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(10), self.tcp.read(&mut chunk))
+                .await
+                .expect("an event within 10 s")
+                .unwrap();
+            assert!(n > 0, "the stream ended; had {:?}", self.buf);
+            self.buf.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    }
+
+    /// The next event whose name is `name` (the chunked framing's size lines are skipped).
+    pub async fn next(&mut self, name: &str) -> serde_json::Value {
+        loop {
+            let block = self.until("\n\n").await;
+            let mut event = "";
+            let mut data = "";
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e;
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = d;
+                }
+            }
+            if event == name {
+                return serde_json::from_str(data).unwrap_or_else(|e| panic!("{name} data {data:?}: {e}"));
+            }
+        }
+    }
+}
