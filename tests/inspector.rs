@@ -185,6 +185,10 @@ async fn recording_shows_live_what_was_stored_and_the_names_of_what_was_redacted
     for n in ["request.header.authorization", "response.body.$.access_token", "response.body.$.refresh_token"] {
         assert!(names.contains(&n.to_string()), "{n} in {names:?}");
     }
+    assert_eq!(full["stored"], true, "{full}");
+    let listing = admin(&cv, "GET", "/mock/admin/cassette", "").await.json();
+    assert_eq!((listing["recording"].as_bool(), listing["total"].as_u64()), (Some(true), Some(1)), "{listing}");
+    assert_eq!(listing["exchanges"][0]["path"], "/oauth/token");
     let text = full.to_string();
     for secret in
         ["SECRET-ACCESS-TOKEN-123", "SECRET-REFRESH-456", "SECRET-COOKIE-789", "ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ="]

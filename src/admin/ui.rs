@@ -167,6 +167,11 @@ pub(crate) fn route(method: &Method, route: &str, proxy: &Arc<Proxy>) -> Option<
             ),
             (Some(e), Some(c)) => {
                 let mut v = (*c).clone();
+                if proxy.recorder().is_some() {
+                    // Forwarded and kept: answered upstream with nothing else to say (a
+                    // passthrough or a failed write says so in its detail).
+                    v["stored"] = Value::Bool(e.answered_by == "upstream" && e.detail.is_none());
+                }
                 v["entry"] = serde_json::to_value(&e).unwrap_or(Value::Null);
                 v["captured"] = Value::Bool(true);
                 reply(StatusCode::OK, v)

@@ -80,6 +80,29 @@ impl Proxy {
     /// The loaded cassette as the inspector lists it: its name, its exchanges (the first 5000) with
     /// whether each was served, and the cassettes a switch can go to.
     pub fn cassette_listing(&self) -> Value {
+        if let Some(rec) = &self.recorder {
+            // Recording: what has been stored so far (with record --missing, the index answers too).
+            let stored = rec.store.load_all().unwrap_or_default();
+            let total = stored.len();
+            let exchanges: Vec<Value> = stored
+                .iter()
+                .rev()
+                .take(5000)
+                .rev()
+                .map(|e| {
+                    let r = &e.request;
+                    json!({"seq": e.seq, "method": r.method, "host": r.host, "path": r.path, "query": r.query,
+                           "status": e.response.status, "scope": e.scope, "stored": true})
+                })
+                .collect();
+            return json!({
+                "name": self.cassette_name.read().map(|s| s.clone()).unwrap_or_default(),
+                "recording": true,
+                "total": total,
+                "exchanges": exchanges,
+                "cassettes": [],
+            });
+        }
         let index = self.index();
         let exchanges: Vec<Value> = index
             .heads()

@@ -8,7 +8,7 @@ use super::*;
 /// poll or a WebSocket event answered after the request that caused it).
 pub struct Recorder {
     /// The cassette being written.
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     /// The client to the real platform.
     upstream: Upstream,
     /// Record only what the cassette does not answer (`record --missing`).
