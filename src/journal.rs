@@ -245,6 +245,12 @@ impl Journal {
                 at: (at_ms != 0).then(|| crate::clock::rfc3339_ms(at_ms)),
             };
             self.live.publish("journal", &serde_json::to_value(&entry).unwrap_or_default());
+            // What the answer changed besides: tokens issued or refused, a fault rule used.
+            if answered_by == "overlay:auth" {
+                self.live.publish("tokens", &serde_json::json!({"seq": seq, "detail": detail}));
+            } else if answered_by.starts_with("fault:") {
+                self.live.publish("faults", &serde_json::json!({"seq": seq, "detail": detail}));
+            }
         }
         seq
     }
