@@ -151,6 +151,13 @@ async fn a_watching_page_sees_each_answer_live_and_can_read_it_in_full() {
     // An admin change is announced, so the page refetches what it shows.
     assert_eq!(admin(&cv, "POST", "/mock/admin/clock", r#"{"advance_ms": 1000}"#).await.status, 200);
     assert_eq!(ev.next("changed").await["route"], "/clock");
+    // So is a fault rule firing (its count goes down).
+    let rule = r#"{"match": {"path": "^/api/v2/users/me$"}, "kind": "status", "status": 503, "count": 1}"#;
+    assert_eq!(admin(&cv, "POST", "/mock/admin/faults", rule).await.status, 200);
+    assert_eq!(api.send("GET", "/api/v2/users/me", &[("host", API)], "").await.status, 503);
+    assert_eq!(ev.next("faults").await["route"], "/faults", "the rule added");
+    let fired = ev.next("faults").await;
+    assert!(fired["detail"].as_str().is_some_and(|d| d.starts_with("status:")), "the rule used: {fired}");
     // The loaded cassette, with what was served.
     let listing = admin(&cv, "GET", "/mock/admin/cassette", "").await.json();
     assert_eq!(listing["total"], 2);
