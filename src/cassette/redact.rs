@@ -37,7 +37,6 @@ const PII_CLAIMS: &[&str] = &["email", "name", "given_name", "family_name", "pre
 
 /// The parts of a JWT (`header.claims.signature`, base64url, a header naming its `alg`), if `s` is one.
 fn jwt_parts(s: &str) -> Option<(&str, &str, &str)> {
-    use base64::Engine;
     // A JWT's header is a JSON object: its base64url text opens with `eyJ` (`{"`).
     if !s.starts_with("eyJ") {
         return None;
@@ -47,9 +46,7 @@ fn jwt_parts(s: &str) -> Option<(&str, &str, &str)> {
     if it.next().is_some() || h.len() < 10 || c.is_empty() {
         return None;
     }
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header: Value = serde_json::from_slice(&b64.decode(h.trim_end_matches('=')).ok()?).ok()?;
-    header.get("alg")?;
+    json_segment(h)?.get("alg")?;
     Some((h, c, sig))
 }
 
@@ -66,22 +63,20 @@ pub fn no_credential(value: &str) -> bool {
 
 /// The header of a JWT (`alg`, `kid`, ...), as stored or live.
 pub fn jwt_header(token: &str) -> Option<serde_json::Map<String, Value>> {
-    use base64::Engine;
-    let (h, _, _) = jwt_parts(token)?;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    match serde_json::from_slice(&b64.decode(h.trim_end_matches('=')).ok()?).ok()? {
-        Value::Object(m) => Some(m),
-        _ => None,
-    }
+    json_segment(jwt_parts(token)?.0)
 }
 
 /// The claims of a JWT, as stored or live (the signature is not checked: this reads what a
 /// recording shows, never trusts a token).
 pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
+    json_segment(jwt_parts(token)?.1)
+}
+
+/// A JWT segment (base64url) holding a JSON object.
+fn json_segment(seg: &str) -> Option<serde_json::Map<String, Value>> {
     use base64::Engine;
-    let (_, c, _) = jwt_parts(token)?;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    match serde_json::from_slice(&b64.decode(c.trim_end_matches('=')).ok()?).ok()? {
+    match serde_json::from_slice(&b64.decode(seg.trim_end_matches('=')).ok()?).ok()? {
         Value::Object(m) => Some(m),
         _ => None,
     }

@@ -649,7 +649,8 @@ impl Proxy {
         if let Some((switch, detail)) = reset {
             let seen = Seen { method, path, query, host, configured };
             let looked = self.look_up(&parts, (&bytes, &parsed), target, &seen, &ctx, None);
-            let r = Box::pin(self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, None, looked)).await;
+            let r =
+                Box::pin(self.answer_from_cassette(&parts, (&bytes, &parsed), target, &seen, &ctx, None, looked)).await;
             tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: reset mid-response");
             self.note(method, host, path, r.status().as_u16(), "fault:reset", Some(&detail));
             switch.arm(CutPlan::After(wire_size(&r) / 2));
@@ -660,7 +661,9 @@ impl Proxy {
         match self.look_up(&parts, (&bytes, &parsed), target, &seen, &ctx, mark) {
             Lookup::Answered(r) => r,
             // Boxed: the slower paths' state stays out of every request's future.
-            looked => Box::pin(self.answer_from_cassette(&parts, bytes, target, &seen, &ctx, mark, looked)).await,
+            looked => {
+                Box::pin(self.answer_from_cassette(&parts, (&bytes, &parsed), target, &seen, &ctx, mark, looked)).await
+            }
         }
     }
 

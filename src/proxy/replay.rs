@@ -68,7 +68,7 @@ impl Proxy {
     pub(super) async fn answer_from_cassette(
         &self,
         parts: &http::request::Parts,
-        bytes: Bytes,
+        (bytes, parsed): (&Bytes, &ParsedBody<'_>),
         target: &Target,
         seen: &Seen<'_>,
         ctx: &Ctx,
@@ -76,6 +76,8 @@ impl Proxy {
         looked: Lookup,
     ) -> Response<ProxyBody> {
         let Seen { method, path, query, host, configured } = *seen;
+        // The request as the overlays see it, its body parsed once (in `handle_request`).
+        let call = Call { method, host: &target.host, path, query, headers: &parts.headers, body: bytes, parsed };
         match looked {
             Lookup::Answered(r) => return r,
             Lookup::Poll(ex, prepared) => {
@@ -92,16 +94,6 @@ impl Proxy {
                     let index = self.index();
                     Box::pin(self.await_served(&index, cause, secs.saturating_mul(1000))).await;
                 }
-                let parsed = ParsedBody::new(&bytes);
-                let call = Call {
-                    method,
-                    host: &target.host,
-                    path,
-                    query,
-                    headers: &parts.headers,
-                    body: &bytes,
-                    parsed: &parsed,
-                };
                 return self.answer_hit(&call, host, &ex, (&prepared, None), ctx, mark);
             }
             Lookup::Miss => {}
@@ -113,23 +105,14 @@ impl Proxy {
         let live = live_request(&parts.method, &parts.uri, target, &live_headers, bytes.clone());
         if let Some(rec) = &self.recorder {
             let method = parts.method.clone();
-            return Box::pin(self.forward(rec, method, live_headers, live, bytes, target.clone(), configured)).await;
+            return Box::pin(self.forward(rec, method, live_headers, live, bytes.clone(), target.clone(), configured))
+                .await;
         }
         if !configured {
             // Not a configured host: replay never touches the network.
             return self.refuse(Failure::not_intercepted(host), method, host, path);
         }
         if !self.overlays.pipeline.is_empty() {
-            let parsed = ParsedBody::new(&bytes);
-            let call = Call {
-                method,
-                host: &target.host,
-                path,
-                query,
-                headers: &parts.headers,
-                body: &bytes,
-                parsed: &parsed,
-            };
             if let Some((name, a)) = self.overlays.pipeline.on_miss(&call, ctx) {
                 let by = answered_by(name, &a.detail);
                 tracing::info!(%method, %host, %path, status = a.status, answered_by = %by, detail = %a.detail, "overlay answered (no recording)");
@@ -140,14 +123,15 @@ impl Proxy {
         // Off the hit path: the whole fingerprint, to explain the miss, of the request as it was
         // matched (its own times moved back onto the recording's clock).
         let index = self.index();
-        let (shifted_query, shifted_body) = shifted(&index, query, &bytes);
-        let f = self.matcher.fingerprint_parts(
+        let (shifted_query, shifted_body) = shifted(&index, query, bytes);
+        let shifted_parsed = shifted_body.as_ref().map(|b| ParsedBody::new(b));
+        let f = self.matcher.fingerprint_parsed(
             method,
             host,
             path,
             shifted_query.as_deref().or(query),
             |h| header_of(&parts.headers, h),
-            shifted_body.as_ref().unwrap_or(&bytes),
+            shifted_parsed.as_ref().unwrap_or(parsed),
         );
         let mut r = self.miss(&live, &f, &index, mark);
         add_headers(r.headers_mut(), &ctx.response_headers);
