@@ -3,6 +3,8 @@
 # fuzz/corpus/<target> and any crash in fuzz/artifacts/<target>. cargo-fuzz needs a nightly
 # compiler's flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+# FUZZ_RUNS=N runs each target for N executions instead (SECONDS is then ignored); see
+# scripts/fuzz-deep.sh for the long runs in the background.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
@@ -30,7 +32,9 @@ for t in "${targets[@]}"; do
   esac
   log="target/fuzz-$t.log"
   mkdir -p target
-  if cargo fuzz run -O "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
+  if [ -n "${FUZZ_RUNS:-}" ]; then bound=(-runs="$FUZZ_RUNS"); else bound=(-max_total_time="$secs"); fi
+  started=$(date +%s)
+  if cargo fuzz run -O "$t" "fuzz/corpus/$t" -- "${bound[@]}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
     result="no findings"
   else
     result="FINDING (see $log and fuzz/artifacts/$t)"
@@ -39,6 +43,7 @@ for t in "${targets[@]}"; do
   execs=$(grep -Eo 'stat::number_of_executed_units: [0-9]+' "$log" | grep -Eo '[0-9]+' || true)
   [ -n "$execs" ] || execs=$(grep -Eo '#[0-9]+' "$log" | tail -1 | tr -d '#')
   corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
-  echo "fuzz $t: ${secs}s, ${execs:-?} executions, corpus $corpus inputs: $result"
+  took=$(( $(date +%s) - started ))
+  echo "fuzz $t: ${took}s, ${execs:-?} executions, corpus $corpus inputs: $result"
 done
 exit $status

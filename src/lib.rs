@@ -23,3 +23,18 @@ pub(crate) mod timer;
 pub mod tls;
 pub(crate) mod upstream;
 pub(crate) mod ws;
+
+/// Crate-private parts the fuzz targets under `fuzz/` drive directly. Not an API: nothing here is
+/// stable, and the CLI and server never use it.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::overlay::ids::Ids;
+    pub use crate::platform::Platform;
+    pub use crate::timer::Timer;
+    pub use crate::ws::Hub;
+
+    /// `a=1&b=2` (a query string or form body) as decoded pairs, in order.
+    pub fn decode_pairs(s: &str) -> Vec<(String, String)> {
+        crate::encoding::decode_pairs(s)
+    }
+}

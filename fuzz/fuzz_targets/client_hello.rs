@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
                     if let Some(sni) = accepted.client_hello().server_name() {
                         let host = sni.to_ascii_lowercase();
                         let _ = CONFIG.is_configured_host(&host);
-                        let _ = callvcr::overlay::Platform::of_host(&host);
+                        let _ = callvcr::fuzzing::Platform::of_host(&host);
                     }
                     return;
                 }

@@ -4,7 +4,8 @@
 
 use std::sync::LazyLock;
 
-use callvcr::cassette::fingerprint::{decode_pairs, differences};
+use callvcr::cassette::fingerprint::differences;
+use callvcr::fuzzing::decode_pairs;
 use callvcr::cassette::{Matcher, Redactor};
 use libfuzzer_sys::fuzz_target;
 

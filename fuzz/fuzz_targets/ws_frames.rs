@@ -18,13 +18,13 @@ fuzz_target!(|data: &[u8]| {
         let mut cfg = callvcr::config::WsConfig::default();
         cfg.max_message_bytes = 4096;
         cfg.queue = 8;
-        let timer = Arc::new(callvcr::timer::Timer::new(Arc::new(callvcr::clock::Clock::frozen(0))));
-        let hub = Arc::new(callvcr::ws::Hub::new(
+        let timer = Arc::new(callvcr::fuzzing::Timer::new(Arc::new(callvcr::clock::Clock::frozen(0))));
+        let hub = Arc::new(callvcr::fuzzing::Hub::new(
             cfg,
             None,
             Vec::new(),
             timer,
-            Arc::new(callvcr::overlay::Ids::new(1)),
+            Arc::new(callvcr::fuzzing::Ids::new(1)),
             Arc::new(callvcr::proxy::Journal::default()),
             None,
         ));
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         let index = Arc::new(Index::new(Vec::new(), &matcher));
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let opened = hub.open("wss://streaming.mypurecloud.com/channels/fuzz");
-        let session = tokio::spawn(hub.clone().serve(opened, server, 0, index, true));
+        let session = tokio::spawn(hub.clone().serve(opened, server, 0, index, callvcr::fuzzing::Platform::Genesys));
         let _ = client.write_all(data).await;
         let _ = client.shutdown().await;
         let mut sink = Vec::new();
