@@ -10,7 +10,8 @@
 //! `BENCH_ROUNDS` interleaved rounds, default 5; `BENCH_CONCS`, the
 //! keep-alive connection counts, default 1,16,64; `BENCH_CONC`, clients for the new-connection
 //! scenario, default 4; `BENCH_REC_CONC`, keep-alive connections for record mode, default 16;
-//! `CALLVCR_BENCH_BIN` runs another callvcr binary instead of this build's; `CALLVCR_BENCH_BASE_BIN`
+//! `BENCH_REC_SHAPE`, the request shape recorded (a label as in `BENCH_SHAPES`, default GET);
+//! `BENCH_ONLY=record`, the record part alone; `CALLVCR_BENCH_BIN` runs another callvcr binary instead of this build's; `CALLVCR_BENCH_BASE_BIN`
 //! runs a second callvcr binary, e.g. an older commit's, beside it in the same interleaved rounds
 //! and reports callvcr/base as well, the A/B that noise on a shared machine does not swamp).
 
@@ -200,6 +201,10 @@ fn main() {
         }
         scenarios.push((format!("{}, new TLS conn per request, {conc} clients", sh.label), true, conc, sh.clone()));
     }
+    // BENCH_ONLY=record skips the replay scenarios (the record part and the mint still run).
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "record") {
+        scenarios.clear();
+    }
     let mut ab = Vec::new();
     for (label, new_conn, conc, shape) in scenarios {
         let load =
@@ -253,43 +258,68 @@ fn main() {
         ratios.push((label.clone(), m(|r| r.0), m(|r| r.1), m(|r| r.2), b_cpu, c_cpu));
     }
     // Record mode: every exchange is written to sled and flushed to disk before the client gets
-    // its response. Same client load, through callvcr to the bare server, against the bare server direct.
-    let ready_rec = dir.join("ready-rec.json");
-    let mut recorder = Command::new(env!("CARGO_BIN_EXE_callvcr"))
-        .args(["record", "--cassette", "benchrec", "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
-        .args(["--admin", "127.0.0.1:0", "--ready-file", "ready-rec.json", "--upstream-ca", "certs/ca.pem"])
-        .arg("--resolve")
-        .arg(format!("*={bare_addr}"))
-        .env("CALLVCR_LOG", "warn")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rec_addr = tls_addr_when_ready(&ready_rec);
+    // its response. Same client load, through callvcr to the bare server, against the bare server
+    // direct; and, as the ceiling a recorder cannot pass, the same binary forwarding the same
+    // requests without storing them (`record.ignore` matching every path).
+    std::fs::write(dir.join("forward-only.yaml"), "record:\n  ignore:\n    - path: \"^/\"\n").unwrap();
+    let start_recorder = |ready: &str, extra: &[&str]| {
+        let child = Command::new(env!("CARGO_BIN_EXE_callvcr"))
+            .args(["record", "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(["--ready-file", ready, "--upstream-ca", "certs/ca.pem"])
+            .args(extra)
+            .arg("--resolve")
+            .arg(format!("*={bare_addr}"))
+            // The cassette writer says at exit how many writes its flushes covered.
+            .env("CALLVCR_LOG", "warn,callvcr::cassette::commit=debug")
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = tls_addr_when_ready(&dir.join(ready));
+        (child, addr)
+    };
+    let (mut recorder, rec_addr) = start_recorder("ready-rec.json", &["--cassette", "benchrec"]);
+    let (mut forwarder, fwd_addr) =
+        start_recorder("ready-fwd.json", &["--cassette", "benchfwd", "--config", "forward-only.yaml"]);
     let get = Arc::new(Shape { label: "GET".into(), method: "GET", path: PATH, body: Bytes::new() });
     // Keep-alive connections for record mode (BENCH_REC_CONC, default 16): concurrent exchanges
     // share a flush (group commit).
     let rec_conc: usize = std::env::var("BENCH_REC_CONC").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
-    rt.block_on(load(rec_addr, cfg.clone(), false, rec_conc, warm, bearer.clone(), get.clone()));
-    let full = Duration::from_secs_f64(secs);
-    let b = rt.block_on(load(bare_addr, cfg.clone(), false, rec_conc, full, none.clone(), get.clone()));
-    let r = rt.block_on(load(rec_addr, cfg.clone(), false, rec_conc, full, bearer.clone(), get));
-    println!(
-        "{:<34} {:>10.0} {:>10} {:>10}",
-        format!("bare, keep-alive, {rec_conc} conn (record baseline)"),
-        b.rps,
-        b.p50,
-        b.p99
-    );
-    println!(
-        "{:<34} {:>10.0} {:>10} {:>10}",
-        format!("callvcr record, keep-alive, {rec_conc} conn"),
-        r.rps,
-        r.p50,
-        r.p99
-    );
+    let rec_shape: Arc<Shape> = match std::env::var("BENCH_REC_SHAPE") {
+        Ok(l) => shapes.iter().find(|s| s.label == l).cloned().unwrap_or_else(|| get.clone()),
+        Err(_) => get.clone(),
+    };
+    for addr in [rec_addr, fwd_addr] {
+        rt.block_on(load(addr, cfg.clone(), false, rec_conc, warm, bearer.clone(), rec_shape.clone()));
+    }
+    let span = Duration::from_secs_f64(secs / rounds as f64);
+    let mut rec_rounds = Vec::new();
+    let mut rec_last = None;
+    for round in 0..rounds {
+        let run = |name: &str, pid: u32, addr: SocketAddr| {
+            let t0 = cpu_us(pid);
+            let o = rt.block_on(load(addr, cfg.clone(), false, rec_conc, span, bearer.clone(), rec_shape.clone()));
+            let cpu = (cpu_us(pid) - t0) as f64 / o.n.max(1) as f64;
+            let row = format!("{name}, {} {rec_conc} conn #{}", rec_shape.label, round + 1);
+            println!("{row:<52} {:>10.0} {:>10} {:>10} {cpu:>12.1}", o.rps, o.p50, o.p99);
+            (o, cpu)
+        };
+        let (d, _) = run("direct (record baseline)", bare.id(), bare_addr);
+        let (r, r_cpu) = run("callvcr record", recorder.id(), rec_addr);
+        let (f, f_cpu) = run("callvcr forward only", forwarder.id(), fwd_addr);
+        rec_rounds.push((r.rps / d.rps, f.rps / d.rps, r.rps / f.rps, r_cpu, f_cpu));
+        rec_last = Some((d, r));
+    }
+    let (b, r) = rec_last.expect("at least one round");
+    let rec_median = |f: fn(&(f64, f64, f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = rec_rounds.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
     let _ = Command::new("kill").arg("-INT").arg(recorder.id().to_string()).status();
     let _ = recorder.wait();
+    let _ = Command::new("kill").arg("-INT").arg(forwarder.id().to_string()).status();
+    let _ = forwarder.wait();
 
     // Cold leaf mint for a new SNI: in-process (the mint itself), and end to end (a TLS handshake
     // with callvcr for a name it has not seen, against one it has).
@@ -302,10 +332,15 @@ fn main() {
 
     println!();
     println!(
-        "record mode (forward + store + flush shared by concurrent exchanges), {rec_conc} conn, vs bare direct: throughput {:.2}x, p50 latency {:.2}x, added p50 {:.2} ms",
-        r.rps / b.rps,
-        r.p50 as f64 / b.p50.max(1) as f64,
-        (r.p50 as f64 - b.p50 as f64) / 1000.0
+        "record mode (forward + store + flush shared by concurrent exchanges), {} at {rec_conc} conn, medians of {rounds} rounds: record/direct {:.2}x, forward-only/direct {:.2}x, record/forward-only {:.2}x; recorder CPU per exchange {:.1} µs, forwarder {:.1} µs; last round p50 {} µs direct, {} µs recorded",
+        rec_shape.label,
+        rec_median(|x| x.0),
+        rec_median(|x| x.1),
+        rec_median(|x| x.2),
+        rec_median(|x| x.3),
+        rec_median(|x| x.4),
+        b.p50,
+        r.p50
     );
     println!(
         "cold leaf mint: p50 {:.2} ms, p99 {:.2} ms in process; a handshake for a new name costs p50 {:.2} ms more than for a known one",

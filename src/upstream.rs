@@ -249,6 +249,9 @@ impl tower_service::Service<Uri> for Connector {
 pub struct Upstream {
     /// The pooled hyper client for ordinary requests (HTTP/2 where the platform offers it).
     client: Client<Connector, Full<Bytes>>,
+    /// The pooled client that speaks HTTP/1.1 only, for requests an SDK sent over HTTP/1.1: the
+    /// platform sees the protocol the SDK chose.
+    h1_client: Client<Connector, Full<Bytes>>,
     /// The connector behind `client`, also for tunnels opened by hand.
     connector: Connector,
     /// HTTP/1.1-only connector for upgrades (a WebSocket handshake cannot ride HTTP/2 here).
@@ -270,7 +273,10 @@ impl Upstream {
         let h1_connector = Connector { opts: Arc::new(h1_opts), resolver };
         let client =
             Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector.clone());
-        Upstream { client, connector, h1_connector, timeout }
+        let h1_client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(h1_connector.clone());
+        Upstream { client, h1_client, connector, h1_connector, timeout }
     }
 
     /// The connector (for resolving and tunnels).
@@ -279,9 +285,16 @@ impl Upstream {
     }
 
     /// Sends `req` (absolute URI) and returns the response head; the body streams from the upstream.
+    /// HTTP/2 is used where the platform offers it.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, UpstreamError> {
+        self.send_as(req, false).await
+    }
+
+    /// [`Upstream::send`], over HTTP/1.1 only when `h1` is set (the SDK spoke HTTP/1.1).
+    pub async fn send_as(&self, req: Request<Full<Bytes>>, h1: bool) -> Result<Response<Incoming>, UpstreamError> {
         let host = req.uri().host().unwrap_or("").to_string();
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let client = if h1 { &self.h1_client } else { &self.client };
+        match tokio::time::timeout(self.timeout, client.request(req)).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(classify(&host, &e)),
             Err(_) => Err(UpstreamError {

@@ -47,66 +47,9 @@ pub struct Store {
     replay_file_gone: AtomicBool,
     /// The writer lock, for a store opened to be written ([`Store::open_writer`]).
     _writer: Option<LockFile>,
-    /// Group commit: exchanges and frames written at once share one flush.
-    group: GroupFlush,
-}
-
-/// Group commit for [`Store::append`] and [`Store::append_frame`]: a write takes a ticket, and
-/// returns once a flush that began after its write finished. One writer flushes for all who wrote
-/// before it started; the others wait for it instead of each paying a flush of its own. Nothing
-/// returns before its bytes are on disk.
-#[derive(Debug, Default)]
-struct GroupFlush {
-    /// Tickets handed out, flushed so far, and whether a flush is under way.
-    state: std::sync::Mutex<Tickets>,
-    /// Woken when a flush ends.
-    done: std::sync::Condvar,
-}
-
-/// See [`GroupFlush`].
-#[derive(Debug, Default)]
-struct Tickets {
-    /// The last ticket handed out (one per write).
-    issued: u64,
-    /// Every ticket up to this one is on disk.
-    flushed: u64,
-    /// A writer is flushing now.
-    flushing: bool,
-}
-
-impl GroupFlush {
-    /// The tickets, locked (a writer that panicked holding them left them consistent).
-    fn tickets(&self) -> std::sync::MutexGuard<'_, Tickets> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Waits until the write just made (before this call) is on disk, flushing with `flush` when
-    /// no one else is; a failed flush is the error of the writer that ran it, and the others try
-    /// again themselves.
-    fn commit(&self, flush: impl Fn() -> Result<(), CassetteError>) -> Result<(), CassetteError> {
-        let mut t = self.tickets();
-        t.issued += 1;
-        let mine = t.issued;
-        loop {
-            if t.flushed >= mine {
-                return Ok(());
-            }
-            if !t.flushing {
-                t.flushing = true;
-                let covers = t.issued;
-                drop(t);
-                let r = flush();
-                let mut after = self.tickets();
-                after.flushing = false;
-                if r.is_ok() {
-                    after.flushed = after.flushed.max(covers);
-                }
-                self.done.notify_all();
-                return r;
-            }
-            t = self.done.wait(t).unwrap_or_else(|e| e.into_inner());
-        }
-    }
+    /// Group commit: the thread exchanges and frames are written by, each batch sharing one
+    /// flush; started by the first write.
+    committer: std::sync::OnceLock<Result<super::commit::Committer, String>>,
 }
 
 /// The error for a store another process writes: a recording or import (named by its pid), or a
@@ -187,7 +130,7 @@ impl Store {
             next_seq: AtomicU64::new(next),
             replay_file_gone: AtomicBool::new(false),
             _writer: writer,
-            group: GroupFlush::default(),
+            committer: std::sync::OnceLock::new(),
         })
     }
 
@@ -289,11 +232,49 @@ impl Store {
     }
 
     /// Writes `ex` and returns once it is on disk (sharing a flush with writes made at once).
+    /// Blocks: from async code, await [`Store::commit`] instead.
     pub fn append(&self, ex: &Exchange) -> Result<(), CassetteError> {
-        self.before_change()?;
-        let v = serde_json::to_vec(ex).map_err(|e| self.io(e))?;
-        self.exchanges.insert(ex.seq.to_be_bytes(), v).map_err(|e| self.io(e))?;
-        self.group.commit(|| self.flush())
+        self.commit(ex).blocking_recv().unwrap_or_else(|_| Err(self.io("the cassette's writer has stopped")))
+    }
+
+    /// Hands `ex` to the store's writer thread; the answer comes once it is on disk (one flush
+    /// covers every write queued meanwhile), or says why it is not.
+    pub fn commit(&self, ex: &Exchange) -> tokio::sync::oneshot::Receiver<Result<(), CassetteError>> {
+        let write = serde_json::to_vec(ex).map(|v| super::commit::Write::Exchange(ex.seq.to_be_bytes(), v));
+        self.submit(write)
+    }
+
+    /// Queues `write` (or answers at once with why it cannot be written).
+    fn submit(
+        &self,
+        write: Result<super::commit::Write, serde_json::Error>,
+    ) -> tokio::sync::oneshot::Receiver<Result<(), CassetteError>> {
+        let refused = |e: CassetteError| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(Err(e));
+            rx
+        };
+        if let Err(e) = self.before_change() {
+            return refused(e);
+        }
+        let write = match write {
+            Ok(w) => w,
+            Err(e) => return refused(self.io(e)),
+        };
+        let committer = self.committer.get_or_init(|| {
+            let sink = SledSink {
+                path: self.path.clone(),
+                db: self.db.clone(),
+                exchanges: self.exchanges.clone(),
+                frames: self.frames.clone(),
+            };
+            super::commit::Committer::start(sink, &self.path)
+                .map_err(|e| format!("cannot start the writer thread: {e}"))
+        });
+        match committer {
+            Ok(c) => c.submit(write),
+            Err(e) => refused(self.io(e)),
+        }
     }
 
     /// Replaces the whole content with `c` (an import): written as one batch per tree, flushed once.
@@ -320,14 +301,17 @@ impl Store {
     }
 
     /// Writes one WebSocket frame and returns once it is on disk (sharing a flush as [`Store::append`]).
+    /// Blocks: from async code, await [`Store::commit_frame`] instead.
     pub fn append_frame(&self, f: &Frame) -> Result<(), CassetteError> {
-        self.before_change()?;
-        let v = serde_json::to_vec(f).map_err(|e| self.io(e))?;
+        self.commit_frame(f).blocking_recv().unwrap_or_else(|_| Err(self.io("the cassette's writer has stopped")))
+    }
+
+    /// Hands frame `f` to the writer thread, as [`Store::commit`] does an exchange.
+    pub fn commit_frame(&self, f: &Frame) -> tokio::sync::oneshot::Receiver<Result<(), CassetteError>> {
         let mut key = [0u8; 12];
         key[..8].copy_from_slice(&f.session.to_be_bytes());
         key[8..].copy_from_slice(&f.n.to_be_bytes());
-        self.frames.insert(key, v).map_err(|e| self.io(e))?;
-        self.group.commit(|| self.flush())
+        self.submit(serde_json::to_vec(f).map(|v| super::commit::Write::Frame(key, v)))
     }
 
     /// Every stored frame, by session and order.
@@ -379,9 +363,39 @@ impl Store {
     }
 }
 
+/// The store's trees as the writer thread sees them.
+struct SledSink {
+    /// The cassette, for errors.
+    path: PathBuf,
+    /// The database, flushed once per batch.
+    db: sled::Db,
+    /// See [`EXCHANGES_TREE`].
+    exchanges: sled::Tree,
+    /// See [`FRAMES_TREE`].
+    frames: sled::Tree,
+}
+
+impl super::commit::Sink for SledSink {
+    /// Inserts into the tree the write belongs to.
+    fn write(&mut self, w: super::commit::Write) -> Result<(), CassetteError> {
+        let r = match w {
+            super::commit::Write::Exchange(k, v) => self.exchanges.insert(k, v),
+            super::commit::Write::Frame(k, v) => self.frames.insert(k, v),
+        };
+        r.map(|_| ()).map_err(|e| CassetteError::Io { path: self.path.clone(), detail: e.to_string() })
+    }
+
+    /// Flushes the database.
+    fn flush(&mut self) -> Result<(), CassetteError> {
+        self.db.flush().map(|_| ()).map_err(|e| CassetteError::Io { path: self.path.clone(), detail: e.to_string() })
+    }
+}
+
 impl Drop for Store {
-    /// Flushes and removes the owner file: the store is no longer in use by this process.
+    /// Lets the writer thread finish, flushes and removes the owner file: the store is no longer
+    /// in use by this process.
     fn drop(&mut self) {
+        drop(self.committer.take());
         let _ = self.db.flush();
         let _ = std::fs::remove_file(self.path.join(OWNER_FILE));
     }
@@ -608,51 +622,5 @@ pub fn load(arg: &str, dir: &Path) -> Result<(String, Cassette), CassetteError> 
             let all = store.load_cassette()?;
             Ok((name, all))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::{mpsc, Arc, Mutex};
-
-    #[test]
-    fn writers_waiting_on_a_flush_share_the_next_one() {
-        let g = Arc::new(GroupFlush::default());
-        let flushes = Arc::new(AtomicUsize::new(0));
-        let (release, gate) = mpsc::channel::<Result<(), CassetteError>>();
-        let gate = Arc::new(Mutex::new(gate));
-        let flush = {
-            let (flushes, gate) = (flushes.clone(), gate.clone());
-            move || {
-                // The first flush waits for the test to let it end (and says how it ended); later ones pass.
-                if flushes.fetch_add(1, Ordering::SeqCst) == 0 {
-                    return gate.lock().unwrap().recv().unwrap();
-                }
-                Ok(())
-            }
-        };
-        let spawn = |g: Arc<GroupFlush>, f: Box<dyn Fn() -> Result<(), CassetteError> + Send>| {
-            std::thread::spawn(move || g.commit(f))
-        };
-        let first = spawn(g.clone(), Box::new(flush.clone()));
-        // Two more writers arrive while the first flush is under way.
-        while !g.tickets().flushing {
-            std::thread::yield_now();
-        }
-        let late: Vec<_> = (0..2).map(|_| spawn(g.clone(), Box::new(flush.clone()))).collect();
-        while g.tickets().issued < 3 {
-            std::thread::yield_now();
-        }
-        // The first flush fails: its own writer is told, and the two waiting flush for themselves, once.
-        release.send(Err(CassetteError::Io { path: PathBuf::new(), detail: "disk full".into() })).unwrap();
-        assert!(first.join().unwrap().is_err());
-        for t in late {
-            assert!(t.join().unwrap().is_ok());
-        }
-        assert_eq!(flushes.load(Ordering::SeqCst), 2, "the two late writers shared one flush");
-        let t = g.tickets();
-        assert_eq!((t.issued, t.flushed, t.flushing), (3, 3, false));
     }
 }

@@ -118,7 +118,7 @@ impl Proxy {
     pub(super) async fn forward(
         &self,
         rec: &Recorder,
-        method: Method,
+        (method, version): (Method, http::Version),
         headers: HeaderMap,
         live: RecordedRequest,
         bytes: Bytes,
@@ -151,7 +151,9 @@ impl Proxy {
         let started = Clock::instant();
         let client = client_key(&live.headers);
         let seq = rec.start(&client);
-        let resp = match rec.upstream.send(up_req).await {
+        // The platform hears the protocol the SDK spoke: HTTP/1.1 stays HTTP/1.1, HTTP/2 may stay HTTP/2.
+        let h1 = version < http::Version::HTTP_2;
+        let resp = match rec.upstream.send_as(up_req, h1).await {
             Ok(r) => r,
             Err(e) => return self.upstream_failure(&e, &live.method, &live.host, &live.path),
         };
@@ -276,8 +278,9 @@ impl Proxy {
             response: RecordedResponse { status, headers: rheaders, body: rbody },
         };
         let replacing = rec.by_scope.clone().zip(ex.scope.clone());
-        let appended = tokio::task::spawn_blocking(move || {
-            if let Some((done, scope)) = replacing {
+        if let Some((done, scope)) = replacing {
+            let store = store.clone();
+            let dropped = tokio::task::spawn_blocking(move || {
                 // Held while the old ones go, so a scope's first two exchanges at once wait for it.
                 let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
                 if !done.contains(&scope) {
@@ -285,23 +288,48 @@ impl Proxy {
                     tracing::info!(%scope, dropped = n, "scope recorded again: its earlier exchanges dropped");
                     done.insert(scope);
                 }
+                Ok::<(), crate::cassette::store::CassetteError>(())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+            if let Err(e) = dropped {
+                let message = format!("callvcr could not store this exchange: {e}");
+                let f = Failure::cassette("callvcr.cassette.write", message, "cassette-write-failed");
+                return Err(self.refuse(f, &method, &host, &path));
             }
-            let mut ex = ex;
-            ex.credentials = presented
-                .into_iter()
-                .map(|p| crate::cassette::model::Credential {
-                    role: p.role.to_string(),
-                    id: p.id,
-                    verifier: p
-                        .secret
-                        .map(|s| crate::cassette::verifier::make(&s, crate::cassette::verifier::run_salt())),
-                })
-                .collect();
-            store.append(&ex)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+        }
+        let mut ex = ex;
+        if !presented.is_empty() {
+            // A secret's verifier is slow to make by design (a key-derivation function): off the
+            // async threads.
+            let made = tokio::task::spawn_blocking(move || {
+                presented
+                    .into_iter()
+                    .map(|p| crate::cassette::model::Credential {
+                        role: p.role.to_string(),
+                        id: p.id,
+                        verifier: p
+                            .secret
+                            .map(|s| crate::cassette::verifier::make(&s, crate::cassette::verifier::run_salt())),
+                    })
+                    .collect()
+            })
+            .await;
+            match made {
+                Ok(c) => ex.credentials = c,
+                Err(e) => {
+                    let message = format!("callvcr could not store this exchange: {e}");
+                    let f = Failure::cassette("callvcr.cassette.write", message, "cassette-write-failed");
+                    return Err(self.refuse(f, &method, &host, &path));
+                }
+            }
+        }
+        let appended = store
+            .commit(&ex)
+            .await
+            .map_err(|_| "the cassette's writer has stopped".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
         match appended {
             Ok(()) => {
                 self.stats.recorded.fetch_add(1, Ordering::Relaxed);
@@ -355,9 +383,10 @@ impl crate::ws::RecordSink for FrameSink {
         let stats = self.0.clone();
         Box::pin(async move {
             let Some(store) = store else { return Ok(()) };
-            tokio::task::spawn_blocking(move || store.append_frame(&frame))
+            store
+                .commit_frame(&frame)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|_| "the cassette's writer has stopped".to_string())?
                 .map_err(|e| e.to_string())?;
             stats.stats.frames.fetch_add(1, Ordering::Relaxed);
             Ok(())

@@ -104,7 +104,7 @@ impl Proxy {
         live_headers.remove(CLOCK_HEADER);
         let live = live_request(&parts.method, &parts.uri, target, &live_headers, bytes.clone());
         if let Some(rec) = &self.recorder {
-            let method = parts.method.clone();
+            let method = (parts.method.clone(), parts.version);
             return Box::pin(self.forward(rec, method, live_headers, live, bytes.clone(), target.clone(), configured))
                 .await;
         }
