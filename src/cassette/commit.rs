@@ -5,7 +5,7 @@
 
 use std::sync::mpsc;
 
-use super::store::CassetteError;
+use super::error::CassetteError;
 
 /// The most writes one flush covers; more wait for the next (a bound on how long the first of a
 /// burst waits for the last).

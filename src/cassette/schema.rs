@@ -78,13 +78,35 @@ pub fn template(path: &str) -> (String, Vec<String>) {
                 params.push(name.clone());
                 format!("{{{name}}}")
             } else {
+                // An id is named after the last resource before it, never after another id's
+                // value (two paths alike but for their ids share one template).
+                prev = seg;
                 seg.to_string()
             };
-            prev = seg;
             out
         })
         .collect();
     (segs.join("/"), params)
+}
+
+/// Whether `path` has the template `tpl` (`template(path).0 == tpl`), without building it: each
+/// segment is the same text, or an id where the template has a parameter. For the hot path, where
+/// a template is looked up per request.
+pub fn has_template(path: &str, tpl: &str) -> bool {
+    let mut p = path.split('/');
+    let mut t = tpl.split('/');
+    loop {
+        match (p.next(), t.next()) {
+            (None, None) => return true,
+            (Some(ps), Some(ts)) => {
+                let ok = if is_id(ps) { ts.starts_with('{') && ts.ends_with('}') } else { ps == ts };
+                if !ok {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// What samples of one JSON location looked like, merged incrementally.
@@ -484,6 +506,32 @@ pub fn diff(a: &Model, b: &Model) -> Vec<Drift> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_template_agrees_with_template() {
+        let paths = [
+            "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e/participants/8e2f3a4b-1c2d-4e5f-9a0b-1c2d3e4f5a6b",
+            "/api/v2/users/me",
+            "/api/v2/users/12345",
+            "/api/v2/users/{userId}",
+            "/incontactapi/services/v27.0/agents/12345",
+            "/api/v2/flows/outcomes/abc123def456",
+            "/api/v2/routing/queues",
+            "/api/v2/routing/queues/",
+            "/",
+            "",
+            "//x//1",
+            "/a/1/2/3",
+            "/a/5/2/7",
+            "/a/b1/c",
+        ];
+        for p in paths {
+            for q in paths {
+                let tpl = template(q).0;
+                assert_eq!(has_template(p, &tpl), template(p).0 == tpl, "{p} against the template of {q} ({tpl})");
+            }
+        }
+    }
 
     #[test]
     fn templates_name_ids_after_their_resource() {

@@ -8,16 +8,17 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use super::{Answer, Call, Ctx, Decision, Evidence, Ids, Overlay};
 use crate::cassette::index::REQ_BODY;
-use crate::cassette::schema::{template, Model};
+use crate::cassette::schema::{has_template, template, Model};
 use crate::cassette::Index;
 use crate::config::{ValidateConfig, ValidateMode};
 use crate::platform::ErrorKind;
+use crate::sharded::ReadMostly;
 
 /// What a route's requests must look like.
 #[derive(Debug, Clone)]
@@ -38,8 +39,9 @@ struct Rule {
 /// Samples an inferred schema needs before it refuses by itself.
 const ENOUGH: usize = 2;
 
-/// Request rules by (host, path template, method).
-type Rules = HashMap<(String, String, String), Rule>;
+/// Request rules by host, then (method in lower case, path template): a request finds its rule
+/// without building its template (see [`has_template`]).
+type Rules = HashMap<String, Vec<(String, String, Rule)>>;
 
 /// The validation overlay.
 #[derive(Debug)]
@@ -48,8 +50,9 @@ pub struct Validate {
     cfg: ValidateConfig,
     /// For the correlation ids of refusal bodies.
     ids: Arc<Ids>,
-    /// The inferred rules, swapped whole on a cassette switch; requests clone the `Arc`, not the map.
-    rules: RwLock<Arc<Rules>>,
+    /// The inferred rules, swapped whole on a cassette switch; each thread reads its own copy of
+    /// the `Arc` (no shared reference count touched per request).
+    rules: ReadMostly<Arc<Rules>>,
 }
 
 /// The first way `v` breaks `schema` (the inferred subset: type, properties, required, items):
@@ -126,7 +129,7 @@ fn first_violation(schema: &Value, v: &Value, at: &mut String) -> Option<(String
 impl Validate {
     /// An overlay checking requests against what `exchanges` show.
     pub fn new(cfg: ValidateConfig, ids: Arc<Ids>, index: &Index) -> Validate {
-        let v = Validate { cfg, ids, rules: RwLock::new(Arc::new(HashMap::new())) };
+        let v = Validate { cfg, ids, rules: ReadMostly::new(Arc::new(HashMap::new())) };
         v.learn(index);
         v
     }
@@ -144,18 +147,24 @@ impl Validate {
             let s = seen.entry(key).or_insert((e.seq, false));
             s.1 |= matches!(e.response.status, 400 | 415 | 422);
         }
-        let rules = m
-            .ops
-            .into_iter()
-            .filter_map(|(k, op)| {
-                let (first_seq, refused) = seen.get(&k).copied().unwrap_or((0, false));
-                op.request.map(|(ct, shape)| {
-                    let schema = shape.to_schema();
-                    (k, Rule { content_type: ct, schema, samples: op.samples, first_seq, refused })
-                })
-            })
-            .collect();
-        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+        let mut rules: Rules = HashMap::new();
+        for (k, op) in m.ops {
+            let (first_seq, refused) = seen.get(&k).copied().unwrap_or((0, false));
+            if let Some((ct, shape)) = op.request {
+                let schema = shape.to_schema();
+                let rule = Rule { content_type: ct, schema, samples: op.samples, first_seq, refused };
+                let (host, tpl, method) = k;
+                rules.entry(host).or_default().push((method, tpl, rule));
+            }
+        }
+        self.rules.set(Arc::new(rules));
+    }
+
+    /// The rule for `call`'s route, from `rules`.
+    fn rule_of<'r>(rules: &'r Rules, call: &Call<'_>) -> Option<&'r Rule> {
+        rules.get(call.host)?.iter().find_map(|(method, tpl, rule)| {
+            (method.eq_ignore_ascii_case(call.method) && has_template(call.path, tpl)).then_some(rule)
+        })
     }
 
     /// The mode for a route, and whether a route rule declares it.
@@ -194,12 +203,13 @@ impl Overlay for Validate {
         if mode == ValidateMode::Off {
             return Decision::Continue;
         }
-        let (tpl, _) = template(call.path);
-        let key = (call.host.to_string(), tpl, call.method.to_ascii_lowercase());
-        let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let pinned: Vec<&String> =
-            self.cfg.required.iter().filter(|r| r.applies(call.method, call.path)).flat_map(|r| &r.value).collect();
-        let rule = rules.get(&key);
+        let rules = self.rules.read();
+        let pinned: Vec<&String> = if self.cfg.required.is_empty() {
+            Vec::new()
+        } else {
+            self.cfg.required.iter().filter(|r| r.applies(call.method, call.path)).flat_map(|r| &r.value).collect()
+        };
+        let rule = Self::rule_of(&rules, call);
         if rule.is_none() && pinned.is_empty() {
             return Decision::Continue;
         }

@@ -127,6 +127,11 @@ pub(super) fn ping_reply(message: &Value) -> Option<Value> {
 
 /// Whether a text frame is that heartbeat.
 pub(super) fn is_heartbeat(text: &str) -> bool {
+    // Most frames are events: the message text, literal or \u-escaped, is not in them, and they
+    // are not parsed at all.
+    if !text.contains("Heartbeat") && !text.contains("\\u") {
+        return false;
+    }
     serde_json::from_str::<Value>(text)
         .ok()
         .is_some_and(|v| v["topicName"] == "channel.metadata" && v["eventBody"]["message"] == "WebSocket Heartbeat")

@@ -266,6 +266,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_heartbeat_is_known_however_its_text_is_escaped_and_an_event_is_not() {
+        assert!(is_heartbeat(&heartbeat().to_string()));
+        let escaped = r#"{"topicName":"channel.metadata","eventBody":{"message":"WebSocket\u0020Heartbeat"}}"#;
+        assert!(is_heartbeat(escaped), "{escaped}");
+        let event = r#"{"topicName":"v2.users.u-1.presence","eventBody":{"message":"WebSocket Heartbeats are off"}}"#;
+        assert!(!is_heartbeat(event));
+        assert!(!is_heartbeat("not json, Heartbeat"));
+    }
+
+    #[test]
     fn hosts_map_to_their_platform() {
         assert_eq!(Platform::of_host("api.mypurecloud.com"), Platform::Genesys);
         assert_eq!(Platform::of_host("login.usw2.pure.cloud"), Platform::Genesys);

@@ -528,6 +528,9 @@ impl Proxy {
 
         // Parsed as JSON once, when first read, for the overlays and the matcher alike.
         let parsed = ParsedBody::new(&bytes);
+        let seen = Seen { method, path, query, host, configured };
+        // Its match key, worked out once for the overlays' peek and the lookup alike.
+        let key = RequestKey::default();
         // Overlays first (replay only): they may answer in the platform's place.
         let mut ctx = Ctx::default();
         let mut reset: Option<(Arc<CutSwitch>, String)> = None;
@@ -564,8 +567,9 @@ impl Proxy {
             };
             // The recorded answer this request would get, looked at only when an overlay asks.
             let peek = || {
-                let key = self.matcher.key_parsed(method, host, path, query, |h| header_of(&parts.headers, h), &parsed);
-                self.index.read().peek_in_scope(key, sdk_of(&parts.headers), crate::scope::current().as_deref())
+                let index = self.index.read();
+                let k = key.get_or_make(|| self.request_key(&index, &parts, (&bytes, &parsed), &seen));
+                index.peek_in_scope(k, sdk_of(&parts.headers), crate::scope::current().as_deref())
             };
             let mut from = 0;
             // (The evidence is made per round: it is not kept across a wait.)
@@ -589,16 +593,11 @@ impl Proxy {
                         self.note(method, host, path, a.status, &by, Some(&a.detail));
                         if ctx.took_recording {
                             // Answered in the place of the recording: the next request gets the one after it.
-                            let key = self.matcher.key_parsed(
-                                method,
-                                host,
-                                path,
-                                query,
-                                |h| header_of(&parts.headers, h),
-                                &parsed,
-                            );
+                            let index = self.index.read();
+                            let k = key.get_or_make(|| self.request_key(&index, &parts, (&bytes, &parsed), &seen));
                             let scope = crate::scope::current();
-                            let _ = self.index.read().next_in_scope(key, sdk_of(&parts.headers), scope.as_deref());
+                            let _ = index.next_in_scope(k, sdk_of(&parts.headers), scope.as_deref());
+                            drop(index);
                             // A long poll may be waiting for this very exchange (a refresh before
                             // the platform ended a session).
                             if self.poll_waiters.load(Ordering::Relaxed) > 0 {
@@ -647,8 +646,7 @@ impl Proxy {
             }
         }
         if let Some((switch, detail)) = reset {
-            let seen = Seen { method, path, query, host, configured };
-            let looked = self.look_up(&parts, (&bytes, &parsed), target, &seen, &ctx, None);
+            let looked = self.look_up(&parts, (&bytes, &parsed), target, &seen, &ctx, None, &key);
             let r =
                 Box::pin(self.answer_from_cassette(&parts, (&bytes, &parsed), target, &seen, &ctx, None, looked)).await;
             tracing::warn!(%method, %host, %path, detail = %detail, "injected fault: reset mid-response");
@@ -656,9 +654,8 @@ impl Proxy {
             switch.arm(CutPlan::After(wire_size(&r) / 2));
             return r;
         }
-        let seen = Seen { method, path, query, host, configured };
         let mark = fault_mark.as_deref();
-        match self.look_up(&parts, (&bytes, &parsed), target, &seen, &ctx, mark) {
+        match self.look_up(&parts, (&bytes, &parsed), target, &seen, &ctx, mark, &key) {
             Lookup::Answered(r) => r,
             // Boxed: the slower paths' state stays out of every request's future.
             looked => {
@@ -678,9 +675,17 @@ impl Proxy {
     ) -> Result<Bytes, Response<ProxyBody>> {
         let limit = self.config.limits.max_body_bytes;
         let read_ms = self.config.limits.read_timeout_ms;
-        let collected =
-            tokio::time::timeout(std::time::Duration::from_millis(read_ms), Limited::new(body, limit).collect());
-        let Ok(collected) = collected.await else {
+        let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+        // A small body usually came with the head: then it is read at once, with no timer set.
+        let at_once =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(collect.as_mut(), cx))).await;
+        let collected = match at_once {
+            std::task::Poll::Ready(r) => Ok(r),
+            std::task::Poll::Pending => {
+                tokio::time::timeout(std::time::Duration::from_millis(read_ms), collect.as_mut()).await
+            }
+        };
+        let Ok(collected) = collected else {
             // A client trickling its body (slowloris) gives up its connection slot.
             let msg = format!("the request body did not arrive within {read_ms} ms (limits.read_timeout_ms)");
             let mut f =

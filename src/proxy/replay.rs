@@ -3,11 +3,13 @@
 //! closest recordings, and a recorded WebSocket session played.
 
 use super::*;
+use crate::cassette::fingerprint::Key;
 use crate::cassette::timeshift::{TimeAnalysis, TimeShift};
 
 impl Proxy {
     /// The index's answer to a request, found without waiting: the hot path, kept synchronous (and
     /// out of the request's future) so nothing large is carried from await to await.
+    #[allow(clippy::too_many_arguments)] // the request's parts, and its key once worked out
     pub(super) fn look_up(
         &self,
         parts: &http::request::Parts,
@@ -16,6 +18,7 @@ impl Proxy {
         seen: &Seen<'_>,
         ctx: &Ctx,
         mark: Option<&str>,
+        key: &RequestKey,
     ) -> Lookup {
         let Seen { method, path, query, host, configured } = *seen;
         // Only configured hosts are recorded; in plain record mode the index is empty and misses.
@@ -25,18 +28,7 @@ impl Proxy {
         // Answered under this thread's read lock on the index: no reference count is touched.
         // A long poll waits, so it takes its recording out of the lock.
         let index = self.index.read();
-        // A request's own times (a query's `updatedSince`, a body's interval) move back onto the
-        // recording's clock before matching; the overlays see the request as sent.
-        let (shifted_query, shifted_body) = shifted(&index, query, bytes);
-        let shifted_parsed = shifted_body.as_ref().map(|b| ParsedBody::new(b));
-        let key = self.matcher.key_parsed(
-            method,
-            host,
-            path,
-            shifted_query.as_deref().or(query),
-            |h| header_of(&parts.headers, h),
-            shifted_parsed.as_ref().unwrap_or(parsed),
-        );
+        let key = key.get_or_make(|| self.request_key(&index, parts, (bytes, parsed), seen));
         let headers = &parts.headers;
         let sdk = sdk_of(headers);
         let call = Call { method, host: &target.host, path, query, headers, body: bytes, parsed };
@@ -59,6 +51,28 @@ impl Proxy {
                 ))
             }
         }
+    }
+
+    /// The key a request is matched by: its own times (a query's `updatedSince`, a body's
+    /// interval) moved back onto the recording's clock first, as `index` keeps it. The overlays see
+    /// the request as sent.
+    pub(super) fn request_key(
+        &self,
+        index: &Index,
+        parts: &http::request::Parts,
+        (bytes, parsed): (&Bytes, &ParsedBody<'_>),
+        seen: &Seen<'_>,
+    ) -> Key {
+        let (shifted_query, shifted_body) = shifted(index, seen.query, bytes);
+        let shifted_parsed = shifted_body.as_ref().map(|b| ParsedBody::new(b));
+        self.matcher.key_parsed(
+            seen.method,
+            seen.host,
+            seen.path,
+            shifted_query.as_deref().or(seen.query),
+            |h| header_of(&parts.headers, h),
+            shifted_parsed.as_ref().unwrap_or(parsed),
+        )
     }
 
     /// The cassette's answer after [`Proxy::look_up`]: a long poll's wait; for a miss, the
@@ -389,6 +403,18 @@ pub(super) struct Seen<'a> {
     pub(super) host: &'a str,
     /// Whether the host is one callvcr intercepts (only those are recorded and looked up).
     pub(super) configured: bool,
+}
+
+/// A request's match key, worked out at most once, by whichever needs it first (an overlay's peek
+/// at the recording, or the lookup), and shared by both.
+#[derive(Debug, Default)]
+pub(super) struct RequestKey(std::sync::OnceLock<Key>);
+
+impl RequestKey {
+    /// The key, made by `make` the first time.
+    pub(super) fn get_or_make(&self, make: impl FnOnce() -> Key) -> Key {
+        *self.0.get_or_init(make)
+    }
 }
 
 /// Error answers recorded in the cassette, for overlays to answer with the platform's own bytes.

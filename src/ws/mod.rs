@@ -52,7 +52,11 @@ fn frame_parts(m: &Message) -> (FrameKind, Bytes, Option<u16>, Option<String>) {
 /// A recorded frame as a message to send.
 fn to_message(f: &Frame) -> Option<Message> {
     Some(match f.kind {
-        FrameKind::Text => Message::text(String::from_utf8_lossy(&f.data.bytes).into_owned()),
+        // The recorded bytes as they are (no copy), unless they are not UTF-8.
+        FrameKind::Text => match tungstenite::Utf8Bytes::try_from(f.data.bytes.clone()) {
+            Ok(t) => Message::Text(t),
+            Err(_) => Message::text(String::from_utf8_lossy(&f.data.bytes).into_owned()),
+        },
         FrameKind::Binary => Message::Binary(f.data.bytes.clone()),
         FrameKind::Ping => Message::Ping(f.data.bytes.clone()),
         FrameKind::Pong => return None,
@@ -194,7 +198,7 @@ pub struct Hub {
     /// Pacing factor; `None` = instant.
     pub speed: Option<f64>,
     /// Recorded frames by session (handshake sequence number).
-    frames: RwLock<Arc<HashMap<u64, Vec<Frame>>>>,
+    frames: RwLock<Arc<HashMap<u64, Arc<Vec<Frame>>>>>,
     /// Live sessions by id.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Sessions admitted and not yet ended (counted from [`Hub::admit`], before the upgrade completes).
@@ -255,15 +259,18 @@ pub struct Push {
 }
 
 /// Frames by session (the handshake's sequence number), each session's in recorded order.
-fn group(frames: Vec<Frame>) -> HashMap<u64, Vec<Frame>> {
+fn group(frames: Vec<Frame>) -> HashMap<u64, Arc<Vec<Frame>>> {
     let mut by: HashMap<u64, Vec<Frame>> = HashMap::new();
     for f in frames {
         by.entry(f.session).or_default().push(f);
     }
-    for v in by.values_mut() {
-        v.sort_by_key(|f| f.n);
-    }
-    by
+    // Shared by every replay of the session, never copied per connection.
+    by.into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by_key(|f| f.n);
+            (k, Arc::new(v))
+        })
+        .collect()
 }
 
 impl Hub {

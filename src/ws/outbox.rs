@@ -108,6 +108,31 @@ impl Outbox {
         }
     }
 
+    /// Queues every message of `ready` in order, emptying it: those that fit under one lock and
+    /// one wake of the writer, the rest one by one as [`Outbox::push`] does (its policy when
+    /// full). `false` when the session is closed.
+    pub async fn push_all(&self, ready: &mut Vec<Message>, session: u64) -> bool {
+        if ready.is_empty() {
+            return !self.closed.load(Ordering::Acquire);
+        }
+        let mut rest = ready.drain(..);
+        {
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            let mut q = self.lock();
+            let room = self.cap.saturating_sub(q.len());
+            q.extend(rest.by_ref().take(room));
+        }
+        self.more.notify_one();
+        for m in rest {
+            if !self.push(m, false, session).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// The next message to write, waiting for one.
     pub(super) async fn pop(&self) -> Message {
         loop {
@@ -120,6 +145,16 @@ impl Outbox {
             }
             more.await;
         }
+    }
+
+    /// The next message if one waits, without waiting (the writer takes what is queued at once
+    /// and writes it with one flush).
+    pub(super) fn try_pop(&self) -> Option<Message> {
+        let m = self.lock().pop_front();
+        if m.is_some() {
+            self.room.notify_waiters();
+        }
+        m
     }
 
     /// Refuses further pushes and wakes everyone waiting, so no task is left parked on a dead session.

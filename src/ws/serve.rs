@@ -80,6 +80,9 @@ impl ClientFrames {
     }
 }
 
+/// The most queued frames written with one flush.
+const WRITE_BATCH: usize = 64;
+
 impl Hub {
     /// Plays one replay session (from [`Hub::open`]) on its upgraded connection (any byte stream)
     /// until it closes: a writer, a player, heartbeats and keep-alive pings run beside the reader,
@@ -97,7 +100,7 @@ impl Hub {
         let at = Where::of(&session);
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config(self.cfg.max_message_bytes))).await;
         let (sink, stream) = ws.split();
-        let recorded: Vec<Frame> =
+        let recorded: Arc<Vec<Frame>> =
             self.frames.read().unwrap_or_else(|e| e.into_inner()).get(&handshake_seq).cloned().unwrap_or_default();
         let client = Arc::new(ClientFrames::of(&recorded));
         let pong_seen = Arc::new(AtomicU64::new(0));
@@ -146,32 +149,59 @@ impl Hub {
         let (host, path, n) = (at.host.clone(), at.path.clone(), at.n);
         tokio::spawn(async move {
             let mut sent: u64 = 0;
-            loop {
-                let m = out.outbox.pop().await;
-                if matches!(m, Message::Text(_) | Message::Binary(_)) {
-                    if let Some(plan) = drop_plan.as_mut() {
-                        if plan.drop_now(sent) {
-                            // An injected fault: the connection just goes, no close frame.
-                            tracing::warn!(session = n, rule = %plan.rule, "injected fault: WebSocket connection dropped after {sent} frames");
-                            let detail = format!("ws_drop:{}; after {sent} frames", plan.rule);
-                            journal.note("WS", &host, &path, 0, "fault:ws_drop", Some(&detail));
-                            abort.notify_one();
-                            return;
+            let mut batch: Vec<Message> = Vec::with_capacity(WRITE_BATCH);
+            let mut shown: Vec<Vec<u8>> = Vec::new();
+            'writing: loop {
+                // What is queued goes out together, with one flush (one TLS record and one write
+                // for a burst of small frames rather than one each).
+                batch.push(out.outbox.pop().await);
+                while batch.len() < WRITE_BATCH {
+                    match out.outbox.try_pop() {
+                        Some(m) => batch.push(m),
+                        None => break,
+                    }
+                }
+                let mut closing = false;
+                for m in batch.drain(..) {
+                    if matches!(m, Message::Text(_) | Message::Binary(_)) {
+                        if let Some(plan) = drop_plan.as_mut() {
+                            if plan.drop_now(sent) {
+                                // An injected fault: the connection just goes, no close frame.
+                                let _ = sink.flush().await;
+                                for data in shown.drain(..) {
+                                    out.log_frame(&journal, "sent", "frame", &data);
+                                }
+                                tracing::warn!(session = n, rule = %plan.rule, "injected fault: WebSocket connection dropped after {sent} frames");
+                                let detail = format!("ws_drop:{}; after {sent} frames", plan.rule);
+                                journal.note("WS", &host, &path, 0, "fault:ws_drop", Some(&detail));
+                                abort.notify_one();
+                                return;
+                            }
+                        }
+                        sent += 1;
+                    }
+                    closing = matches!(m, Message::Close(_));
+                    if journal.live.watched() {
+                        match &m {
+                            Message::Text(t) => shown.push(t.as_bytes().to_vec()),
+                            Message::Binary(b) => shown.push(b.to_vec()),
+                            _ => {}
                         }
                     }
-                    sent += 1;
+                    if sink.feed(m).await.is_err() {
+                        break 'writing;
+                    }
+                    if closing {
+                        break;
+                    }
                 }
-                let closing = matches!(m, Message::Close(_));
-                let shown = match (&m, journal.live.watched()) {
-                    (Message::Text(t), true) => Some(t.as_bytes().to_vec()),
-                    (Message::Binary(b), true) => Some(b.to_vec()),
-                    _ => None,
-                };
-                if sink.send(m).await.is_err() || closing {
-                    break;
-                }
-                if let Some(data) = shown {
+                batch.clear();
+                let flushed = sink.flush().await.is_ok();
+                for data in shown.drain(..) {
                     out.log_frame(&journal, "sent", "frame", &data);
+                }
+                if !flushed || closing {
+                    break;
                 }
             }
             wrote_close.notify_one();
@@ -187,7 +217,7 @@ impl Hub {
             .filter(|f| {
                 f.dir == Dir::Server
                     && f.kind == FrameKind::Text
-                    && crate::platform::is_heartbeat(&String::from_utf8_lossy(&f.data.bytes))
+                    && std::str::from_utf8(&f.data.bytes).is_ok_and(crate::platform::is_heartbeat)
             })
             .map(|f| f.at_ms)
             .collect();
@@ -366,26 +396,40 @@ impl Hub {
     /// served, a client frame sent), frames following the same thing keep their recorded gaps (scaled by
     /// `ws.speed`), and recorded heartbeats are left to the heartbeat task. Ends at a close frame or
     /// when the session closes.
-    async fn play(&self, recorded: Vec<Frame>, s: Arc<Session>, index: Arc<Index>, client: Arc<ClientFrames>) {
+    async fn play(&self, recorded: Arc<Vec<Frame>>, s: Arc<Session>, index: Arc<Index>, client: Arc<ClientFrames>) {
         let sid: u64 = s.id.trim_start_matches("ws-").parse().unwrap_or(0);
         let mut prev: Option<(Option<Anchor>, u64)> = None;
+        // Frames ready to go, queued together (one lock, one wake of the writer) before the
+        // player next waits for anything.
+        let mut ready: Vec<Message> = Vec::with_capacity(WRITE_BATCH);
         for f in recorded.iter().filter(|f| f.dir == Dir::Server) {
-            if f.kind == FrameKind::Text && crate::platform::is_heartbeat(&String::from_utf8_lossy(&f.data.bytes)) {
+            if f.kind == FrameKind::Text && std::str::from_utf8(&f.data.bytes).is_ok_and(crate::platform::is_heartbeat)
+            {
                 continue;
             }
             // Wait for what caused it.
             match f.after {
-                Some(Anchor::Rest(seq)) => loop {
-                    let w = self.served.notified();
-                    tokio::pin!(w);
-                    w.as_mut().enable();
-                    if index.seq_served(seq) {
-                        break;
+                Some(Anchor::Rest(seq)) if !index.seq_served(seq) => {
+                    if !s.outbox.push_all(&mut ready, sid).await {
+                        return;
                     }
-                    w.await;
-                },
-                Some(Anchor::Client(cn)) => client.wait_for(cn).await,
-                None => {}
+                    loop {
+                        let w = self.served.notified();
+                        tokio::pin!(w);
+                        w.as_mut().enable();
+                        if index.seq_served(seq) {
+                            break;
+                        }
+                        w.await;
+                    }
+                }
+                Some(Anchor::Client(cn)) => {
+                    if !s.outbox.push_all(&mut ready, sid).await {
+                        return;
+                    }
+                    client.wait_for(cn).await
+                }
+                _ => {}
             }
             // Frames that followed nothing new keep their recorded pacing.
             if let Some((prev_after, prev_at)) = prev {
@@ -393,23 +437,33 @@ impl Hub {
                     if let Some(speed) = self.speed {
                         let gap = (f.at_ms.saturating_sub(prev_at) as f64 / speed) as u64;
                         if gap > 0 {
+                            if !s.outbox.push_all(&mut ready, sid).await {
+                                return;
+                            }
                             self.timer.sleep_ms(gap).await;
                         }
                     }
                 }
             }
             prev = Some((f.after, f.at_ms));
-            let waited = match f.after {
-                Some(Anchor::Rest(seq)) => Some(format!("exchange #{seq} replayed")),
-                Some(Anchor::Client(cn)) => Some(format!("client frame {cn}")),
-                None => None,
-            };
-            s.made(&self.journal, &f.data.bytes, "frame", waited);
+            if self.journal.live.watched() {
+                let waited = match f.after {
+                    Some(Anchor::Rest(seq)) => Some(format!("exchange #{seq} replayed")),
+                    Some(Anchor::Client(cn)) => Some(format!("client frame {cn}")),
+                    None => None,
+                };
+                s.made(&self.journal, &f.data.bytes, "frame", waited);
+            }
             let Some(m) = to_message(f) else { continue };
             let closing = matches!(m, Message::Close(_));
-            if !s.outbox.push(m, false, sid).await || closing {
-                break;
+            ready.push(m);
+            if (closing || ready.len() >= WRITE_BATCH) && !s.outbox.push_all(&mut ready, sid).await {
+                return;
+            }
+            if closing {
+                return;
             }
         }
+        let _ = s.outbox.push_all(&mut ready, sid).await;
     }
 }
