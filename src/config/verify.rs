@@ -1,6 +1,6 @@
 //! The `verify:` section of `proxy.yaml`: where `callvcr verify` finds the sandbox credentials (the
 //! names of environment variables, never their values), when a slower answer counts as drift, and
-//! how long it waits for WebSocket events and rate limits. The run itself is `crate::verify`'s.
+//! how long it waits for WebSocket events and rate limits. The run itself is the `verify` module's.
 
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};

@@ -209,7 +209,7 @@ fn headers(recorded: &RecordedResponse, live: &RecordedResponse, platform: Platf
     for name in names {
         let Some(how) = watch(&name, &prefixes) else { continue };
         let change = match (values(&recorded.headers, &name), values(&live.headers, &name)) {
-            (None, Some(l)) => format!("added: {l:?}"),
+            (None, Some(l)) => format!("added ({l:?})"),
             (Some(r), None) => format!("removed (was {r:?})"),
             (Some(r), Some(l)) if how == Watch::Value && normalised(&name, &r) != normalised(&name, &l) => {
                 format!("changed from {r:?} to {l:?}")
@@ -307,7 +307,7 @@ mod tests {
             d,
             [
                 Drift::new(Category::Schema, "$", "JSON where the recording had no body"),
-                Drift::new(Category::Headers, "content-type", "added: \"application/json\""),
+                Drift::new(Category::Headers, "content-type", "added (\"application/json\")"),
             ]
         );
     }
@@ -348,10 +348,10 @@ mod tests {
             got,
             [
                 ("content-type".to_string(), "changed from \"application/json\" to \"text/html\"".to_string()),
-                ("deprecation".into(), "added: \"true\"".into()),
+                ("deprecation".into(), "added (\"true\")".into()),
                 ("etag".into(), "removed (was \"\\\"a\\\"\")".into()),
-                ("sunset".into(), "added: \"Wed, 01 Jul 2026 00:00:00 GMT\"".into()),
-                ("x-ratelimit-remaining".into(), "added: \"9\"".into()),
+                ("sunset".into(), "added (\"Wed, 01 Jul 2026 00:00:00 GMT\")".into()),
+                ("x-ratelimit-remaining".into(), "added (\"9\")".into()),
             ],
             "cache directives without their numbers; rate-limit counts by presence"
         );

@@ -172,9 +172,12 @@ impl Report {
             "callvcr verify `{}`: {} exchanges: {} verified, {} skipped, {} not verified\n",
             self.cassette, self.exchanges, self.verified, self.skipped, self.unverified
         );
-        for (c, seqs) in &self.summary {
+        for c in Category::ALL {
+            let seqs = self.summary.get(c.as_str()).map(Vec::as_slice).unwrap_or_default();
             let list: Vec<String> = seqs.iter().map(|s| format!("#{s}")).collect();
-            out.push_str(&format!("  {c:<10} {:>3}  {}\n", seqs.len(), list.join(" ")));
+            let line = format!("  {:<10} {:>3}  {}", c.as_str(), seqs.len(), list.join(" "));
+            out.push_str(line.trim_end());
+            out.push('\n');
         }
         let rl = &self.rate_limited;
         if rl.answers > 0 {
@@ -196,7 +199,11 @@ impl Report {
         for r in self.results.iter().filter(|r| !r.drift.is_empty()) {
             out.push_str(&format!("\n#{} {}\n", r.seq, r.request));
             for d in &r.drift {
-                out.push_str(&format!("  {:<10} {}: {}\n", d.category.as_str(), d.at, d.change));
+                let c = d.category.as_str();
+                match d.at == c {
+                    true => out.push_str(&format!("  {c:<10} {}\n", d.change)),
+                    false => out.push_str(&format!("  {c:<10} {}: {}\n", d.at, d.change)),
+                }
             }
         }
         let listed = |o: Outcome, title: &str, out: &mut String| {
@@ -336,7 +343,7 @@ mod tests {
                     Outcome::Verified,
                     vec![
                         Drift::new(Category::Schema, "$.a", "field added (string)"),
-                        Drift::new(Category::Headers, "deprecation", "added: \"true\""),
+                        Drift::new(Category::Headers, "deprecation", "added (\"true\")"),
                     ],
                 ),
                 limited,
