@@ -94,12 +94,23 @@ fn s(v: &[String]) -> Vec<&str> {
 /// `callvcr verify --cassette NAME` against the stand-in with `extra` flags and the sandbox
 /// credentials in the environment; (exit code, stdout, stderr).
 async fn verify(dir: &Path, si: &StandIn, cassette: &str, extra: &[&str]) -> (i32, String, String) {
+    let env = [("CALLVCR_CLIENT_ID", "verify-client"), ("CALLVCR_CLIENT_SECRET", LIVE_SECRET)];
+    verify_env(dir, si, cassette, extra, &env).await
+}
+
+/// [`verify`] with the environment `env`.
+async fn verify_env(
+    dir: &Path,
+    si: &StandIn,
+    cassette: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let resolve = format!("*={}", si.addr);
     let ca = si.ca_path.display().to_string();
     let mut args = vec!["verify", "--cassette", cassette, "--resolve", &resolve, "--upstream-ca", &ca];
     args.extend_from_slice(extra);
-    let env = [("CALLVCR_CLIENT_ID", "verify-client"), ("CALLVCR_CLIENT_SECRET", LIVE_SECRET)];
-    run_env(dir, &args, &env).await
+    run_env(dir, &args, env).await
 }
 
 /// The summary of a JSON report: each category's exchanges.
@@ -413,4 +424,61 @@ async fn the_examples_cassette_of_the_genesys_sdk_flow_verifies_with_zero_drift(
         patched,
         [format!(r#"{customer} {{"held":true}}"#), format!(r#"{customer} {{"state":"disconnected"}}"#)]
     );
+}
+
+const NICE: &str = "api-na1.niceincontact.com";
+
+/// A NICE request with `bearer` (empty: none), on its own task.
+fn nice(cv: &Callvcr, bearer: &str, method: &str, path: &str, body: &str) -> tokio::task::JoinHandle<Resp> {
+    let auth = format!("Bearer {bearer}");
+    let mut h = vec![("content-type", "application/x-www-form-urlencoded")];
+    if !bearer.is_empty() {
+        h = vec![("authorization", auth.as_str()), ("content-type", "application/json")];
+    }
+    spawn_send(cv, NICE, method, path, &h, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nice_access_key_sign_in_and_its_long_polls_verify_with_zero_drift() {
+    let dir = tempdir("verify-nice");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "agent")));
+    // The access key as a password grant, its secret from the environment when verified.
+    let body = "grant_type=password&username=KEYID-77&password=NICE-KEY-SECRET-OK&client_id=nice-app";
+    let login = nice(&cv, "", "POST", "/auth/token", body).await.unwrap();
+    assert_eq!(login.status, 200, "{}", login.text());
+    let token = login.json()["access_token"].as_str().unwrap().to_string();
+    let config = format!("/.well-known/cxone-configuration?tenantId={NICE_TENANT}");
+    assert_eq!(nice(&cv, &token, "GET", &config, "").await.unwrap().status, 200);
+    // A long poll answered by the state change that follows it, then a quiet one.
+    let waiting = nice(&cv, &token, "GET", &format!("{NICE_POLL}?timeout=5"), "");
+    wait_for_upstream(&si, NICE_POLL).await;
+    assert_eq!(nice(&cv, &token, "POST", NICE_STATE, r#"{"state":"Available"}"#).await.unwrap().status, 202);
+    assert_eq!(waiting.await.unwrap().json()["events"][0]["CurrentState"], "Available");
+    assert_eq!(nice(&cv, &token, "GET", &format!("{NICE_POLL}?timeout=1"), "").await.unwrap().status, 304);
+    assert_eq!(cv.stop().0, 0);
+
+    let env = [("CALLVCR_PASSWORD", "NICE-KEY-SECRET-OK")];
+    let (code, out, err) = verify_env(&dir, &si, "agent", &["--fail-on-drift"], &env).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("5 exchanges: 3 verified, 2 skipped"), "the poll waits for the skipped state change: {out}");
+    assert!(
+        out.contains("#3 GET api-na1.niceincontact.com")
+            && out.contains("its recorded answer came of #4, which was not sent"),
+        "{out}"
+    );
+    let (code, out, err) = verify_env(&dir, &si, "agent", &["--fail-on-drift", "--mutations"], &env).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("5 exchanges: 5 verified") && out.contains("no drift"), "{out}");
+    for text in [&out, &err] {
+        for secret in ["NICE-KEY-SECRET-OK", "SECRETSIGNATURE", "SECRETIDSIGNATURE", "SECRET-NICE-REFRESH"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    let sent = si.seen.lock().unwrap().iter().filter(|s| s.path == "/auth/token").count();
+    assert_eq!(sent, 3, "signed in once when recorded, once per run");
+    // Without the access key's secret there is no run.
+    let (code, _, err) = verify_env(&dir, &si, "agent", &[], &[]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("CALLVCR_PASSWORD"), "{err}");
 }

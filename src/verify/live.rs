@@ -226,6 +226,7 @@ fn skip_reason(s: Skip) -> String {
     match s {
         Skip::Mutation => "changes the sandbox (--mutations sends it)".to_string(),
         Skip::DependsOn(seq) => format!("uses what #{seq} would have made, and #{seq} was not sent"),
+        Skip::AnsweredBy(seq) => format!("its recorded answer came of #{seq}, which was not sent"),
     }
 }
 
@@ -342,6 +343,14 @@ impl Runner<'_> {
             self.replacements.insert(e.seq, Replacement { response, duration_ms: a.ms, token_shapes });
         }
         res.drift = drift;
+    }
+
+    /// Waits for a long poll sent from its own task and settles its result (at `index`).
+    async fn settle_poll(&mut self, index: usize, e: &Exchange, task: tokio::task::JoinHandle<Result<Answer, String>>) {
+        let got = task.await.unwrap_or_else(|err| Err(format!("the request task failed: {err}")));
+        let mut res = self.results[index].clone();
+        self.settle(e, Kind::LongPoll, &mut res, got);
+        self.results[index] = res;
     }
 
     /// Opens exchange `e`'s WebSocket session live. A handshake the platform does not accept is
@@ -464,9 +473,15 @@ pub(crate) async fn run(
         match step.kind {
             Kind::WebSocket => sessions.extend(r.open(e, c, res).await),
             Kind::LongPoll => {
-                // Its answer waits for what later requests cause: sent alongside them.
+                // Its answer waits for what later requests cause: sent alongside them. An SDK
+                // polls one session in a loop, so the poll before it on that path is answered first.
+                let path = (e.request.host.clone(), e.request.path.clone());
+                if let Some(i) = polls.iter().position(|(_, p, _, _)| *p == path) {
+                    let (index, _, before, task) = polls.swap_remove(i);
+                    r.settle_poll(index, before, task).await;
+                }
                 let (sender, req, status) = (r.sender.clone(), r.session.request(e, step.kind), e.response.status);
-                polls.push((r.results.len(), e, tokio::spawn(async move { sender.send(&req, status).await })));
+                polls.push((r.results.len(), path, e, tokio::spawn(async move { sender.send(&req, status).await })));
                 r.results.push(res);
             }
             kind => {
@@ -477,11 +492,8 @@ pub(crate) async fn run(
             }
         }
     }
-    for (index, e, task) in polls {
-        let got = task.await.unwrap_or_else(|err| Err(format!("the request task failed: {err}")));
-        let mut res = r.results[index].clone();
-        r.settle(e, Kind::LongPoll, &mut res, got);
-        r.results[index] = res;
+    for (index, _, e, task) in polls {
+        r.settle_poll(index, e, task).await;
     }
     let expected = |f: &Frame| match f.after {
         Some(Anchor::Rest(a)) => first_skipped.is_none_or(|s| a < s),

@@ -32,8 +32,10 @@ pub(crate) enum Kind {
 pub(crate) enum Skip {
     /// It changes the sandbox (POST, PUT, PATCH, DELETE), and `--mutations` was not given.
     Mutation,
-    /// It uses what an exchange that was not sent would have made (an id), or waits for it.
+    /// It uses what an exchange that was not sent would have made (an id).
     DependsOn(u64),
+    /// It is a long poll whose recorded answer that exchange, not sent, caused.
+    AnsweredBy(u64),
 }
 
 /// One exchange of the plan.
@@ -136,10 +138,8 @@ pub(crate) fn plan(exchanges: &[Exchange], mutations: bool) -> Vec<Step> {
         let asked = request_ids(e);
         let skip = if !mutations && changes_sandbox(e) {
             Some(Skip::Mutation)
-        } else if let Some(s) = asked.iter().find_map(|t| unmade.get(t)) {
-            Some(Skip::DependsOn(*s))
         } else {
-            e.after.filter(|a| kind == Kind::LongPoll && skipped.contains(a)).map(Skip::DependsOn)
+            asked.iter().find_map(|t| unmade.get(t)).map(|s| Skip::DependsOn(*s))
         };
         let answered = answer_ids(e);
         if skip.is_some() {
@@ -151,6 +151,14 @@ pub(crate) fn plan(exchanges: &[Exchange], mutations: bool) -> Vec<Step> {
         seen.extend(asked);
         seen.extend(answered);
         out.push(Step { seq: e.seq, kind, skip });
+    }
+    // A long poll's answer was caused by a request sent after it (`after`): when that one is not
+    // sent, the recorded answer will not come either.
+    for (e, i) in exchanges.iter().zip(0..out.len()) {
+        let cause = e.after.filter(|a| out[i].kind == Kind::LongPoll && out[i].skip.is_none() && skipped.contains(a));
+        if let Some(a) = cause {
+            out[i].skip = Some(Skip::AnsweredBy(a));
+        }
     }
     out
 }
@@ -284,26 +292,18 @@ mod tests {
     #[test]
     fn a_long_poll_answered_by_a_skipped_write_is_skipped_too() {
         let host = "api-na1.niceincontact.com";
+        let events = "/incontactapi/services/v27.0/agent-sessions/s-1/get-next-event";
+        let mut poll = with_host(test_exchange(1, "GET", events, Some("timeout=5"), "", 200, "{}"), host);
+        // The poll was waiting when the state changed, and that change answered it.
+        poll.after = Some(2);
         let state = with_host(
-            test_exchange(1, "POST", "/incontactapi/services/v27.0/agent-sessions/s-1/state", None, "{}", 202, "{}"),
+            test_exchange(2, "POST", "/incontactapi/services/v27.0/agent-sessions/s-1/state", None, "{}", 202, "{}"),
             host,
         );
-        let mut poll = with_host(
-            test_exchange(
-                2,
-                "GET",
-                "/incontactapi/services/v27.0/agent-sessions/s-1/get-next-event",
-                Some("timeout=5"),
-                "",
-                200,
-                "{}",
-            ),
-            host,
-        );
-        poll.after = Some(1);
-        let p = plan(&[state, poll], false);
-        assert_eq!(p[1].kind, Kind::LongPoll);
-        assert_eq!(p[1].skip, Some(Skip::DependsOn(1)));
+        let p = plan(&[poll.clone(), state.clone()], false);
+        assert_eq!(p[0].kind, Kind::LongPoll);
+        assert_eq!(p[0].skip, Some(Skip::AnsweredBy(2)));
+        assert_eq!(plan(&[poll, state], true)[0].skip, None);
     }
 
     #[test]
