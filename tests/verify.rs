@@ -331,9 +331,7 @@ async fn without_mutations_a_drifted_sandbox_reports_the_reads_and_lists_the_wri
     let (code, out, err) = verify(&dir, &si, "flow", &[]).await;
     assert_eq!(code, 0, "drift alone does not fail a run without --fail-on-drift: {err}");
     // The text report: a line per category with the exchanges behind it.
-    let line = |c: &str| {
-        out.lines().find(|l| l.trim_start().starts_with(c)).unwrap_or_else(|| panic!("{c}: {out}")).to_string()
-    };
+    let line = |c: &str| line_of(&out, c);
     assert!(line("status").ends_with(" 1  #4"), "{out}");
     assert!(line("schema").ends_with(" 2  #3 #5"), "{out}");
     assert!(line("headers").ends_with(" 1  #3"), "{out}");
@@ -346,6 +344,72 @@ async fn without_mutations_a_drifted_sandbox_reports_the_reads_and_lists_the_wri
     );
     assert!(out.contains(&format!("{CHANNEL_ID} → {NEW_CHANNEL_ID}")), "the channel made live is learned: {out}");
     assert!(out.ends_with("drift in 3 of 8 verified exchanges; 0 not verified\n"), "{out}");
+    no_secret("the report", out.as_bytes());
+    no_secret("the log", err.as_bytes());
+
+    // Fields named volatile for matching (`match.ignore_json_paths`) are not drift either.
+    std::fs::write(dir.join("proxy.yaml"), "match:\n  ignore_json_paths: [total, pageCount]\n").unwrap();
+    let (_, out, _) = verify(&dir, &si, "flow", &[]).await;
+    assert!(line_of(&out, "schema").ends_with(" 1  #3"), "{out}");
+}
+
+/// The report's line for a category.
+fn line_of(out: &str, category: &str) -> String {
+    out.lines()
+        .find(|l| l.trim_start().starts_with(category))
+        .unwrap_or_else(|| panic!("{category}: {out}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_credentials_sign_in_recorded_or_not() {
+    let dir = tempdir("verify-cc");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "service")));
+    let mut c = h1_tls(&cv, "login.mypurecloud.com").await;
+    let basic = format!("Basic {RECORDED_BASIC}");
+    let h = [
+        ("host", "login.mypurecloud.com"),
+        ("authorization", basic.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let token = c.send("POST", "/oauth/token", &h, "grant_type=client_credentials").await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(api(&cv, &token, "GET", "/api/v2/users/me", "").await.status, 200);
+    assert_eq!(cv.stop().0, 0);
+    let (code, out, err) = verify(&dir, &si, "service", &["--fail-on-drift"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("2 exchanges: 2 verified") && out.contains("no drift"), "{out}");
+
+    // A cassette of bearer calls with no sign-in in it: verify signs in with client credentials
+    // at the region's login service, and the calls carry that token.
+    let call = json!({"seq": 1, "recorded_at": "2026-01-05T09:00:00.000Z", "duration_ms": 3,
+        "request": {"method": "GET", "scheme": "https", "host": "api.mypurecloud.com", "path": "/api/v2/users/me",
+                    "headers": [["host", "api.mypurecloud.com"], ["authorization", "[REDACTED]"]], "body": {"text": ""}},
+        "response": {"status": 200, "headers": [["content-type", "application/json"]],
+                     "body": {"json": {"id": "u-1", "name": "Agent Smith", "state": "active"}}}});
+    let text = format!("{{\"format\":\"callvcr-cassette\",\"version\":1}}\n{call}\n");
+    std::fs::write(dir.join("calls-only.jsonl"), text).unwrap();
+    let before = si.seen.lock().unwrap().len();
+    let (code, out, err) = verify(&dir, &si, "calls-only.jsonl", &["--fail-on-drift"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(
+            "signed in: client credentials at https://login.mypurecloud.com/oauth/token for api.mypurecloud.com: 200"
+        ),
+        "{out}"
+    );
+    let seen: Vec<(String, Option<String>)> = si.seen.lock().unwrap()[before..]
+        .iter()
+        .map(|s| (s.path.clone(), s.headers.get("authorization").map(|v| v.to_str().unwrap().to_string())))
+        .collect();
+    assert_eq!(
+        seen[1],
+        ("/api/v2/users/me".to_string(), Some("Bearer SECRET-ACCESS-TOKEN-123".to_string())),
+        "{seen:?}"
+    );
     no_secret("the report", out.as_bytes());
     no_secret("the log", err.as_bytes());
 }
@@ -481,4 +545,35 @@ async fn a_nice_access_key_sign_in_and_its_long_polls_verify_with_zero_drift() {
     let (code, _, err) = verify_env(&dir, &si, "agent", &[], &[]).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("CALLVCR_PASSWORD"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Genesys Python SDK under target/examples/py (`examples/run.sh python` installs it)"]
+async fn the_genesys_python_sdks_own_recording_verifies_with_zero_drift() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sdk = std::env::var("CALLVCR_PY_SDK").unwrap_or_else(|_| root.join("target/examples/py").display().to_string());
+    let script = root.join("tests/fixtures/genesys_sdk_flow.py").display().to_string();
+    let dir = tempdir("verify-sdk");
+    let si = start_stand_in(&dir).await;
+    // The unmodified SDK records its flow from the stand-in through `callvcr run --record`.
+    let resolve = format!("*={}", si.addr);
+    let ca = si.ca_path.display().to_string();
+    let args =
+        ["run", "--record", "--cassette", "sdk", "--resolve", &resolve, "--upstream-ca", &ca, "--", "python3", &script];
+    let (code, out, err) = run_env(&dir, &args, &[("PYTHONPATH", sdk.as_str())]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("placed call"), "{out}");
+    let env = [("CALLVCR_CLIENT_ID", "sdk-client"), ("CALLVCR_CLIENT_SECRET", LIVE_SECRET)];
+    for extra in [&["--fail-on-drift"][..], &["--fail-on-drift", "--mutations"][..]] {
+        let (code, out, err) = verify_env(&dir, &si, "sdk", extra, &env).await;
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(out.contains("no drift"), "{out}");
+        no_secret("the report", out.as_bytes());
+        no_secret("the log", err.as_bytes());
+    }
+    // The SDK's call placed live gets a new id: learned, and the hold and hang-up go to it.
+    si.drift.new_ids.store(true, Ordering::SeqCst);
+    let (code, out, err) = verify_env(&dir, &si, "sdk", &["--fail-on-drift", "--mutations"], &env).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("7 exchanges: 7 verified") && out.contains(&format!("{CALL_ID} → {NEW_CALL_ID}")), "{out}");
 }
