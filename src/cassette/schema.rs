@@ -326,8 +326,8 @@ impl Shape {
         parts.join(" | ")
     }
 
-    /// How `later` differs from `self` (the earlier samples), location by location: fields added
-    /// and removed, types changed (nulls apart, integers and decimals one type, a string's format
+    /// How `later` differs from `self` (the earlier samples), location by location: fields added,
+    /// fields removed (that every earlier object had), types changed (nulls apart, integers and decimals one type, a string's format
     /// counted: a UUID where a UUID was is no change, a plain string where a UUID was is), newly
     /// null, newly required. A location the earlier samples only ever saw as null says nothing of
     /// its type, so a value there later is no change; nor is an array with no items on either side.
@@ -358,7 +358,9 @@ impl Shape {
             for (k, (sa, na)) in &self.properties {
                 at.push(k.clone());
                 match b.properties.get(k) {
-                    None => out.push(ShapeChange::Removed { at: at.clone() }),
+                    // A field only some earlier objects had may be missing from the later ones.
+                    None if *na == self.objects => out.push(ShapeChange::Removed { at: at.clone() }),
+                    None => {}
                     Some((sb, nb)) => {
                         if *na < self.objects && *nb == b.objects && b.objects > 0 {
                             out.push(ShapeChange::NewlyRequired { at: at.clone() });
@@ -713,6 +715,9 @@ mod tests {
                 ShapeChange::Added { at: at(&["extra"]), types: vec!["object"] },
             ]
         );
+        // A field only some recorded items had is not "removed" when no live item has it.
+        let sometimes = of(&[json!({"list": [{"a": 1, "b": 1}, {"a": 2}]})]);
+        assert_eq!(sometimes.changes(&of(&[json!({"list": [{"a": 3}]})])), vec![]);
         assert_eq!(location(&at(&["list", "[]", "b"])), "$.list[].b");
         assert_eq!(location(&[]), "$");
     }

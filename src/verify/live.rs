@@ -515,6 +515,9 @@ async fn finish_sessions(
     sessions: Vec<LiveSession>,
     expected: &dyn Fn(&Frame) -> bool,
 ) -> HashMap<u64, Vec<Frame>> {
+    if sessions.is_empty() {
+        return HashMap::new();
+    }
     let recorded = |seq: u64| c.frames.iter().filter(|f| f.session == seq).cloned().collect::<Vec<Frame>>();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(r.opts.cfg.ws_wait_ms);
     let wanted: Vec<_> = sessions.iter().map(|s| events::expected_counts(&recorded(s.seq), expected)).collect();
