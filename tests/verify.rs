@@ -347,6 +347,21 @@ async fn without_mutations_a_drifted_sandbox_reports_the_reads_and_lists_the_wri
     no_secret("the report", out.as_bytes());
     no_secret("the log", err.as_bytes());
 
+    // --update --into a file: the recording as JSON Lines, the drifted answers live.
+    let (code, _, err) = verify(&dir, &si, "flow", &["--update", "--into", "updated.jsonl"]).await;
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(dir.join("updated.jsonl")).unwrap();
+    let statuses: Vec<(String, u64)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("request").is_some())
+        .map(|v| (v["request"]["path"].as_str().unwrap().to_string(), v["response"]["status"].as_u64().unwrap()))
+        .collect();
+    assert!(statuses.contains(&("/api/v2/presencedefinitions".to_string(), 404)), "{statuses:?}");
+    assert!(statuses.contains(&("/api/v2/conversations/calls".to_string(), 200)), "{statuses:?}");
+    assert_eq!(statuses.len(), 10, "every exchange, skipped ones as recorded");
+    no_secret("the updated cassette", text.as_bytes());
+
     // Fields named volatile for matching (`match.ignore_json_paths`) are not drift either.
     std::fs::write(dir.join("proxy.yaml"), "match:\n  ignore_json_paths: [total, pageCount]\n").unwrap();
     let (_, out, _) = verify(&dir, &si, "flow", &[]).await;
