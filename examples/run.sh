@@ -5,7 +5,8 @@
 # reversed, each test alone and on two xdist workers. js: the node:test file examples/js through
 # callvcr's Node helper (clients/node), as declared, reversed, two at a time and each test alone.
 # Each also runs its plain SDK script through `callvcr run`, strictly (any miss or unused recording
-# fails; Python via a private hosts file when root). nice: NICE CXone's own agent SDKs (@nice-devone/*
+# fails; Python via a private hosts file when root), and for Python, `callvcr verify` of the SDK's own
+# recording from the stand-in sandbox (tests/verify.rs). nice: NICE CXone's own agent SDKs (@nice-devone/*
 # 25.1.2, unmodified, examples/nice/agent_flow.mjs) against examples/nice-agent.jsonl, as the node:test
 # file examples/nice/agent.test.mjs (proxy mode through the Node helper, and hosts mode through
 # `callvcr run --hosts` when root), as declared, reversed and each test alone. Installs the SDKs (and
@@ -86,6 +87,11 @@ for sdk in "${which[@]}"; do
       echo "examples: python SDK script through callvcr run ${mode[*]:-(proxy)}"
       (cd "$work" && PYTHONPATH="$work/py" "$bin" run "${mode[@]}" --cassette "$cassette" --strict --fail-on-unused \
         -- python3 "$root/examples/python/call_flow.py") || status=$?
+      # And `callvcr verify` of the SDK's own recording: the same flow recorded from the stand-in
+      # sandbox (tests/support) through `callvcr run --record`, then verified against it (zero drift).
+      echo "examples: python SDK flow recorded from the stand-in, then callvcr verify against it"
+      CALLVCR_PY_SDK="$work/py" cargo test --quiet --locked --test verify -- --ignored --exact \
+        the_genesys_python_sdks_own_recording_verifies_with_zero_drift || status=$?
       ;;
     js)
       need=

@@ -22,6 +22,7 @@ pub(crate) mod sharded;
 pub(crate) mod timer;
 pub mod tls;
 pub(crate) mod upstream;
+pub(crate) mod verify;
 pub(crate) mod ws;
 
 /// Crate-private parts the fuzz targets under `fuzz/` drive directly. Not an API: nothing here is

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use super::model::Exchange;
 
 /// Whether a path segment is an id rather than a resource name.
-fn is_id(seg: &str) -> bool {
+pub(crate) fn is_id(seg: &str) -> bool {
     if seg.is_empty() {
         return false;
     }
@@ -257,6 +257,156 @@ impl Shape {
             m.insert("examples".into(), json!([e]));
         }
         Value::Object(m)
+    }
+}
+
+/// How the shape of one JSON location changed from one set of samples to another (see
+/// [`Shape::changes`]). `at` is the location as segments from the root: object keys, and `[]`
+/// for the items of an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShapeChange {
+    /// A field the earlier samples never had, with the types it has now.
+    Added {
+        /// Where.
+        at: Vec<String>,
+        /// Its types now (`string`, `object`, ...).
+        types: Vec<&'static str>,
+    },
+    /// A field the earlier samples had and the later ones do not.
+    Removed {
+        /// Where.
+        at: Vec<String>,
+    },
+    /// Its types (or a string's format) differ, nulls apart.
+    TypeChanged {
+        /// Where.
+        at: Vec<String>,
+        /// Before, e.g. `string (uuid)`.
+        from: String,
+        /// After.
+        to: String,
+    },
+    /// It is null now, where the earlier samples never were.
+    NewlyNull {
+        /// Where.
+        at: Vec<String>,
+    },
+    /// Every object has it now, where only some did before.
+    NewlyRequired {
+        /// Where.
+        at: Vec<String>,
+    },
+}
+
+impl ShapeChange {
+    /// Where it happened, as segments.
+    pub fn at(&self) -> &[String] {
+        match self {
+            ShapeChange::Added { at, .. }
+            | ShapeChange::Removed { at }
+            | ShapeChange::TypeChanged { at, .. }
+            | ShapeChange::NewlyNull { at }
+            | ShapeChange::NewlyRequired { at } => at,
+        }
+    }
+}
+
+/// A location as JSON-path-like text: `$`, `$.entities[].id`.
+pub fn location(at: &[String]) -> String {
+    let mut s = String::from("$");
+    for seg in at {
+        if seg == "[]" {
+            s.push_str("[]");
+        } else {
+            s.push('.');
+            s.push_str(seg);
+        }
+    }
+    s
+}
+
+impl Shape {
+    /// The non-null types seen, `integer` folded into `number` (a whole number where a decimal
+    /// was, or the other way round, is one type, as the written schema says).
+    fn value_types(&self) -> BTreeSet<&'static str> {
+        self.types.iter().map(|t| if *t == "integer" { "number" } else { *t }).filter(|t| *t != "null").collect()
+    }
+
+    /// Its types as text, with a string's format: `string (uuid)`, `number | null`.
+    fn type_text(&self) -> String {
+        let mut parts: Vec<String> = self
+            .value_types()
+            .into_iter()
+            .map(|t| match (t, self.format) {
+                ("string", Some(Some(f))) => format!("string ({f})"),
+                _ => t.to_string(),
+            })
+            .collect();
+        if self.types.contains("null") {
+            parts.push("null".into());
+        }
+        parts.join(" | ")
+    }
+
+    /// How `later` differs from `self` (the earlier samples), location by location: fields added,
+    /// fields removed (that every earlier object had), types changed (nulls apart, integers and decimals one type, a string's format
+    /// counted: a UUID where a UUID was is no change, a plain string where a UUID was is), newly
+    /// null, newly required. A location the earlier samples only ever saw as null says nothing of
+    /// its type, so a value there later is no change; nor is an array with no items on either side.
+    pub fn changes(&self, later: &Shape) -> Vec<ShapeChange> {
+        let mut out = Vec::new();
+        self.changes_at(later, &mut Vec::new(), &mut out);
+        out
+    }
+
+    /// [`Shape::changes`] below `at`.
+    fn changes_at(&self, b: &Shape, at: &mut Vec<String>, out: &mut Vec<ShapeChange>) {
+        let (ta, tb) = (self.value_types(), b.value_types());
+        if b.types.contains("null") && !self.types.contains("null") && !self.types.is_empty() {
+            out.push(ShapeChange::NewlyNull { at: at.clone() });
+        }
+        let format_of = |s: &Shape| match s.format {
+            Some(Some(f)) => Some(f),
+            _ => None,
+        };
+        let format_lost = ta.contains("string")
+            && tb.contains("string")
+            && format_of(self).is_some()
+            && format_of(self) != format_of(b);
+        if !ta.is_empty() && !tb.is_empty() && (ta != tb || format_lost) {
+            out.push(ShapeChange::TypeChanged { at: at.clone(), from: self.type_text(), to: b.type_text() });
+        }
+        if self.objects > 0 && b.objects > 0 {
+            for (k, (sa, na)) in &self.properties {
+                at.push(k.clone());
+                match b.properties.get(k) {
+                    // A field only some earlier objects had may be missing from the later ones.
+                    None if *na == self.objects => out.push(ShapeChange::Removed { at: at.clone() }),
+                    None => {}
+                    Some((sb, nb)) => {
+                        if *na < self.objects && *nb == b.objects && b.objects > 0 {
+                            out.push(ShapeChange::NewlyRequired { at: at.clone() });
+                        }
+                        sa.changes_at(sb, at, out);
+                    }
+                }
+                at.pop();
+            }
+            for (k, (sb, _)) in &b.properties {
+                if !self.properties.contains_key(k) {
+                    at.push(k.clone());
+                    out.push(ShapeChange::Added { at: at.clone(), types: sb.value_types().into_iter().collect() });
+                    at.pop();
+                }
+            }
+        }
+        if let (Some(ia), Some(ib)) = (&self.items, &b.items) {
+            if ia.samples > 0 && ib.samples > 0 {
+                at.push("[]".into());
+                ia.changes_at(ib, at, out);
+                at.pop();
+            }
+        }
     }
 }
 
@@ -578,6 +728,46 @@ mod tests {
         assert_eq!(p["list"]["items"]["required"], json!(["a"]), "array items merged; b only sometimes");
         assert_eq!(p["list"]["items"]["properties"]["b"]["type"], "boolean");
         assert!(p["opt"]["examples"].is_array());
+    }
+
+    #[test]
+    fn shape_changes_are_located_and_ignore_what_keeps_its_type_and_format() {
+        let of = |samples: &[Value]| {
+            let mut s = Shape::default();
+            samples.iter().for_each(|v| s.merge(v));
+            s
+        };
+        let before = of(&[json!({
+            "id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e", "n": 1, "gone": true, "later": null, "name": "a",
+            "when": "2026-01-05T09:00:00Z", "list": [{"a": 1, "b": 1}, {"a": 2}], "none": []
+        })]);
+        let same = of(&[json!({
+            "id": "9d2e3f4a-0000-4c47-9d0e-aaaaaaaaaaaa", "n": 2.5, "gone": false, "later": "now", "name": "b",
+            "when": "2027-02-06T10:00:00.123Z", "list": [{"a": 3, "b": 1}, {"a": 4}], "none": [{"x": 1}]
+        })]);
+        assert_eq!(before.changes(&same), vec![], "new values, same types and formats");
+        let after = of(&[json!({
+            "id": "not-a-uuid", "n": "1", "later": null, "name": null, "when": "2026-01-05T09:00:00Z",
+            "list": [{"a": 1, "b": 1}, {"a": 2, "b": 2}], "none": [], "extra": {"k": 1}
+        })]);
+        let at = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let got = before.changes(&after);
+        assert_eq!(
+            got,
+            vec![
+                ShapeChange::Removed { at: at(&["gone"]) },
+                ShapeChange::TypeChanged { at: at(&["id"]), from: "string (uuid)".into(), to: "string".into() },
+                ShapeChange::NewlyRequired { at: at(&["list", "[]", "b"]) },
+                ShapeChange::TypeChanged { at: at(&["n"]), from: "number".into(), to: "string".into() },
+                ShapeChange::NewlyNull { at: at(&["name"]) },
+                ShapeChange::Added { at: at(&["extra"]), types: vec!["object"] },
+            ]
+        );
+        // A field only some recorded items had is not "removed" when no live item has it.
+        let sometimes = of(&[json!({"list": [{"a": 1, "b": 1}, {"a": 2}]})]);
+        assert_eq!(sometimes.changes(&of(&[json!({"list": [{"a": 3}]})])), vec![]);
+        assert_eq!(location(&at(&["list", "[]", "b"])), "$.list[].b");
+        assert_eq!(location(&[]), "$");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The command line: `record`, `replay`, `run`, `ca`, `hosts`, `cassette`, `schema`, `state`.
+//! The command line: `record`, `replay`, `run`, `ca`, `hosts`, `cassette`, `schema`, `state`,
+//! `verify`.
 //! Parses flags, resolves them over `proxy.yaml`, wires the parts together and maps outcomes to
 //! exit codes (0 ok, 1 strict failures, 2 usage or configuration errors). Holds no proxy logic.
 //! The clap types' doc comments are the `--help` text, so they are written for users.
@@ -6,6 +7,7 @@
 mod cassette;
 mod schema;
 mod state;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,9 @@ enum Cmd {
     /// Start callvcr, run a command through it (trust and proxy set), stop, and exit with the
     /// command's status (or 1 when a strict replay missed).
     Run(RunArgs),
+    /// Send a cassette's requests to the live sandbox, in recorded order, and report how the
+    /// answers drifted from the recording (status, schema, headers, WebSocket events, timing).
+    Verify(verify::VerifyArgs),
 }
 
 /// `callvcr run` flags: the replay flags plus the mode and the command.
@@ -268,6 +273,7 @@ pub fn main() -> i32 {
             Cmd::Schema(c) => schema::run(c),
             Cmd::State(c) => state::run(c),
             Cmd::Run(r) => run_command(r).await,
+            Cmd::Verify(a) => verify::run(a).await,
         }
     })
 }

@@ -21,7 +21,9 @@ pub mod stateful;
 mod timeshift;
 pub use timeshift::{RawTimeShift, ShiftMode};
 mod validate;
+pub mod verify;
 pub use stateful::{Binding, Collection, StateConfig, Trigger, VersionsConfig};
+pub use verify::{CredentialVars, RawVerify, VerifyConfig};
 
 /// Hosts intercepted when `proxy.yaml` lists none: Genesys Cloud (all regions) and NICE CXone.
 pub const DEFAULT_HOSTS: &[&str] = &[
@@ -107,6 +109,8 @@ pub struct RawConfig {
     pub crud: stateful::RawCrud,
     /// The versions overlay: SDK-version routing.
     pub versions: stateful::RawVersions,
+    /// `callvcr verify`: credentials (variable names), timing, waits.
+    pub verify: RawVerify,
 }
 
 /// How strictly a route's requests are checked against the schema inferred from the cassette.
@@ -640,6 +644,8 @@ pub struct Config {
     pub crud: Vec<Collection>,
     /// The versions overlay's settings.
     pub versions: VersionsConfig,
+    /// `callvcr verify`'s settings.
+    pub verify: VerifyConfig,
 }
 
 impl Config {

@@ -141,3 +141,29 @@ fn time_shift_takes_a_mode_or_a_map_and_a_wrong_mode_is_located() {
     let msg = Config::parse("seed: 1\ntime_shift: sideways\n", p).unwrap_err().to_string();
     assert!(msg.contains("p.yaml:2:") && msg.contains("`sideways` is not a mode"), "{msg}");
 }
+
+#[test]
+fn verify_names_variables_never_values_and_is_located() {
+    let c = Config::default();
+    assert_eq!(c.verify.credentials.client_secret, "CALLVCR_CLIENT_SECRET");
+    assert_eq!((c.verify.timing_factor, c.verify.timing_min_ms), (3.0, 500));
+    let ok = Config::parse(
+        "verify:\n  credentials:\n    client_secret: SANDBOX_SECRET\n  timing:\n    factor: 2.5\n    min_ms: 100\n  token_url: https://login.example.test/oauth2/token\n",
+        Path::new("p.yaml"),
+    )
+    .unwrap();
+    assert_eq!(ok.verify.credentials.client_secret, "SANDBOX_SECRET");
+    assert_eq!(ok.verify.credentials.client_id, "CALLVCR_CLIENT_ID", "others keep their defaults");
+    assert_eq!((ok.verify.timing_factor, ok.verify.timing_min_ms), (2.5, 100));
+    assert_eq!(ok.verify.token_url, Some(("login.example.test".into(), "/oauth2/token".into())));
+    // A secret written where its variable's name belongs is refused, and not echoed.
+    let e =
+        Config::parse("verify:\n  credentials:\n    client_secret: 'hunter2-x!'\n", Path::new("p.yaml")).unwrap_err();
+    assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+    assert!(e.to_string().contains("never the credential itself"), "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = Config::parse("verify:\n  timing:\n    factor: 0.5\n", Path::new("p.yaml")).unwrap_err();
+    assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+    let e = Config::parse("verify:\n  token_url: http://x/token\n", Path::new("p.yaml")).unwrap_err();
+    assert_eq!(e.at.map(|a| a.0), Some(2), "{e}");
+}

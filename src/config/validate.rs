@@ -315,6 +315,7 @@ pub(super) fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, Co
     let state = stateful::state(&raw.state, &at)?;
     let crud = stateful::crud(&raw.crud, &at)?;
     let versions = stateful::versions(&raw.versions, &at)?;
+    let verify = verify::verify(&raw.verify, &at)?;
 
     Ok(Config {
         source: path.map(Path::to_path_buf),
@@ -346,5 +347,6 @@ pub(super) fn validate(raw: RawConfig, path: Option<&Path>) -> Result<Config, Co
         state,
         crud,
         versions,
+        verify,
     })
 }

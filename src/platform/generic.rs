@@ -79,3 +79,9 @@ pub(super) fn auth_route(method: &str, path: &str) -> Option<AuthRoute> {
 pub(super) fn is_api_call(path: &str) -> bool {
     !is_token_path(path)
 }
+
+/// The fields a generic event stream commonly names its topic in, in the order they are read.
+pub(super) const TOPIC_FIELDS: &[&str] = &["topic", "type", "event", "channel"];
+
+/// Standard rate-limit headers (the IETF draft's `ratelimit-*` and the common `x-ratelimit-*`).
+pub(super) const RATE_LIMIT_HEADERS: &[&str] = &["ratelimit", "x-ratelimit-"];

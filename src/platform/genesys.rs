@@ -114,6 +114,28 @@ pub(super) fn creates_channel(method: &str, path: &str) -> bool {
     method == "POST" && path.ends_with("/notifications/channels")
 }
 
+/// The field a notification event names its topic in.
+pub(super) const TOPIC_FIELD: &str = "topicName";
+
+/// The prefix of the rate-limit headers Genesys Cloud answers with (`inin-ratelimit-count`, ...).
+pub(super) const RATE_LIMIT_HEADERS: &[&str] = &["inin-ratelimit-"];
+
+/// Notification channels and their subscriptions belong to the client's own session: making one
+/// changes nothing in the org, so a verify run may make them without `--mutations`.
+pub(super) fn is_session_plumbing(path: &str) -> bool {
+    path == "/api/v2/notifications/channels" || path.starts_with("/api/v2/notifications/channels/")
+}
+
+/// The login service of an API host's region (`api.usw2.pure.cloud` → `login.usw2.pure.cloud`),
+/// where a client-credentials token is asked for.
+pub(super) fn login_host(api_host: &str) -> Option<String> {
+    let rest = api_host.strip_prefix("api.")?;
+    Some(format!("login.{rest}"))
+}
+
+/// The token endpoint's path on the login service.
+pub(super) const TOKEN_PATH: &str = "/oauth/token";
+
 /// The heartbeat message of the notification socket.
 pub(super) fn heartbeat() -> Value {
     json!({"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}})

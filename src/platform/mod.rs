@@ -220,6 +220,36 @@ impl Platform {
         }
     }
 
+    /// Whether a write (POST, PUT, PATCH, DELETE) to `path` only sets up the client's own session
+    /// on the platform (a Genesys notification channel and its subscriptions) and changes nothing
+    /// else there, so `callvcr verify` may send it without `--mutations`. Sign-ins are told apart
+    /// by [`Platform::auth_route`].
+    pub fn is_session_plumbing(self, path: &str) -> bool {
+        match self {
+            Platform::Genesys => genesys::is_session_plumbing(path),
+            Platform::Nice | Platform::Generic => false,
+        }
+    }
+
+    /// The header-name prefixes answers report rate limits in: the standard ones, and the
+    /// platform's own (Genesys `inin-ratelimit-*`).
+    pub fn rate_limit_headers(self) -> Vec<&'static str> {
+        let own: &[&str] = match self {
+            Platform::Genesys => genesys::RATE_LIMIT_HEADERS,
+            Platform::Nice | Platform::Generic => &[],
+        };
+        generic::RATE_LIMIT_HEADERS.iter().chain(own).copied().collect()
+    }
+
+    /// Where a client-credentials token for API calls on `host` is asked for when a recording
+    /// holds no sign-in: the token endpoint's host and path (Genesys: the region's login service).
+    pub fn token_endpoint_for(self, host: &str) -> Option<(String, &'static str)> {
+        match self {
+            Platform::Genesys => genesys::login_host(host).map(|h| (h, genesys::TOKEN_PATH)),
+            Platform::Nice | Platform::Generic => None,
+        }
+    }
+
     /// The WebSocket heartbeat interval the platform keeps when the recording shows none, in
     /// seconds (0: none).
     pub fn heartbeat_s(self) -> u64 {
@@ -254,6 +284,14 @@ pub(crate) fn heartbeat() -> Value {
 /// `{"message":"ping"}`), when it is one.
 pub(crate) fn ping_reply(message: &Value) -> Option<Value> {
     genesys::ping_reply(message)
+}
+
+/// The topic an event on a notification socket is published on, when it names one: Genesys's
+/// `topicName`, else a `topic`, `type`, `event` or `channel` field.
+pub(crate) fn event_topic(event: &Value) -> Option<&str> {
+    std::iter::once(genesys::TOPIC_FIELD)
+        .chain(generic::TOPIC_FIELDS.iter().copied())
+        .find_map(|f| event.get(f).and_then(Value::as_str))
 }
 
 /// Whether a text frame is a heartbeat (dropped on replay, synthesized instead).
@@ -327,6 +365,28 @@ mod tests {
             .headers
             .iter()
             .any(|(k, v)| k == "www-authenticate" && v.starts_with("Bearer error=\"invalid_token\"")));
+    }
+
+    #[test]
+    fn what_verify_asks_a_platform() {
+        let g = Platform::Genesys;
+        assert!(g.is_session_plumbing("/api/v2/notifications/channels"));
+        assert!(g.is_session_plumbing("/api/v2/notifications/channels/ch-1/subscriptions"));
+        assert!(!g.is_session_plumbing("/api/v2/conversations/calls"));
+        assert!(!Platform::Nice.is_session_plumbing("/api/v2/notifications/channels"));
+        assert!(g.rate_limit_headers().contains(&"inin-ratelimit-"));
+        assert!(!Platform::Generic.rate_limit_headers().contains(&"inin-ratelimit-"));
+        assert_eq!(
+            g.token_endpoint_for("api.usw2.pure.cloud"),
+            Some(("login.usw2.pure.cloud".to_string(), "/oauth/token"))
+        );
+        assert_eq!(Platform::Nice.token_endpoint_for("api-na1.niceincontact.com"), None);
+        assert_eq!(
+            event_topic(&serde_json::json!({"topicName": "v2.users.u-1.presence"})),
+            Some("v2.users.u-1.presence")
+        );
+        assert_eq!(event_topic(&serde_json::json!({"type": "PONG"})), Some("PONG"));
+        assert_eq!(event_topic(&serde_json::json!({"n": 1})), None);
     }
 
     #[test]

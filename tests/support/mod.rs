@@ -79,13 +79,50 @@ pub struct Seen {
     pub host: Option<String>,
     pub version: http::Version,
     pub headers: HeaderMap,
+    /// The request's body (filled once it has been read; empty for upgrades).
+    pub body: Bytes,
 }
+
+/// How the stand-in has changed since a cassette was recorded from it: each switch is a change a
+/// platform makes under its SDKs. All off by default, so the stand-in answers as it always has.
+#[derive(Debug, Default)]
+pub struct Drift {
+    /// The API changed: `users/me` gains a field and a `deprecation` header, the call list loses
+    /// `pageCount` and its `total` becomes a string, presence definitions are gone (404), and call
+    /// events on the notification channel are reshaped (`version` a number, a new `mediaType`).
+    pub api: std::sync::atomic::AtomicBool,
+    /// Ids made live differ: a placed call and a notification channel get new ids (and the call's
+    /// recorded id is unknown).
+    pub new_ids: std::sync::atomic::AtomicBool,
+    /// The next `users/me` is answered 429 with `Retry-After: 1`, once.
+    pub rate_limit_once: std::sync::atomic::AtomicBool,
+    /// `users/me` answers this many milliseconds late.
+    pub slow_ms: AtomicU64,
+}
+
+impl Drift {
+    fn api(&self) -> bool {
+        self.api.load(Ordering::SeqCst)
+    }
+    fn new_ids(&self) -> bool {
+        self.new_ids.load(Ordering::SeqCst)
+    }
+}
+
+/// The call the stand-in places.
+pub const CALL_ID: &str = "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e";
+/// The call it places once ids drift.
+pub const NEW_CALL_ID: &str = "9d2e3f4a-1b2c-4d5e-8f9a-0b1c2d3e4f5a";
+/// The notification channel it makes once ids drift.
+pub const NEW_CHANNEL_ID: &str = "streaming-1-3e5a7c9b1d2f";
 
 /// The stand-in platform: one TLS listener answering for the Genesys hosts.
 pub struct StandIn {
     pub addr: SocketAddr,
     pub ca_path: PathBuf,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Switches that change its answers (all off at start).
+    pub drift: Arc<Drift>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -137,7 +174,9 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
     let counter = Arc::new(AtomicU64::new(0));
     let streams: Streams = Arc::new(Mutex::new(Vec::new()));
     let agent_events: AgentEvents = Arc::default();
+    let drift: Arc<Drift> = Arc::default();
     let seen2 = seen.clone();
+    let drift2 = drift.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { break };
@@ -146,6 +185,7 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
             let counter = counter.clone();
             let streams = streams.clone();
             let agent_events = agent_events.clone();
+            let drift = drift2.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let svc = hyper::service::service_fn(move |req| {
@@ -153,12 +193,13 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
                     let counter = counter.clone();
                     let streams = streams.clone();
                     let agent_events = agent_events.clone();
+                    let drift = drift.clone();
                     async move {
                         let stall = req.uri().path() == "/stall";
                         let resp = if stall {
                             stalled_body()
                         } else {
-                            stand_in_route(req, seen, counter, streams, agent_events).await.map(|b| b.boxed())
+                            stand_in_route(req, seen, counter, streams, agent_events, drift).await.map(|b| b.boxed())
                         };
                         Ok::<_, std::convert::Infallible>(resp)
                     }
@@ -169,7 +210,7 @@ pub async fn start_stand_in(dir: &Path) -> StandIn {
             });
         }
     });
-    StandIn { addr, ca_path, seen, task }
+    StandIn { addr, ca_path, seen, drift, task }
 }
 
 type Boxed = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
@@ -257,6 +298,16 @@ pub fn call_event(state: &str, correlation: &str) -> serde_json::Value {
     })
 }
 
+/// A call event as the stand-in pushes it once its API drifted: `version` a number, and a new
+/// `mediaType` in the body; `call` is the call's id.
+fn drifted_call_event(state: &str, correlation: &str, call: &str) -> serde_json::Value {
+    let mut e = call_event(state, correlation);
+    e["version"] = serde_json::json!(2);
+    e["eventBody"]["id"] = serde_json::json!(call);
+    e["eventBody"]["mediaType"] = serde_json::json!("voice");
+    e
+}
+
 /// A Genesys-style notification socket: heartbeats every 250 ms, pong for ping, and whatever the
 /// REST side pushes.
 async fn notification_socket(up: hyper::upgrade::Upgraded, streams: Streams) {
@@ -301,6 +352,7 @@ async fn stand_in_route(
     counter: Arc<AtomicU64>,
     streams: Streams,
     agent_events: AgentEvents,
+    drift: Arc<Drift>,
 ) -> Response<Full<Bytes>> {
     use base64::Engine as _;
     let host = req
@@ -309,13 +361,18 @@ async fn stand_in_route(
         .and_then(|v| v.to_str().ok())
         .map(String::from)
         .or_else(|| req.uri().authority().map(|a| a.to_string()));
-    seen.lock().unwrap().push(Seen {
-        method: req.method().to_string(),
-        path: req.uri().path().to_string(),
-        host,
-        version: req.version(),
-        headers: req.headers().clone(),
-    });
+    let seen_at = {
+        let mut all = seen.lock().unwrap();
+        all.push(Seen {
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            host,
+            version: req.version(),
+            headers: req.headers().clone(),
+            body: Bytes::new(),
+        });
+        all.len() - 1
+    };
     let path = req.uri().path().to_string();
     let req_auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(String::from);
     let req_query = req.uri().query().map(String::from);
@@ -358,6 +415,10 @@ async fn stand_in_route(
         return r;
     }
     let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    if let Some(s) = seen.lock().unwrap().get_mut(seen_at) {
+        s.body = body.clone();
+    }
+    let call_id = if drift.new_ids() { NEW_CALL_ID } else { CALL_ID };
     let push = |ev: serde_json::Value| {
         for s in streams.lock().unwrap().iter() {
             let _ = s.send(ev.to_string());
@@ -396,44 +457,88 @@ async fn stand_in_route(
             agent_events.arrived.notify_waiters();
             json(202, serde_json::json!({}))
         }
-        "/api/v2/notifications/channels" if method == "POST" => json(
-            200,
-            serde_json::json!({"id": CHANNEL_ID, "connectUri": format!("wss://streaming.mypurecloud.com/channels/{CHANNEL_ID}"), "expires": "2026-01-06T09:00:00.000Z"}),
-        ),
+        "/api/v2/notifications/channels" if method == "POST" => {
+            let channel = if drift.new_ids() { NEW_CHANNEL_ID } else { CHANNEL_ID };
+            json(
+                200,
+                serde_json::json!({"id": channel, "connectUri": format!("wss://streaming.mypurecloud.com/channels/{channel}"), "expires": "2026-01-06T09:00:00.000Z"}),
+            )
+        }
         p if p.ends_with("/subscriptions") && method == "PUT" => {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
             json(200, serde_json::json!({"entities": v}))
         }
-        "/api/v2/users/me" => json(200, serde_json::json!({"id": "u-1", "name": "Agent Smith", "state": "active"})),
+        "/api/v2/users/me" if drift.rate_limit_once.swap(false, Ordering::SeqCst) => {
+            let mut r = json(
+                429,
+                serde_json::json!({"message": "Rate limit exceeded the maximum. Retry the request in [1] seconds", "code": "too.many.requests", "status": 429}),
+            );
+            r.headers_mut().insert("retry-after", "1".parse().unwrap());
+            r
+        }
+        "/api/v2/users/me" => {
+            let slow = drift.slow_ms.load(Ordering::SeqCst);
+            if slow > 0 {
+                // A slower platform is the behaviour under test, not a wait for anything.
+                tokio::time::sleep(Duration::from_millis(slow)).await;
+            }
+            if drift.api() {
+                let mut r = json(
+                    200,
+                    serde_json::json!({"id": "u-1", "name": "Agent Smith", "state": "active", "department": "Support"}),
+                );
+                r.headers_mut().insert("deprecation", "true".parse().unwrap());
+                r
+            } else {
+                json(200, serde_json::json!({"id": "u-1", "name": "Agent Smith", "state": "active"}))
+            }
+        }
+        "/api/v2/presencedefinitions" if drift.api() => json(
+            404,
+            serde_json::json!({"message": "The requested resource was not found.", "code": "not.found", "status": 404}),
+        ),
+        "/api/v2/presencedefinitions" => json(
+            200,
+            serde_json::json!({"entities": [{"id": "6a3af858-942f-489d-9700-5f9bcdcdae9b", "systemPresence": "Available"}], "pageSize": 25, "total": 1}),
+        ),
         "/api/v2/conversations/calls" if method == "POST" => {
             // The platform announces the call on the notification channel while the request is in
             // flight, then again once it connects.
-            push(call_event("alerting", "c-1"));
+            let reshaped = drift.api();
+            let event = move |state: &str, c: &str| {
+                if reshaped {
+                    drifted_call_event(state, c, call_id)
+                } else {
+                    call_event(state, c)
+                }
+            };
+            push(event("alerting", "c-1"));
             let later = streams.clone();
+            let connected = event("connected", "c-2");
             tokio::spawn(async move {
                 // The platform's own delay between the two events (a recorded gap replay must
                 // keep), not a wait for anything.
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 for s in later.lock().unwrap().iter() {
-                    let _ = s.send(call_event("connected", "c-2").to_string());
+                    let _ = s.send(connected.to_string());
                 }
             });
-            json(
-                200,
-                serde_json::json!({"id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e", "selfUri": "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e"}),
-            )
+            json(200, serde_json::json!({"id": call_id, "selfUri": format!("/api/v2/conversations/calls/{call_id}")}))
+        }
+        "/api/v2/conversations/calls" if drift.api() => {
+            json(200, serde_json::json!({"entities": [], "pageSize": 25, "pageNumber": 1, "total": "0"}))
         }
         "/api/v2/conversations/calls" => {
             json(200, serde_json::json!({"entities": [], "pageSize": 25, "pageNumber": 1, "total": 0, "pageCount": 0}))
         }
-        "/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e" => {
+        p if p.strip_prefix("/api/v2/conversations/calls/") == Some(call_id) => {
             // As the platform does: the call and each participant carry their times (UTC, ms).
             let now = callvcr::clock::Clock::system().now_ms();
             let at = |ago_ms: i64| callvcr::clock::rfc3339_ms(now - ago_ms);
             json(
                 200,
                 serde_json::json!({
-                    "id": "5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e",
+                    "id": call_id,
                     "startTime": at(60_000),
                     "participants": [
                         {"id": "7d1e2f3a-0b1c-4d5e-8f9a-0b1c2d3e4f5a", "purpose": "agent", "state": "connected", "held": false,
@@ -446,7 +551,9 @@ async fn stand_in_route(
             )
         }
         p if method == "PATCH"
-            && p.starts_with("/api/v2/conversations/calls/5b4c1a7e-2f5e-4c47-9d0e-1f2a3b4c5d6e/participants/") =>
+            && p.strip_prefix("/api/v2/conversations/calls/").is_some_and(|rest| {
+                rest.starts_with(call_id) && rest[call_id.len()..].starts_with("/participants/")
+            }) =>
         {
             // The platform accepts a participant update and applies it asynchronously.
             let mut r = Response::new(Full::new(Bytes::new()));
@@ -599,6 +706,19 @@ fn check_args(args: &[&str]) -> Option<Vec<String>> {
         }
     }
     Some(out)
+}
+
+/// Runs `callvcr ARGS` to completion in `dir` with extra environment variables, off the async
+/// runtime's threads (a stand-in in this process keeps answering); returns (exit code, stdout, stderr).
+pub async fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callvcr"));
+    cmd.args(args).current_dir(dir).envs(env.iter().copied()).env_remove("CALLVCR_LOG");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Runs `callvcr ARGS` to completion in `dir`; returns (exit code, stdout, stderr).
