@@ -232,6 +232,60 @@ async fn a_recorded_channel_replays_in_step_with_the_rest_calls_that_caused_its_
     assert_eq!(code, 0, "strict replay: every request hit: {log}");
 }
 
+/// Sign in, open a channel subscribed to the user's calls, place a call, read its two events and
+/// read the call and hold the customer: the socket and the events read.
+async fn hold_flow(cv: &Callvcr) -> (Ws, Vec<Value>) {
+    let token = login(cv).await;
+    let ch = rest(cv, "POST", "/api/v2/notifications/channels", &token, "").await.json();
+    let uri = ch["connectUri"].as_str().unwrap().to_string();
+    let path = uri.trim_start_matches("wss://streaming.mypurecloud.com").to_string();
+    let mut ws = ws_connect(cv, "streaming.mypurecloud.com", &path).await.expect("handshake");
+    let sub = format!("/api/v2/notifications/channels/{CHANNEL_ID}/subscriptions");
+    let body = json!([{"id": CALLS_TOPIC}]).to_string();
+    assert_eq!(rest(cv, "PUT", &sub, &token, &body).await.status, 200);
+    let call =
+        rest(cv, "POST", "/api/v2/conversations/calls", &token, r#"{"phoneNumber":"+13175550100"}"#).await.json();
+    let id = call["id"].as_str().unwrap().to_string();
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        events.push(next_event(&mut ws, LONG).await.expect("a call event"));
+    }
+    // Read as SDKs do before moving a participant: the state overlay learns the call from it.
+    assert_eq!(rest(cv, "GET", &format!("/api/v2/conversations/calls/{id}"), &token, "").await.status, 200);
+    let customer = format!("/api/v2/conversations/calls/{id}/participants/8e2f3a4b-1c2d-4e5f-9a0b-1c2d3e4f5a6b");
+    assert_eq!(rest(cv, "PATCH", &customer, &token, r#"{"held":true}"#).await.status, 202);
+    (ws, events)
+}
+
+/// DESIGN's first rule on a notification channel: a call moved (a hold) the way the recording
+/// shows, answered by the cassette, gets the events the recording shows on the channel, and no
+/// event of the state overlay's own besides, while the channel still plays its recording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_hold_on_an_open_channel_adds_no_event_the_recording_lacks() {
+    let dir = tempdir("ws-hold");
+    let si = start_stand_in(&dir).await;
+    let cv = Callvcr::start(&dir, &s(&record_args(&si, "hold")));
+    let (mut ws, recorded) = hold_flow(&cv).await;
+    // The stand-in, like the platform here, sends no event for the hold: the recording has none.
+    ws.close(None).await.unwrap();
+    wait_for_log(&cv, "WebSocket session recorded").await;
+    assert_eq!(cv.stop().0, 0);
+    si.stop();
+
+    // The cassette reproduces itself: no frame replayed that it did not record.
+    let (code, out, err) = run(&dir, &["cassette", "check", "hold"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // And a client replaying the flow gets the recorded events, then nothing of callvcr's own.
+    let cv = Callvcr::start(&dir, &["replay", "--cassette", "hold", "--strict"]);
+    let (mut ws, replayed) = hold_flow(&cv).await;
+    assert_eq!(replayed, recorded);
+    assert!(next_event(&mut ws, SHORT).await.is_none(), "an event the recording does not show");
+    ws.close(None).await.unwrap();
+    let (code, log) = cv.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
 fn s(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }

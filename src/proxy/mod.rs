@@ -448,6 +448,7 @@ impl Proxy {
                             "metadata": {"CorrelationId": ids.uuid()},
                         })
                     },
+                    e.recorded,
                 )
                 .await;
             tracing::debug!(conversation = %e.conversation, delivered = n, "state event published");

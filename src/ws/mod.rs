@@ -117,6 +117,9 @@ pub struct Session {
     pub outbox: Outbox,
     /// The channel id in its URL, when it has one (Genesys `/channels/<id>`).
     pub channel: Option<String>,
+    /// Whether recorded server frames are still to be played on it: events of moves the
+    /// cassette answered are then the recording's to send, not callvcr's.
+    pub replaying: AtomicBool,
     /// Its frames as the inspector shows them, kept only while a page watches (the last
     /// [`FRAMES_KEPT`]).
     log: Mutex<std::collections::VecDeque<serde_json::Value>>,
@@ -440,10 +443,13 @@ impl Hub {
 
     /// Sends `make(topic)` to every open session once for each topic it is subscribed to that
     /// `wants` accepts (events a state move makes); how many were queued.
-    pub async fn publish(&self, wants: impl Fn(&str) -> bool, make: impl Fn(&str) -> Value) -> usize {
+    /// With `recorded` (an event a move the cassette answered made), sessions still playing
+    /// their recording are left out: their recording carries the platform's own event.
+    pub async fn publish(&self, wants: impl Fn(&str) -> bool, make: impl Fn(&str) -> Value, recorded: bool) -> usize {
         let targets: Vec<(Arc<Session>, Vec<String>)> = {
             let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             s.values()
+                .filter(|x| !(recorded && x.replaying.load(Ordering::Acquire)))
                 .map(|x| {
                     let topics = x.topics.lock().unwrap_or_else(|e| e.into_inner());
                     (x.clone(), topics.iter().filter(|t| wants(t)).cloned().collect::<Vec<_>>())
@@ -475,6 +481,7 @@ impl Hub {
             topics: Mutex::new(Vec::new()),
             outbox: Outbox::new(self.cfg.queue, self.cfg.on_full),
             channel,
+            replaying: AtomicBool::new(false),
             log: Mutex::new(std::collections::VecDeque::new()),
             made_by: Mutex::new(std::collections::HashMap::new()),
         });

@@ -105,6 +105,9 @@ pub struct Emitted {
     pub topic: Option<String>,
     /// The `eventBody` (a call conversation, or a declared resource's id and state).
     pub body: Value,
+    /// Whether a move the cassette answered made it: a session still playing its recording
+    /// then gets the platform's recorded event instead (the recording is the oracle).
+    pub recorded: bool,
 }
 
 impl Emitted {
@@ -312,7 +315,8 @@ impl State {
                 let base = inner.snapshots.get(id).cloned().unwrap_or_else(|| json!({"id": id, "participants": []}));
                 let mut body = base;
                 apply_genesys(&mut body, &t.session, now);
-                inner.emitted.push(Emitted { conversation: id.to_string(), topic: None, body });
+                let recorded = inner.recorded_move;
+                inner.emitted.push(Emitted { conversation: id.to_string(), topic: None, body, recorded });
                 self.pending.store(true, std::sync::atomic::Ordering::Release);
             }
             Kind::Nice => {
@@ -337,6 +341,7 @@ impl State {
                         conversation: id.to_string(),
                         topic: Some(topic.replace("{id}", id)),
                         body: json!({"id": id, b.state_field.as_str(): s.to, "previous": s.from, "at": rfc3339_ms(s.at_ms)}),
+                        recorded: inner.recorded_move,
                     });
                     self.pending.store(true, std::sync::atomic::Ordering::Release);
                 }
