@@ -117,8 +117,8 @@ pub struct Session {
     pub outbox: Outbox,
     /// The channel id in its URL, when it has one (Genesys `/channels/<id>`).
     pub channel: Option<String>,
-    /// Whether recorded server frames are still to be played on it: events of moves the
-    /// cassette answered are then the recording's to send, not callvcr's.
+    /// Whether it replays a recorded session (one with frames): events of moves the cassette
+    /// answered are then the recording's to send, not callvcr's.
     pub replaying: AtomicBool,
     /// Its frames as the inspector shows them, kept only while a page watches (the last
     /// [`FRAMES_KEPT`]).
@@ -443,8 +443,9 @@ impl Hub {
 
     /// Sends `make(topic)` to every open session once for each topic it is subscribed to that
     /// `wants` accepts (events a state move makes); how many were queued.
-    /// With `recorded` (an event a move the cassette answered made), sessions still playing
-    /// their recording are left out: their recording carries the platform's own event.
+    /// With `recorded` (an event a move the cassette answered made), sessions replaying a
+    /// recording are left out: where the run follows the recording, the recording shows what the
+    /// platform sent on them (the event, or nothing).
     pub async fn publish(&self, wants: impl Fn(&str) -> bool, make: impl Fn(&str) -> Value, recorded: bool) -> usize {
         let targets: Vec<(Arc<Session>, Vec<String>)> = {
             let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());

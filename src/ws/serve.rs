@@ -110,17 +110,10 @@ impl Hub {
         let writer = self.spawn_writer(&session, sink, &at, abort.clone(), wrote_close.clone());
         let player = {
             let (hub, s, client, recorded) = (self.clone(), session.clone(), client.clone(), recorded.clone());
-            let plays = recorded.iter().any(|f| {
-                f.dir == Dir::Server
-                    && !(f.kind == FrameKind::Text
-                        && std::str::from_utf8(&f.data.bytes).is_ok_and(crate::platform::is_heartbeat))
-            });
-            s.replaying.store(plays, Ordering::Release);
-            tokio::spawn(async move {
-                hub.play(recorded, s.clone(), index, client).await;
-                // Its recording has run out: from now on state events are callvcr's to send.
-                s.replaying.store(false, Ordering::Release);
-            })
+            // A recorded session: what the platform sent on it after a recorded move is in its
+            // recording, whether or not its frames have all been played.
+            s.replaying.store(!recorded.is_empty(), Ordering::Release);
+            tokio::spawn(async move { hub.play(recorded, s, index, client).await })
         };
         let beat = self.spawn_heartbeat(&session, self.heartbeat_s(&recorded, platform), &at);
         let keepalive = self.spawn_keepalive(&session, pong_seen.clone(), at.n);

@@ -105,8 +105,8 @@ pub struct Emitted {
     pub topic: Option<String>,
     /// The `eventBody` (a call conversation, or a declared resource's id and state).
     pub body: Value,
-    /// Whether a move the cassette answered made it: a session still playing its recording
-    /// then gets the platform's recorded event instead (the recording is the oracle).
+    /// Whether a move the cassette answered made it: a session replaying a recording then gets
+    /// what its recording shows instead (the recording is the oracle).
     pub recorded: bool,
 }
 
