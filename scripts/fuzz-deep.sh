@@ -3,7 +3,9 @@
 # one after another at the lowest CPU priority, in the background. Each target's result line is
 # appended to target/fuzz-deep.txt as it finishes; libFuzzer's own output is in
 # target/fuzz-<target>.log, any crash in fuzz/artifacts/<target>.
-# Usage: scripts/fuzz-deep.sh [TARGET...]   (pause with kill -STOP <pid>, resume with kill -CONT)
+# Usage: scripts/fuzz-deep.sh [TARGET...]
+# Do not pause it with SIGSTOP: libFuzzer counts a stopped input against its -timeout and reports
+# a false hang. At the lowest priority it takes little from other work anyway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target
