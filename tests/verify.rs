@@ -464,7 +464,9 @@ async fn missing_credentials_and_a_secret_in_proxy_yaml_are_usage_errors() {
     std::fs::write(dir.join("proxy.yaml"), "verify:\n  credentials:\n    client_secret: SANDBOX_SECRET\n").unwrap();
     let (code, _, err) = run_env(&dir, &["verify", "--cassette", example], &[("CALLVCR_CLIENT_SECRET", "x")]).await;
     assert_eq!(code, 2, "the variable proxy.yaml names is the one read: {err}");
-    assert!(err.contains("SANDBOX_SECRET"), "{err}");
+    assert!(err.contains("verify.credentials.client_secret in proxy.yaml names"), "{err}");
+    // A secret made of letters and digits, written where a name belongs, is never echoed.
+    assert!(!err.contains("SANDBOX_SECRET"), "{err}");
     let (code, _, err) = run_env(&dir, &["verify", "--cassette", "nope"], &[]).await;
     assert_eq!(code, 2, "{err}");
 }

@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         );
         let index = Arc::new(Index::new(Vec::new(), &matcher));
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let opened = hub.open("wss://streaming.mypurecloud.com/channels/fuzz");
+        let opened = hub.open("wss://streaming.mypurecloud.com/channels/fuzz", false);
         let session = tokio::spawn(hub.clone().serve(opened, server, 0, index, callvcr::fuzzing::Platform::Genesys));
         let _ = client.write_all(data).await;
         let _ = client.shutdown().await;

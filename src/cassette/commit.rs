@@ -20,12 +20,34 @@ pub(crate) enum Write {
     Frame([u8; 12], Vec<u8>),
 }
 
+impl Write {
+    /// Which item it writes.
+    fn key(&self) -> Key {
+        match self {
+            Write::Exchange(k, _) => Key::Exchange(*k),
+            Write::Frame(k, _) => Key::Frame(*k),
+        }
+    }
+}
+
+/// Which item a write wrote: to take it back when its flush failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    /// An exchange's key.
+    Exchange([u8; 8]),
+    /// A frame's key.
+    Frame([u8; 12]),
+}
+
 /// Where writes go: a sled database in the store, a counting stand-in in tests.
 pub(crate) trait Sink: Send + 'static {
     /// Writes one item (not yet durable).
     fn write(&mut self, w: Write) -> Result<(), CassetteError>;
     /// Makes every write so far durable.
     fn flush(&mut self) -> Result<(), CassetteError>;
+    /// Takes back an item whose flush failed (its writer was told it is not stored, and its client
+    /// got an error, so a later flush must not store it after all). Best effort.
+    fn forget(&mut self, key: Key);
 }
 
 /// A write and who waits for it.
@@ -107,21 +129,29 @@ fn again(e: &CassetteError) -> CassetteError {
 /// The thread: takes what is queued (at least one write, at most [`MAX_BATCH`]), writes each,
 /// flushes once, then answers every writer of the batch.
 fn run(mut sink: impl Sink, rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<(Result<(), CassetteError>, tokio::sync::oneshot::Sender<_>)> = Vec::new();
+    let mut batch: Vec<(Key, Result<(), CassetteError>, tokio::sync::oneshot::Sender<_>)> = Vec::new();
     let (mut writes, mut flushes) = (0u64, 0u64);
     while let Ok(first) = rx.recv() {
         let mut job = Some(first);
         while let Some(Job { write, done }) = job.take() {
-            batch.push((sink.write(write), done));
+            let key = write.key();
+            batch.push((key, sink.write(write), done));
             if batch.len() < MAX_BATCH {
                 job = rx.try_recv().ok();
             }
         }
         // One flush for the batch; a write that failed stays failed, the rest share the flush's fate.
-        let flushed = if batch.iter().any(|(r, _)| r.is_ok()) { sink.flush() } else { Ok(()) };
+        let flushed = if batch.iter().any(|(_, r, _)| r.is_ok()) { sink.flush() } else { Ok(()) };
+        if flushed.is_err() {
+            for (key, written, _) in &batch {
+                if written.is_ok() {
+                    sink.forget(*key);
+                }
+            }
+        }
         writes += batch.len() as u64;
         flushes += 1;
-        for (written, done) in batch.drain(..) {
+        for (_, written, done) in batch.drain(..) {
             let r = match (written, &flushed) {
                 (Err(e), _) => Err(e),
                 (Ok(()), Ok(())) => Ok(()),
@@ -159,6 +189,11 @@ mod tests {
             self.log.lock().unwrap().push(format!("write {key}"));
             Ok(())
         }
+        fn forget(&mut self, key: Key) {
+            if let Key::Exchange(k) = key {
+                self.log.lock().unwrap().push(format!("forget {}", u64::from_be_bytes(k)));
+            }
+        }
         fn flush(&mut self) -> Result<(), CassetteError> {
             self.log.lock().unwrap().push("flush".into());
             match self.gate.take() {
@@ -189,7 +224,11 @@ mod tests {
         let answers: Vec<bool> = late.into_iter().map(|r| r.blocking_recv().unwrap().is_ok()).collect();
         assert_eq!(answers, [true, false, true], "the refused write fails; the others share a good flush");
         drop(c);
-        assert_eq!(*log.lock().unwrap(), ["write 1", "flush", "write 2", "write 4", "flush"]);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["write 1", "flush", "forget 1", "write 2", "write 4", "flush"],
+            "the write under the failed flush is taken back, so no later flush stores it"
+        );
     }
 
     #[test]

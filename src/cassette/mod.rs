@@ -3,6 +3,7 @@
 //! and what is kept out of it ([`redact`], [`verifier`]). Knows nothing about sockets: the proxy
 //! records through [`Store`] and replays through [`Index`].
 
+mod canonical;
 mod commit;
 pub mod error;
 pub mod explain;

@@ -57,14 +57,45 @@ fn exact_json(text: &str) -> Option<serde_json::Value> {
     (serde_json::to_string(&v).ok()? == text).then_some(v)
 }
 
+/// [`BodyRepr`] as written: the JSON form borrowed as it is when it is already exact, so a body
+/// is neither parsed into a value nor written twice.
+#[derive(Serialize)]
+struct BodyOut<'a> {
+    /// See [`BodyRepr::json`]: the body's own text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json: Option<&'a serde_json::value::RawValue>,
+    /// See [`BodyRepr::json`]: a value parsed to find out (a body with fractions or exponents).
+    #[serde(rename = "json", skip_serializing_if = "Option::is_none")]
+    json_value: Option<serde_json::Value>,
+    /// See [`BodyRepr::text`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    /// See [`BodyRepr::base64`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base64: Option<String>,
+    /// See [`BodyRepr::encoding`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'a str>,
+}
+
 impl Serialize for Body {
     /// Picks the most readable form that gives the same bytes back: JSON, then text, then base64.
+    /// Whether JSON gives the same bytes back is found by one scan of the text; only a body the
+    /// scan cannot decide (a fraction, an exponent) is parsed and written back to compare.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut r = BodyRepr { json: None, text: None, base64: None, encoding: self.encoding.clone() };
+        let mut r =
+            BodyOut { json: None, json_value: None, text: None, base64: None, encoding: self.encoding.as_deref() };
         match std::str::from_utf8(&self.bytes) {
-            Ok(t) => match exact_json(t) {
-                Some(v) => r.json = Some(v),
-                None => r.text = Some(t.to_string()),
+            Ok(t) => match super::canonical::compact_as_serde_writes(t) {
+                super::canonical::Canonical::Yes => match serde_json::from_str::<&serde_json::value::RawValue>(t) {
+                    Ok(raw) => r.json = Some(raw),
+                    Err(_) => r.text = Some(t),
+                },
+                super::canonical::Canonical::No => r.text = Some(t),
+                super::canonical::Canonical::Unsure => match exact_json(t) {
+                    Some(v) => r.json_value = Some(v),
+                    None => r.text = Some(t),
+                },
             },
             Err(_) => r.base64 = Some(base64::engine::general_purpose::STANDARD.encode(&self.bytes)),
         }

@@ -23,8 +23,9 @@ use super::model::{Exchange, Frame};
 pub const FILE_NAME: &str = "replay.bin";
 /// First bytes of the trailer: a file without them is not a replay file.
 const MAGIC: &[u8; 8] = b"CVRPLAY1";
-/// Layout version; bump it when the layout changes, so older files are rebuilt rather than misread.
-const VERSION: u32 = 2;
+/// Layout version; bump it when the layout changes, so older files are rebuilt rather than misread
+/// (3: learned path templates name an id after the last resource before it, not another id).
+const VERSION: u32 = 3;
 /// Trailer size: magic, version, a reserved `u32`, matcher identity, head count, four (offset, length)
 /// section places, the key order's offset, the CRC-32 and a reserved `u32`.
 const TRAILER: usize = 8 + 4 + 4 + 8 * 11 + 4 + 4;

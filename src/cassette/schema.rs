@@ -93,6 +93,11 @@ pub fn template(path: &str) -> (String, Vec<String>) {
 /// segment is the same text, or an id where the template has a parameter. For the hot path, where
 /// a template is looked up per request.
 pub fn has_template(path: &str, tpl: &str) -> bool {
+    // A literal segment that looks like a parameter (an SDK's unfilled `{userId}`) would make the
+    // segment walk below accept another parameter's name: such a path builds its template.
+    if path.contains('{') {
+        return template(path).0 == tpl;
+    }
     let mut p = path.split('/');
     let mut t = tpl.split('/');
     loop {
@@ -673,6 +678,9 @@ mod tests {
             "//x//1",
             "/a/1/2/3",
             "/a/5/2/7",
+            "/users/{userId}/5",
+            "/users/{userId}/{userId2}",
+            "/users/7/{userId}",
             "/a/b1/c",
         ];
         for p in paths {

@@ -385,6 +385,14 @@ impl super::commit::Sink for SledSink {
         r.map(|_| ()).map_err(|e| CassetteError::Io { path: self.path.clone(), detail: e.to_string() })
     }
 
+    /// Removes the item from its tree (not flushed: the next flush, or none, settles it).
+    fn forget(&mut self, key: super::commit::Key) {
+        let _ = match key {
+            super::commit::Key::Exchange(k) => self.exchanges.remove(k),
+            super::commit::Key::Frame(k) => self.frames.remove(k),
+        };
+    }
+
     /// Flushes the database.
     fn flush(&mut self) -> Result<(), CassetteError> {
         self.db.flush().map(|_| ()).map_err(|e| CassetteError::Io { path: self.path.clone(), detail: e.to_string() })

@@ -77,8 +77,18 @@ fn credentials(vars: &CredentialVars) -> Credentials {
 fn check_needs(c: &Cassette, steps: &[plan::Step], creds: &Credentials, cfg: &VerifyConfig) -> Result<(), String> {
     let n = plan::needs(&c.exchanges, steps);
     let vars = &cfg.credentials;
+    let defaults = crate::config::CredentialVars::default();
     let missing = |what: &str, var: &str, key: &str, at: String| {
-        format!("{at} needs the {what}: set the environment variable {var} (named by verify.credentials.{key} in proxy.yaml)")
+        // A name of the user's own is not shown: a secret written there by mistake would reach the
+        // log (a name that looks like one cannot be told from a secret made of letters and digits).
+        let default =
+            [&defaults.client_id, &defaults.client_secret, &defaults.username, &defaults.password, &defaults.cookie]
+                .contains(&&var.to_string());
+        if default {
+            format!("{at} needs the {what}: set the environment variable {var} (or name another in verify.credentials.{key} in proxy.yaml)")
+        } else {
+            format!("{at} needs the {what}: set the environment variable that verify.credentials.{key} in proxy.yaml names (not shown here, in case a secret was written there)")
+        }
     };
     if let (Some(seq), None) = (n.client_secret, &creds.client_secret) {
         return Err(missing("client secret", &vars.client_secret, "client_secret", format!("the sign-in at #{seq}")));
@@ -195,6 +205,7 @@ pub(super) async fn run(a: VerifyArgs) -> i32 {
         rules: Rules::new(&cfg.matching.ignore_json_paths, cfg.verify.timing_factor, cfg.verify.timing_min_ms),
         cfg: cfg.verify.clone(),
         body_timeout: Duration::from_millis(cfg.upstream_timeout_ms),
+        max_body_bytes: cfg.limits.max_body_bytes,
     };
     tracing::info!(cassette = %name, exchanges = cassette.exchanges.len(), mutations = a.mutations, "verifying against the live platform");
     let v = live::run(&name, &cassette, upstream, Redactor::new(&cfg.redact), creds, &opts).await;

@@ -348,7 +348,7 @@ impl Proxy {
         let platform = crate::platform::Platform::of_host(&target.host);
         let hub = self.ws.clone();
         let seq = ex.seq;
-        let session = hub.open(&url);
+        let session = hub.open(&url, hub.has_session(seq));
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(io) => hub.serve(session, hyper_util::rt::TokioIo::new(io), seq, index, platform).await,

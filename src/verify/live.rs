@@ -40,6 +40,8 @@ pub(crate) struct Options {
     pub(crate) cfg: VerifyConfig,
     /// How long an answer's body may take once its head came.
     pub(crate) body_timeout: Duration,
+    /// The largest answer body read (`limits.max_body_bytes`).
+    pub(crate) max_body_bytes: usize,
 }
 
 /// What a run found and what `--update` would write.
@@ -82,6 +84,8 @@ struct Sender {
     cfg: VerifyConfig,
     /// How long a body may take.
     body_timeout: Duration,
+    /// The largest body read.
+    max_body_bytes: usize,
 }
 
 impl Sender {
@@ -123,8 +127,12 @@ impl Sender {
 
     /// Reads a response's body within the body timeout.
     async fn body(&self, body: hyper::body::Incoming) -> Result<Bytes, String> {
-        match tokio::time::timeout(self.body_timeout, body.collect()).await {
+        let limited = http_body_util::Limited::new(body, self.max_body_bytes);
+        match tokio::time::timeout(self.body_timeout, limited.collect()).await {
             Ok(Ok(c)) => Ok(c.to_bytes()),
+            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                Err(format!("the answer's body is over the {}-byte limit (limits.max_body_bytes)", self.max_body_bytes))
+            }
             Ok(Err(e)) => Err(format!("the answer's body broke off: {e}")),
             Err(_) => Err(format!("the answer's body did not finish within {} ms", self.body_timeout.as_millis())),
         }
@@ -174,10 +182,15 @@ struct LiveSession {
     task: tokio::task::JoinHandle<Option<String>>,
 }
 
-/// Reads a live session's frames until told to stop, after sending the recorded client frames.
+/// The most frames of one live session kept for the comparison (a bound on memory).
+const MAX_LIVE_FRAMES: usize = 100_000;
+
+/// Reads a live session's frames until told to stop, after sending the recorded client frames;
+/// each text frame redacted as recording redacts one.
 async fn read_session<S>(
     mut ws: tokio_tungstenite::WebSocketStream<S>,
     client: Vec<(FrameKind, Bytes)>,
+    red: Redactor,
     frames: Arc<Mutex<Vec<LiveFrame>>>,
     arrived: Arc<tokio::sync::Notify>,
     last_sent: Arc<AtomicU64>,
@@ -211,7 +224,19 @@ where
                 };
                 let after = Some(last_sent.load(Ordering::SeqCst)).filter(|s| *s > 0);
                 let at_ms = started.elapsed().as_millis() as u64;
-                frames.lock().unwrap_or_else(|e| e.into_inner()).push(LiveFrame { at_ms, after, kind, data });
+                // Redacted as recording redacts a frame: it is compared with redacted recordings
+                // and may be written into the --update cassette.
+                let data = match kind {
+                    FrameKind::Text => Bytes::from(red.body(Some("application/json"), &data).into_owned()),
+                    _ => data,
+                };
+                {
+                    let mut kept = frames.lock().unwrap_or_else(|e| e.into_inner());
+                    if kept.len() >= MAX_LIVE_FRAMES {
+                        break Some(format!("more than {MAX_LIVE_FRAMES} frames: stopped reading the session"));
+                    }
+                    kept.push(LiveFrame { at_ms, after, kind, data });
+                }
                 arrived.notify_waiters();
             }
             _ = stop.changed() => break None,
@@ -421,6 +446,7 @@ impl Runner<'_> {
         let task = tokio::spawn(read_session(
             ws,
             client,
+            self.sender.red.clone(),
             frames.clone(),
             self.arrived.clone(),
             self.last_sent.clone(),
@@ -446,7 +472,13 @@ pub(crate) async fn run(
     let needs = plan::needs(&c.exchanges, &steps);
     let first_skipped = steps.iter().filter(|s| s.skip.is_some()).map(|s| s.seq).min();
     let session = Session::new(creds, fresh_verifier(), IdMap::new(IdMap::known_in(recorded_texts(c))));
-    let sender = Sender { upstream, red, cfg: opts.cfg.clone(), body_timeout: opts.body_timeout };
+    let sender = Sender {
+        upstream,
+        red,
+        cfg: opts.cfg.clone(),
+        body_timeout: opts.body_timeout,
+        max_body_bytes: opts.max_body_bytes,
+    };
     let mut r = Runner {
         sender,
         opts,

@@ -124,22 +124,46 @@ fn answer_ids(e: &Exchange) -> Vec<String> {
         .collect()
 }
 
+/// Whether a read of `read` sees what a write to `written` changed: the same resource, one below
+/// it, or the collection it is in (its parent; not further up).
+fn related(written: &str, read: &str) -> bool {
+    let under = |long: &str, short: &str| {
+        let short = short.trim_end_matches('/');
+        long.strip_prefix(short).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    let written = written.trim_end_matches('/');
+    let parent = written.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    under(read, written) || (!parent.is_empty() && read.trim_end_matches('/') == parent)
+}
+
 /// The plan for `exchanges` (recorded order): each one's kind, and why it is not sent when it is
 /// not. Without `mutations`, writes that change the sandbox are left out, and so is whatever uses
-/// an id first seen in the answer of one left out, or is a long poll answered because of one.
+/// an id first seen in the answer of one left out, reads a resource one would have changed (the
+/// item, below it, or its collection), or is a long poll answered because of one.
 pub(crate) fn plan(exchanges: &[Exchange], mutations: bool) -> Vec<Step> {
     let mut seen: HashSet<String> = HashSet::new();
     // Ids only an exchange that was not sent would have made, and which exchange that was.
     let mut unmade: HashMap<String, u64> = HashMap::new();
     let mut skipped: HashSet<u64> = HashSet::new();
+    // The resources writes not sent would have changed: (host, path, the write's sequence).
+    let mut changed: Vec<(String, String, u64)> = Vec::new();
     let mut out = Vec::with_capacity(exchanges.len());
     for e in exchanges {
         let kind = kind_of(e);
         let asked = request_ids(e);
         let skip = if !mutations && changes_sandbox(e) {
+            changed.push((e.request.host.clone(), e.request.path.clone(), e.seq));
             Some(Skip::Mutation)
         } else {
-            asked.iter().find_map(|t| unmade.get(t)).map(|s| Skip::DependsOn(*s))
+            asked.iter().find_map(|t| unmade.get(t)).map(|s| Skip::DependsOn(*s)).or_else(|| {
+                // A read of a resource a write not sent would have changed (the item itself,
+                // below it, or its collection) shows that write's effect in its recorded answer.
+                changed
+                    .iter()
+                    .rev()
+                    .find(|(h, p, _)| *h == e.request.host && related(p, &e.request.path))
+                    .map(|(_, _, s)| Skip::DependsOn(*s))
+            })
         };
         let answered = answer_ids(e);
         if skip.is_some() {
@@ -220,6 +244,32 @@ mod tests {
         e
     }
 
+    #[test]
+    fn a_read_of_what_a_skipped_write_changed_is_skipped_too() {
+        let x = "/api/v2/routing/queues/q-0001";
+        let exchanges = vec![
+            bearer(test_exchange(1, "DELETE", x, None, "", 204, "")),
+            bearer(test_exchange(2, "GET", x, None, "", 404, r#"{"code":"not.found"}"#)),
+            bearer(test_exchange(3, "GET", "/api/v2/routing/queues", None, "", 200, r#"{"entities":[]}"#)),
+            bearer(test_exchange(4, "GET", &format!("{x}/members"), None, "", 404, "{}")),
+            bearer(test_exchange(5, "GET", "/api/v2/routing/queuesx", None, "", 200, "{}")),
+            bearer(test_exchange(6, "GET", "/api/v2/users/me", None, "", 200, "{}")),
+        ];
+        let skips: Vec<Option<Skip>> = plan(&exchanges, false).into_iter().map(|s| s.skip).collect();
+        assert_eq!(
+            skips,
+            [
+                Some(Skip::Mutation),
+                Some(Skip::DependsOn(1)),
+                Some(Skip::DependsOn(1)),
+                Some(Skip::DependsOn(1)),
+                None,
+                None
+            ]
+        );
+        assert!(plan(&exchanges, true).iter().all(|s| s.skip.is_none()), "with --mutations all are sent");
+    }
+
     fn flow() -> Vec<Exchange> {
         let created = format!(r#"{{"id":"{CALL}","user":{{"id":"u-1"}}}}"#);
         let mut token = with_host(
@@ -283,7 +333,7 @@ mod tests {
                 (5, Kind::WebSocket, None),
                 (6, Kind::Call, Some(Skip::DependsOn(4))), // the call #4 would have made
                 (7, Kind::Call, Some(Skip::Mutation)),
-                (8, Kind::Call, None),
+                (8, Kind::Call, Some(Skip::DependsOn(4))), // the list the call #4 made would be in
             ]
         );
         assert!(plan(&ex, true).iter().all(|s| s.skip.is_none()));

@@ -117,8 +117,10 @@ pub struct Session {
     pub outbox: Outbox,
     /// The channel id in its URL, when it has one (Genesys `/channels/<id>`).
     pub channel: Option<String>,
-    /// Whether it replays a recorded session (one with frames): events of moves the cassette
-    /// answered are then the recording's to send, not callvcr's.
+    /// Whether it replays a recorded session with frames: events of moves the cassette answered
+    /// are then the recording's to send, not callvcr's. A session recorded without frames (a
+    /// hand-written cassette, a channel only a declared machine speaks on) leaves that gap to the
+    /// state overlay. Set when it opens, so no event slips in before its player starts.
     pub replaying: AtomicBool,
     /// Its frames as the inspector shows them, kept only while a page watches (the last
     /// [`FRAMES_KEPT`]).
@@ -472,7 +474,8 @@ impl Hub {
 
     /// Opens a replay session for `url` as its handshake is answered, so that once a client has
     /// its 101 the admin API lists the session and events pushed to it are queued for it.
-    pub fn open(&self, url: &str) -> Arc<Session> {
+    /// `replaying`: the recording holds frames for it (see [`Session::replaying`]).
+    pub fn open(&self, url: &str, replaying: bool) -> Arc<Session> {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("ws-{n}");
         let channel = url.split("/channels/").nth(1).map(|c| c.split(['/', '?']).next().unwrap_or("").to_string());
@@ -482,7 +485,7 @@ impl Hub {
             topics: Mutex::new(Vec::new()),
             outbox: Outbox::new(self.cfg.queue, self.cfg.on_full),
             channel,
-            replaying: AtomicBool::new(false),
+            replaying: AtomicBool::new(replaying),
             log: Mutex::new(std::collections::VecDeque::new()),
             made_by: Mutex::new(std::collections::HashMap::new()),
         });

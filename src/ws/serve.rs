@@ -110,9 +110,6 @@ impl Hub {
         let writer = self.spawn_writer(&session, sink, &at, abort.clone(), wrote_close.clone());
         let player = {
             let (hub, s, client, recorded) = (self.clone(), session.clone(), client.clone(), recorded.clone());
-            // A recorded session: what the platform sent on it after a recorded move is in its
-            // recording, whether or not its frames have all been played.
-            s.replaying.store(!recorded.is_empty(), Ordering::Release);
             tokio::spawn(async move { hub.play(recorded, s, index, client).await })
         };
         let beat = self.spawn_heartbeat(&session, self.heartbeat_s(&recorded, platform), &at);
@@ -158,7 +155,9 @@ impl Hub {
                 // What is queued goes out together, with one flush (one TLS record and one write
                 // for a burst of small frames rather than one each).
                 batch.push(out.outbox.pop().await);
-                while batch.len() < WRITE_BATCH {
+                // No more than the queue holds, so a client that does not read keeps at most
+                // about `ws.queue` frames waiting, as before batching.
+                while batch.len() < WRITE_BATCH.min(out.outbox.cap) {
                     match out.outbox.try_pop() {
                         Some(m) => batch.push(m),
                         None => break,
