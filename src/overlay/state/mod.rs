@@ -135,6 +135,9 @@ struct Inner {
     nice_events: VecDeque<(Value, bool)>,
     /// Set while a move the cassette answered is carried out (see `nice_events`).
     recorded_move: bool,
+    /// (session, party) of moves the cassette answered that a carrier delay holds back: when they
+    /// happen, they are still the recording's (see [`Emitted::recorded`]).
+    recorded_delayed: std::collections::HashSet<(String, String)>,
 }
 
 /// The state overlay.
@@ -294,7 +297,14 @@ impl State {
             None => return,
         };
         if !steps.is_empty() {
+            // A delayed move the cassette answered happens now: it is still the recording's.
+            let recorded: Vec<bool> = steps
+                .iter()
+                .map(|s| s.by == "delay" && inner.recorded_delayed.remove(&(id.to_string(), s.party.clone())))
+                .collect();
+            inner.recorded_move = recorded.iter().all(|r| *r);
             self.emit(inner, id, &steps, now);
+            inner.recorded_move = false;
         }
     }
 
@@ -563,6 +573,7 @@ impl State {
         };
         let mut steps = Vec::new();
         let mut flagged = false;
+        let mut delayed: Vec<String> = Vec::new();
         for i in parties {
             if let Some(to) = &a.to {
                 if a.all && t.session.machine.is_terminal(&t.session.parties[i].state) {
@@ -573,6 +584,7 @@ impl State {
                     Ok(Moved::Held(to)) => tracing::info!(session = %a.session, to = %to, "move held until released"),
                     Ok(Moved::Delayed(to, at)) => {
                         self.bump();
+                        delayed.push(t.session.parties[i].id.clone());
                         tracing::info!(session = %a.session, to = %to, at = %rfc3339_ms(at), "move delayed (carrier)")
                     }
                     Ok(Moved::Same) | Err(_) => {}
@@ -580,6 +592,11 @@ impl State {
             }
             for (f, on) in &a.flags {
                 flagged |= t.session.set_flag(i, f, *on, now);
+            }
+        }
+        if recorded {
+            for party in delayed {
+                inner.recorded_delayed.insert((a.session.clone(), party));
             }
         }
         if !steps.is_empty() || flagged {

@@ -168,3 +168,26 @@ fn moves_the_recording_makes_on_its_own_are_followed() {
     assert_eq!(v["history"][0]["by"], "recording");
     assert_eq!(s.take_events().len(), 1, "the platform's move is published too");
 }
+
+#[test]
+fn a_recorded_move_a_carrier_delay_holds_back_is_still_the_recordings_when_it_happens() {
+    let yaml = "state:\n  machines:\n    - name: genesys-call\n      delays: [{to: connected, ms: 500}]\n";
+    let cfg = crate::config::Config::parse(yaml, std::path::Path::new("proxy.yaml")).unwrap();
+    let s = State::new(
+        cfg.state.clone(),
+        Arc::new(Ids::new(1)),
+        &crate::cassette::model::test_index(&[ex(1, "GET", CALL, "", 200, &call_body("alerting"))]),
+    );
+    let h = http::HeaderMap::new();
+    let patch = format!("{CALL}/participants/{AGENT}");
+    let answer = Bytes::from_static(br#"{"state":"connected"}"#);
+    let ctx = Ctx { now_ms: 1_000, ..Default::default() };
+    // The cassette answered the move (the run follows the recording); the carrier delays it.
+    s.on_answer(&req("PATCH", &patch, &h, &answer), &ctx, 202, &ParsedBody::new(b""));
+    assert_eq!(s.view(CID, 1_000).unwrap()["participants"][0]["state"], "alerting", "not yet");
+    assert!(s.take_events().is_empty());
+    s.tick(1_500);
+    let events = s.take_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].recorded, "the delayed move is still one the cassette answered");
+}
