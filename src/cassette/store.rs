@@ -231,12 +231,6 @@ impl Store {
         self.next_seq.fetch_add(1, Ordering::SeqCst)
     }
 
-    /// Writes `ex` and returns once it is on disk (sharing a flush with writes made at once).
-    /// Blocks: from async code, await [`Store::commit`] instead.
-    pub fn append(&self, ex: &Exchange) -> Result<(), CassetteError> {
-        self.commit(ex).blocking_recv().unwrap_or_else(|_| Err(self.io("the cassette's writer has stopped")))
-    }
-
     /// Hands `ex` to the store's writer thread; the answer comes once it is on disk (one flush
     /// covers every write queued meanwhile), or says why it is not.
     pub fn commit(&self, ex: &Exchange) -> tokio::sync::oneshot::Receiver<Result<(), CassetteError>> {
@@ -298,12 +292,6 @@ impl Store {
         }
         self.db.flush().map_err(|e| self.io(e))?;
         Ok(())
-    }
-
-    /// Writes one WebSocket frame and returns once it is on disk (sharing a flush as [`Store::append`]).
-    /// Blocks: from async code, await [`Store::commit_frame`] instead.
-    pub fn append_frame(&self, f: &Frame) -> Result<(), CassetteError> {
-        self.commit_frame(f).blocking_recv().unwrap_or_else(|_| Err(self.io("the cassette's writer has stopped")))
     }
 
     /// Hands frame `f` to the writer thread, as [`Store::commit`] does an exchange.

@@ -737,13 +737,13 @@ impl Callvcr {
         Self::start_in(dir, args, None)
     }
 
-    /// Like [`Callvcr::start`], with `/etc/hosts` replaced by `hosts` for this process only
-    /// (a private mount namespace; needs root and `unshare`).
     /// Starts callvcr with extra environment variables (e.g. `CALLVCR_LOG=debug`).
     pub fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Callvcr {
         Self::launch(dir, args, None, env)
     }
 
+    /// Like [`Callvcr::start`], with `/etc/hosts` replaced by `hosts` for this process only
+    /// (a private mount namespace; needs root and `unshare`).
     pub fn start_in(dir: &Path, args: &[&str], hosts: Option<&Path>) -> Callvcr {
         Self::launch(dir, args, hosts, &[])
     }
