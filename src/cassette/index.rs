@@ -171,6 +171,9 @@ pub struct Index {
     /// Replay's move of the recording's times onto the virtual clock, applied to each exchange as
     /// it is read (so a hit costs nothing more, and a large cassette is never read whole for it).
     shift: Option<super::timeshift::TimeShift>,
+    /// Unique per index made (and per shift applied), so a request's key worked out against one
+    /// index is not used against another that replaced it meanwhile (an admin cassette switch).
+    id: u64,
 }
 
 impl std::fmt::Debug for Index {
@@ -228,6 +231,12 @@ pub struct NearMiss {
     pub fields: Vec<super::explain::Field>,
     /// The `match:` setting that would make it a hit, when one would.
     pub hint: Option<String>,
+}
+
+/// A fresh [`Index`] identity.
+fn next_index_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Index {
@@ -306,13 +315,20 @@ impl Index {
             matcher: matcher.clone(),
             analyses,
             shift: None,
+            id: next_index_id(),
         }
     }
 
     /// The index with `shift` applied to every exchange it reads (none when it is the identity).
     pub fn with_shift(mut self, shift: super::timeshift::TimeShift) -> Index {
         self.shift = (!shift.is_identity()).then_some(shift);
+        self.id = next_index_id();
         self
+    }
+
+    /// This index's identity (see the field).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The shift applied to what this index serves, if any.

@@ -569,7 +569,7 @@ impl Proxy {
             // The recorded answer this request would get, looked at only when an overlay asks.
             let peek = || {
                 let index = self.index.read();
-                let k = key.get_or_make(|| self.request_key(&index, &parts, (&bytes, &parsed), &seen));
+                let k = key.get_or_make(&index, || self.request_key(&index, &parts, (&bytes, &parsed), &seen));
                 index.peek_in_scope(k, sdk_of(&parts.headers), crate::scope::current().as_deref())
             };
             let mut from = 0;
@@ -595,7 +595,8 @@ impl Proxy {
                         if ctx.took_recording {
                             // Answered in the place of the recording: the next request gets the one after it.
                             let index = self.index.read();
-                            let k = key.get_or_make(|| self.request_key(&index, &parts, (&bytes, &parsed), &seen));
+                            let k =
+                                key.get_or_make(&index, || self.request_key(&index, &parts, (&bytes, &parsed), &seen));
                             let scope = crate::scope::current();
                             let _ = index.next_in_scope(k, sdk_of(&parts.headers), scope.as_deref());
                             drop(index);
@@ -738,6 +739,33 @@ mod tests {
             body: stored,
         });
         assert_eq!(served.headers()["content-encoding"], "gzip");
+    }
+
+    #[test]
+    fn a_request_key_is_made_again_for_an_index_switched_in_meanwhile() {
+        let matcher = crate::cassette::Matcher::new(
+            &crate::config::MatchConfig::default(),
+            crate::cassette::Redactor::new(&crate::config::RedactConfig::default()),
+        );
+        let (a, b) = (Index::new(Vec::new(), &matcher), Index::new(Vec::new(), &matcher));
+        let key = replay::RequestKey::default();
+        let made = std::cell::Cell::new(0);
+        let make = |v: u128| {
+            made.set(made.get() + 1);
+            crate::cassette::fingerprint::Key::from_u128(v)
+        };
+        assert_eq!(key.get_or_make(&a, || make(1)).to_u128(), 1);
+        assert_eq!(key.get_or_make(&a, || make(2)).to_u128(), 1, "made once per index");
+        assert_eq!(key.get_or_make(&b, || make(3)).to_u128(), 3, "another index, another key");
+        assert_eq!(made.get(), 2);
+        // An index with a time shift applied is another index: its keys differ.
+        let shift = crate::cassette::timeshift::TimeShift {
+            delta_ms: 60_000,
+            mode: crate::config::ShiftMode::All,
+            fields: Default::default(),
+        };
+        let shifted = a.with_shift(shift);
+        assert_eq!(key.get_or_make(&shifted, || make(4)).to_u128(), 4);
     }
 
     #[test]

@@ -28,7 +28,7 @@ impl Proxy {
         // Answered under this thread's read lock on the index: no reference count is touched.
         // A long poll waits, so it takes its recording out of the lock.
         let index = self.index.read();
-        let key = key.get_or_make(|| self.request_key(&index, parts, (bytes, parsed), seen));
+        let key = key.get_or_make(&index, || self.request_key(&index, parts, (bytes, parsed), seen));
         let headers = &parts.headers;
         let sdk = sdk_of(headers);
         let call = Call { method, host: &target.host, path, query, headers, body: bytes, parsed };
@@ -405,15 +405,25 @@ pub(super) struct Seen<'a> {
     pub(super) configured: bool,
 }
 
-/// A request's match key, worked out at most once, by whichever needs it first (an overlay's peek
-/// at the recording, or the lookup), and shared by both.
+/// A request's match key, worked out at most once per index, by whichever needs it first (an
+/// overlay's peek at the recording, or the lookup), and shared by both. Kept with the identity of
+/// the index it was made against: the key depends on that index's time shift, and a cassette
+/// switched in while the request waited gets a key of its own.
 #[derive(Debug, Default)]
-pub(super) struct RequestKey(std::sync::OnceLock<Key>);
+pub(super) struct RequestKey(std::sync::Mutex<Option<(u64, Key)>>);
 
 impl RequestKey {
-    /// The key, made by `make` the first time.
-    pub(super) fn get_or_make(&self, make: impl FnOnce() -> Key) -> Key {
-        *self.0.get_or_init(make)
+    /// The key for `index`, made by `make` the first time (or when the index is another).
+    pub(super) fn get_or_make(&self, index: &Index, make: impl FnOnce() -> Key) -> Key {
+        let mut k = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match *k {
+            Some((id, key)) if id == index.id() => key,
+            _ => {
+                let key = make();
+                *k = Some((index.id(), key));
+                key
+            }
+        }
     }
 }
 
