@@ -6,7 +6,7 @@
 # FUZZ_RUNS=N runs each target for N executions instead (SECONDS is then ignored); see
 # scripts/fuzz-deep.sh for the long runs in the background.
 # FUZZ_SANITIZER=none builds without AddressSanitizer (default: address). Every target is safe Rust
-# on our side, where bounds and overflow are checked anyway; ASan only adds checks of unsafe code in
+# on our side, where bounds are checked in any build; ASan only adds checks of unsafe code in
 # dependencies, at about a seventh of the speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
