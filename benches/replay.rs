@@ -160,17 +160,7 @@ fn main() {
         }
         start_replay(&base_bin, &base_dir)
     });
-    let mut bare = Command::new(std::env::current_exe().unwrap())
-        .args(["--bare-server", dir.join("certs").to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let bare_addr: SocketAddr = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(bare.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        line.trim().parse().unwrap()
-    };
+    let (mut bare, bare_addr) = common::spawn_bare(&[dir.join("certs").to_str().unwrap()]);
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let cfg = common::client_config(&dir.join("certs/ca.pem"));

@@ -127,17 +127,8 @@ fn main() {
         .spawn()
         .unwrap();
     let (cv_tls, cv_admin) = ready(&dir.join("ready.json"));
-    let mut bare = Command::new(std::env::current_exe().unwrap())
-        .args(["--bare-server", dir.join("certs").to_str().unwrap(), &flood.to_string(), &events.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let bare_addr: SocketAddr = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(bare.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        line.trim().parse().unwrap()
-    };
+    let (mut bare, bare_addr) =
+        common::spawn_bare(&[dir.join("certs").to_str().unwrap(), &flood.to_string(), &events.to_string()]);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let cfg = common::client_config(&dir.join("certs/ca.pem"));
     println!("WebSocket benchmark: {flood} frames per flood, {events} REST-caused events per round, {rounds} rounds");

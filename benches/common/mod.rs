@@ -20,3 +20,19 @@ pub(crate) fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(cfg)
 }
+
+/// Starts this bench binary again as its bare server (`--bare-server ARGS...`) and reads the
+/// address it prints first.
+#[allow(dead_code)] // not every bench has a bare server
+pub(crate) fn spawn_bare(args: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut bare = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--bare-server")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(bare.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (bare, line.trim().parse().unwrap())
+}

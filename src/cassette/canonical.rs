@@ -203,6 +203,14 @@ enum Number {
     Bad,
 }
 
+/// The index past the run of ASCII digits starting at `i`.
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    i
+}
+
 /// The number starting at `start`.
 fn number_end(b: &[u8], start: usize) -> Number {
     let mut i = start;
@@ -211,9 +219,7 @@ fn number_end(b: &[u8], start: usize) -> Number {
         i += 1;
     }
     let digits_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
+    i = digits_end(b, i);
     let digits = &b[digits_start..i];
     if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
         return Number::Bad;
@@ -221,11 +227,8 @@ fn number_end(b: &[u8], start: usize) -> Number {
     if matches!(b.get(i), Some(b'.' | b'e' | b'E')) {
         // A valid fraction or exponent is left to the parse; its digits are skipped here.
         if b[i] == b'.' {
-            i += 1;
-            let s = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
+            let s = i + 1;
+            i = digits_end(b, s);
             if i == s {
                 return Number::Bad;
             }
@@ -236,9 +239,7 @@ fn number_end(b: &[u8], start: usize) -> Number {
                 i += 1;
             }
             let s = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
+            i = digits_end(b, s);
             if i == s {
                 return Number::Bad;
             }
