@@ -274,17 +274,7 @@ impl Proxy {
     /// Waits until the exchange `seq` has been replayed, or `limit_ms` of virtual time.
     pub(super) async fn await_served(&self, index: &Index, seq: u64, limit_ms: u64) {
         self.poll_waiters.fetch_add(1, Ordering::AcqRel);
-        let wait = async {
-            loop {
-                let w = self.ws.served_notified();
-                tokio::pin!(w);
-                w.as_mut().enable();
-                if index.seq_served(seq) {
-                    return;
-                }
-                w.await;
-            }
-        };
+        let wait = self.ws.until_served(index, seq);
         tokio::select! {
             _ = wait => {}
             _ = self.timer.sleep_ms(limit_ms) => {

@@ -325,9 +325,18 @@ impl Hub {
         self.served.notify_waiters();
     }
 
-    /// A future that completes at the next `served` call (register it before checking).
-    pub fn served_notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.served.notified()
+    /// Returns once `index` has served the exchange `seq` (woken by each `served` call; the
+    /// wake-up is registered before each check, so none is missed).
+    pub async fn until_served(&self, index: &crate::cassette::Index, seq: u64) {
+        loop {
+            let w = self.served.notified();
+            tokio::pin!(w);
+            w.as_mut().enable();
+            if index.seq_served(seq) {
+                return;
+            }
+            w.await;
+        }
     }
 
     /// Open sessions.

@@ -415,15 +415,7 @@ impl Hub {
                     if !s.outbox.push_all(&mut ready, sid).await {
                         return;
                     }
-                    loop {
-                        let w = self.served.notified();
-                        tokio::pin!(w);
-                        w.as_mut().enable();
-                        if index.seq_served(seq) {
-                            break;
-                        }
-                        w.await;
-                    }
+                    self.until_served(&index, seq).await;
                 }
                 Some(Anchor::Client(cn)) => {
                     if !s.outbox.push_all(&mut ready, sid).await {
