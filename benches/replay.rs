@@ -210,6 +210,9 @@ fn main() {
         let mut per_round = Vec::new();
         let mut cpu = Vec::new();
         let mut per_round_ab = Vec::new();
+        // Each server's own p99/p50 per round: in a closed loop p50 follows throughput (Little's
+        // law: connections / rate), so the p99 ratio is the p50 ratio times the ratio of these.
+        let mut spreads: Vec<(f64, f64)> = Vec::new();
         // One measured span against one server: the outcome and the server's CPU per request.
         let measure = |name: &str, pid: u32, addr: SocketAddr, auth: &Arc<str>, round: usize| {
             let t0 = cpu_us(pid);
@@ -231,6 +234,7 @@ fn main() {
                 per_round_ab.push((c.rps / a.rps, c.p99 as f64 / a.p99.max(1) as f64, c_cpu / a_cpu.max(0.1)));
             }
             per_round.push((c.rps / b.rps, c.p50 as f64 / b.p50.max(1) as f64, c.p99 as f64 / b.p99.max(1) as f64));
+            spreads.push((b.p99 as f64 / b.p50.max(1) as f64, c.p99 as f64 / c.p50.max(1) as f64));
             cpu.push((b_cpu, c_cpu));
         }
         cpu.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
@@ -245,7 +249,13 @@ fn main() {
             ab.push((label.clone(), m(|r| r.0), m(|r| r.1), m(|r| r.2)));
         }
         let m = |f| median(&per_round, f);
-        ratios.push((label.clone(), m(|r| r.0), m(|r| r.1), m(|r| r.2), b_cpu, c_cpu));
+        let spread = |pick: fn(&(f64, f64)) -> f64| {
+            let mut v: Vec<f64> = spreads.iter().map(pick).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let tails = (spread(|s| s.0), spread(|s| s.1));
+        ratios.push((label.clone(), m(|r| r.0), m(|r| r.1), m(|r| r.2), b_cpu, c_cpu, tails));
     }
     // Record mode: every exchange is written to sled and flushed to disk before the client gets
     // its response. Same client load, through callvcr to the bare server, against the bare server
@@ -338,8 +348,8 @@ fn main() {
         mint_p99 as f64 / 1000.0,
         (cold.0 as f64 - warm_hs.0 as f64) / 1000.0
     );
-    for (label, r, p50, p99, b_cpu, c_cpu) in &ratios {
-        println!("median ratio callvcr/bare over {rounds} rounds, {label}: throughput {r:.2}x, p50 latency {p50:.2}x, p99 latency {p99:.2}x; server CPU per request {c_cpu:.1} µs vs {b_cpu:.1} µs bare");
+    for (label, r, p50, p99, b_cpu, c_cpu, (b_tail, c_tail)) in &ratios {
+        println!("median ratio callvcr/bare over {rounds} rounds, {label}: throughput {r:.2}x, p50 latency {p50:.2}x, p99 latency {p99:.2}x; server CPU per request {c_cpu:.1} µs vs {b_cpu:.1} µs bare; p99/p50 {c_tail:.2} vs {b_tail:.2} bare");
     }
     for (label, r, p99, cpu) in &ab {
         println!("median ratio callvcr/base over {rounds} rounds, {label}: throughput {r:.2}x, p99 latency {p99:.2}x, server CPU per request {cpu:.2}x");

@@ -136,7 +136,12 @@ async fn record_then_replay_gives_identical_answers_without_the_upstream() {
 
     // Replay with the upstream gone: a different bearer and client secret still match.
     si.stop();
-    let cv = Callvcr::start(&dir, &["replay", "--no-overlay", "auth", "--cassette", "onboarding", "--strict"]);
+    // More workers than the default (one fewer than the cores): the flow replays the same.
+    let cv = Callvcr::start(
+        &dir,
+        &["replay", "--no-overlay", "auth", "--cassette", "onboarding", "--strict", "--workers", "3"],
+    );
+    assert_eq!(cv.workers, 3);
     let replayed = journey(&cv, "another-token", "another-secret").await;
     for (i, (a, b)) in recorded.iter().zip(&replayed).enumerate() {
         if i == 5 {

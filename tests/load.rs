@@ -38,6 +38,9 @@ async fn a_thousand_connections_replay_with_zero_errors_and_bounded_memory() {
         &[("GET", "api.mypurecloud.com", "/api/v2/users/me", "", 200, r#"{"id":"u-1","name":"Agent Smith"}"#)],
     );
     let cv = Callvcr::start(&dir, &["replay", "--cassette", "l.jsonl", "--no-overlay", "auth,rate-limit"]);
+    // The default: a core left to the client (here, this test), at least one worker.
+    let cores = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+    assert_eq!(cv.workers, cores.saturating_sub(1).max(1));
     let idle_rss = rss_kib(cv.pid());
     let cfg = client_config(&cv.ca_path(), &[b"http/1.1"]);
 

@@ -41,6 +41,10 @@ struct Cli {
     /// Log lines as `text` (default) or `json` (one object per line; no status line).
     #[arg(long = "log-format", global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Threads that serve connections. Default: one fewer than the machine's cores, at least one,
+    /// since the SDK under test shares the machine; `CALLVCR_WORKERS` sets it too.
+    #[arg(long, global = true, value_name = "N")]
+    workers: Option<usize>,
     /// The subcommand.
     #[command(subcommand)]
     cmd: Cmd,
@@ -256,7 +260,12 @@ pub fn main() -> i32 {
         Ok(_) => {}
         Err(e) => tracing::debug!("could not raise the open-file limit: {e}"),
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let workers = match workers(cli.workers, std::env::var("CALLVCR_WORKERS").ok().as_deref()) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    tracing::debug!(workers, "starting the runtime");
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("callvcr: cannot start the runtime: {e}");
@@ -276,6 +285,32 @@ pub fn main() -> i32 {
             Cmd::Verify(a) => verify::run(a).await,
         }
     })
+}
+
+/// Most worker threads `--workers` takes: far above any core count, low enough that a typo does
+/// not start thousands of threads.
+const MAX_WORKERS: usize = 256;
+
+/// How many threads serve connections: `--workers`, else `CALLVCR_WORKERS`, else one fewer than
+/// the cores (at least one). The proxy runs beside the SDK under test, and on a small machine a
+/// worker per core makes them take turns: on 2 cores, two workers cost 1.2–1.4× the CPU per
+/// request of one and put a scheduler time slice (~0.75 ms) into the tail (docs/BENCHMARKS.md).
+fn workers(flag: Option<usize>, env: Option<&str>) -> Result<usize, String> {
+    let (n, from) = match (flag, env) {
+        (Some(n), _) => (n, "--workers"),
+        (None, Some(v)) => match v.trim().parse::<usize>() {
+            Ok(n) => (n, "CALLVCR_WORKERS"),
+            Err(_) => return Err(format!("CALLVCR_WORKERS is `{v}`; expected a whole number of threads, 1 to {MAX_WORKERS}")),
+        },
+        (None, None) => {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            return Ok(cores.saturating_sub(1).clamp(1, MAX_WORKERS));
+        }
+    };
+    if !(1..=MAX_WORKERS).contains(&n) {
+        return Err(format!("{from} is {n}; expected 1 to {MAX_WORKERS} threads"));
+    }
+    Ok(n)
 }
 
 /// Logs to stderr, filtered by `CALLVCR_LOG` (default `info`): JSON lines, or text with colour only
@@ -342,7 +377,9 @@ async fn serve(server: Server, common: &Common, until: Until) -> Result<Stopped,
     let running = server.start().await.map_err(fail)?;
     let addrs = running.addresses;
     if let Some(path) = &common.ready_file {
-        let j = serde_json::json!({"tls": addrs.tls.to_string(), "proxy": addrs.proxy.to_string(), "admin": addrs.admin.to_string()});
+        // `workers`: the threads serving connections, as the runtime counts them.
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let j = serde_json::json!({"tls": addrs.tls.to_string(), "proxy": addrs.proxy.to_string(), "admin": addrs.admin.to_string(), "workers": workers});
         let tmp = path.with_extension("tmp");
         if let Err(e) = std::fs::write(&tmp, j.to_string()).and_then(|_| std::fs::rename(&tmp, path)) {
             let _ = running.shutdown().await;
@@ -755,4 +792,23 @@ fn run_hosts(h: HostsArgs) -> i32 {
         println!("{} {}", h.address, n);
     }
     EXIT_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worker_count_comes_from_the_flag_then_the_environment_then_the_cores() {
+        assert_eq!(workers(Some(3), Some("5")), Ok(3));
+        assert_eq!(workers(None, Some(" 5 ")), Ok(5));
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        assert_eq!(workers(None, None), Ok(cores.saturating_sub(1).max(1)));
+        let e = workers(None, Some("two")).unwrap_err();
+        assert!(e.contains("CALLVCR_WORKERS is `two`") && e.contains("whole number"), "{e}");
+        let e = workers(Some(0), None).unwrap_err();
+        assert!(e.contains("--workers is 0") && e.contains("1 to 256"), "{e}");
+        let e = workers(None, Some("100000")).unwrap_err();
+        assert!(e.contains("CALLVCR_WORKERS is 100000"), "{e}");
+    }
 }

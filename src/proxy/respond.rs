@@ -4,6 +4,8 @@
 use super::*;
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
+/// The fixed names are removed as they are (no copy per request); only names a `Connection` header
+/// lists are collected first.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     let named: Vec<String> = h
         .get_all(http::header::CONNECTION)
@@ -12,7 +14,10 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
         .filter(|s| !s.is_empty())
         .collect();
-    for n in HOP_BY_HOP.iter().copied().map(String::from).chain(named) {
+    for n in HOP_BY_HOP {
+        h.remove(*n);
+    }
+    for n in &named {
         h.remove(n.as_str());
     }
 }

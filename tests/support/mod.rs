@@ -688,6 +688,8 @@ pub struct Callvcr {
     pub tls: SocketAddr,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The threads serving connections, as its ready file says.
+    pub workers: u64,
     stderr_path: PathBuf,
     /// For a recording: the `cassette check` arguments that run when it stops.
     check: Option<Vec<String>>,
@@ -786,6 +788,7 @@ impl Callvcr {
             tls: "0.0.0.0:0".parse().unwrap(),
             proxy: "0.0.0.0:0".parse().unwrap(),
             admin: "0.0.0.0:0".parse().unwrap(),
+            workers: 0,
             stderr_path,
             check: check_args(args),
         };
@@ -799,6 +802,7 @@ impl Callvcr {
         c.tls = v["tls"].as_str().unwrap().parse().unwrap();
         c.proxy = v["proxy"].as_str().unwrap().parse().unwrap();
         c.admin = v["admin"].as_str().unwrap().parse().unwrap();
+        c.workers = v["workers"].as_u64().unwrap();
         c
     }
 
