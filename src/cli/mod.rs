@@ -300,7 +300,9 @@ fn workers(flag: Option<usize>, env: Option<&str>) -> Result<usize, String> {
         (Some(n), _) => (n, "--workers"),
         (None, Some(v)) => match v.trim().parse::<usize>() {
             Ok(n) => (n, "CALLVCR_WORKERS"),
-            Err(_) => return Err(format!("CALLVCR_WORKERS is `{v}`; expected a whole number of threads, 1 to {MAX_WORKERS}")),
+            Err(_) => {
+                return Err(format!("CALLVCR_WORKERS is `{v}`; expected a whole number of threads, 1 to {MAX_WORKERS}"))
+            }
         },
         (None, None) => {
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);

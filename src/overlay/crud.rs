@@ -319,12 +319,19 @@ impl Crud {
         item
     }
 
-    /// Merges a body into item `id`; `None` when there is no such item.
-    fn update(&self, i: usize, id: &str, body: &Value, replace: bool) -> Option<Value> {
-        let col = &self.cols[i];
+    /// Merges a body into item `id`; `None` when there is no such item, else `out` of the item as
+    /// it now is (a recorded answer's change takes nothing out: the answer is the recording's).
+    fn update<T>(&self, i: usize, id: &str, body: &Value, replace: bool, out: impl FnOnce(&Value) -> T) -> Option<T> {
         let mut live = self.live();
         let l = self.live_of(&mut live, i);
         let (_, item) = l.items.iter_mut().find(|(x, _)| x == id)?;
+        self.merge(i, item, body, replace);
+        Some(out(item))
+    }
+
+    /// `body` merged into `item` (all of it replaced, but its id, when `replace`).
+    fn merge(&self, i: usize, item: &mut Value, body: &Value, replace: bool) {
+        let col = &self.cols[i];
         let keep_id = item.get(&col.id_field).cloned();
         match (item.as_object_mut(), body.as_object()) {
             (Some(o), Some(b)) => {
@@ -340,7 +347,6 @@ impl Crud {
         if let (Some(o), Some(idv)) = (item.as_object_mut(), keep_id) {
             o.insert(col.id_field.clone(), idv);
         }
-        Some(item.clone())
     }
 
     /// Removes item `id`; `false` when there is none. A recorded item is remembered as deleted (so the
@@ -485,10 +491,10 @@ impl Overlay for Crud {
                 // The platform's answer is the item as it now is, when it is one.
                 match answered.filter(|a| a.get(&col.id_field).and_then(id_text).as_deref() == Some(id)) {
                     Some(full) => {
-                        self.update(i, id, full, true);
+                        self.update(i, id, full, true, |_| ());
                     }
                     None => {
-                        self.update(i, id, req(), call.method == "PUT");
+                        self.update(i, id, req(), call.method == "PUT", |_| ());
                     }
                 }
             }
@@ -511,10 +517,12 @@ impl Overlay for Crud {
                 let item = self.create(i, req, None);
                 Some(json_answer(self.status(i, "POST", 200), &item, "crud-created"))
             }
-            ("PUT" | "PATCH", Place::Item(id)) => Some(match self.update(i, id, req, call.method == "PUT") {
-                Some(item) => json_answer(self.status(i, call.method, 200), &item, "crud-updated"),
-                None => self.not_found(call, None, id),
-            }),
+            ("PUT" | "PATCH", Place::Item(id)) => {
+                Some(match self.update(i, id, req, call.method == "PUT", Value::clone) {
+                    Some(item) => json_answer(self.status(i, call.method, 200), &item, "crud-updated"),
+                    None => self.not_found(call, None, id),
+                })
+            }
             ("DELETE", Place::Item(id)) => Some(if self.delete(i, id) {
                 let status = self.status(i, "DELETE", 200);
                 Answer {
@@ -582,7 +590,7 @@ mod tests {
     #[test]
     fn a_list_is_the_recorded_answer_with_the_changes_applied_unfiltered() {
         let c = crud(json!([{"id": "q1", "name": "a"}, {"id": "q2", "name": "b"}]));
-        c.update(0, "q1", &json!({"name": "renamed"}), false);
+        c.update(0, "q1", &json!({"name": "renamed"}), false, |_| ());
         assert!(c.delete(0, "q2"));
         assert!(!c.delete(0, "q2"), "already gone");
         let made = c.create(0, &json!({"name": "c"}), None);
@@ -591,7 +599,7 @@ mod tests {
         assert_eq!(names, ["renamed", "c"]);
         assert_eq!(v["total"], 2);
         assert_eq!(v["pageSize"], 25, "the recorded paging fields stay");
-        assert_eq!(c.update(0, "nope", &json!({}), false), None);
+        assert_eq!(c.update(0, "nope", &json!({}), false, Value::clone), None);
         assert!(made["id"].as_str().is_some());
     }
 }
