@@ -87,21 +87,26 @@ fn stamp_at(b: &[u8], at: usize) -> Option<Stamp> {
     Some(Stamp { start: at, end: i, ms, frac, secs, offset_min })
 }
 
-/// Every date-time in `s`, in order.
+/// Every date-time in `s`, in order. A date-time has a `T` ten bytes in, so only the places ten
+/// bytes before a `T` are tried (found with a vectorised search: most bodies hold no `T` at all,
+/// and a byte-by-byte walk cost 5 µs per 8 KB body on every replayed request).
 fn stamps(s: &str) -> Vec<Stamp> {
     let b = s.as_bytes();
     let mut out = Vec::new();
-    let mut i = 0;
-    while i + 16 <= b.len() {
-        // Fast skip: a date-time has a `T` ten bytes in.
-        if b[i + 10] == b'T' && (i == 0 || !b[i - 1].is_ascii_digit()) {
-            if let Some(st) = stamp_at(b, i) {
-                i = st.end;
-                out.push(st);
-                continue;
-            }
+    // Where the next date-time may start: not inside the one found last.
+    let mut open = 0;
+    for t in memchr::memchr_iter(b'T', b) {
+        let Some(i) = t.checked_sub(10) else { continue };
+        if i + 16 > b.len() {
+            break;
         }
-        i += 1;
+        if i < open || (i > 0 && b[i - 1].is_ascii_digit()) {
+            continue;
+        }
+        if let Some(st) = stamp_at(b, i) {
+            open = st.end;
+            out.push(st);
+        }
     }
     out
 }
@@ -618,6 +623,61 @@ impl TimeAnalysis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The walk `stamps` replaced: every byte tried in turn.
+    fn stamps_by_walk(s: &str) -> Vec<(usize, usize, i64)> {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i + 16 <= b.len() {
+            if b[i + 10] == b'T' && (i == 0 || !b[i - 1].is_ascii_digit()) {
+                if let Some(st) = stamp_at(b, i) {
+                    i = st.end;
+                    out.push((st.start, st.end, st.ms));
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn the_search_for_date_times_finds_what_a_byte_by_byte_walk_finds() {
+        let pieces = [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05.123456+02:00",
+            "1999-12-31T23:59",
+            "2026-13-01T00:00:00Z",
+            "12026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05Zx",
+            "T",
+            "TT",
+            "2026-01-02",
+            "0",
+            "7",
+            "\"at\":\"",
+            " ",
+            "TIME",
+            "-",
+            ":",
+            "é",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut found = 0;
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            for _ in 0..(seed >> 60) as usize + 1 {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                s.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            let got: Vec<(usize, usize, i64)> = stamps(&s).iter().map(|st| (st.start, st.end, st.ms)).collect();
+            assert_eq!(got, stamps_by_walk(&s), "{s:?}");
+            found += got.len();
+        }
+        assert!(found > 1_000, "the inputs hold date-times: {found}");
+    }
 
     #[test]
     fn a_date_time_moves_in_its_own_format() {
