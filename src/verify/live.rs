@@ -468,6 +468,8 @@ pub(crate) async fn run(
     creds: Credentials,
     opts: &Options,
 ) -> Verified {
+    // Where the live run's clock starts: `--update` moves live times back onto the recording's by it.
+    let asked_from_ms = Clock::system().now_ms();
     let steps = plan::plan(&c.exchanges, opts.mutations);
     let needs = plan::needs(&c.exchanges, &steps);
     let first_skipped = steps.iter().filter(|s| s.skip.is_some()).map(|s| s.seq).min();
@@ -534,7 +536,7 @@ pub(crate) async fn run(
     let session_updates = finish_sessions(&mut r, c, sessions, &expected).await;
     let ids = r.session.ids.learned().to_vec();
     let report = Report::new(name, opts.mutations, r.results, ids, r.sign_ins);
-    let updated = report::updated(c, &r.replacements, &session_updates);
+    let updated = report::updated(c, &r.replacements, &session_updates, asked_from_ms);
     Verified { report, updated, session: r.session }
 }
 

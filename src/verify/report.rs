@@ -286,11 +286,13 @@ pub(crate) fn session_frames(session: u64, recorded: &[Frame], live: &[LiveFrame
 }
 
 /// The cassette `--update` writes: `c` with each replaced exchange's answer and each replaced
-/// session's frames.
+/// session's frames, their times moved onto the recording's clock (see [`onto_recording_clock`]).
+/// `asked_from_ms` is when the live run began (epoch ms).
 pub(crate) fn updated(
     c: &Cassette,
     answers: &HashMap<u64, Replacement>,
     sessions: &HashMap<u64, Vec<Frame>>,
+    asked_from_ms: i64,
 ) -> Cassette {
     let exchanges = c
         .exchanges
@@ -313,7 +315,32 @@ pub(crate) fn updated(
         frames.extend(fs.iter().cloned());
     }
     frames.sort_by_key(|f| (f.session, f.n));
-    Cassette { exchanges, frames }
+    let mut u = Cassette { exchanges, frames };
+    onto_recording_clock(&mut u, answers, sessions, asked_from_ms);
+    u
+}
+
+/// Moves the live answers and the live (server) frames in `u` by `recording start − asked_from_ms`,
+/// the way replay's time shift moves recorded times: the updated cassette then holds one clock.
+/// Each exchange keeps its `recorded_at`. Without the move, replay would shift a live answer from
+/// months after the recording by the same amount as the rest, into the future.
+fn onto_recording_clock(
+    u: &mut Cassette,
+    answers: &HashMap<u64, Replacement>,
+    sessions: &HashMap<u64, Vec<Frame>>,
+    asked_from_ms: i64,
+) {
+    use crate::cassette::timeshift::{TimeAnalysis, TimeShift};
+    let (start, fields) = TimeAnalysis::of(u.exchanges.iter(), &u.frames);
+    let Some(start) = start else { return };
+    let shift = TimeShift { delta_ms: start - asked_from_ms, mode: crate::config::ShiftMode::All, fields };
+    for e in u.exchanges.iter_mut().filter(|e| answers.contains_key(&e.seq)) {
+        shift.response(&mut e.response);
+    }
+    // A replaced session's client frames are the recording's own; its server frames are live.
+    for f in u.frames.iter_mut().filter(|f| f.dir == Dir::Server && sessions.contains_key(&f.session)) {
+        shift.frame(f);
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +353,72 @@ mod tests {
         r.outcome = outcome;
         r.drift = drift;
         r
+    }
+
+    #[test]
+    fn an_update_moves_live_times_onto_the_recordings_clock_and_leaves_recorded_ones() {
+        let ms = |t: &str| crate::clock::parse_rfc3339(t).unwrap();
+        // Recorded on 2026-01-05 from 09:00:00; verified on 2026-06-01 from 12:00:00.
+        let c = Cassette {
+            exchanges: vec![
+                test_exchange(
+                    1,
+                    "GET",
+                    "/calls/a",
+                    None,
+                    "",
+                    200,
+                    r#"{"id":"a","startTime":"2026-01-05T09:00:01.000Z"}"#,
+                ),
+                test_exchange(
+                    2,
+                    "GET",
+                    "/calls/b",
+                    None,
+                    "",
+                    200,
+                    r#"{"id":"b","startTime":"2026-01-05T09:00:02.000Z"}"#,
+                ),
+            ],
+            frames: vec![],
+        };
+        let mut live = test_exchange(1, "GET", "/calls/a", None, "", 200, "").response;
+        live.body.bytes = r#"{"id":"a","startTime":"2026-06-01T12:00:03.500Z","new":1}"#.into();
+        live.headers.push(("expires".into(), "Mon, 01 Jun 2026 12:00:10 GMT".into()));
+        let mut answers = HashMap::new();
+        answers.insert(1, Replacement { response: live, duration_ms: 3, token_shapes: vec![] });
+        let frame = |n: u32, dir: Dir, text: &str| Frame {
+            session: 2,
+            n,
+            dir,
+            at_ms: n as u64,
+            kind: FrameKind::Text,
+            data: Body { bytes: text.to_string().into(), encoding: None },
+            close_code: None,
+            close_reason: None,
+            after: None,
+        };
+        let mut sessions = HashMap::new();
+        sessions.insert(
+            2,
+            vec![
+                frame(0, Dir::Client, r#"{"startTime":"2026-01-05T09:00:02.500Z"}"#),
+                frame(1, Dir::Server, r#"{"startTime":"2026-06-01T12:00:04.000Z"}"#),
+            ],
+        );
+        let u = updated(&c, &answers, &sessions, ms("2026-06-01T12:00:00.000Z"));
+        let body = |i: usize| String::from_utf8(u.exchanges[i].response.body.bytes.to_vec()).unwrap();
+        assert_eq!(body(0), r#"{"id":"a","startTime":"2026-01-05T09:00:03.500Z","new":1}"#);
+        assert!(u.exchanges[0].response.headers.contains(&("expires".into(), "Mon, 05 Jan 2026 09:00:10 GMT".into())));
+        assert_eq!(u.exchanges[0].recorded_at, c.exchanges[0].recorded_at);
+        assert_eq!(u.exchanges[1], c.exchanges[1], "a recorded answer is not moved");
+        let text = |f: &Frame| String::from_utf8(f.data.bytes.to_vec()).unwrap();
+        assert_eq!(
+            text(&u.frames[0]),
+            r#"{"startTime":"2026-01-05T09:00:02.500Z"}"#,
+            "the recorded client frame stays"
+        );
+        assert_eq!(text(&u.frames[1]), r#"{"startTime":"2026-01-05T09:00:04.000Z"}"#);
     }
 
     #[test]
@@ -387,7 +480,9 @@ mod tests {
             test_exchange(1, "POST", "/calls", None, "{}", 201, &format!(r#"{{"id":"{LIVE}","new":true}}"#)).response;
         let mut answers = HashMap::new();
         answers.insert(1, Replacement { response: restored(&live, &ids), duration_ms: 9, token_shapes: vec![] });
-        let u = updated(&c, &answers, &HashMap::new());
+        // Asked at the recording's own start: nothing moves.
+        let u =
+            updated(&c, &answers, &HashMap::new(), crate::clock::parse_rfc3339("2026-01-05T09:00:00.000Z").unwrap());
         assert_eq!(u.exchanges[0].response.status, 201);
         assert_eq!(&u.exchanges[0].response.body.bytes[..], format!(r#"{{"id":"{REC}","new":true}}"#).as_bytes());
         assert_eq!(u.exchanges[0].duration_ms, 9);
