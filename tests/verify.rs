@@ -2,7 +2,8 @@
 //! recording and the run (its `Drift` switches): exactly what changed is reported, by category and
 //! exchange (and nothing when nothing changed); writes wait for `--mutations`; ids made live are
 //! learned and written into later requests; a 429 is waited out; no secret is printed; `--update`
-//! writes a cassette that replays the live answers. The examples' cassette, the Genesys SDK's
+//! writes a cassette that replays the live answers, their times moved onto the recording's clock
+//! (a recording made a month before the run included). The examples' cassette, the Genesys SDK's
 //! recorded call flow, verifies with zero drift.
 
 mod support;
@@ -319,6 +320,70 @@ async fn a_changed_sandbox_reports_exactly_what_changed_and_update_replays_it() 
     cv.stop_unchecked();
     let (code, out, err) = run(&dir, &["cassette", "check", "flow-verified"]);
     assert_eq!(code, 0, "{out}\n{err}");
+}
+
+/// The JSON body of a cassette line's response, stored as JSON or as text.
+fn response_json(line: &Value) -> Value {
+    let body = &line["response"]["body"];
+    match body.get("json") {
+        Some(j) => j.clone(),
+        None => serde_json::from_str(body["text"].as_str().unwrap_or("null")).unwrap_or(Value::Null),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_a_month_after_the_recording_keeps_the_live_answers_on_the_recordings_clock() {
+    let dir = tempdir("verify-month");
+    let si = start_stand_in(&dir).await;
+    record(&dir, &si, "flow", true).await;
+    let (code, out, err) = run(&dir, &["cassette", "export", "flow", "--out", "flow.jsonl"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The same recording, as if made 30 days ago.
+    const MONTH_MS: i64 = 30 * 86_400_000;
+    let ms = |t: &str| callvcr::clock::parse_rfc3339(t).unwrap();
+    let text = std::fs::read_to_string(dir.join("flow.jsonl")).unwrap();
+    let mut earlier = String::new();
+    for line in text.lines() {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        if let Some(at) = v.get("recorded_at").and_then(Value::as_str).map(String::from) {
+            v["recorded_at"] = json!(callvcr::clock::rfc3339_ms(ms(&at) - MONTH_MS));
+        }
+        earlier.push_str(&format!("{v}\n"));
+    }
+    std::fs::write(dir.join("month-ago.jsonl"), earlier).unwrap();
+
+    // The call read now drifts (a field added), so --update takes its live answer.
+    si.drift.call_field.store(true, Ordering::SeqCst);
+    let (code, out, err) =
+        verify(&dir, &si, "month-ago.jsonl", &["--mutations", "--update", "--into", "moved.jsonl"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let call_path = format!("/api/v2/conversations/calls/{CALL_ID}");
+    let call_line = |file: &str| -> Value {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|v| v["request"]["method"] == "GET" && v["request"]["path"] == call_path.as_str())
+            .unwrap_or_else(|| panic!("the call read in {file}"))
+    };
+    let moved = call_line("moved.jsonl");
+    let answer = response_json(&moved);
+    assert_eq!(answer["securePause"], false, "the live answer was taken: {answer}");
+    // The stand-in answers a call started a minute before it was read. On the recording's clock
+    // that is a minute before the call read's recorded time, a month ago, not a minute ago.
+    let read_at = ms(moved["recorded_at"].as_str().unwrap());
+    assert_eq!(moved["recorded_at"], call_line("month-ago.jsonl")["recorded_at"]);
+    let started = ms(answer["startTime"].as_str().unwrap());
+    let off_by = started - (read_at - 60_000);
+    assert!(
+        off_by.abs() < 5 * 60_000,
+        "startTime {} is {off_by} ms from a minute before the read",
+        answer["startTime"]
+    );
+    for p in answer["participants"].as_array().unwrap() {
+        let connected = ms(p["connectedTime"].as_str().unwrap());
+        assert!((started..started + 10_000).contains(&connected), "{p} moved with the call");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,6 +98,8 @@ pub struct Drift {
     pub rate_limit_once: std::sync::atomic::AtomicBool,
     /// `users/me` answers this many milliseconds late.
     pub slow_ms: AtomicU64,
+    /// A call read gains a field (`securePause`): its answer drifts, times and all.
+    pub call_field: std::sync::atomic::AtomicBool,
 }
 
 impl Drift {
@@ -535,20 +537,21 @@ async fn stand_in_route(
             // As the platform does: the call and each participant carry their times (UTC, ms).
             let now = callvcr::clock::Clock::system().now_ms();
             let at = |ago_ms: i64| callvcr::clock::rfc3339_ms(now - ago_ms);
-            json(
-                200,
-                serde_json::json!({
-                    "id": call_id,
-                    "startTime": at(60_000),
-                    "participants": [
-                        {"id": "7d1e2f3a-0b1c-4d5e-8f9a-0b1c2d3e4f5a", "purpose": "agent", "state": "connected", "held": false,
-                         "startTime": at(60_000), "connectedTime": at(58_000)},
-                        {"id": "8e2f3a4b-1c2d-4e5f-9a0b-1c2d3e4f5a6b", "purpose": "customer", "state": "connected", "held": false,
-                         "startTime": at(60_000), "connectedTime": at(55_000)}
-                    ],
-                    "recordingState": "none"
-                }),
-            )
+            let mut call = serde_json::json!({
+                "id": call_id,
+                "startTime": at(60_000),
+                "participants": [
+                    {"id": "7d1e2f3a-0b1c-4d5e-8f9a-0b1c2d3e4f5a", "purpose": "agent", "state": "connected", "held": false,
+                     "startTime": at(60_000), "connectedTime": at(58_000)},
+                    {"id": "8e2f3a4b-1c2d-4e5f-9a0b-1c2d3e4f5a6b", "purpose": "customer", "state": "connected", "held": false,
+                     "startTime": at(60_000), "connectedTime": at(55_000)}
+                ],
+                "recordingState": "none"
+            });
+            if drift.call_field.load(Ordering::SeqCst) {
+                call["securePause"] = serde_json::json!(false);
+            }
+            json(200, call)
         }
         p if method == "PATCH"
             && p.strip_prefix("/api/v2/conversations/calls/").is_some_and(|rest| {
