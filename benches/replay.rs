@@ -239,22 +239,13 @@ fn main() {
         }
         cpu.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
         let (b_cpu, c_cpu) = cpu[cpu.len() / 2];
-        let median = |v: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| {
-            let mut v: Vec<f64> = v.iter().map(f).collect();
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2]
-        };
+        let median = |v: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| middle(v.iter().map(f));
         if !per_round_ab.is_empty() {
             let m = |f| median(&per_round_ab, f);
             ab.push((label.clone(), m(|r| r.0), m(|r| r.1), m(|r| r.2)));
         }
         let m = |f| median(&per_round, f);
-        let spread = |pick: fn(&(f64, f64)) -> f64| {
-            let mut v: Vec<f64> = spreads.iter().map(pick).collect();
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2]
-        };
-        let tails = (spread(|s| s.0), spread(|s| s.1));
+        let tails = (middle(spreads.iter().map(|s| s.0)), middle(spreads.iter().map(|s| s.1)));
         ratios.push((label.clone(), m(|r| r.0), m(|r| r.1), m(|r| r.2), b_cpu, c_cpu, tails));
     }
     // Record mode: every exchange is written to sled and flushed to disk before the client gets
@@ -311,11 +302,7 @@ fn main() {
         rec_last = Some((d, r));
     }
     let (b, r) = rec_last.expect("at least one round");
-    let rec_median = |f: fn(&(f64, f64, f64, f64, f64)) -> f64| {
-        let mut v: Vec<f64> = rec_rounds.iter().map(f).collect();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
+    let rec_median = |f: fn(&(f64, f64, f64, f64, f64)) -> f64| middle(rec_rounds.iter().map(f));
     let _ = Command::new("kill").arg("-INT").arg(recorder.id().to_string()).status();
     let _ = recorder.wait();
     let _ = Command::new("kill").arg("-INT").arg(forwarder.id().to_string()).status();
@@ -361,6 +348,13 @@ fn main() {
     let _ = bare.kill();
     let _ = bare.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The median of per-round values (the upper middle one of an even count).
+fn middle(v: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 /// Starts `bin` replaying `dir`'s one-exchange cassette with the bench's overlays; returns the

@@ -245,14 +245,8 @@ fn bad_configuration_and_cassettes_exit_2_with_a_clear_message() {
     let (code, _, err) = run(&dir, &["--workers", "0", "replay", "--cassette", "empty.jsonl"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--workers is 0; expected 1 to 256 threads"), "{err}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callvcr"))
-        .args(["replay", "--cassette", "empty.jsonl"])
-        .env("CALLVCR_WORKERS", "many")
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, _, err) = run_with(&dir, &["replay", "--cassette", "empty.jsonl"], &[("CALLVCR_WORKERS", "many")]);
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("CALLVCR_WORKERS is `many`; expected a whole number"), "{err}");
 }
 

@@ -150,18 +150,20 @@ fn zone_len(s: &str, st: &Stamp) -> usize {
 /// none. A shift finer than what a stamp writes (seconds only, say) is cut to what it writes.
 pub fn shift_text(s: &str, delta_ms: i64) -> Option<String> {
     let found = stamps(s.as_bytes());
-    if found.is_empty() {
-        return None;
-    }
+    (!found.is_empty()).then(|| shift_found(s, &found, delta_ms))
+}
+
+/// `s` with the date-times `found` in it (by [`stamps`]) moved by `delta_ms`.
+fn shift_found(s: &str, found: &[Stamp], delta_ms: i64) -> String {
     let mut out = String::with_capacity(s.len());
     let mut at = 0;
-    for st in &found {
+    for st in found {
         out.push_str(&s[at..st.start]);
         out.push_str(&write_like(st, st.ms + delta_ms, s));
         at = st.end;
     }
     out.push_str(&s[at..]);
-    Some(out)
+    out
 }
 
 /// Whether `s` is a date-time, or an interval of two (`a/b`), and nothing else: a time field's value.
@@ -560,11 +562,16 @@ impl TimeShift {
 
     /// A live request's body with every time in it moved back (`all` only); `None` when it holds none.
     pub fn live_body(&self, body: &[u8]) -> Option<bytes::Bytes> {
-        if self.is_identity() || self.mode != ShiftMode::All || body.len() < 16 || stamps(body).is_empty() {
+        if self.is_identity() || self.mode != ShiftMode::All || body.len() < 16 {
+            return None;
+        }
+        // Found on the bytes first: a body with no date-time (most) is not checked for UTF-8.
+        let found = stamps(body);
+        if found.is_empty() {
             return None;
         }
         let text = std::str::from_utf8(body).ok()?;
-        shift_text(text, -self.delta_ms).map(bytes::Bytes::from)
+        Some(bytes::Bytes::from(shift_found(text, &found, -self.delta_ms)))
     }
 }
 

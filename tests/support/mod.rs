@@ -718,17 +718,28 @@ fn check_args(args: &[&str]) -> Option<Vec<String>> {
 pub async fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_callvcr"));
     cmd.args(args).current_dir(dir).envs(env.iter().copied()).env_remove("CALLVCR_LOG");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap())
 }
 
 /// Runs `callvcr ARGS` to completion in `dir`; returns (exit code, stdout, stderr).
 pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_callvcr")).args(args).current_dir(dir).output().unwrap();
+    run_with(dir, args, &[])
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    outcome(
+        Command::new(env!("CARGO_BIN_EXE_callvcr"))
+            .args(args)
+            .current_dir(dir)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap(),
+    )
+}
+
+/// A finished run as (exit code, stdout, stderr).
+fn outcome(out: std::process::Output) -> (i32, String, String) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
